@@ -1,0 +1,3 @@
+from .vvt import VVT, VVTReference
+
+__all__ = ['VVT', 'VVTReference']

@@ -1,0 +1,546 @@
+# Copyright (c) mmseg-vvt contributors.
+"""Vicinity Vision Transformer (VVT) backbone for mmsegmentation.
+
+Sun et al., "Vicinity Vision Transformer", IEEE TPAMI 2023, arXiv 2206.10552.
+The network is the one the authors' ImageNet checkpoints were trained with
+(see ``VVT_SPEC.md``); module names equal the checkpoints' keys, so those
+checkpoints load as published.
+"""
+import math
+from typing import Dict, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmengine.logging import print_log
+from mmengine.model import BaseModule, ModuleList
+from mmengine.model.weight_init import (constant_init, normal_init,
+                                        trunc_normal_init)
+from mmengine.runner.checkpoint import CheckpointLoader
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmseg.registry import MODELS
+from ..layers.vicinity_attention import (VicinityAttention,
+                                         VicinityAttentionReference)
+
+ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'mlp_ratios', 'fr_ratios',
+             'sr_ratios')
+
+
+class OverlapPatchEmbed(BaseModule):
+    """Overlapping patch embedding: ``Conv2d(k, stride, k // 2)`` + LayerNorm.
+
+    Args:
+        in_channels (int): Input channels.
+        embed_dims (int): Output channels.
+        kernel_size (int): Convolution kernel size.
+        stride (int): Convolution stride.
+        init_cfg (dict, optional): Initialization config. Default: None.
+    """
+
+    def __init__(self, in_channels, embed_dims, kernel_size, stride,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.proj = nn.Conv2d(
+            in_channels,
+            embed_dims,
+            kernel_size=kernel_size,
+            stride=stride,
+            padding=kernel_size // 2)
+        self.norm = nn.LayerNorm(embed_dims)  # eps 1e-5 in the published net
+
+    def forward(self, x):
+        x = self.proj(x)
+        hw_shape = (x.shape[2], x.shape[3])
+        x = self.norm(x.flatten(2).transpose(1, 2))
+        return x, hw_shape
+
+
+class DWConv(BaseModule):
+    """Depthwise 3x3 convolution on the token grid (``mlp.dwconv.dwconv``).
+
+    The tokens ``B x N x C`` are viewed as an NHWC map; handed to the conv in
+    channels-last layout, the conv reads and writes them without the two
+    transposed copies an NCHW round trip makes.
+    """
+
+    def __init__(self, channels, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.dwconv = nn.Conv2d(
+            channels, channels, 3, 1, 1, bias=True, groups=channels)
+
+    def forward(self, x, hw_shape):
+        B, N, C = x.shape
+        H, W = hw_shape
+        x = x.view(B, H, W, C).permute(0, 3, 1, 2)  # NCHW, channels-last
+        x = self.dwconv(x)
+        return x.permute(0, 2, 3, 1).reshape(B, N, C)
+
+
+class Mlp(BaseModule):
+    """``fc1 -> dwconv -> GELU -> Dropout -> fc2 -> Dropout``.
+
+    Args:
+        in_features (int): Token width ``C``.
+        hidden_features (int): Hidden width ``C * mlp_ratio``.
+        drop (float): Dropout rate. Default: 0.
+        init_cfg (dict, optional): Initialization config. Default: None.
+    """
+
+    def __init__(self, in_features, hidden_features, drop=0., init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.dwconv = DWConv(hidden_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.drop = nn.Dropout(drop)
+
+    # Tokens per band of the banded inference path (see ``forward``).
+    band_tokens = 4096
+
+    def forward(self, x, hw_shape):
+        if x.shape[1] > self.band_tokens and not (torch.is_grad_enabled()
+                                                  and x.requires_grad):
+            return self._forward_banded(x, hw_shape)
+        x = self.fc1(x)
+        x = self.act(self.dwconv(x, hw_shape))
+        x = self.drop(x)
+        x = self.fc2(x)
+        return self.drop(x)
+
+    def _forward_banded(self, x, hw_shape):
+        """The same MLP, a band of rows at a time (inference only).
+
+        The hidden map is ``mlp_ratio`` times wider than the tokens; made
+        whole at high resolution it is the largest tensor of the network
+        and streams through memory four times. Computed per band of rows
+        (plus one halo row each side for the 3x3 conv) it stays in cache
+        and peak memory no longer scales with ``mlp_ratio x pixels``.
+        """
+        B, N, C = x.shape
+        H, W = hw_shape
+        rows = max(1, self.band_tokens // W)
+        x = x.view(B, H, W, C)
+        out = x.new_empty(B, H, W, self.fc2.out_features)
+        for r0 in range(0, H, rows):
+            r1 = min(r0 + rows, H)
+            lo, hi = max(r0 - 1, 0), min(r1 + 1, H)
+            t = self.fc1(x[:, lo:hi])  # B x h x W x hidden
+            t = self.dwconv.dwconv(t.permute(0, 3, 1, 2))  # channels-last
+            t = t.permute(0, 2, 3, 1)[:, r0 - lo:r0 - lo + r1 - r0]
+            t = self.drop(self.act(t))
+            out[:, r0:r1] = self.drop(self.fc2(t))
+        return out.view(B, N, -1)
+
+
+class MlpReference(Mlp):
+    """The MLP with the NCHW round trip of the original code (reference)."""
+
+    def forward(self, x, hw_shape):
+        B, N, _ = x.shape
+        H, W = hw_shape
+        x = self.fc1(x)
+        x = x.transpose(1, 2).reshape(B, -1, H, W)
+        x = self.dwconv.dwconv(x).flatten(2).transpose(1, 2)
+        x = self.drop(self.act(x))
+        return self.drop(self.fc2(x))
+
+
+class VVTBlock(BaseModule):
+    """``x + DropPath(attn(norm1(x)))``, then ``x + DropPath(mlp(norm2(x)))``.
+
+    Args:
+        embed_dims (int): Token width.
+        num_heads (int): Attention heads.
+        mlp_ratio (float): Hidden width of the MLP over ``embed_dims``.
+        fr_ratio (int): Feature-reduction ratio of the attention.
+        sr_ratio (int): Spatial-reduction ratio of the attention.
+        drop_rate (float): Dropout rate in the MLP. Default: 0.
+        drop_path_rate (float): Stochastic depth rate. Default: 0.
+        with_cp (bool): Use gradient checkpointing. Default: False.
+        attn_cls, mlp_cls: Implementations (the reference network swaps
+            them). Defaults: the fast ones.
+        init_cfg (dict, optional): Initialization config. Default: None.
+    """
+
+    def __init__(self,
+                 embed_dims,
+                 num_heads,
+                 mlp_ratio,
+                 fr_ratio,
+                 sr_ratio,
+                 drop_rate=0.,
+                 drop_path_rate=0.,
+                 with_cp=False,
+                 attn_cls=VicinityAttention,
+                 mlp_cls=Mlp,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.with_cp = with_cp
+        self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.attn = attn_cls(
+            embed_dims, num_heads, fr_ratio=fr_ratio, sr_ratio=sr_ratio)
+        self.drop_path = DropPath(
+            drop_path_rate) if drop_path_rate > 0. else nn.Identity()
+        self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.mlp = mlp_cls(
+            embed_dims, int(embed_dims * mlp_ratio), drop=drop_rate)
+
+    def _forward(self, x, hw_shape):
+        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
+        return x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
+
+    def forward(self, x, hw_shape):
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(
+                self._forward, x, hw_shape, use_reentrant=False)
+        return self._forward(x, hw_shape)
+
+
+@MODELS.register_module()
+class VVT(BaseModule):
+    """Vicinity Vision Transformer backbone.
+
+    A 4-stage pyramid (strides 4, 8, 16, 32) of overlapping patch
+    embeddings and blocks of vicinity attention + depthwise-conv MLP, as in
+    `Vicinity Vision Transformer <https://arxiv.org/abs/2206.10552>`_.
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'medium'``, ``'large'``
+            or a dict with the keys ``embed_dims``, ``depths``,
+            ``num_heads``, ``mlp_ratios``, ``fr_ratios``, ``sr_ratios``
+            (one entry per stage each). Default: ``'small'``.
+        in_channels (int): Input image channels. Default: 3.
+        out_indices (Sequence[int]): Stages (0-3) whose outputs are
+            returned. Default: (0, 1, 2, 3).
+        drop_rate (float): Dropout rate in the MLPs. Default: 0.
+        drop_path_rate (float): Stochastic depth rate, rising linearly from
+            0 over all blocks to this value. Default: 0.1.
+        frozen_stages (int): -1 freezes nothing; 0 freezes the stage-1 patch
+            embedding; ``k >= 1`` freezes stages 1..k whole (patch embedding,
+            blocks, norm): no gradients, eval mode. Default: -1.
+        norm_eval (bool): Keep BatchNorm layers in eval mode while training.
+            VVT itself only has LayerNorm (which has no running statistics),
+            so this only matters for BatchNorm added by subclasses; kept for
+            config compatibility with other mmseg backbones. Default: False.
+        with_cp (bool): Gradient checkpointing per block (saves memory,
+            costs a recomputation). Default: False.
+        init_cfg (dict, optional): ``dict(type='Pretrained',
+            checkpoint=PATH)`` loads an ImageNet checkpoint as the authors
+            published it (plain state dict, or under ``model`` /
+            ``state_dict``; ``head.*`` dropped; an optional ``prefix`` key
+            selects a sub-dict such as ``'backbone.'``). Shape mismatches
+            raise; missing and unexpected keys are reported. None: the
+            paper's random initialisation. Default: None.
+    """
+
+    arch_zoo: Dict[str, Dict[str, list]] = {
+        **dict.fromkeys(['t', 'tiny'], dict(
+            embed_dims=[96, 160, 320, 512], depths=[2, 2, 2, 2],
+            num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
+            fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])),
+        **dict.fromkeys(['s', 'small'], dict(
+            embed_dims=[96, 160, 320, 512], depths=[3, 3, 9, 3],
+            num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
+            fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])),
+        **dict.fromkeys(['m', 'medium'], dict(
+            embed_dims=[96, 160, 320, 512], depths=[3, 3, 27, 3],
+            num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
+            fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])),
+        **dict.fromkeys(['l', 'large'], dict(
+            embed_dims=[96, 160, 320, 512], depths=[4, 4, 36, 4],
+            num_heads=[1, 2, 5, 8], mlp_ratios=[4, 4, 4, 4],
+            fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])),
+    }
+
+    attn_cls = VicinityAttention
+    mlp_cls = Mlp
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'small',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(
+                f'in_channels must be a positive int, got {in_channels!r}')
+        self.in_channels = in_channels
+        if isinstance(out_indices, int):
+            out_indices = (out_indices, )
+        out_indices = tuple(out_indices)
+        if not out_indices or any(
+                not isinstance(i, int) or not 0 <= i < 4
+                for i in out_indices) or len(set(out_indices)) != len(
+                    out_indices):
+            raise ValueError('out_indices must be distinct stage indices in '
+                             f'0..3, got {out_indices!r}')
+        self.out_indices = out_indices
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
+            raise ValueError(
+                f'frozen_stages must be an int in -1..4, got {frozen_stages!r}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        if init_cfg is not None and not isinstance(init_cfg, dict):
+            raise ValueError(
+                f'init_cfg must be a dict or None, got {type(init_cfg)}')
+
+        s = self.arch_settings
+        self.embed_dims = s['embed_dims']
+        self.depths = s['depths']
+        num_blocks = sum(self.depths)
+        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, num_blocks)]
+        cur = 0
+        prev_dims = in_channels
+        for i in range(4):
+            dims = s['embed_dims'][i]
+            patch_embed = OverlapPatchEmbed(
+                prev_dims,
+                dims,
+                kernel_size=7 if i == 0 else 3,
+                stride=4 if i == 0 else 2)
+            blocks = ModuleList([
+                VVTBlock(
+                    dims,
+                    s['num_heads'][i],
+                    s['mlp_ratios'][i],
+                    s['fr_ratios'][i],
+                    s['sr_ratios'][i],
+                    drop_rate=drop_rate,
+                    drop_path_rate=dpr[cur + j],
+                    with_cp=with_cp,
+                    attn_cls=self.attn_cls,
+                    mlp_cls=self.mlp_cls) for j in range(s['depths'][i])
+            ])
+            cur += s['depths'][i]
+            setattr(self, f'patch_embed{i + 1}', patch_embed)
+            setattr(self, f'block{i + 1}', blocks)
+            setattr(self, f'norm{i + 1}', nn.LayerNorm(dims, eps=1e-6))
+            prev_dims = dims
+
+    @classmethod
+    def _parse_arch(cls, arch) -> Dict[str, list]:
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in cls.arch_zoo:
+                raise KeyError(f'Unknown VVT arch {arch!r}; valid names: '
+                               f'{sorted(set(cls.arch_zoo))}')
+            return {k: list(v) for k, v in cls.arch_zoo[key].items()}
+        if not isinstance(arch, dict):
+            raise ValueError(
+                f'arch must be a str or dict, got {type(arch).__name__}')
+        missing = [k for k in ARCH_KEYS if k not in arch]
+        if missing:
+            raise KeyError(f'arch dict is missing keys {missing}; '
+                           f'it needs all of {list(ARCH_KEYS)}')
+        extra = sorted(set(arch) - set(ARCH_KEYS))
+        if extra:
+            raise KeyError(f'arch dict has unknown keys {extra}; '
+                           f'valid keys: {list(ARCH_KEYS)}')
+        settings = {k: list(arch[k]) for k in ARCH_KEYS}
+        lengths = {k: len(v) for k, v in settings.items()}
+        if set(lengths.values()) != {4}:
+            raise ValueError('every per-stage list of the arch dict must '
+                             f'have 4 entries (one per stage), got {lengths}')
+        for i in range(4):
+            dims, heads = settings['embed_dims'][i], settings['num_heads'][i]
+            fr = settings['fr_ratios'][i]
+            for k in ARCH_KEYS:
+                val = settings[k][i]
+                if isinstance(val, bool) or not isinstance(
+                        val, (int, float)) or val <= 0 or (
+                            k != 'mlp_ratios' and int(val) != val):
+                    raise ValueError(
+                        f'arch {k}[{i}] must be a positive '
+                        f'{"number" if k == "mlp_ratios" else "int"}, '
+                        f'got {val!r}')
+            if dims % (heads * fr) != 0:
+                raise ValueError(
+                    f'stage {i + 1}: embed_dims {dims} is not divisible by '
+                    f'num_heads x fr_ratio = {heads} x {fr} = {heads * fr}')
+        return settings
+
+    # -- initialisation ---------------------------------------------------
+    def _random_init(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_init(m, std=.02, bias=0.)
+            elif isinstance(m, nn.LayerNorm):
+                constant_init(m, val=1.0, bias=0.)
+            elif isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                fan_out //= m.groups
+                normal_init(m, mean=0, std=math.sqrt(2.0 / fan_out), bias=0)
+
+    def init_weights(self):
+        """Random initialisation of the paper, then the pretrained weights
+        when ``init_cfg`` is ``dict(type='Pretrained', checkpoint=...)``."""
+        cfg = self.init_cfg
+        if cfg is None:
+            self._random_init()
+        elif cfg.get('type') == 'Pretrained':
+            unknown = set(cfg) - {'type', 'checkpoint', 'prefix',
+                                  'map_location'}
+            if unknown or 'checkpoint' not in cfg:
+                raise ValueError(
+                    'Pretrained init_cfg of VVT takes checkpoint (required), '
+                    f'prefix, map_location; got {dict(cfg)}')
+            self._random_init()
+            ckpt = CheckpointLoader.load_checkpoint(
+                cfg['checkpoint'],
+                map_location=cfg.get('map_location', 'cpu'),
+                logger='current')
+            state_dict = extract_backbone_state_dict(
+                ckpt, prefix=cfg.get('prefix'), source=cfg['checkpoint'])
+            load_backbone_state_dict(
+                self, state_dict, source=cfg['checkpoint'])
+        else:
+            super().init_weights()
+            return
+        self._is_init = True
+
+    # -- forward ----------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Args:
+            x (Tensor): ``B x in_channels x H x W`` images, any ``H, W``.
+
+        Returns:
+            tuple[Tensor]: NCHW feature maps of the stages in
+            ``out_indices``, at strides 4, 8, 16, 32.
+        """
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            raise ValueError(
+                'VVT expects a 4-D tensor B x C x H x W, got '
+                f'{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'VVT was built for {self.in_channels} input channels, got an '
+                f'input with {x.shape[1]} (shape {tuple(x.shape)})')
+        B = x.shape[0]
+        outs = []
+        for i in range(4):
+            x, hw_shape = getattr(self, f'patch_embed{i + 1}')(x)
+            for block in getattr(self, f'block{i + 1}'):
+                x = block(x, hw_shape)
+            x = getattr(self, f'norm{i + 1}')(x)
+            x = x.reshape(B, hw_shape[0], hw_shape[1], -1).permute(
+                0, 3, 1, 2).contiguous()
+            if i in self.out_indices:
+                outs.append(x)
+            if i == max(self.out_indices):
+                break
+        return tuple(outs)
+
+    def _freeze_stages(self):
+        frozen = []
+        if self.frozen_stages >= 0:
+            frozen.append(self.patch_embed1)
+        for i in range(1, self.frozen_stages + 1):
+            frozen += [
+                getattr(self, f'patch_embed{i}'),
+                getattr(self, f'block{i}'),
+                getattr(self, f'norm{i}')
+            ]
+        for m in frozen:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+
+class VVTReference(VVT):
+    """VVT computed the straightforward way (the spec step by step).
+
+    Same arguments, parameters and state-dict keys as :class:`VVT`; used as
+    the reference that tests and benchmarks compare the fast path with.
+    Not registered: build it directly.
+    """
+    attn_cls = VicinityAttentionReference
+    mlp_cls = MlpReference
+
+
+def extract_backbone_state_dict(checkpoint, prefix=None, source='checkpoint'):
+    """The backbone weights of a checkpoint as published by the authors.
+
+    Accepts a plain state dict or one under ``model`` / ``state_dict``;
+    strips a ``module.`` prefix (DDP) and, if given, selects ``prefix``
+    (e.g. ``'backbone.'``); drops the classifier ``head.*``.
+    """
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'{source}: expected a dict checkpoint, got '
+                         f'{type(checkpoint).__name__}')
+    state_dict = checkpoint
+    for key in ('state_dict', 'model'):
+        if key in state_dict and isinstance(state_dict[key], dict):
+            state_dict = state_dict[key]
+            break
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
+    if prefix:
+        if not prefix.endswith('.'):
+            prefix += '.'
+        selected = {
+            k[len(prefix):]: v
+            for k, v in state_dict.items() if k.startswith(prefix)
+        }
+        if not selected:
+            raise KeyError(f'{source}: no key starts with prefix {prefix!r}')
+        state_dict = selected
+    return {
+        k: v
+        for k, v in state_dict.items()
+        if not (k.startswith('head.') or k == 'head')
+    }
+
+
+def load_backbone_state_dict(module: nn.Module, state_dict, source='checkpoint'):
+    """Load ``state_dict`` into a VVT, strictly about shapes.
+
+    Raises:
+        ValueError: at the first key whose shape differs (naming the key and
+            both shapes), or when no key matches at all.
+
+    Missing and unexpected keys are reported as warnings and returned.
+    """
+    own = module.state_dict()
+    for key, value in state_dict.items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            raise ValueError(
+                f'{source}: shape mismatch for {key!r}: checkpoint has '
+                f'{tuple(value.shape)}, the model expects '
+                f'{tuple(own[key].shape)} (is it a checkpoint of another '
+                'VVT arch?)')
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    if len(missing) == len(own):
+        raise ValueError(
+            f'{source}: none of the model\'s keys is in the checkpoint (first '
+            f'checkpoint keys: {list(state_dict)[:5]}); is it a VVT '
+            'checkpoint?')
+    module.load_state_dict(state_dict, strict=False)
+    if missing:
+        print_log(
+            f'{source}: {len(missing)} backbone keys missing from the '
+            f'checkpoint (left randomly initialised): {missing}',
+            logger='current', level=30)
+    if unexpected:
+        print_log(
+            f'{source}: {len(unexpected)} unexpected keys in the checkpoint '
+            f'(ignored): {unexpected}', logger='current', level=30)
+    return missing, unexpected

@@ -1,0 +1,351 @@
+"""Tests of the VVT backbone against VVT_SPEC.md."""
+import math
+from unittest import mock
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmseg_vvt.models.backbones import VVT, VVTReference
+from mmseg_vvt.models.backbones import vvt as vvt_module
+
+TINY_ARCH = dict(
+    embed_dims=[16, 32, 64, 128],
+    depths=[1, 2, 1, 1],
+    num_heads=[1, 2, 2, 4],
+    mlp_ratios=[2, 2, 2, 2],
+    fr_ratios=[2, 2, 2, 2],
+    sr_ratios=[1, 1, 1, 1])
+
+
+def _n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize('arch,millions', [('tiny', 12.37), ('small', 24.98),
+                                           ('medium', 47.39),
+                                           ('large', 61.34)])
+def test_published_parameter_counts(arch, millions):
+    assert round(_n_params(VVT(arch=arch)) / 1e6, 2) == millions
+
+
+def test_parameter_count_with_classifier_matches_release():
+    # The release quotes 12.9M for vvt_tiny with its Linear(512, 1000) head.
+    assert round((_n_params(VVT('tiny')) + 512 * 1000 + 1000) / 1e6, 1) == 12.9
+
+
+def test_keys_and_shapes_follow_the_published_checkpoints():
+    sd = VVT(arch='tiny').state_dict()
+    assert sd['patch_embed1.proj.weight'].shape == (96, 3, 7, 7)
+    assert sd['block1.0.attn.q_proj.weight'].shape == (48, 96)
+    assert sd['block1.0.mlp.fc1.weight'].shape == (768, 96)
+    assert sd['block1.0.attn.se_fc.0.weight'].shape == (96, 96)
+    assert sd['block1.0.mlp.dwconv.dwconv.weight'].shape == (768, 1, 3, 3)
+    assert 'norm4.weight' in sd and 'block4.1.attn.out_proj.bias' in sd
+    assert not any(k.startswith('head') for k in sd)
+    assert 'block1.0.attn.se_fc.0.bias' not in sd  # se_fc has no bias
+
+
+def test_layernorm_eps_as_published():
+    m = VVT(arch=TINY_ARCH)
+    assert m.norm1.eps == 1e-6
+    assert m.block2[0].norm1.eps == 1e-6 and m.block2[0].norm2.eps == 1e-6
+    assert m.patch_embed1.norm.eps == 1e-5
+    sr = VVT(arch=dict(TINY_ARCH, sr_ratios=[2, 1, 1, 1]))
+    assert sr.block1[0].attn.norm.eps == 1e-5
+
+
+@pytest.mark.parametrize('shape', [(1, 3, 97, 131), (3, 3, 64, 64),
+                                   (2, 3, 33, 17), (1, 3, 5, 7)])
+def test_any_input_size_and_batch(shape):
+    model = VVT(arch=TINY_ARCH).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(shape))
+    assert isinstance(outs, tuple) and len(outs) == 4
+    h, w = shape[2:]
+    for i, (o, c) in enumerate(zip(outs, TINY_ARCH['embed_dims'])):
+        # k7 s4 p3, then k3 s2 p1 convolutions.
+        h = (h + 6 - 7) // 4 + 1 if i == 0 else (h + 2 - 3) // 2 + 1
+        w = (w + 6 - 7) // 4 + 1 if i == 0 else (w + 2 - 3) // 2 + 1
+        assert o.shape == (shape[0], c, h, w)
+        assert torch.isfinite(o).all()
+
+
+def test_out_indices_selects_stages():
+    model = VVT(arch=TINY_ARCH, out_indices=(1, 3)).eval()
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [32, 128]
+    outs = VVT(arch=TINY_ARCH, out_indices=(0, )).eval()(
+        torch.randn(1, 3, 64, 64))
+    assert len(outs) == 1 and outs[0].shape == (1, 16, 16, 16)
+
+
+def _pair(arch, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    fast = VVT(arch=arch, **kwargs)
+    fast.init_weights()
+    ref = VVTReference(arch=arch, **kwargs)
+    ref.load_state_dict(fast.state_dict())
+    return fast, ref
+
+
+@pytest.mark.parametrize('arch', [TINY_ARCH, 'tiny',
+                                  dict(TINY_ARCH, sr_ratios=[4, 2, 2, 1])])
+def test_fast_path_equals_reference(arch):
+    fast, ref = _pair(arch, drop_path_rate=0.)
+    fast.eval(), ref.eval()
+    x = torch.randn(2, 3, 97, 131)
+    with torch.no_grad():
+        for a, b in zip(fast(x), ref(x)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_fast_path_gradients_equal_reference():
+    fast, ref = _pair(TINY_ARCH, drop_path_rate=0.)
+    x = torch.randn(2, 3, 45, 61)
+    sum(o.square().mean() for o in fast(x)).backward()
+    sum(o.square().mean() for o in ref(x)).backward()
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4,
+                                   msg=name)
+
+
+def _quadratic_vicinity_attention(attn, x, hw):
+    """The spec's attention as an explicit N x N similarity (no clamps):
+    s_ij = (q_i . k_j)(cos(a_i - a_j) + cos(b_i - b_j))."""
+    B, N, C = x.shape
+    H, W = hw
+    h, d = attn.num_heads, attn.head_dims
+    q = F.relu(attn.q_proj(x)).view(B, N, h, d).transpose(1, 2)
+    k = F.relu(attn.k_proj(x)).view(B, N, h, d).transpose(1, 2)
+    v = attn.v_proj(x).view(B, N, h, d).transpose(1, 2)
+    idx = torch.arange(N)
+    a = math.pi / 2 * (idx // W) / H
+    b = math.pi / 2 * (idx % W) / W
+    bias = torch.cos(a[:, None] - a[None]) + torch.cos(b[:, None] - b[None])
+    s = (q @ k.transpose(-2, -1)) * bias
+    o = (s @ v) / (s.sum(-1, keepdim=True) + 1e-4)
+    o = attn.out_proj(o.transpose(1, 2).reshape(B, N, h * d))
+    g = torch.sigmoid(attn.se_fc[2](F.relu(attn.se_fc[0](x.mean(1)))))
+    return o + o * g[:, None]
+
+
+def test_attention_is_the_manhattan_vicinity_weighted_linear_attention():
+    # An independent formulation of the math (quadratic, explicit positional
+    # decay); the clamps only touch magnitudes below 1e-4 here.
+    torch.manual_seed(0)
+    fast, _ = _pair(TINY_ARCH)
+    attn = fast.block2[0].attn  # 2 heads
+    x = torch.randn(2, 6 * 7, 32)
+    with torch.no_grad():
+        got = attn(x, (6, 7))
+        want = _quadratic_vicinity_attention(attn, x, (6, 7))
+    torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-3)
+    # and it matters: the wrong grid orientation gives something else
+    with torch.no_grad():
+        assert (attn(x, (7, 6)) - want).abs().max() > 1e-3
+
+
+def test_signed_clamp_numerics():
+    from mmseg_vvt.models.layers import signed_clamp
+    t = torch.tensor([0., 1e-6, -1e-6, 0.5, -2., 1e6, -1e6])
+    want = torch.tensor([0., 1e-4, -1e-4, 0.5, -2., 1e4, -1e4])
+    torch.testing.assert_close(signed_clamp(t.clone()), want)
+    tg = t.clone().requires_grad_()
+    out = signed_clamp(tg)
+    torch.testing.assert_close(out.detach(), want)
+    out.sum().backward()
+    assert tg.grad.tolist() == [0., 0., 0., 1., 1., 0., 0.]
+
+
+def test_drop_path_rises_linearly_over_all_blocks():
+    model = VVT(arch='tiny', drop_path_rate=0.3)
+    blocks = [b for s in range(1, 5) for b in getattr(model, f'block{s}')]
+    assert isinstance(blocks[0].drop_path, torch.nn.Identity)  # rate 0
+    rates = [0.0] + [b.drop_path.drop_prob for b in blocks[1:]]
+    torch.testing.assert_close(
+        torch.tensor(rates), torch.linspace(0, 0.3, 8), atol=1e-6, rtol=0)
+
+
+def test_random_initialisation_as_specified():
+    torch.manual_seed(0)
+    model = VVT(arch='tiny')
+    model.init_weights()
+    w = model.block3[0].mlp.fc1.weight
+    assert abs(w.std().item() - 0.02) < 0.002
+    assert model.block3[0].mlp.fc1.bias.abs().sum() == 0
+    conv = model.patch_embed2.proj
+    want = math.sqrt(2.0 / (3 * 3 * 160))
+    assert abs(conv.weight.std().item() - want) / want < 0.05
+    dw = model.block1[0].mlp.dwconv.dwconv  # groups = channels: fan_out 9
+    assert abs(dw.weight.std().item() - math.sqrt(2 / 9)) < 0.05
+    assert torch.all(model.norm2.weight == 1) and torch.all(model.norm2.bias == 0)
+
+
+# -- pretrained checkpoints ------------------------------------------------
+def _published_checkpoint(tmp_path, wrap, arch=TINY_ARCH, seed=1):
+    """A checkpoint laid out as the authors publish theirs: backbone keys +
+    a classifier head, plain or under ``model`` / ``state_dict``."""
+    torch.manual_seed(seed)
+    ref = VVTReference(arch=arch)
+    ref.init_weights()
+    sd = dict(ref.state_dict())
+    sd['head.weight'] = torch.randn(1000, arch['embed_dims'][-1]
+                                    if isinstance(arch, dict) else 512)
+    sd['head.bias'] = torch.zeros(1000)
+    obj = sd if wrap is None else {wrap: sd, 'epoch': 300}
+    path = tmp_path / f'published_{wrap}.pth'
+    torch.save(obj, path)
+    return path, ref
+
+
+@pytest.mark.parametrize('wrap', [None, 'model', 'state_dict'])
+def test_pretrained_checkpoint_computes_the_authors_network(tmp_path, wrap):
+    path, ref = _published_checkpoint(tmp_path, wrap)
+    model = VVT(arch=TINY_ARCH,
+                init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with mock.patch.object(vvt_module, 'print_log') as log:
+        model.init_weights()
+    log.assert_not_called()  # nothing missing, nothing unexpected
+    model.eval(), ref.eval()
+    x = torch.randn(1, 3, 70, 90)
+    with torch.no_grad():
+        for a, b in zip(model(x), ref(x)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_pretrained_shape_mismatch_names_key_and_shapes(tmp_path):
+    path, _ = _published_checkpoint(tmp_path, 'model')
+    other = dict(TINY_ARCH, mlp_ratios=[4, 2, 2, 2])
+    model = VVT(arch=other,
+                init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(ValueError) as e:
+        model.init_weights()
+    msg = str(e.value)
+    assert 'block1.0.mlp.fc1.weight' in msg
+    assert '(32, 16)' in msg and '(64, 16)' in msg
+
+
+def test_pretrained_missing_and_unexpected_keys_are_reported(tmp_path):
+    torch.manual_seed(0)
+    sd = dict(VVT(arch=TINY_ARCH).state_dict())
+    removed = sd.pop('block2.1.attn.q_proj.weight')
+    sd['extra.weight'] = torch.zeros(3)
+    path = tmp_path / 'partial.pth'
+    torch.save(sd, path)
+    model = VVT(arch=TINY_ARCH,
+                init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with mock.patch.object(vvt_module, 'print_log') as log:
+        model.init_weights()
+    text = ' '.join(str(c.args[0]) for c in log.call_args_list)
+    assert 'block2.1.attn.q_proj.weight' in text and 'missing' in text
+    assert 'extra.weight' in text and 'unexpected' in text
+    torch.testing.assert_close(model.block1[0].attn.q_proj.weight,
+                               sd['block1.0.attn.q_proj.weight'])
+    assert removed.shape == model.block2[1].attn.q_proj.weight.shape
+
+
+def test_pretrained_with_prefix_selects_backbone(tmp_path):
+    torch.manual_seed(0)
+    src = VVT(arch=TINY_ARCH)
+    sd = {f'backbone.{k}': v for k, v in src.state_dict().items()}
+    sd['decode_head.conv_seg.weight'] = torch.zeros(2, 2, 1, 1)
+    path = tmp_path / 'segmentor.pth'
+    torch.save({'state_dict': sd, 'meta': {}}, path)
+    model = VVT(arch=TINY_ARCH, init_cfg=dict(
+        type='Pretrained', checkpoint=str(path), prefix='backbone.'))
+    model.init_weights()
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v)
+
+
+def test_checkpoint_of_something_else_is_refused(tmp_path):
+    path = tmp_path / 'resnet.pth'
+    torch.save({'conv1.weight': torch.zeros(64, 3, 7, 7)}, path)
+    model = VVT(arch=TINY_ARCH,
+                init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(ValueError, match='none of the model'):
+        model.init_weights()
+
+
+# -- configuration errors ---------------------------------------------------
+def test_unknown_arch_lists_valid_names():
+    with pytest.raises(KeyError) as e:
+        VVT(arch='huge')
+    for name in ('tiny', 'small', 'medium', 'large'):
+        assert name in str(e.value)
+
+
+def test_arch_dict_errors():
+    with pytest.raises(ValueError, match='4 entries'):
+        VVT(arch=dict(TINY_ARCH, depths=[1, 1, 1]))
+    with pytest.raises(KeyError, match='missing'):
+        VVT(arch={k: v for k, v in TINY_ARCH.items() if k != 'fr_ratios'})
+    with pytest.raises(ValueError, match='divisible'):
+        VVT(arch=dict(TINY_ARCH, num_heads=[3, 2, 2, 4]))
+    with pytest.raises(ValueError, match='positive'):
+        VVT(arch=dict(TINY_ARCH, depths=[1, 0, 1, 1]))
+    with pytest.raises(KeyError, match='unknown keys'):
+        VVT(arch=dict(TINY_ARCH, window=7))
+
+
+def test_argument_errors():
+    with pytest.raises(ValueError, match='out_indices'):
+        VVT(arch=TINY_ARCH, out_indices=(0, 4))
+    with pytest.raises(ValueError, match='frozen_stages'):
+        VVT(arch=TINY_ARCH, frozen_stages=5)
+
+
+def test_input_errors():
+    model = VVT(arch=TINY_ARCH)
+    with pytest.raises(ValueError, match='4-D'):
+        model(torch.randn(3, 32, 32))
+    with pytest.raises(ValueError, match='3 input channels, got an input with 1'):
+        model(torch.randn(1, 1, 32, 32))
+    gray = VVT(arch=TINY_ARCH, in_channels=1)
+    assert gray(torch.randn(1, 1, 32, 32))[0].shape == (1, 16, 8, 8)
+
+
+# -- training behaviour ------------------------------------------------------
+def test_frozen_stages():
+    model = VVT(arch=TINY_ARCH, frozen_stages=2)
+    model.train()
+    for name, p in model.named_parameters():
+        frozen = name.split('.')[0] in ('patch_embed1', 'block1', 'norm1',
+                                        'patch_embed2', 'block2', 'norm2')
+        assert p.requires_grad != frozen, name
+    assert not model.block2.training and model.block3.training
+    only_embed = VVT(arch=TINY_ARCH, frozen_stages=0)
+    only_embed.train()
+    assert not any(p.requires_grad for p in only_embed.patch_embed1.parameters())
+    assert all(p.requires_grad for p in only_embed.block1.parameters())
+
+
+def test_norm_eval_keeps_batchnorm_in_eval():
+    model = VVT(arch=TINY_ARCH, norm_eval=True)
+    model.extra_bn = torch.nn.BatchNorm2d(4)  # as a subclass might add
+    model.train()
+    assert not model.extra_bn.training and model.block1.training
+
+
+def test_with_cp_gives_the_same_gradients():
+    torch.manual_seed(0)
+    a = VVT(arch=TINY_ARCH, drop_path_rate=0., with_cp=True)
+    b = VVT(arch=TINY_ARCH, drop_path_rate=0.)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(1, 3, 40, 40)
+    sum(o.sum() for o in a(x)).backward()
+    sum(o.sum() for o in b(x)).backward()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_registered_and_built_from_config():
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+    cfg = Config(dict(
+        custom_imports=dict(imports=['mmseg_vvt'], allow_failed_imports=False),
+        backbone=dict(type='VVT', arch='tiny', out_indices=(3, ))))
+    model = MODELS.build(cfg.backbone)
+    assert isinstance(model, VVT)
+    assert model(torch.randn(1, 3, 64, 64))[0].shape == (1, 512, 2, 2)

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Set up mmseg-vvt on a fresh machine: a virtual environment at .venv/ in the
+# repository root with torch 2.13.0 (CPU), mmengine 0.10.7, mmcv 2.1.0 built
+# WITH its compiled ops (mmseg imports mmcv.ops), mmsegmentation 1.2.2, and
+# this package (editable).
+#
+# The mmcv build takes ~12 minutes on 2 cores; its wheel is cached outside the
+# repository (MMSEG_VVT_CACHE, default ~/.cache/mmseg-vvt), so later runs
+# take seconds. Safe to run again. Stops with the cause when a step fails.
+#
+# Environment: PYTHON (interpreter for the venv, default python3.11 or
+# python3), MMSEG_VVT_CACHE (wheel cache directory).
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+MMCV_VERSION=2.1.0
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+CACHE="${MMSEG_VVT_CACHE:-$HOME/.cache/mmseg-vvt}"
+WHEELS="$CACHE/wheels/torch-$TORCH_VERSION"
+STEP="starting"
+
+say() { printf '\n==> %s\n' "$*"; STEP="$*"; }
+fail() { printf '\nsetup_env.sh FAILED during: %s\n' "$STEP" >&2; }
+trap fail ERR
+
+if [ -z "${PYTHON:-}" ]; then
+  if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
+fi
+
+say "checking the Python interpreter ($PYTHON)"
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info[:2] < (3, 9):
+    sys.exit(f'Python >= 3.9 needed, found {sys.version.split()[0]}')
+print('Python', sys.version.split()[0])
+PY
+
+if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  say "removing a broken virtual environment at $VENV"
+  rm -rf "$VENV"
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating the virtual environment $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install --disable-pip-version-check --progress-bar off -q)
+
+say "installing torch==$TORCH_VERSION (CPU) and build tools"
+"${PIP[@]}" "torch==$TORCH_VERSION" "setuptools<81" wheel "numpy<2"
+
+say "installing the runtime requirements (requirements/runtime.txt)"
+"${PIP[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+
+if "$PY" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" >/dev/null 2>&1; then
+  say "mmcv $MMCV_VERSION with compiled ops already installed"
+else
+  mkdir -p "$WHEELS"
+  wheel=$(ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -z "$wheel" ]; then
+    say "building mmcv $MMCV_VERSION with compiled ops (CPU): this takes ~12 minutes on 2 cores, once; the wheel is cached in $WHEELS"
+    MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+      "$PY" -m pip wheel --disable-pip-version-check --no-build-isolation --no-deps \
+      "mmcv==$MMCV_VERSION" -w "$WHEELS"
+    wheel=$(ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)
+  fi
+  say "installing the cached mmcv wheel $(basename "$wheel")"
+  "${PIP[@]}" --no-deps --force-reinstall "$wheel"
+  "${PIP[@]}" addict yapf packaging Pillow pyyaml
+fi
+
+say "installing mmseg-vvt (editable)"
+"${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+
+say "checking the stack"
+"$PY" - <<'PY'
+import torch, mmengine, mmcv, mmcv.ops, mmseg, mmseg_vvt
+from mmseg.registry import MODELS
+assert torch.__version__.startswith('2.13.0'), torch.__version__
+assert mmengine.__version__ == '0.10.7', mmengine.__version__
+assert mmcv.__version__ == '2.1.0', mmcv.__version__
+assert mmseg.__version__ == '1.2.2', mmseg.__version__
+assert MODELS.get('VVT') is not None, 'VVT is not registered'
+print(f'torch {torch.__version__}, mmengine {mmengine.__version__}, '
+      f'mmcv {mmcv.__version__} (ops), mmseg {mmseg.__version__}, '
+      f'mmseg_vvt {mmseg_vvt.__version__}: ready')
+PY
+trap - ERR
+echo "Set-up done: use $VENV/bin/python"

@@ -1,0 +1,50 @@
+"""Build a VVT backbone and print its stage shapes, parameters and forward time.
+
+    python tools/vvt_info.py --arch small --shape 512 512
+"""
+import argparse
+import time
+
+import torch
+
+import mmseg_vvt  # noqa: F401  (registers VVT)
+from mmseg.registry import MODELS
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--arch', default='small',
+                   help='tiny | small | medium | large (default: small)')
+    p.add_argument('--shape', type=int, nargs=2, default=(512, 512),
+                   metavar=('H', 'W'), help='input size (default: 512 512)')
+    p.add_argument('--batch-size', type=int, default=1)
+    p.add_argument('--repeats', type=int, default=3,
+                   help='timed forward passes after one warm-up (median)')
+    return p.parse_args()
+
+
+def main():
+    args = parse_args()
+    model = MODELS.build(dict(type='VVT', arch=args.arch)).eval()
+    model.init_weights()
+    params = sum(p.numel() for p in model.parameters())
+    x = torch.randn(args.batch_size, 3, *args.shape)
+    with torch.no_grad():
+        outs = model(x)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    print(f'VVT-{args.arch}: {params / 1e6:.2f}M backbone parameters')
+    print(f'input {tuple(x.shape)}')
+    for i, o in enumerate(outs):
+        print(f'  stage {i + 1}: {tuple(o.shape)}  (stride '
+              f'{args.shape[0] / o.shape[2]:.0f})')
+    print(f'forward (CPU, fp32, {torch.get_num_threads()} threads, median of '
+          f'{args.repeats}): {times[len(times) // 2] * 1000:.0f} ms')
+
+
+if __name__ == '__main__':
+    main()
