@@ -1,0 +1,726 @@
+"""Backbone scaling benchmark: params, GFLOPs, latency and peak memory of VVT
+and its peers at several input resolutions (driver of
+``tools/benchmark_scaling.py``).
+
+How it measures, per resolution:
+
+* every model runs in its **own worker process** (``python -m
+  mmseg_vvt.utils.benchmark --worker SPEC``), so peak memory is that model's
+  alone; the workers of one resolution stay alive together so repeats can be
+  interleaved, and are ended before the next resolution starts;
+* **peak memory**: the first pass in the fresh process, from a fresh mark
+  (``/proc/self/clear_refs`` then ``VmHWM``, see :mod:`.memory`); reported as
+  the extra over the resident size just before the pass (model and input
+  already resident) and as the absolute peak;
+* **GFLOPs**: mmengine's ``FlopAnalyzer`` with this package's product-op
+  handles (:mod:`.complexity`), forward pass in eval mode, 1 fused
+  multiply-add = 1 FLOP;
+* **latency**: after the memory pass, the FLOP trace and ``warmup`` passes,
+  ``repeats`` timed rounds; every round runs each model once, in an order
+  rotated round by round; the median is reported (all samples are kept);
+* ``mode='forward'``: ``model.eval()`` under ``torch.no_grad()``;
+  ``mode='train'``: ``model.train()``, forward + ``backward()`` of the sum of
+  the outputs' means, gradients dropped after each step (no optimizer step).
+
+Batch 1 (``batch_size``), fp32, CPU, random input.
+"""
+import argparse
+import datetime
+import gc
+import json
+import os
+import os.path as osp
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+__all__ = [
+    'BENCHMARK_MODELS', 'build_benchmark_model', 'run_benchmark',
+    'render_markdown', 'plot_results', 'write_outputs'
+]
+
+_PKG_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# tiny VVT for plumbing checks (tests, --quick); not a published variant
+TEST_ARCH = dict(
+    embed_dims=[16, 32, 64, 128],
+    depths=[1, 1, 1, 1],
+    num_heads=[1, 1, 2, 2],
+    mlp_ratios=[2, 2, 2, 2],
+    fr_ratios=[2, 2, 2, 2],
+    sr_ratios=[1, 1, 1, 1])
+
+# name -> how to build it. ``mmseg`` entries take the backbone settings from
+# mmsegmentation's shipped ADE20K configs (checkpoint init dropped).
+BENCHMARK_MODELS: Dict[str, Dict[str, Any]] = {
+    'vvt-t': dict(label='VVT-T', kind='vvt', kwargs=dict(arch='tiny')),
+    'vvt-s': dict(label='VVT-S', kind='vvt', kwargs=dict(arch='small')),
+    'vvt-m': dict(label='VVT-M', kind='vvt', kwargs=dict(arch='medium')),
+    'vvt-l': dict(label='VVT-L', kind='vvt', kwargs=dict(arch='large')),
+    'vvt-s-reference':
+    dict(
+        label='VVT-S straightforward',
+        kind='vvt-reference',
+        kwargs=dict(arch='small')),
+    'swin-t':
+    dict(
+        label='Swin-T',
+        kind='mmseg',
+        config='swin/swin-tiny-patch4-window7-in1k-pre_upernet_'
+        '8xb2-160k_ade20k-512x512.py'),
+    'mit-b2':
+    dict(
+        label='MiT-B2',
+        kind='mmseg',
+        config='segformer/segformer_mit-b2_8xb2-160k_ade20k-512x512.py'),
+    'pcpvt-s':
+    dict(
+        label='Twins PCPVT-S',
+        kind='mmseg',
+        config='twins/twins_pcpvt-s_uperhead_8xb4-160k_ade20k-512x512.py'),
+    'vvt-test':
+    dict(
+        label='VVT tiny test arch', kind='vvt', kwargs=dict(arch=TEST_ARCH)),
+    'vvt-test-reference':
+    dict(
+        label='VVT tiny test arch, straightforward',
+        kind='vvt-reference',
+        kwargs=dict(arch=TEST_ARCH)),
+}
+
+DEFAULT_MODELS = ('vvt-t', 'vvt-s', 'vvt-s-reference', 'swin-t', 'mit-b2',
+                  'pcpvt-s')
+DEFAULT_RESOLUTIONS = (512, 1024, 2048)
+MODES = ('forward', 'train')
+
+
+def check_model_names(names: Sequence[str]) -> List[str]:
+    unknown = [n for n in names if n not in BENCHMARK_MODELS]
+    if unknown:
+        raise ValueError(f'unknown benchmark model(s) {unknown}; expected '
+                         f'some of {sorted(BENCHMARK_MODELS)}')
+    if len(set(names)) != len(names):
+        raise ValueError(f'model names repeat in {list(names)}')
+    return list(names)
+
+
+def mmseg_config_path(rel_path: str) -> str:
+    """Absolute path of a config shipped inside the mmseg package."""
+    import mmseg
+    path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', rel_path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'mmseg config {rel_path!r} not found at {path}; is '
+            f'mmsegmentation installed with its configs (mim layout)?')
+    return path
+
+
+def build_benchmark_model(name: str):
+    """Build a benchmark model by name (random init, no checkpoint)."""
+    check_model_names([name])
+    spec = BENCHMARK_MODELS[name]
+    import mmseg_vvt  # noqa: F401  (registers VVT)
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    if spec['kind'] == 'vvt':
+        return MODELS.build(dict(type='VVT', **spec['kwargs']))
+    if spec['kind'] == 'vvt-reference':
+        try:
+            from mmseg_vvt.models.backbones.vvt_reference import VVTReference
+        except ImportError as e:
+            raise ImportError(
+                f'{name} needs mmseg_vvt.models.backbones.vvt_reference.'
+                f'VVTReference, which could not be imported: {e}') from e
+        return VVTReference(**spec['kwargs'])
+    if spec['kind'] == 'mmseg':
+        from mmengine.config import Config
+        cfg = Config.fromfile(mmseg_config_path(spec['config']))
+        backbone = cfg.model.backbone.to_dict()
+        backbone.pop('init_cfg', None)
+        backbone.pop('pretrained', None)
+        return MODELS.build(backbone)
+    raise ValueError(f'unknown model kind {spec["kind"]!r}')
+
+
+# --------------------------------------------------------------------------
+# worker process
+
+
+def _make_step(model, x, mode: str) -> Callable[[], None]:
+    import torch
+    if mode == 'forward':
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                out = model(x)
+            del out
+    else:
+        model.train()
+
+        def step():
+            out = model(x)
+            outs = out if isinstance(out, (list, tuple)) else [out]
+            loss = sum(o.float().mean() for o in outs)
+            loss.backward()
+            del out, outs, loss
+            model.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _timed(step: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def worker_main(spec: Dict[str, Any]) -> int:
+    """Serve one (model, resolution, mode) over stdin/stdout JSON lines.
+
+    Commands: ``memory`` (first pass, peak RSS from a fresh mark), ``flops``,
+    ``time`` (one timed pass), ``exit``. Replies carry ``ok``.
+    """
+    # keep stdout for the protocol; anything libraries print goes to stderr
+    proto = os.fdopen(os.dup(1), 'w', buffering=1)
+    os.dup2(2, 1)
+
+    def send(**msg):
+        proto.write(json.dumps(msg) + '\n')
+        proto.flush()
+
+    try:
+        if spec.get('mem_limit_bytes'):
+            lim = int(spec['mem_limit_bytes'])
+            resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+        import torch
+        from mmseg_vvt.utils.complexity import backbone_complexity
+        from mmseg_vvt.utils.memory import measure_peak_rss
+        if spec.get('threads'):
+            torch.set_num_threads(int(spec['threads']))
+        torch.manual_seed(0)
+        model = build_benchmark_model(spec['model'])
+        params = sum(p.numel() for p in model.parameters())
+        res = int(spec['resolution'])
+        x = torch.randn(int(spec.get('batch_size', 1)), 3, res, res)
+        step = _make_step(model, x, spec['mode'])
+    except BaseException as e:  # noqa: B902  report, then exit
+        send(ok=False, error=f'{type(e).__name__}: {e}')
+        return 1
+    send(ok=True, params=params, threads=torch.get_num_threads())
+
+    for line in sys.stdin:
+        cmd = json.loads(line)['cmd']
+        try:
+            if cmd == 'exit':
+                break
+            if cmd == 'memory':
+                gc.collect()
+                seconds, mem = measure_peak_rss(lambda: _timed(step))
+                send(ok=True, seconds=seconds, **mem)
+            elif cmd == 'time':
+                send(ok=True, seconds=_timed(step))
+            elif cmd == 'flops':
+                was_training = model.training
+                result = backbone_complexity(
+                    model, (res, res), batch_size=x.shape[0])
+                model.train(was_training)
+                send(
+                    ok=True,
+                    flops=result['flops'],
+                    by_operator=result['by_operator'],
+                    unsupported_ops=result['unsupported_ops'])
+            else:
+                send(ok=False, error=f'unknown command {cmd!r}')
+        except BaseException as e:  # noqa: B902
+            send(ok=False, error=f'{type(e).__name__}: {e}')
+            if isinstance(e, KeyboardInterrupt):
+                raise
+    return 0
+
+
+class _Worker:
+    """Parent-side handle of one worker process."""
+
+    def __init__(self, spec: Dict[str, Any]):
+        env = dict(os.environ)
+        env['PYTHONPATH'] = os.pathsep.join(
+            [_PKG_ROOT] + [p for p in [env.get('PYTHONPATH')] if p])
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, '-m', 'mmseg_vvt.utils.benchmark', '--worker',
+                json.dumps(spec)
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=_PKG_ROOT)
+        self.dead: Optional[str] = None
+
+    def _read(self) -> Dict[str, Any]:
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            why = f'worker exited with code {code}'
+            if code < 0:
+                why += f' (killed by signal {-code}'
+                why += ', likely out of memory)' if code == -9 else ')'
+            self.dead = why
+            return dict(ok=False, error=why)
+        return json.loads(line)
+
+    def hello(self) -> Dict[str, Any]:
+        return self._read()
+
+    def ask(self, cmd: str) -> Dict[str, Any]:
+        if self.dead:
+            return dict(ok=False, error=self.dead)
+        try:
+            self.proc.stdin.write(json.dumps(dict(cmd=cmd)) + '\n')
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return self._read()
+        return self._read()
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps(dict(cmd='exit')) + '\n')
+                self.proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# --------------------------------------------------------------------------
+# driver
+
+
+def _stderr_progress(msg: str) -> None:
+    stamp = datetime.datetime.now().strftime('%H:%M:%S')
+    print(f'[{stamp}] {msg}', file=sys.stderr, flush=True)
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
+                              cwd=_PKG_ROOT,
+                              capture_output=True,
+                              text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(
+            ['git', 'status', '--porcelain', '--', 'mmseg_vvt'],
+            cwd=_PKG_ROOT,
+            capture_output=True,
+            text=True).stdout.strip()
+        return head + ('+uncommitted-changes' if dirty else '')
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def _machine_meta() -> Dict[str, Any]:
+    import mmengine
+    import torch
+    meta = dict(
+        date_utc=datetime.datetime.now(datetime.timezone.utc).strftime(
+            '%Y-%m-%d %H:%M UTC'),
+        git_commit=_git_commit(),
+        cpu=_cpu_name(),
+        cpu_count=os.cpu_count(),
+        load_avg_at_start=list(os.getloadavg()),
+        python=platform.python_version(),
+        torch=torch.__version__,
+        mmengine=mmengine.__version__,
+        device='cpu')
+    try:
+        import mmseg
+        meta['mmseg'] = mmseg.__version__
+    except ImportError:
+        meta['mmseg'] = None
+    return meta
+
+
+def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
+                  resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
+                  mode: str = 'forward',
+                  repeats: int = 3,
+                  warmup: int = 1,
+                  batch_size: int = 1,
+                  budget_s: Optional[float] = None,
+                  flops: bool = True,
+                  threads: Optional[int] = None,
+                  mem_limit_gb: Optional[float] = None,
+                  progress: Callable[[str], None] = _stderr_progress
+                  ) -> Dict[str, Any]:
+    """Run the benchmark and return ``dict(meta=..., results=[...])`` (one
+    result per model and resolution; a failed measurement is recorded in its
+    ``errors`` and the run goes on). See the module docstring for method."""
+    models = check_model_names(list(models))
+    if not models:
+        raise ValueError('no models to benchmark')
+    if mode not in MODES:
+        raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+    resolutions = list(resolutions)
+    if not resolutions or any(
+            not isinstance(r, int) or r < 32 for r in resolutions):
+        raise ValueError(f'resolutions must be ints >= 32, got {resolutions}')
+    if repeats < 1:
+        raise ValueError(f'repeats must be >= 1, got {repeats}')
+    if warmup < 0:
+        raise ValueError(f'warmup must be >= 0, got {warmup}')
+    if budget_s is not None and budget_s <= 0:
+        raise ValueError(f'budget_s must be > 0, got {budget_s}')
+
+    meta = _machine_meta()
+    meta.update(
+        mode=mode,
+        batch_size=batch_size,
+        dtype='fp32',
+        repeats=repeats,
+        warmup=warmup,
+        budget_s=budget_s,
+        models={m: BENCHMARK_MODELS[m]['label']
+                for m in models},
+        resolutions=resolutions,
+        mem_limit_gb=mem_limit_gb,
+        command=' '.join(sys.argv))
+    results = []
+    n_cells = len(models) * len(resolutions)
+    t_start = time.perf_counter()
+    for ri, res in enumerate(resolutions):
+        cell = {}
+        workers = {}
+        try:
+            for mi, name in enumerate(models):
+                progress(f'[{ri * len(models) + mi + 1}/{n_cells}] {res}px '
+                         f'{name}: starting worker')
+                rec = dict(
+                    model=name,
+                    label=BENCHMARK_MODELS[name]['label'],
+                    resolution=res,
+                    mode=mode,
+                    params=None,
+                    flops=None,
+                    gflops=None,
+                    latency_ms=None,
+                    latency_samples_ms=[],
+                    first_pass_ms=None,
+                    mem_baseline_mb=None,
+                    mem_peak_mb=None,
+                    mem_extra_mb=None,
+                    unsupported_ops=None,
+                    errors=[])
+                cell[name] = rec
+                spec = dict(
+                    model=name,
+                    resolution=res,
+                    mode=mode,
+                    batch_size=batch_size,
+                    threads=threads,
+                    mem_limit_bytes=int(mem_limit_gb * 2**30)
+                    if mem_limit_gb else None)
+                w = _Worker(spec)
+                reply = w.hello()
+                if not reply.get('ok'):
+                    rec['errors'].append(f'build: {reply["error"]}')
+                    progress(f'  {name}: FAILED to build: {reply["error"]}')
+                    w.close()
+                    continue
+                rec['params'] = reply['params']
+                meta.setdefault('torch_threads', reply['threads'])
+                workers[name] = w
+
+            for name, w in workers.items():
+                rec = cell[name]
+                reply = w.ask('memory')
+                if reply.get('ok'):
+                    mb = 2.0**20
+                    rec.update(
+                        first_pass_ms=reply['seconds'] * 1e3,
+                        mem_baseline_mb=reply['baseline'] / mb,
+                        mem_peak_mb=reply['peak'] / mb,
+                        mem_extra_mb=reply['extra'] / mb)
+                    progress(f'  {res}px {name}: first pass '
+                             f'{reply["seconds"] * 1e3:.0f} ms, peak extra '
+                             f'memory {reply["extra"] / mb:.0f} MB')
+                else:
+                    rec['errors'].append(f'memory: {reply["error"]}')
+                    progress(f'  {res}px {name}: FAILED: {reply["error"]}')
+
+            if flops:
+                for name, w in workers.items():
+                    rec = cell[name]
+                    reply = w.ask('flops')
+                    if reply.get('ok'):
+                        rec.update(
+                            flops=reply['flops'],
+                            gflops=reply['flops'] / 1e9,
+                            flops_by_operator=reply['by_operator'],
+                            unsupported_ops=reply['unsupported_ops'])
+                        progress(f'  {res}px {name}: '
+                                 f'{reply["flops"] / 1e9:.2f} GFLOPs')
+                    else:
+                        rec['errors'].append(f'flops: {reply["error"]}')
+                        progress(f'  {res}px {name}: FLOP count FAILED: '
+                                 f'{reply["error"]}')
+
+            order = [n for n in workers if not workers[n].dead]
+            for i in range(warmup):
+                for name in order:
+                    reply = workers[name].ask('time')
+                    if not reply.get('ok'):
+                        cell[name]['errors'].append(
+                            f'warm-up: {reply["error"]}')
+                progress(f'  {res}px warm-up round {i + 1}/{warmup} done')
+
+            for r in range(repeats):
+                k = r % max(len(order), 1)
+                for name in order[k:] + order[:k]:
+                    rec = cell[name]
+                    w = workers[name]
+                    if w.dead:
+                        continue
+                    spent = sum(rec['latency_samples_ms']) / 1e3
+                    if (budget_s is not None and rec['latency_samples_ms']
+                            and spent >= budget_s):
+                        continue
+                    reply = w.ask('time')
+                    if reply.get('ok'):
+                        ms = reply['seconds'] * 1e3
+                        rec['latency_samples_ms'].append(ms)
+                        progress(f'  {res}px {name}: repeat {r + 1}/'
+                                 f'{repeats} {ms:.1f} ms')
+                    else:
+                        rec['errors'].append(f'time: {reply["error"]}')
+                        progress(f'  {res}px {name}: FAILED: '
+                                 f'{reply["error"]}')
+        finally:
+            for w in workers.values():
+                w.close()
+        for name in models:
+            rec = cell[name]
+            if rec['latency_samples_ms']:
+                rec['latency_ms'] = statistics.median(
+                    rec['latency_samples_ms'])
+            rec['repeats'] = len(rec['latency_samples_ms'])
+            results.append(rec)
+        progress(f'{res}px done ({time.perf_counter() - t_start:.0f} s '
+                 f'elapsed)')
+    meta['wall_s'] = time.perf_counter() - t_start
+    return dict(meta=meta, results=results)
+
+
+# --------------------------------------------------------------------------
+# reports
+
+
+def _lookup(results, model, res):
+    for r in results:
+        if r['model'] == model and r['resolution'] == res:
+            return r
+    return None
+
+
+def _fmt(v, spec):
+    return '—' if v is None else format(v, spec)
+
+
+def _ratio(num, den, spec='.2f'):
+    if num is None or den is None or den == 0:
+        return '—'
+    return f'{num / den:{spec}}×'
+
+
+def render_markdown(data: Dict[str, Any],
+                    reference: Optional[str] = 'vvt-s-reference',
+                    peer: Optional[str] = 'swin-t') -> str:
+    """Markdown report: settings, the main table (with speed-ups vs
+    ``reference`` and ``peer`` and memory relative to ``peer``) and the
+    growth of each model's cost from the smallest to the largest
+    resolution."""
+    meta, results = data['meta'], data['results']
+    models = list(meta['models'])
+    resolutions = list(meta['resolutions'])
+    labels = meta['models']
+    ref = reference if reference in models else None
+    peer = peer if peer in models else None
+    mode_txt = ('forward pass (eval, no_grad)' if meta['mode'] == 'forward'
+                else 'training step (forward + backward)')
+    lines = [
+        f'# Backbone scaling benchmark: {mode_txt}', '',
+        f'- {meta["date_utc"]}, commit `{meta.get("git_commit")}`',
+        f'- CPU: {meta["cpu"]}, {meta["cpu_count"]} logical cores, torch '
+        f'{meta["torch"]} ({meta.get("torch_threads")} threads), mmseg '
+        f'{meta.get("mmseg")}, mmengine {meta["mmengine"]}',
+        f'- batch {meta["batch_size"]}, {meta["dtype"]}, median of up to '
+        f'{meta["repeats"]} interleaved timed repeats after '
+        f'{meta["warmup"]} warm-up round(s)' +
+        (f', at most {meta["budget_s"]:g} s of repeats per cell'
+         if meta.get('budget_s') else ''),
+        f'- load average at start: '
+        f'{", ".join(f"{x:.2f}" for x in meta["load_avg_at_start"])}',
+        f'- command: `{meta.get("command", "")}`', ''
+    ]
+    cols = ['input', 'model', 'params (M)', 'GFLOPs', 'latency (ms)', 'n']
+    if ref:
+        cols.append(f'speed-up vs {labels[ref]}')
+    if peer:
+        cols.append(f'speed-up vs {labels[peer]}')
+    cols += ['peak extra mem (MB)', 'peak RSS (MB)']
+    if peer:
+        cols.append(f'mem / {labels[peer]}')
+    lines += ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
+    for res in resolutions:
+        ref_r = _lookup(results, ref, res) if ref else None
+        peer_r = _lookup(results, peer, res) if peer else None
+        for m in models:
+            r = _lookup(results, m, res)
+            if r is None:
+                continue
+            lat = r['latency_ms']
+            row = [
+                f'{res}x{res}', labels[m],
+                _fmt(r['params'] and r['params'] / 1e6, '.2f'),
+                _fmt(r['gflops'], '.1f'),
+                _fmt(lat, '.0f') if lat is None or lat >= 10 else _fmt(
+                    lat, '.2f'),
+                str(r.get('repeats', len(r['latency_samples_ms'])))
+            ]
+            if ref:
+                row.append(_ratio(ref_r and ref_r['latency_ms'], lat))
+            if peer:
+                row.append(_ratio(peer_r and peer_r['latency_ms'], lat))
+            row += [_fmt(r['mem_extra_mb'], '.0f'),
+                    _fmt(r['mem_peak_mb'], '.0f')]
+            if peer:
+                row.append(
+                    _ratio(r['mem_extra_mb'], peer_r
+                           and peer_r['mem_extra_mb']))
+            if r['errors']:
+                row[1] += ' (failed: see JSON)'
+            lines.append('| ' + ' | '.join(row) + ' |')
+    lines += [
+        '', 'Speed-up = the other model\'s median latency / this model\'s '
+        '(above 1 = this model is faster). Peak extra memory = the peak '
+        'resident memory during the first pass in a fresh process minus the '
+        'resident memory just before it (model and input loaded), from '
+        '`/proc/self/clear_refs` + `VmHWM`. GFLOPs: mmengine FlopAnalyzer, '
+        'forward pass, one multiply-add = 1 FLOP, attention products '
+        'included (mmseg_vvt.utils.complexity).'
+    ]
+    if len(resolutions) > 1:
+        lo, hi = min(resolutions), max(resolutions)
+        lines += [
+            '', f'## Growth from {lo}x{lo} to {hi}x{hi} '
+            f'(pixels ×{(hi / lo) ** 2:g})', '',
+            '| model | GFLOPs | latency | peak extra memory |',
+            '|---|---|---|---|'
+        ]
+        for m in models:
+            a, b = _lookup(results, m, lo), _lookup(results, m, hi)
+            if a is None or b is None:
+                continue
+            cells = [labels[m]] + [
+                _ratio(b[k], a[k], '.1f')
+                for k in ('gflops', 'latency_ms', 'mem_extra_mb')
+            ]
+            lines.append('| ' + ' | '.join(cells) + ' |')
+    failed = [r for r in results if r['errors']]
+    if failed:
+        lines += ['', '## Failures', '']
+        for r in failed:
+            lines.append(f'- {r["resolution"]}px {labels[r["model"]]}: '
+                         + '; '.join(r['errors']))
+    return '\n'.join(lines) + '\n'
+
+
+def plot_results(data: Dict[str, Any], path: str) -> None:
+    """PNG with GFLOPs, latency and peak extra memory against resolution
+    (log-log axes, one line per model)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    meta, results = data['meta'], data['results']
+    resolutions = sorted(meta['resolutions'])
+    panels = [('gflops', 'GFLOPs'), ('latency_ms', 'latency (ms)'),
+              ('mem_extra_mb', 'peak extra memory (MB)')]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    for ax, (key, title) in zip(axes, panels):
+        for m in meta['models']:
+            pts = [(r['resolution'], r[key]) for r in results
+                   if r['model'] == m and r[key] is not None and r[key] > 0]
+            pts.sort()
+            if pts:
+                ax.plot(*zip(*pts), marker='o', label=meta['models'][m])
+        ax.set_xscale('log', base=2)
+        ax.set_yscale('log')
+        ax.set_xticks(resolutions)
+        ax.set_xticklabels([f'{r}²' for r in resolutions])
+        ax.set_xlabel('input resolution')
+        ax.set_title(title)
+        ax.grid(True, which='both', alpha=0.3)
+    axes[0].legend(fontsize=8)
+    mode = 'forward' if meta['mode'] == 'forward' else 'training step'
+    fig.suptitle(f'Backbone scaling, {mode}, batch {meta["batch_size"]}, '
+                 f'{meta["dtype"]}, {meta["cpu_count"]}-core CPU '
+                 f'({meta["date_utc"]})')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(data: Dict[str, Any],
+                  out_dir: str,
+                  reference: Optional[str] = 'vvt-s-reference',
+                  peer: Optional[str] = 'swin-t',
+                  progress: Callable[[str], None] = _stderr_progress
+                  ) -> Dict[str, str]:
+    """Write ``scaling_{mode}.json/.md/.png`` to ``out_dir``; returns the
+    paths. Existing files of the same name are replaced, with a notice."""
+    os.makedirs(out_dir, exist_ok=True)
+    stem = osp.join(out_dir, f'scaling_{data["meta"]["mode"]}')
+    paths = dict(json=stem + '.json', markdown=stem + '.md', png=stem + '.png')
+    for p in paths.values():
+        if osp.exists(p):
+            progress(f'replacing existing {p}')
+    with open(paths['json'], 'w') as f:
+        json.dump(data, f, indent=1)
+    with open(paths['markdown'], 'w') as f:
+        f.write(render_markdown(data, reference=reference, peer=peer))
+    plot_results(data, paths['png'])
+    return paths
+
+
+def _worker_cli(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        description='internal: one benchmark worker process (started by '
+        'tools/benchmark_scaling.py)')
+    parser.add_argument('--worker', required=True, help='JSON spec')
+    args = parser.parse_args(argv)
+    return worker_main(json.loads(args.worker))
+
+
+if __name__ == '__main__':
+    sys.exit(_worker_cli())

@@ -1,0 +1,118 @@
+"""The benchmark's markdown / PNG / JSON reports from given measurements."""
+import json
+
+import pytest
+
+from mmseg_vvt.utils.benchmark import (check_model_names, plot_results,
+                                       render_markdown, write_outputs)
+
+
+def _rec(model, label, res, gflops, ms, mem, errors=()):
+    return dict(model=model, label=label, resolution=res, mode='forward',
+                params=25_000_000, flops=int(gflops * 1e9), gflops=gflops,
+                latency_ms=ms, latency_samples_ms=[ms], repeats=1,
+                first_pass_ms=ms, mem_baseline_mb=300.0,
+                mem_peak_mb=300.0 + mem, mem_extra_mb=mem,
+                unsupported_ops={}, errors=list(errors))
+
+
+@pytest.fixture
+def data():
+    labels = {'vvt-s': 'VVT-S', 'vvt-s-reference': 'VVT-S straightforward',
+              'swin-t': 'Swin-T'}
+    results = [
+        _rec('vvt-s', 'VVT-S', 512, 10.0, 400.0, 100.0),
+        _rec('vvt-s-reference', 'VVT-S straightforward', 512, 10.0, 1000.0,
+             300.0),
+        _rec('swin-t', 'Swin-T', 512, 12.0, 500.0, 200.0),
+        _rec('vvt-s', 'VVT-S', 1024, 40.0, 1700.0, 400.0),
+        _rec('vvt-s-reference', 'VVT-S straightforward', 1024, 40.0, 5100.0,
+             1200.0),
+        _rec('swin-t', 'Swin-T', 1024, 48.0, 3400.0, 800.0,
+             errors=['memory: boom']),
+    ]
+    meta = dict(date_utc='2026-01-01 00:00 UTC', git_commit='abc123',
+                cpu='Test CPU', cpu_count=2, load_avg_at_start=[0.5, 0.4, 0.3],
+                python='3.11', torch='2.x', mmengine='0.10.7', mmseg='1.2.2',
+                torch_threads=2, mode='forward', batch_size=1, dtype='fp32',
+                repeats=3, warmup=1, budget_s=None, models=labels,
+                resolutions=[512, 1024], command='x')
+    return dict(meta=meta, results=results)
+
+
+def _row(md, start):
+    rows = [ln for ln in md.splitlines() if ln.startswith(start)]
+    assert len(rows) == 1, (start, rows)
+    return [c.strip() for c in rows[0].strip('|').split('|')]
+
+
+def test_markdown_ratios_are_computed_from_the_numbers(data):
+    md = render_markdown(data)
+    header = _row(md, '| input')
+    assert 'speed-up vs VVT-S straightforward' in header
+    assert 'speed-up vs Swin-T' in header and 'mem / Swin-T' in header
+    row = dict(zip(header, _row(md, '| 512x512 | VVT-S |')))
+    assert row['latency (ms)'] == '400'
+    assert row['speed-up vs VVT-S straightforward'] == '2.50×'  # 1000/400
+    assert row['speed-up vs Swin-T'] == '1.25×'  # 500/400
+    assert row['mem / Swin-T'] == '0.50×'  # 100/200
+    assert row['GFLOPs'] == '10.0' and row['params (M)'] == '25.00'
+    row = dict(zip(header, _row(md, '| 1024x1024 | VVT-S |')))
+    assert row['speed-up vs VVT-S straightforward'] == '3.00×'
+    assert row['speed-up vs Swin-T'] == '2.00×'
+    # growth table: 512 -> 1024 is 4x the pixels
+    assert '(pixels ×4)' in md
+    growth = _row(md, '| VVT-S straightforward |')
+    assert growth == ['VVT-S straightforward', '4.0×', '5.1×', '4.0×']
+    # failures are shown, not hidden
+    assert 'Swin-T (failed: see JSON)' in md
+    assert '1024px Swin-T: memory: boom' in md
+
+
+def test_markdown_without_reference_or_peer_omits_their_columns(data):
+    md = render_markdown(data, reference='not-run', peer=None)
+    assert 'speed-up' not in md and 'mem /' not in md
+
+
+def test_write_outputs_writes_json_markdown_png(data, tmp_path):
+    paths = write_outputs(data, str(tmp_path / 'out'), progress=lambda m: 0)
+    assert json.load(open(paths['json'])) == data
+    assert open(paths['markdown']).read() == render_markdown(data)
+    with open(paths['png'], 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    notes = []
+    write_outputs(data, str(tmp_path / 'out'), progress=notes.append)
+    assert len(notes) == 3 and all('replacing' in n for n in notes)
+
+
+def test_plot_has_one_line_per_model_in_each_panel(data, tmp_path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    captured = {}
+    orig = plt.Figure.savefig
+
+    def grab(fig, *a, **k):
+        captured['fig'] = fig
+        return orig(fig, *a, **k)
+
+    plt.Figure.savefig = grab
+    try:
+        plot_results(data, str(tmp_path / 'p.png'))
+    finally:
+        plt.Figure.savefig = orig
+    axes = captured['fig'].axes
+    assert [a.get_title() for a in axes] == [
+        'GFLOPs', 'latency (ms)', 'peak extra memory (MB)']
+    assert [len(a.get_lines()) for a in axes] == [3, 3, 3]
+    # Swin-T has no memory at 1024 in the JSON? it has: errors do not
+    # remove numbers that were measured
+    ys = axes[1].get_lines()[0].get_ydata()
+    assert list(ys) == [400.0, 1700.0]
+
+
+def test_unknown_model_names_are_rejected():
+    with pytest.raises(ValueError, match="'vvt-xl'"):
+        check_model_names(['vvt-s', 'vvt-xl'])
+    with pytest.raises(ValueError, match='repeat'):
+        check_model_names(['vvt-s', 'vvt-s'])

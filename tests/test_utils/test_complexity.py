@@ -1,0 +1,250 @@
+"""FLOP counting: exact product-op handles, VVT's attention products counted,
+linear growth with pixels, segmentor configs."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.analysis import FlopAnalyzer
+
+from mmseg_vvt.utils.complexity import (MATMUL_OPS, backbone_complexity,
+                                        count_flops, einsum_macs,
+                                        segmentor_complexity)
+
+TINY_ARCH = dict(
+    embed_dims=[16, 32, 64, 128],
+    depths=[1, 1, 1, 1],
+    num_heads=[1, 1, 2, 2],
+    mlp_ratios=[2, 2, 2, 2],
+    fr_ratios=[2, 2, 2, 2],
+    sr_ratios=[1, 1, 1, 1])
+
+TINY_SEG_CFG = """
+custom_imports = dict(imports=['mmseg_vvt'], allow_failed_imports=False)
+norm_cfg = dict(type='SyncBN', requires_grad=True)
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(
+        type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
+        seg_pad_val=255, size=(64, 64)),
+    backbone=dict(
+        type='VVT',
+        arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+                  num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2],
+                  fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1]),
+        drop_path_rate=0.),
+    neck=dict(type='FPN', in_channels=[16, 32, 64, 128], out_channels=16,
+              num_outs=4),
+    decode_head=dict(
+        type='FPNHead', in_channels=[16, 16, 16, 16], in_index=[0, 1, 2, 3],
+        feature_strides=[4, 8, 16, 32], channels=16, dropout_ratio=0.1,
+        num_classes=4, norm_cfg=norm_cfg, align_corners=False,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                         loss_weight=1.0)),
+    auxiliary_head=dict(
+        type='FCNHead', in_channels=64, in_index=2, channels=16, num_convs=1,
+        concat_input=False, dropout_ratio=0.1, num_classes=4,
+        norm_cfg=norm_cfg, align_corners=False,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                         loss_weight=0.4)),
+    train_cfg=dict(),
+    test_cfg=dict(mode='whole'))
+"""
+
+
+# ---------------------------------------------------------------- einsum
+
+
+def test_einsum_macs_two_operands_is_product_of_all_index_sizes():
+    assert einsum_macs('bhnd,bhne->bhde',
+                       [(2, 3, 5, 7), (2, 3, 5, 11)]) == 2 * 3 * 5 * 7 * 11
+
+
+def test_einsum_macs_ellipsis_broadcast_and_implicit_output():
+    # '...' expands from the right; a missing batch dim broadcasts
+    assert einsum_macs('...nd,...ne->...de',
+                       [(2, 3, 5, 7), (3, 5, 11)]) == 2 * 3 * 5 * 7 * 11
+    # no '->': numpy's implicit output (indices seen once, sorted)
+    assert einsum_macs('ij,jk', [(10, 20), (20, 30)]) == 10 * 20 * 30
+
+
+def test_einsum_macs_three_operands_follows_cheapest_order():
+    # (A B) C costs 10*20*30 + 10*30*2 = 6600; A (B C) costs 20*30*2 +
+    # 10*20*2 = 1600; the optimal path takes the latter
+    assert einsum_macs('ij,jk,kl->il', [(10, 20), (20, 30), (30, 2)]) == 1600
+
+
+def test_einsum_macs_single_operand_has_no_products():
+    assert einsum_macs('bii->b', [(2, 3, 3)]) == 0
+
+
+def test_einsum_macs_rejects_mismatched_subscripts():
+    with pytest.raises(ValueError, match='subscripts'):
+        einsum_macs('ij,jk->ik', [(2, 3), (3, 4, 5)])
+
+
+# ------------------------------------------------------- product handles
+
+
+class _Products(nn.Module):
+
+    def forward(self, q, kv):
+        a = q @ kv  # batched matmul
+        b = q[0, 0] @ kv  # the batch comes from the second operand
+        c = torch.baddbmm(
+            torch.zeros(6, 5, 4), q.reshape(6, 5, 7), kv.reshape(6, 7, 4))
+        d = torch.einsum('bhnd,bhde->bhne', q, kv)
+        e = F.scaled_dot_product_attention(q, q, q)
+        return a.sum() + b.sum() + c.sum() + d.sum() + e.sum()
+
+
+def test_product_ops_are_counted_exactly():
+    q, kv = torch.randn(2, 3, 5, 7), torch.randn(2, 3, 7, 4)
+    res = count_flops(_Products(), (q, kv))
+    macs = 2 * 3 * 5 * 7 * 4
+    assert res['by_operator'] == dict(
+        matmul=2 * macs,  # mmengine's stock handle gives 1.2 * macs here
+        baddbmm=macs,
+        einsum=macs,
+        scaled_dot_product_attention=2 * 3 * 5 * 5 * (7 + 7))
+    assert res['flops'] == sum(res['by_operator'].values())
+    # element-wise ops are listed, not silently dropped
+    assert res['unsupported_ops']['aten::add'] == 4
+
+
+def test_stock_mmengine_matmul_handle_undercounts_broadcast_batch():
+    """Why the handles exist: mmengine's own count of ``b`` above."""
+    q, kv = torch.randn(2, 3, 5, 7), torch.randn(2, 3, 7, 4)
+
+    class Broadcast(nn.Module):
+
+        def forward(self, q, kv):
+            return q[0, 0] @ kv
+
+    stock = FlopAnalyzer(Broadcast(), (q, kv))
+    stock.unsupported_ops_warnings(False)
+    assert stock.total() == 5 * 7 * 4  # batch of 6 lost
+    assert count_flops(Broadcast(), (q, kv))['flops'] == 6 * 5 * 7 * 4
+
+
+def test_count_matmuls_false_drops_exactly_the_product_ops():
+    q, kv = torch.randn(2, 3, 5, 7), torch.randn(2, 3, 7, 4)
+    res = count_flops(_Products(), (q, kv), count_matmuls=False)
+    assert res['flops'] == 0
+    assert res['by_operator'] == {}
+    # linear layers are not product ops in that sense: still counted
+    lin = count_flops(nn.Linear(7, 3), torch.randn(4, 7), count_matmuls=False)
+    assert lin['flops'] == 4 * 7 * 3
+    assert all(op.startswith('aten::') for op in MATMUL_OPS)
+
+
+# ------------------------------------------------------------------ VVT
+
+
+def _vvt_tiny():
+    from mmseg_vvt.models.backbones.vvt import VVT
+    torch.manual_seed(0)
+    return VVT(arch=TINY_ARCH, drop_path_rate=0.)
+
+
+def _attention_product_macs(size):
+    """Lower bound from the spec: per head, ``KV = sum_j k~_j v_j^T`` and
+    ``q~^T KV`` are ``N x 4d x d`` products each (``d = C / h / fr``)."""
+    h = w = size
+    h, w = (h + 2 * 3 - 7) // 4 + 1, (w + 2 * 3 - 7) // 4 + 1
+    total = 0
+    for s in range(4):
+        if s:
+            h, w = (h + 2 - 3) // 2 + 1, (w + 2 - 3) // 2 + 1
+        c, heads = TINY_ARCH['embed_dims'][s], TINY_ARCH['num_heads'][s]
+        d = c // heads // TINY_ARCH['fr_ratios'][s]
+        total += TINY_ARCH['depths'][s] * heads * 2 * (h * w) * 4 * d * d
+    return total
+
+
+@pytest.mark.parametrize('impl', ['VVT', 'VVTReference'])
+def test_vvt_attention_products_are_counted(impl):
+    from mmseg_vvt.models.backbones import vvt as vvt_mod
+    torch.manual_seed(0)
+    model = getattr(vvt_mod, impl)(arch=TINY_ARCH, drop_path_rate=0.)
+    with_mm = backbone_complexity(model, (64, 64))
+    without = backbone_complexity(model, (64, 64), count_matmuls=False)
+    products = with_mm['flops'] - without['flops']
+    lower = _attention_product_macs(64)
+    # the two N x 4d x d products per head at least; the normaliser
+    # q~ . sum_j k~_j adds N x 4d per head, i.e. a quarter of d more at most
+    assert lower <= products <= lower * 1.5, (products, lower,
+                                              with_mm['by_operator'])
+    assert with_mm['params'] == sum(p.numel() for p in model.parameters())
+
+
+def test_vvt_and_reference_count_the_same_flops():
+    from mmseg_vvt.models.backbones.vvt import VVT, VVTReference
+    torch.manual_seed(0)
+    fast = backbone_complexity(VVT(arch=TINY_ARCH), (64, 64))
+    ref = backbone_complexity(VVTReference(arch=TINY_ARCH), (64, 64))
+    assert fast['flops'] == pytest.approx(ref['flops'], rel=0.02)
+
+
+def test_vvt_flops_grow_linearly_with_pixels():
+    model = _vvt_tiny()
+    f64 = backbone_complexity(model, (64, 64))['flops']
+    f128 = backbone_complexity(model, (128, 128))['flops']
+    f64x128 = backbone_complexity(model, (64, 128))['flops']
+    # 4x the pixels -> 4x the FLOPs, up to the per-image channel gate
+    assert 3.8 < f128 / f64 <= 4.0, f128 / f64
+    assert 1.9 < f64x128 / f64 <= 2.0, f64x128 / f64
+    # the attention products alone are linear too (no N x N matrix)
+    a64 = f64 - backbone_complexity(model, (64, 64), count_matmuls=False)[
+        'flops']
+    a128 = f128 - backbone_complexity(
+        model, (128, 128), count_matmuls=False)['flops']
+    assert a128 / a64 == pytest.approx(4.0, rel=0.05)
+
+
+def test_backbone_complexity_rejects_bad_shape():
+    with pytest.raises(ValueError, match='shape'):
+        backbone_complexity(nn.Conv2d(3, 4, 3), (64, -1))
+
+
+# ------------------------------------------------------------ segmentor
+
+
+@pytest.fixture
+def tiny_cfg_file(tmp_path):
+    path = tmp_path / 'fpn_vvt-tiny-test_64x64.py'
+    path.write_text(TINY_SEG_CFG)
+    return str(path)
+
+
+def test_segmentor_complexity_counts_inference_graph(tiny_cfg_file):
+    from mmseg_vvt.utils.complexity import build_segmentor
+    res = segmentor_complexity(tiny_cfg_file, shape=(64, 64))
+    assert set(res) >= {'params', 'flops', 'table'}
+    assert isinstance(res['params'], int) and isinstance(res['flops'], int)
+    model = build_segmentor(tiny_cfg_file)
+    aux = sum(p.numel() for p in model.auxiliary_head.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    assert res['params_with_aux'] == total
+    assert res['params'] == total - aux
+    backbone = backbone_complexity(model.backbone, (64, 64))['flops']
+    assert res['flops'] > backbone > 0
+    assert 'backbone' in res['table'] and 'decode_head' in res['table']
+    assert 'auxiliary_head' not in res['table']
+    # FLOPs of the whole segmentor are linear in pixels too (conv head)
+    res2 = segmentor_complexity(tiny_cfg_file, shape=(64, 128))
+    assert math.isclose(res2['flops'] / res['flops'], 2.0, rel_tol=0.05)
+
+
+def test_segmentor_complexity_accepts_config_object_and_errors(
+        tiny_cfg_file, tmp_path):
+    from mmengine.config import Config
+    cfg = Config.fromfile(tiny_cfg_file)
+    res = segmentor_complexity(cfg, shape=64)
+    assert res['shape'] == (64, 64)
+    with pytest.raises(FileNotFoundError, match='no_such.py'):
+        segmentor_complexity(str(tmp_path / 'no_such.py'))
+    with pytest.raises(TypeError, match='cfg_or_path'):
+        segmentor_complexity(42)

@@ -1,0 +1,142 @@
+"""Scaling benchmark of VVT against its peers across input resolutions.
+
+Measures, per model and resolution: params, GFLOPs (mmengine's counter with
+the attention products counted), latency (warm-up, interleaved repeats,
+median) and peak memory (each model in its own process, peak RSS from a
+fresh mark). Writes ``scaling_{mode}.json``, ``.md`` (table with ratios vs
+the straightforward VVT-S and vs Swin-T) and ``.png`` (GFLOPs, latency and
+memory against resolution) to ``--out-dir``.
+
+Examples::
+
+    # full run (minutes to an hour on a small CPU)
+    python tools/benchmark_scaling.py --resolutions 512 1024 2048
+    # training step (forward + backward)
+    python tools/benchmark_scaling.py --mode train --resolutions 512 1024
+    # CI-size plumbing check
+    python tools/benchmark_scaling.py --quick --models vvt-test \
+        vvt-test-reference --reference vvt-test-reference --out-dir /tmp/b
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from mmseg_vvt.utils.benchmark import (BENCHMARK_MODELS,  # noqa: E402
+                                       DEFAULT_MODELS, DEFAULT_RESOLUTIONS,
+                                       MODES, check_model_names,
+                                       run_benchmark, write_outputs)
+
+QUICK = dict(resolutions=[64, 128], repeats=1, warmup=0)
+
+
+def _mem_total_gb():
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemTotal:'):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def parse_args(argv=None):
+    models_help = ', '.join(f'{k} ({v["label"]})'
+                            for k, v in BENCHMARK_MODELS.items())
+    p = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        '--resolutions',
+        type=int,
+        nargs='+',
+        help=f'square input sizes (default {list(DEFAULT_RESOLUTIONS)}, '
+        f'--quick: {QUICK["resolutions"]})')
+    p.add_argument(
+        '--models',
+        nargs='+',
+        default=list(DEFAULT_MODELS),
+        help=f'models to run (default {" ".join(DEFAULT_MODELS)}); '
+        f'known: {models_help}')
+    p.add_argument('--mode', choices=MODES, default='forward',
+                   help='forward: eval forward under no_grad; train: '
+                   'forward + backward (default forward)')
+    p.add_argument('--repeats', type=int,
+                   help='timed repeats per model (interleaved; default 3, '
+                   '--quick: 1)')
+    p.add_argument('--warmup', type=int,
+                   help='warm-up rounds after the memory pass and the FLOP '
+                   'trace (default 1, --quick: 0)')
+    p.add_argument('--budget-s', type=float, default=None,
+                   help='stop repeating a model at a resolution once its '
+                   'timed repeats add up to this many seconds (at least one '
+                   'repeat always runs); default: no limit')
+    p.add_argument('--batch-size', type=int, default=1)
+    p.add_argument('--threads', type=int, default=None,
+                   help='torch threads per worker (default: torch default)')
+    p.add_argument('--no-flops', action='store_true',
+                   help='skip the FLOP count (it costs one traced pass)')
+    default_lim = _mem_total_gb()
+    default_lim = round(default_lim * 0.8, 1) if default_lim else None
+    p.add_argument('--mem-limit-gb', type=float, default=default_lim,
+                   help='address-space limit per worker so an oversized '
+                   'case fails with an error instead of waking the OOM '
+                   f'killer (default 80%% of RAM: {default_lim}; 0 = none)')
+    p.add_argument('--reference', default='vvt-s-reference',
+                   help='model the speed-up column compares with')
+    p.add_argument('--peer', default='swin-t',
+                   help='model the second speed-up / memory column compares '
+                   'with')
+    p.add_argument('--quick', action='store_true',
+                   help=f'CI-size defaults: {QUICK}')
+    p.add_argument('--out-dir', default=osp.join('benchmarks', 'cpu'))
+    args = p.parse_args(argv)
+    defaults = QUICK if args.quick else dict(
+        resolutions=list(DEFAULT_RESOLUTIONS), repeats=3, warmup=1)
+    for key, val in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, val)
+    try:
+        check_model_names(args.models)
+    except ValueError as e:
+        p.error(str(e))
+    for opt in ('reference', 'peer'):
+        name = getattr(args, opt)
+        if name and name not in BENCHMARK_MODELS:
+            p.error(f'--{opt} {name!r} is not a known model; expected one of '
+                    f'{sorted(BENCHMARK_MODELS)}')
+    if args.batch_size < 1:
+        p.error(f'--batch-size must be >= 1, got {args.batch_size}')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    data = run_benchmark(
+        models=args.models,
+        resolutions=args.resolutions,
+        mode=args.mode,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+        budget_s=args.budget_s,
+        flops=not args.no_flops,
+        threads=args.threads,
+        mem_limit_gb=args.mem_limit_gb or None)
+    paths = write_outputs(
+        data, args.out_dir, reference=args.reference, peer=args.peer)
+    with open(paths['markdown']) as f:
+        print(f.read())
+    for kind, path in paths.items():
+        print(f'wrote {kind}: {path}')
+    failed = [r for r in data['results'] if r['errors']]
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
