@@ -1,0 +1,94 @@
+"""Time and peak memory of one inference, whole-image or sliding-window.
+
+Runs ``mmseg.apis.inference_model`` (the path ``tools/inference.py`` takes)
+on a random ``H x W`` BGR image at its native resolution (the test
+pipeline's Resize is dropped), after one untimed warm-up call on a small
+256 x 256 image (first-call set-up costs stay out of the timing; the
+allocations for the large image do not). Peak memory is the process's ``VmHWM`` after a fresh mark (``5`` is
+written to ``/proc/self/clear_refs`` just before the timed call), reported
+both absolute and as the increase over the resident size at the mark (which
+holds the model, the image and whatever the warm-up left allocated).
+
+Run each mode in its own process for numbers that do not depend on what
+ran before::
+
+    python -m mmseg_vvt.apis.measure CONFIG --mode whole --shape 2048 2048
+    python -m mmseg_vvt.apis.measure CONFIG --mode slide --shape 2048 2048 \\
+        --crop-size 512 512 --stride 341 341
+
+Weights are random unless ``--checkpoint`` is given (timing and memory do
+not depend on them).
+"""
+import argparse
+import json
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+
+def measure_inference(config: str,
+                      mode: str,
+                      shape: Sequence[int] = (2048, 2048),
+                      crop_size: Optional[Sequence[int]] = None,
+                      stride: Optional[Sequence[int]] = None,
+                      checkpoint: Optional[str] = None,
+                      warmup: bool = True) -> dict:
+    """Seconds and peak RSS of one ``inference_model`` call on CPU."""
+    from mmseg.apis import inference_model
+
+    from mmseg_vvt.utils.memory import measure_peak_rss
+    from .inference import load_segmentor
+
+    model, _ = load_segmentor(config, checkpoint, device='cpu', mode=mode,
+                              crop_size=crop_size, stride=stride,
+                              no_resize=True)
+    img = np.random.RandomState(0).randint(0, 256, (*shape, 3), np.uint8)
+    with torch.no_grad():
+        if warmup:
+            inference_model(model, img[:256, :256].copy())
+
+        def run():
+            start = time.perf_counter()
+            result = inference_model(model, img)
+            return result, time.perf_counter() - start
+
+        (result, seconds), mem = measure_peak_rss(run)
+    tc = model.test_cfg
+    return dict(
+        config=str(config),
+        mode=tc.get('mode', 'whole'),
+        crop_size=list(tc.crop_size) if tc.get('mode') == 'slide' else None,
+        stride=list(tc.stride) if tc.get('mode') == 'slide' else None,
+        shape=list(shape),
+        output_shape=list(result.pred_sem_seg.shape),
+        seconds=round(seconds, 2),
+        peak_rss_mib=round(mem['peak'] / 2**20, 1),
+        baseline_rss_mib=round(mem['baseline'] / 2**20, 1),
+        peak_increase_mib=round(mem['extra'] / 2**20, 1),
+        torch_threads=torch.get_num_threads(),
+        torch_version=torch.__version__,
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('--mode', choices=['whole', 'slide'], required=True)
+    parser.add_argument('--shape', type=int, nargs=2, default=(2048, 2048),
+                        metavar=('H', 'W'))
+    parser.add_argument('--crop-size', type=int, nargs=2, default=None)
+    parser.add_argument('--stride', type=int, nargs=2, default=None)
+    parser.add_argument('--checkpoint', default=None)
+    parser.add_argument('--no-warmup', action='store_true')
+    args = parser.parse_args(argv)
+    res = measure_inference(args.config, args.mode, args.shape,
+                            args.crop_size, args.stride, args.checkpoint,
+                            warmup=not args.no_warmup)
+    print(json.dumps(res))
+    return res
+
+
+if __name__ == '__main__':
+    main()

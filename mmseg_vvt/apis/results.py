@@ -1,0 +1,297 @@
+"""Collect ``tools/test.py`` result files into an mmseg model-zoo table.
+
+``tools/test.py`` writes ``<work_dir>/eval_<timestamp>.json``::
+
+    {"config": str, "checkpoint": str, "dataset": str,
+     "metrics": {"aAcc": float, "mIoU": float, "mAcc": float},
+     "per_class": [{"class": str, "IoU": float, "Acc": float}, ...],
+     "timestamp": str}
+
+:func:`collect_results` reads the newest such file of each work dir (or all
+of them), loads the recorded config with mmengine's ``Config`` and returns a
+markdown table with the columns of mmseg's model zoo: Method (decode head),
+Backbone, Crop Size, Lr schd (iterations), Params, GFLOPs, mIoU, config.
+"""
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from mmengine.config import Config
+
+EVAL_GLOB = 'eval_*.json'
+
+#: decode head type -> method name used in mmseg's model zoo
+METHOD_NAMES = {
+    'FPNHead': 'Semantic FPN',
+    'UPerHead': 'UPerNet',
+    'FCNHead': 'FCN',
+    'PSPHead': 'PSPNet',
+    'ASPPHead': 'DeepLabV3',
+    'DepthwiseSeparableASPPHead': 'DeepLabV3+',
+    'SegformerHead': 'SegFormer',
+    'OCRHead': 'OCRNet',
+    'DAHead': 'DANet',
+    'LightHamHead': 'SegNeXt',
+    'SETRUPHead': 'SETR-Naive/PUP',
+    'SETRMLAHead': 'SETR-MLA',
+    'MaskFormerHead': 'MaskFormer',
+    'Mask2FormerHead': 'Mask2Former',
+}
+#: VVT presets -> the paper's short names
+VVT_NAMES = {'tiny': 'VVT-T', 'small': 'VVT-S', 'medium': 'VVT-M',
+             'large': 'VVT-L'}
+REQUIRED_KEYS = ('config', 'metrics')
+
+
+class ResultsError(Exception):
+    """A work dir or result file that cannot be collected."""
+
+
+@dataclass
+class EvalResult:
+    path: Path
+    work_dir: Path
+    data: dict
+
+    @property
+    def timestamp(self) -> str:
+        return str(self.data.get('timestamp', ''))
+
+
+def find_eval_files(work_dir: Union[str, Path]) -> List[Path]:
+    """The ``eval_*.json`` files of a work dir, oldest first (by name, which
+    carries the timestamp).
+
+    Raises:
+        ResultsError: if the folder does not exist or holds no result file.
+    """
+    work_dir = Path(work_dir)
+    if not work_dir.is_dir():
+        raise ResultsError(f'work dir {work_dir} does not exist or is not a '
+                           'folder')
+    files = sorted(p for p in work_dir.glob(EVAL_GLOB) if p.is_file())
+    if not files:
+        raise ResultsError(
+            f'work dir {work_dir} has no results ({EVAL_GLOB}); run '
+            'tools/test.py CONFIG CHECKPOINT --work-dir '
+            f'{work_dir} first')
+    return files
+
+
+def load_eval_file(path: Union[str, Path]) -> dict:
+    """Read and validate one result JSON."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ResultsError(f'{path} is not valid JSON ({err})') from err
+    if not isinstance(data, dict):
+        raise ResultsError(f'{path}: expected a JSON object, got '
+                           f'{type(data).__name__}')
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ResultsError(f'{path}: missing key(s) {missing}; expected the '
+                           'format written by tools/test.py')
+    if not isinstance(data['metrics'], dict) or 'mIoU' not in data['metrics']:
+        raise ResultsError(f'{path}: "metrics" has no "mIoU"')
+    return data
+
+
+def gather(work_dirs: Sequence[Union[str, Path]],
+           all_results: bool = False,
+           notes: Optional[Callable[[str], None]] = None
+           ) -> List[EvalResult]:
+    """Result files of each work dir: the newest one, or all with
+    ``all_results``. Older files that are left out are mentioned through
+    ``notes`` (default: stderr)."""
+    notes = notes or (lambda m: print(m, file=sys.stderr))
+    results = []
+    for wd in work_dirs:
+        files = find_eval_files(wd)
+        loaded = [EvalResult(f, Path(wd), load_eval_file(f)) for f in files]
+        loaded.sort(key=lambda r: (r.timestamp, r.path.name))
+        if not all_results and len(loaded) > 1:
+            for r in loaded[:-1]:
+                notes(f'note: {wd}: using the newest result '
+                      f'{loaded[-1].path.name}, not {r.path.name} '
+                      '(pass --all to list every result)')
+            loaded = loaded[-1:]
+        results.extend(loaded)
+    return results
+
+
+def resolve_config_path(result: EvalResult) -> Path:
+    """The config a result was made with: the recorded path as given (or
+    relative to the work dir), else a config of that name dumped into the
+    work dir by the runner."""
+    recorded = Path(result.data['config'])
+    candidates = [recorded]
+    if not recorded.is_absolute():
+        candidates.append(result.work_dir / recorded)
+    candidates.append(result.work_dir / recorded.name)
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ResultsError(
+        f'{result.path}: the recorded config {recorded} was not found (also '
+        f'looked for {", ".join(str(c) for c in candidates[1:])})')
+
+
+def _fmt_size(size) -> str:
+    if size is None:
+        return '-'
+    if isinstance(size, int):
+        size = (size, size)
+    return 'x'.join(str(int(s)) for s in size)
+
+
+def describe_config(cfg: Config) -> Dict[str, str]:
+    """Method, backbone, crop size and schedule of a segmentor config."""
+    model = cfg.model
+    head = model.get('decode_head')
+    if isinstance(head, (list, tuple)):
+        head = head[-1]
+    head_type = str((head or {}).get('type', '-')).split('.')[-1]
+    method = METHOD_NAMES.get(head_type, head_type)
+
+    bb = model.get('backbone') or {}
+    bb_type = str(bb.get('type', '-')).split('.')[-1]
+    if bb_type in ('VVT', 'VVTReference'):
+        arch = bb.get('arch', 'tiny')
+        if isinstance(arch, str):
+            backbone = VVT_NAMES.get(arch.lower(), f'VVT-{arch}')
+        else:
+            depths = '-'.join(str(d) for d in arch.get('depths', []))
+            dims = '-'.join(str(d) for d in arch.get('embed_dims', []))
+            backbone = f'VVT (custom: dims {dims}, depths {depths})'
+    else:
+        extra = bb.get('depth', bb.get('arch'))
+        backbone = f'{bb_type}-{extra}' if isinstance(extra,
+                                                      (int, str)) else bb_type
+
+    crop = cfg.get('crop_size')
+    if crop is None:
+        crop = (model.get('data_preprocessor') or {}).get('size')
+
+    train_cfg = cfg.get('train_cfg') or {}
+    if train_cfg.get('max_iters') is not None:
+        schedule = str(int(train_cfg['max_iters']))
+    elif train_cfg.get('max_epochs') is not None:
+        schedule = f'{int(train_cfg["max_epochs"])} epochs'
+    else:
+        schedule = '-'
+    return dict(method=method, backbone=backbone, crop=_fmt_size(crop),
+                crop_size=crop, schedule=schedule)
+
+
+def complexity(cfg_path: Path, shape: Tuple[int, int],
+               flops: bool = True) -> Tuple[int, Optional[int]]:
+    """``(params, flops)`` of the config's segmentor for one ``shape``
+    image, from :func:`mmseg_vvt.utils.complexity.segmentor_complexity`
+    (auxiliary head excluded). With ``flops=False`` only the parameters are
+    counted and flops is None."""
+    try:
+        from mmseg_vvt.utils.complexity import (build_segmentor,
+                                                segmentor_complexity)
+    except ImportError as err:
+        raise ResultsError(
+            f'cannot count params/FLOPs: mmseg_vvt.utils.complexity is not '
+            f'importable ({err}); pass --no-flops') from err
+    if not flops:
+        model = build_segmentor(str(cfg_path))
+        if getattr(model, 'auxiliary_head', None) is not None:
+            model.auxiliary_head = None
+        return sum(p.numel() for p in model.parameters()), None
+    res = segmentor_complexity(str(cfg_path), shape=tuple(shape))
+    return int(res['params']), int(res['flops'])
+
+
+def fmt_number(value: float) -> str:
+    """Two decimals, or three significant digits below 1 (tiny test
+    models would all read 0.01 otherwise)."""
+    return f'{value:.2f}' if abs(value) >= 1 else f'{value:.3g}'
+
+
+def _link(path: Path) -> str:
+    return f'[{path.stem}]({path.as_posix()})'
+
+
+def build_rows(results: Sequence[EvalResult],
+               flops: bool = True,
+               flops_shape: Optional[Tuple[int, int]] = None
+               ) -> List[Dict[str, str]]:
+    """One table row (dict of formatted cells) per result."""
+    rows = []
+    cache: Dict[Tuple[str, Tuple[int, int], bool], Tuple[int, Optional[int]]]
+    cache = {}
+    for r in results:
+        cfg_path = resolve_config_path(r)
+        try:
+            cfg = Config.fromfile(str(cfg_path))
+        except Exception as err:
+            raise ResultsError(f'{r.path}: cannot load config {cfg_path} '
+                               f'({type(err).__name__}: {err})') from err
+        info = describe_config(cfg)
+        shape = flops_shape or info['crop_size'] or (512, 512)
+        if isinstance(shape, int):
+            shape = (shape, shape)
+        shape = tuple(int(s) for s in shape)
+        key = (str(cfg_path.resolve()), shape, flops)
+        if key not in cache:
+            cache[key] = complexity(cfg_path, shape, flops)
+        params, n_flops = cache[key]
+        miou = r.data['metrics']['mIoU']
+        rows.append(
+            dict(
+                method=info['method'],
+                backbone=info['backbone'],
+                crop=info['crop'],
+                schedule=info['schedule'],
+                params=fmt_number(params / 1e6),
+                gflops='-' if n_flops is None else fmt_number(n_flops / 1e9),
+                miou='-' if miou is None else f'{float(miou):.2f}',
+                config=_link(Path(r.data['config'])),
+                dataset=str(r.data.get('dataset', '-')),
+            ))
+    return rows
+
+
+def markdown_table(rows: Sequence[Dict[str, str]],
+                   flops_shape: Optional[Tuple[int, int]] = None) -> str:
+    """Rows as a markdown table; a Dataset column is added when the rows
+    come from more than one dataset."""
+    gflops_head = 'GFLOPs' if flops_shape is None else \
+        f'GFLOPs ({_fmt_size(flops_shape)})'
+    columns = [('Method', 'method'), ('Backbone', 'backbone'),
+               ('Crop Size', 'crop'), ('Lr schd', 'schedule'),
+               ('Params (M)', 'params'), (gflops_head, 'gflops'),
+               ('mIoU', 'miou'), ('config', 'config')]
+    if len({r['dataset'] for r in rows}) > 1:
+        columns.insert(2, ('Dataset', 'dataset'))
+    lines = [
+        '| ' + ' | '.join(c for c, _ in columns) + ' |',
+        '| ' + ' | '.join('---' for _ in columns) + ' |',
+    ]
+    for r in rows:
+        lines.append('| ' + ' | '.join(
+            str(r[k]).replace('|', '\\|') for _, k in columns) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def collect_results(work_dirs: Sequence[Union[str, Path]],
+                    flops: bool = True,
+                    all_results: bool = False,
+                    flops_shape: Optional[Tuple[int, int]] = None,
+                    notes: Optional[Callable[[str], None]] = None) -> str:
+    """The markdown table for the results in ``work_dirs``.
+
+    GFLOPs are counted for one image of the config's crop size unless
+    ``flops_shape`` is given (then the column header names the shape).
+    """
+    if not work_dirs:
+        raise ResultsError('no work dirs given')
+    results = gather(work_dirs, all_results=all_results, notes=notes)
+    rows = build_rows(results, flops=flops, flops_shape=flops_shape)
+    return markdown_table(rows, flops_shape)

@@ -1,0 +1,203 @@
+"""tools/collect_results.py: eval JSONs of several work dirs -> one
+markdown table (tiny VVT configs written by the test)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from mmseg_vvt.apis.results import fmt_number
+
+REPO = Path(__file__).resolve().parents[2]
+
+TINY_ARCH = ("dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1], "
+             "num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2], "
+             "fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])")
+
+FPN_CONFIG = f"""
+custom_imports = dict(imports=['mmseg_vvt'], allow_failed_imports=False)
+default_scope = 'mmseg'
+crop_size = (64, 64)
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(type='SegDataPreProcessor', size=crop_size,
+                           mean=[123.675, 116.28, 103.53],
+                           std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
+    backbone=dict(type='VVT', arch={TINY_ARCH}, drop_path_rate=0.0),
+    neck=dict(type='FPN', in_channels=[16, 32, 64, 128], out_channels=16,
+              num_outs=4),
+    decode_head=dict(
+        type='FPNHead', in_channels=[16, 16, 16, 16], in_index=[0, 1, 2, 3],
+        feature_strides=[4, 8, 16, 32], channels=16, num_classes=5,
+        loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+    test_cfg=dict(mode='whole'))
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=4, val_interval=4)
+"""
+
+UPER_CONFIG = f"""
+custom_imports = dict(imports=['mmseg_vvt'], allow_failed_imports=False)
+default_scope = 'mmseg'
+crop_size = (64, 96)
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(type='SegDataPreProcessor', size=crop_size,
+                           mean=[123.675, 116.28, 103.53],
+                           std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
+    backbone=dict(type='VVT', arch={TINY_ARCH}, drop_path_rate=0.0),
+    decode_head=dict(
+        type='UPerHead', in_channels=[16, 32, 64, 128], in_index=[0, 1, 2, 3],
+        pool_scales=(1, 2), channels=16, num_classes=5,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+    auxiliary_head=dict(
+        type='FCNHead', in_channels=64, in_index=2, channels=8, num_convs=1,
+        num_classes=5, norm_cfg=dict(type='BN', requires_grad=True),
+        loss_decode=dict(type='CrossEntropyLoss', loss_weight=0.4)),
+    test_cfg=dict(mode='whole'))
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=8, val_interval=8)
+"""
+
+
+@pytest.fixture(scope='module')
+def tool():
+    spec = importlib.util.spec_from_file_location(
+        'vvt_tool_collect_results', REPO / 'tools' / 'collect_results.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _eval_json(work_dir, cfg_path, miou, timestamp, dataset='ADE20KDataset'):
+    work_dir.mkdir(parents=True, exist_ok=True)
+    record = dict(
+        config=str(cfg_path),
+        checkpoint=str(work_dir / 'iter_4.pth'),
+        dataset=dataset,
+        metrics=dict(aAcc=80.0, mIoU=miou, mAcc=50.0),
+        per_class=[dict({'class': 'a', 'IoU': miou, 'Acc': 50.0})],
+        timestamp=timestamp)
+    path = work_dir / f'eval_{timestamp}.json'
+    path.write_text(json.dumps(record))
+    return path
+
+
+@pytest.fixture
+def two_work_dirs(tmp_path):
+    cfgs = tmp_path / 'configs'
+    cfgs.mkdir()
+    fpn = cfgs / 'fpn_vvt-x_1xb2-4_demo-64x64.py'
+    fpn.write_text(FPN_CONFIG)
+    uper = cfgs / 'upernet_vvt-x_1xb2-8_demo-64x96.py'
+    uper.write_text(UPER_CONFIG)
+    wd1, wd2 = tmp_path / 'work' / 'fpn', tmp_path / 'work' / 'uper'
+    _eval_json(wd1, fpn, 12.3456, '20261125_170000')
+    _eval_json(wd2, uper, 7.5, '20261125_171500')
+    return tmp_path, fpn, uper, wd1, wd2
+
+
+def _rows(table):
+    lines = [ln for ln in table.strip().splitlines()]
+    header = [c.strip() for c in lines[0].strip('|').split('|')]
+    rows = [[c.strip() for c in ln.strip('|').split('|')] for ln in lines[2:]]
+    return header, [dict(zip(header, r)) for r in rows]
+
+
+def _params(cfg_path, drop_aux=True):
+    from mmseg_vvt.utils.complexity import build_segmentor
+    model = build_segmentor(str(cfg_path))
+    if drop_aux:
+        model.auxiliary_head = None
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_two_results_become_two_rows(tool, two_work_dirs, capsys):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    out = root / 'results.md'
+    assert tool.main([str(wd1), str(wd2), '--out', str(out)]) == 0
+    header, rows = _rows(out.read_text())
+    assert header == ['Method', 'Backbone', 'Crop Size', 'Lr schd',
+                      'Params (M)', 'GFLOPs', 'mIoU', 'config']
+    assert len(rows) == 2
+    r1, r2 = rows
+    assert (r1['Method'], r1['Crop Size'], r1['Lr schd'], r1['mIoU']) == \
+        ('Semantic FPN', '64x64', '4', '12.35')
+    assert (r2['Method'], r2['Crop Size'], r2['Lr schd'], r2['mIoU']) == \
+        ('UPerNet', '64x96', '8', '7.50')
+    assert r1['Backbone'].startswith('VVT (custom')
+    assert r1['config'] == f'[{fpn.stem}]({fpn.as_posix()})'
+    assert r2['config'] == f'[{uper.stem}]({uper.as_posix()})'
+    # params exclude the auxiliary head, as counted at inference
+    assert r1['Params (M)'] == fmt_number(_params(fpn) / 1e6)
+    assert r2['Params (M)'] == fmt_number(_params(uper) / 1e6)
+    assert _params(uper) < _params(uper, drop_aux=False)
+    # FLOPs of one image of each config's own crop size
+    from mmseg_vvt.utils.complexity import segmentor_complexity
+    assert r1['GFLOPs'] == fmt_number(
+        segmentor_complexity(str(fpn), shape=(64, 64))['flops'] / 1e9)
+    assert r2['GFLOPs'] == fmt_number(
+        segmentor_complexity(str(uper), shape=(64, 96))['flops'] / 1e9)
+    # same backbone, UPerNet head at a larger crop costs more than FPN
+    assert float(r2['GFLOPs']) > float(r1['GFLOPs'])
+
+
+def test_no_flops_prints_table_and_notes_older_results(tool, two_work_dirs,
+                                                       capsys):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    _eval_json(wd1, fpn, 20.0, '20261125_180000')  # newer run of wd1
+    assert tool.main([str(wd1), str(wd2), '--no-flops']) == 0
+    captured = capsys.readouterr()
+    _, rows = _rows(captured.out)
+    assert [r['mIoU'] for r in rows] == ['20.00', '7.50']
+    assert all(r['GFLOPs'] == '-' for r in rows)
+    assert 'eval_20261125_170000.json' in captured.err  # not silently left
+
+    assert tool.main([str(wd1), str(wd2), '--no-flops', '--all']) == 0
+    _, rows = _rows(capsys.readouterr().out)
+    assert [r['mIoU'] for r in rows] == ['12.35', '20.00', '7.50']
+
+
+def test_dataset_column_when_datasets_differ(tool, two_work_dirs, capsys):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    wd3 = root / 'work' / 'demo'
+    _eval_json(wd3, fpn, 60.0, '20261125_170000', dataset='DemoDataset')
+    assert tool.main([str(wd1), str(wd3), '--no-flops']) == 0
+    header, rows = _rows(capsys.readouterr().out)
+    assert 'Dataset' in header
+    assert [r['Dataset'] for r in rows] == ['ADE20KDataset', 'DemoDataset']
+
+
+def test_work_dir_without_results_is_a_clear_error(tool, two_work_dirs,
+                                                   capsys):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    empty = root / 'work' / 'empty'
+    empty.mkdir()
+    assert tool.main([str(wd1), str(empty), '--no-flops']) == 2
+    err = capsys.readouterr().err
+    assert str(empty) in err and 'no results' in err
+    assert tool.main([str(root / 'missing'), '--no-flops']) == 2
+    assert 'does not exist' in capsys.readouterr().err
+
+
+def test_bad_json_and_missing_config_are_named(tool, two_work_dirs, capsys):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    bad = root / 'work' / 'bad'
+    bad.mkdir()
+    (bad / 'eval_1.json').write_text('{"config": "x.py"}')
+    assert tool.main([str(bad), '--no-flops']) == 2
+    assert 'eval_1.json' in capsys.readouterr().err
+
+    gone = root / 'work' / 'gone'
+    _eval_json(gone, root / 'nowhere' / 'cfg.py', 1.0, '20261125_170000')
+    assert tool.main([str(gone), '--no-flops']) == 2
+    assert 'cfg.py' in capsys.readouterr().err
+
+
+def test_refuses_to_overwrite_out(tool, two_work_dirs, capsys):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    out = root / 'table.md'
+    out.write_text('keep me')
+    assert tool.main([str(wd1), '--no-flops', '--out', str(out)]) == 2
+    assert out.read_text() == 'keep me'
+    assert tool.main([str(wd1), '--no-flops', '--out', str(out),
+                      '--overwrite']) == 0
+    assert 'Semantic FPN' in out.read_text()

@@ -1,0 +1,309 @@
+"""End-to-end tests of tools/inference.py on a tiny VVT + Semantic FPN model
+(CPU, images of a few dozen pixels)."""
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+NUM_CLASSES = 5
+CLASSES = ('sky', 'tree', 'road', 'car', 'person')
+PALETTE = [[10, 20, 30], [200, 10, 10], [10, 200, 10], [10, 10, 200],
+           [240, 240, 0]]
+
+TINY_CONFIG = """
+custom_imports = dict(imports=['mmseg_vvt'], allow_failed_imports=False)
+default_scope = 'mmseg'
+crop_size = (64, 64)
+data_preprocessor = dict(
+    type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
+    seg_pad_val=255, size=crop_size)
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        type='VVT',
+        arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+                  num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2],
+                  fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1]),
+        drop_path_rate=0.0),
+    neck=dict(type='FPN', in_channels=[16, 32, 64, 128], out_channels=16,
+              num_outs=4),
+    decode_head=dict(
+        type='FPNHead', in_channels=[16, 16, 16, 16], in_index=[0, 1, 2, 3],
+        feature_strides=[4, 8, 16, 32], channels=16, dropout_ratio=0.1,
+        num_classes=%d, norm_cfg=dict(type='BN', requires_grad=True),
+        align_corners=False,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
+                         loss_weight=1.0)),
+    train_cfg=dict(),
+    test_cfg=dict(mode='whole'))
+test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]
+""" % NUM_CLASSES
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'vvt_tool_inference', REPO / 'tools' / 'inference.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def tool():
+    return _load_tool()
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    """(config path, checkpoint path, the in-memory model it was saved
+    from)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import save_checkpoint
+    from mmseg.registry import MODELS
+
+    import mmseg_vvt  # noqa: F401
+
+    root = tmp_path_factory.mktemp('tiny_model')
+    cfg_path = root / 'fpn_vvt-tiny-test.py'
+    cfg_path.write_text(TINY_CONFIG)
+    cfg = Config.fromfile(str(cfg_path))
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    # a random head gives near-uniform logits; scale the classifier so the
+    # prediction varies over the image and label comparisons mean something
+    with torch.no_grad():
+        model.decode_head.conv_seg.weight.mul_(20)
+    model.eval()
+    ckpt_path = root / 'tiny.pth'
+    save_checkpoint(
+        dict(state_dict=model.state_dict(),
+             meta=dict(dataset_meta=dict(classes=CLASSES, palette=PALETTE))),
+        str(ckpt_path))
+    model.cfg = cfg
+    return cfg_path, ckpt_path, model
+
+
+def _write(path, img):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def _images(folder):
+    rng = np.random.RandomState(0)
+    return {
+        'odd': _write(folder / 'odd.jpg',
+                      rng.randint(0, 256, (45, 67, 3), np.uint8)),
+        'gray': _write(folder / 'gray.png',
+                       rng.randint(0, 256, (33, 50), np.uint8)),
+        'rgba': _write(folder / 'rgba.png',
+                       rng.randint(0, 256, (40, 37, 4), np.uint8)),
+        'gray16': _write(folder / 'gray16.png',
+                         rng.randint(0, 65536, (29, 31), np.uint16)),
+        'bgr16': _write(folder / 'bgr16.tif',
+                        rng.randint(0, 65536, (27, 35, 3), np.uint16)),
+    }
+
+
+def _run(tool, tiny_model, inputs, out_dir, *extra):
+    cfg_path, ckpt_path, _ = tiny_model
+    argv = [str(cfg_path), str(ckpt_path), *map(str, inputs), '--out-dir',
+            str(out_dir), '--device', 'cpu', *extra]
+    return tool.main(argv)
+
+
+def test_odd_sizes_gray_rgba_16bit_write_correct_pngs(tool, tiny_model,
+                                                      tmp_path, capsys):
+    imgs = _images(tmp_path / 'in')
+    out = tmp_path / 'out'
+    assert _run(tool, tiny_model, [tmp_path / 'in'], out,
+                '--batch-size', '2') == 0
+    printed = capsys.readouterr().out
+    assert 'classes/palette from checkpoint meta' in printed
+    for name, path in imgs.items():
+        src = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        h, w = src.shape[:2]
+        label = cv2.imread(str(out / 'labels' / f'{name}.png'),
+                           cv2.IMREAD_UNCHANGED)
+        overlay = cv2.imread(str(out / 'overlays' / f'{name}.png'),
+                             cv2.IMREAD_UNCHANGED)
+        assert label is not None and overlay is not None, name
+        assert label.shape == (h, w) and label.dtype == np.uint8, name
+        assert label.max() < NUM_CLASSES, name
+        assert overlay.shape == (h, w, 3) and overlay.dtype == np.uint8, name
+
+
+def test_labels_come_from_the_checkpoint(tool, tiny_model, tmp_path):
+    """The label PNG equals the prediction of the model the checkpoint was
+    saved from (so the weights were loaded, not freshly initialised) and
+    the overlay uses the checkpoint's palette."""
+    from mmseg.apis import inference_model
+    _, _, model = tiny_model
+    rng = np.random.RandomState(1)
+    img = rng.randint(0, 256, (61, 53, 3), np.uint8)
+    path = _write(tmp_path / 'a.png', img)
+    out = tmp_path / 'out'
+    assert _run(tool, tiny_model, [path], out) == 0
+    expected = inference_model(model, img).pred_sem_seg.data[0].numpy()
+    label = cv2.imread(str(out / 'labels' / 'a.png'), cv2.IMREAD_UNCHANGED)
+    assert len(np.unique(expected)) > 1  # the comparison is not trivial
+    np.testing.assert_array_equal(label, expected)
+
+    overlay = cv2.imread(str(out / 'overlays' / 'a.png')).astype(np.float64)
+    # overlay = 0.5 * image + 0.5 * palette colour (RGB palette, BGR file)
+    colour_bgr = np.array(PALETTE)[label][..., ::-1]
+    np.testing.assert_allclose(overlay, 0.5 * img + 0.5 * colour_bgr,
+                               atol=1.01)
+
+
+def test_16bit_and_gray_inputs_match_their_8bit_colour_version(
+        tool, tiny_model, tmp_path):
+    """A 16-bit image is predicted as its v/257 8-bit version; a gray image
+    as its 3-channel replica; an RGBA image as its colour channels."""
+    rng = np.random.RandomState(2)
+    img8 = rng.randint(0, 256, (38, 42, 3), np.uint8)
+    gray8 = img8[:, :, 1].copy()
+    inputs = [
+        _write(tmp_path / 'in' / 'c8.png', img8),
+        _write(tmp_path / 'in' / 'c16.png', img8.astype(np.uint16) * 257),
+        _write(tmp_path / 'in' / 'rgba.png',
+               np.dstack([img8, rng.randint(0, 256, (38, 42), np.uint8)])),
+        _write(tmp_path / 'in' / 'g8.png', gray8),
+        _write(tmp_path / 'in' / 'g3.png', np.dstack([gray8] * 3)),
+    ]
+    out = tmp_path / 'out'
+    assert _run(tool, tiny_model, inputs, out, '--no-overlay') == 0
+    read = {p.stem: cv2.imread(str(out / 'labels' / f'{p.stem}.png'),
+                               cv2.IMREAD_UNCHANGED) for p in inputs}
+    np.testing.assert_array_equal(read['c16'], read['c8'])
+    np.testing.assert_array_equal(read['rgba'], read['c8'])
+    np.testing.assert_array_equal(read['g8'], read['g3'])
+    assert not (out / 'overlays').exists()
+
+
+def test_corrupt_file_is_reported_and_skipped(tool, tiny_model, tmp_path,
+                                              capsys):
+    folder = tmp_path / 'in'
+    rng = np.random.RandomState(3)
+    _write(folder / 'good1.png', rng.randint(0, 256, (30, 30, 3), np.uint8))
+    _write(folder / 'good2.jpg', rng.randint(0, 256, (41, 23, 3), np.uint8))
+    bad = folder / 'broken.png'
+    bad.write_bytes(b'\x89PNG\r\n\x1a\n this is not really a png')
+    (folder / 'notes.txt').write_text('not an image')
+    out = tmp_path / 'out'
+    code = _run(tool, tiny_model, [folder], out, '--batch-size', '3')
+    captured = capsys.readouterr()
+    assert code == 1
+    assert str(bad) in captured.err and 'cannot decode' in captured.err
+    assert '1 image(s) failed' in captured.err
+    assert 'ignoring' in captured.err and 'notes.txt' in captured.err
+    assert 'wrote 2 of 3' in captured.out
+    for name, shape in (('good1', (30, 30)), ('good2', (41, 23))):
+        label = cv2.imread(str(out / 'labels' / f'{name}.png'),
+                           cv2.IMREAD_UNCHANGED)
+        assert label.shape == shape
+        assert (out / 'overlays' / f'{name}.png').is_file()
+    assert not (out / 'labels' / 'broken.png').exists()
+
+
+def test_refuses_to_overwrite_before_doing_work(tool, tiny_model, tmp_path,
+                                                capsys):
+    rng = np.random.RandomState(4)
+    a = _write(tmp_path / 'in' / 'a.png',
+               rng.randint(0, 256, (20, 24, 3), np.uint8))
+    b = _write(tmp_path / 'in' / 'b.png',
+               rng.randint(0, 256, (20, 24, 3), np.uint8))
+    out = tmp_path / 'out'
+    (out / 'labels').mkdir(parents=True)
+    existing = out / 'labels' / 'b.png'
+    existing.write_bytes(b'precious')
+    code = _run(tool, tiny_model, [a, b], out)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert 'refusing to overwrite' in err and str(existing) in err
+    assert existing.read_bytes() == b'precious'
+    assert not (out / 'labels' / 'a.png').exists()  # nothing was done
+
+    assert _run(tool, tiny_model, [a, b], out, '--overwrite') == 0
+    label = cv2.imread(str(existing), cv2.IMREAD_UNCHANGED)
+    assert label.shape == (20, 24)
+
+
+def test_glob_input_and_missing_input(tool, tiny_model, tmp_path, capsys):
+    rng = np.random.RandomState(5)
+    for name in ('x1.png', 'x2.png', 'y.png'):
+        _write(tmp_path / 'in' / name,
+               rng.randint(0, 256, (16, 18, 3), np.uint8))
+    out = tmp_path / 'out'
+    assert _run(tool, tiny_model, [tmp_path / 'in' / 'x*.png'], out) == 0
+    assert sorted(p.name for p in (out / 'labels').iterdir()) == [
+        'x1.png', 'x2.png'
+    ]
+    code = _run(tool, tiny_model, [tmp_path / 'nope' / '*.png'],
+                tmp_path / 'out2')
+    assert code == 2
+    assert 'nope' in capsys.readouterr().err
+
+
+def test_slide_and_whole_agree_on_an_image_within_one_window(tiny_model):
+    """On an image no larger than the window, slide inference runs the one
+    window that is the whole image: same logits, same labels as whole."""
+    from mmseg.apis import inference_model
+
+    from mmseg_vvt.apis import load_segmentor
+    cfg_path, ckpt_path, _ = tiny_model
+    whole, _ = load_segmentor(cfg_path, str(ckpt_path), mode='whole')
+    slide, _ = load_segmentor(cfg_path, str(ckpt_path), mode='slide',
+                              crop_size=(64, 64), stride=(48, 48))
+    assert whole.test_cfg.mode == 'whole'
+    assert slide.test_cfg.mode == 'slide'
+    assert tuple(slide.test_cfg.crop_size) == (64, 64)
+    rng = np.random.RandomState(6)
+    img = rng.randint(0, 256, (57, 49, 3), np.uint8)
+    a = inference_model(whole, img)
+    b = inference_model(slide, img)
+    assert a.pred_sem_seg.shape == b.pred_sem_seg.shape == (57, 49)
+    torch.testing.assert_close(a.seg_logits.data, b.seg_logits.data)
+    assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
+    assert len(torch.unique(a.pred_sem_seg.data)) > 1
+
+
+def test_slide_mode_covers_an_image_larger_than_the_window(
+        tool, tiny_model, tmp_path, capsys):
+    """Several windows (odd size, so the last ones are shifted back): the
+    label map still has the image's size, as with whole-image inference."""
+    rng = np.random.RandomState(7)
+    img = rng.randint(0, 256, (101, 75, 3), np.uint8)
+    path = _write(tmp_path / 'big.png', img)
+    assert _run(tool, tiny_model, [path], tmp_path / 'slide', '--mode',
+                'slide', '--crop-size', '48', '--stride', '32') == 0
+    assert 'slide (window (48, 48), stride (32, 32))' in \
+        capsys.readouterr().out
+    assert _run(tool, tiny_model, [path], tmp_path / 'whole', '--mode',
+                'whole') == 0
+    s = cv2.imread(str(tmp_path / 'slide' / 'labels' / 'big.png'),
+                   cv2.IMREAD_UNCHANGED)
+    w = cv2.imread(str(tmp_path / 'whole' / 'labels' / 'big.png'),
+                   cv2.IMREAD_UNCHANGED)
+    assert s.shape == w.shape == (101, 75)
+    assert s.max() < NUM_CLASSES
+
+
+def test_bad_arguments_exit_2(tool, tiny_model, tmp_path):
+    img = _write(tmp_path / 'a.png', np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(SystemExit) as exc:
+        _run(tool, tiny_model, [img], tmp_path / 'o', '--mode', 'whole',
+             '--crop-size', '32')
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        _run(tool, tiny_model, [img], tmp_path / 'o', '--batch-size', '0')
+    assert exc.value.code == 2
