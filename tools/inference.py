@@ -112,6 +112,10 @@ def main(argv=None) -> int:
               file=sys.stderr)
 
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        print(f'error: --device {device} asked for, but torch sees no CUDA '
+              "device; use --device cpu", file=sys.stderr)
+        return 2
     try:
         model, meta_source = load_segmentor(
             args.config, args.checkpoint, device=device, mode=args.mode,

@@ -244,7 +244,8 @@ def test_glob_input_and_missing_input(tool, tiny_model, tmp_path, capsys):
         _write(tmp_path / 'in' / name,
                rng.randint(0, 256, (16, 18, 3), np.uint8))
     out = tmp_path / 'out'
-    assert _run(tool, tiny_model, [tmp_path / 'in' / 'x*.png'], out) == 0
+    assert _run(tool, tiny_model, [tmp_path / 'in' / 'x*.png'], out,
+                '--with-labels', '--opacity', '0.8') == 0
     assert sorted(p.name for p in (out / 'labels').iterdir()) == [
         'x1.png', 'x2.png'
     ]
@@ -307,3 +308,7 @@ def test_bad_arguments_exit_2(tool, tiny_model, tmp_path):
     with pytest.raises(SystemExit) as exc:
         _run(tool, tiny_model, [img], tmp_path / 'o', '--batch-size', '0')
     assert exc.value.code == 2
+    if not torch.cuda.is_available():
+        assert _run(tool, tiny_model, [img], tmp_path / 'o', '--device',
+                    'cuda') == 2
+    assert not (tmp_path / 'o').exists()
