@@ -661,6 +661,7 @@ def plot_results(data: Dict[str, Any], path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     meta, results = data['meta'], data['results']
     resolutions = sorted(meta['resolutions'])
@@ -668,16 +669,28 @@ def plot_results(data: Dict[str, Any], path: str) -> None:
               ('mem_extra_mb', 'peak extra memory (MB)')]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     for ax, (key, title) in zip(axes, panels):
+        lowest = None
         for m in meta['models']:
             pts = [(r['resolution'], r[key]) for r in results
                    if r['model'] == m and r[key] is not None and r[key] > 0]
             pts.sort()
             if pts:
                 ax.plot(*zip(*pts), marker='o', label=meta['models'][m])
+                if pts[0][0] == resolutions[0]:
+                    lowest = min(lowest or pts[0][1], pts[0][1])
+        if lowest is not None and len(resolutions) > 1:
+            # guide: cost proportional to the number of pixels
+            lo = resolutions[0]
+            ax.plot(resolutions, [lowest * (r / lo)**2 for r in resolutions],
+                    '--', color='grey', lw=1, label='∝ pixels')
         ax.set_xscale('log', base=2)
         ax.set_yscale('log')
         ax.set_xticks(resolutions)
         ax.set_xticklabels([f'{r}²' for r in resolutions])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1., 2., 5.)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:g}'))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel('input resolution')
         ax.set_title(title)
         ax.grid(True, which='both', alpha=0.3)

@@ -104,11 +104,14 @@ def test_plot_has_one_line_per_model_in_each_panel(data, tmp_path):
     axes = captured['fig'].axes
     assert [a.get_title() for a in axes] == [
         'GFLOPs', 'latency (ms)', 'peak extra memory (MB)']
-    assert [len(a.get_lines()) for a in axes] == [3, 3, 3]
-    # Swin-T has no memory at 1024 in the JSON? it has: errors do not
-    # remove numbers that were measured
+    # three models and the 'proportional to pixels' guide
+    assert [len(a.get_lines()) for a in axes] == [4, 4, 4]
     ys = axes[1].get_lines()[0].get_ydata()
-    assert list(ys) == [400.0, 1700.0]
+    assert list(ys) == [400.0, 1700.0]  # VVT-S latency
+    guide = axes[1].get_lines()[-1]
+    assert list(guide.get_ydata()) == [400.0, 1600.0]  # from the lowest
+    # a failed cell keeps the numbers that were measured
+    assert list(axes[2].get_lines()[2].get_ydata()) == [200.0, 800.0]
 
 
 def test_unknown_model_names_are_rejected():
