@@ -1,0 +1,214 @@
+"""Bad data through the real loading path (the demo config's datasets and
+pipelines, mmengine's Runner) gives errors that name the file or path."""
+import importlib.util
+import os
+import os.path as osp
+import sys
+
+import numpy as np
+import pytest
+from mmengine.config import Config
+from mmengine.runner import Runner
+from PIL import Image
+
+import mmseg_vvt.datasets  # noqa: F401  (registers the transforms)
+from mmseg.registry import DATASETS, TRANSFORMS
+from mmseg_vvt.datasets import (CheckedLoadAnnotations,
+                                CheckedLoadImageFromFile, DataFileError)
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
+
+
+def _load_tool(name):
+    """Import tools/<name>.py (tools/ is not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+mdd = _load_tool('make_demo_data')
+
+
+@pytest.fixture
+def data(tmp_path):
+    """A tiny demo set: (dataset root, demo config pointing at it)."""
+    root = mdd.generate(str(tmp_path / 'demo'), seed=0, num_train=3,
+                        num_val=2, size=(40, 48), verbose=False)
+    cfg = Config.fromfile(DEMO_CONFIG)
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[name].dataset.data_root = root
+    return root, cfg
+
+
+def _dataset(cfg, split):
+    return DATASETS.build(cfg[f'{split}_dataloader'].dataset)
+
+
+def test_transforms_are_registered():
+    assert TRANSFORMS.get('CheckedLoadImageFromFile') is \
+        CheckedLoadImageFromFile
+    assert TRANSFORMS.get('CheckedLoadAnnotations') is CheckedLoadAnnotations
+    assert issubclass(DataFileError, OSError)
+
+
+def test_good_data_loads_with_reduce_zero_label(data):
+    root, cfg = data
+    for split, folder in (('train', 'training'), ('val', 'validation')):
+        ds = _dataset(cfg, split)
+        assert len(ds) == (3 if split == 'train' else 2)
+        out = ds[0]
+        gt = out['data_samples'].gt_sem_seg.data.numpy()
+        values = set(np.unique(gt).tolist())
+        assert values <= set(range(6)) | {255}
+    # Validation keeps the original resolution: compare with the raw PNG.
+    ds = _dataset(cfg, 'val')
+    out = ds[1]
+    raw = np.asarray(
+        Image.open(osp.join(root, 'annotations', 'validation',
+                            'ADE_val_00000002.png')))
+    gt = out['data_samples'].gt_sem_seg.data.numpy()[0]
+    expected = np.where(raw == 0, 255, raw.astype(np.int64) - 1)
+    np.testing.assert_array_equal(gt, expected)
+    # The image is resized to the test scale (short side 160), the label
+    # stays at the original size (predictions are resized back to it).
+    assert out['inputs'].shape == (3, 160, 192)
+    assert out['data_samples'].ori_shape == (40, 48)
+
+
+def test_missing_dataset_directory_names_path(tmp_path):
+    cfg = Config.fromfile(DEMO_CONFIG)
+    missing = str(tmp_path / 'no_such_dir' / 'ADEChallengeData2016')
+    cfg.train_dataloader.dataset.data_root = missing
+    with pytest.raises(FileNotFoundError) as exc:
+        _dataset(cfg, 'train')
+    assert osp.join(missing, 'images', 'training') in str(exc.value)
+
+
+@pytest.mark.parametrize('content', [b'', b'not an image at all',
+                                     b'\xff\xd8\xff\xe0\x00\x10JFIF'],
+                         ids=['empty', 'garbage', 'cut-header'])
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_corrupt_image_names_file(data, split, content):
+    root, cfg = data
+    folder = 'training' if split == 'train' else 'validation'
+    prefix = 'train' if split == 'train' else 'val'
+    bad = osp.join(root, 'images', folder, f'ADE_{prefix}_00000002.jpg')
+    with open(bad, 'wb') as f:
+        f.write(content)
+    ds = _dataset(cfg, split)
+    ds[0]  # the others still load
+    with pytest.raises(DataFileError) as exc:
+        ds[1]
+    assert str(exc.value).startswith(f'{bad}: cannot load image')
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_label_of_wrong_size_names_both_files(data, split):
+    root, cfg = data
+    folder = 'training' if split == 'train' else 'validation'
+    prefix = 'train' if split == 'train' else 'val'
+    seg = osp.join(root, 'annotations', folder, f'ADE_{prefix}_00000001.png')
+    img = osp.join(root, 'images', folder, f'ADE_{prefix}_00000001.jpg')
+    Image.open(seg).resize((24, 40), Image.NEAREST).save(seg)
+    ds = _dataset(cfg, split)
+    with pytest.raises(DataFileError) as exc:
+        ds[0]
+    assert str(exc.value) == (
+        f'{seg}: label map is 24x40 (WxH) but image {img} is 48x40; a label '
+        'map must have exactly the size of its image')
+
+
+def test_label_not_single_channel_or_unreadable(data):
+    root, cfg = data
+    seg = osp.join(root, 'annotations', 'training', 'ADE_train_00000003.png')
+    ds = _dataset(cfg, 'train')
+    Image.open(seg).convert('RGB').save(seg)
+    with pytest.raises(DataFileError) as exc:
+        ds[2]
+    assert str(exc.value).startswith(f'{seg}: label map has shape (40, 48, 3)')
+    with open(seg, 'wb') as f:
+        f.write(b'\x89PNG broken')
+    with pytest.raises(DataFileError) as exc:
+        ds[2]
+    assert str(exc.value).startswith(f'{seg}: cannot load label map')
+
+
+def test_missing_label_file_names_it(data):
+    root, cfg = data
+    seg = osp.join(root, 'annotations', 'validation', 'ADE_val_00000001.png')
+    ds = _dataset(cfg, 'val')
+    os.remove(seg)
+    with pytest.raises(DataFileError) as exc:
+        ds[0]
+    assert str(exc.value).startswith(f'{seg}: cannot load label map')
+    assert isinstance(exc.value.__cause__, FileNotFoundError)
+
+
+def test_truncated_jpeg_with_pillow_backend(data):
+    """OpenCV decodes a JPEG cut in its scan data (grey fill); the pillow
+    backend refuses it, and the checked transform names the file."""
+    root, _ = data
+    path = osp.join(root, 'images', 'training', 'ADE_train_00000001.jpg')
+    with open(path, 'rb') as f:
+        content = f.read()
+    with open(path, 'wb') as f:
+        f.write(content[:len(content) * 2 // 3])
+    loader = CheckedLoadImageFromFile(imdecode_backend='pillow')
+    with pytest.raises(DataFileError) as exc:
+        loader(dict(img_path=path))
+    assert str(exc.value).startswith(f'{path}: cannot load image')
+
+
+def _runner_cfg(cfg, work_dir):
+    """The demo config, shrunk so that building the runner is quick."""
+    cfg.work_dir = str(work_dir)
+    cfg.train_dataloader.batch_size = 3  # the first batch reads all images
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[name].num_workers = 0
+        cfg[name].persistent_workers = False
+    cfg.model.backbone.arch = dict(
+        embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2],
+        fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])
+    cfg.model.neck.in_channels = [16, 32, 64, 128]
+    return cfg
+
+
+def test_runner_train_reports_missing_dataset_directory(tmp_path):
+    cfg = _runner_cfg(Config.fromfile(DEMO_CONFIG), tmp_path / 'work')
+    missing = str(tmp_path / 'absent' / 'ADEChallengeData2016')
+    cfg.train_dataloader.dataset.data_root = missing
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(FileNotFoundError) as exc:
+        runner.train()
+    assert osp.join(missing, 'images', 'training') in str(exc.value)
+
+
+def test_runner_train_reports_corrupt_image(data, tmp_path):
+    root, cfg = data
+    cfg = _runner_cfg(cfg, tmp_path / 'work')
+    bad = osp.join(root, 'images', 'training', 'ADE_train_00000003.jpg')
+    with open(bad, 'wb') as f:
+        f.write(b'garbage')
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(DataFileError) as exc:
+        runner.train()
+    assert str(exc.value).startswith(f'{bad}: cannot load image')
+
+
+def test_runner_val_reports_label_of_wrong_size(data, tmp_path):
+    root, cfg = data
+    cfg = _runner_cfg(cfg, tmp_path / 'work')
+    seg = osp.join(root, 'annotations', 'validation', 'ADE_val_00000002.png')
+    Image.open(seg).resize((48, 41), Image.NEAREST).save(seg)
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(DataFileError) as exc:
+        runner.val()
+    assert str(exc.value).startswith(
+        f'{seg}: label map is 48x41 (WxH) but image')
