@@ -149,20 +149,21 @@ def _offending_globals(source: Any, err: BaseException) -> List[str]:
 def _reason(err: BaseException) -> str:
     """torch's own explanation without its advice to drop weights_only."""
     text = str(err)
-    match = re.search(r'WeightsUnpickler error: (.*?)(?:\n\n|$)', text,
+    match = re.search(r'WeightsUnpickler error:\s*(.*?)(?:\n\n|$)', text,
                       re.S)
     if match:
         text = match.group(1)
-    return ' '.join(text.split())
+    return ' '.join(text.split()).rstrip('.')
 
 
 def _refusal(source: str, err: BaseException) -> UnsafeCheckpointError:
     offending = _offending_globals(source, err)
-    what = (', '.join(f'`{g}`' for g in offending)
-            if offending else 'an object')
+    what = (', '.join(f'`{g}`' for g in offending) +
+            (', which is' if len(offending) == 1 else ', which are')
+            if offending else 'an object that is')
     return UnsafeCheckpointError(
-        f'Refusing to load checkpoint {source!r}: it contains {what}, which '
-        "is not in mmseg_vvt's weights_only allow-list of what "
+        f'Refusing to load checkpoint {source!r}: it contains {what} '
+        "not in mmseg_vvt's weights_only allow-list of what "
         'mmengine/mmseg checkpoints contain (tensors, containers, numbers, '
         'strings, mmengine HistoryBuffer and numpy arrays). '
         f'torch says: {_reason(err)}. Only load checkpoints from sources you '

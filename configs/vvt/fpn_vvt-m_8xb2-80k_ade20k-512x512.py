@@ -1,0 +1,7 @@
+# VVT-M + Semantic FPN on ADE20K: the VVT-T recipe with the medium backbone.
+_base_ = ['./fpn_vvt-t_8xb2-80k_ade20k-512x512.py']
+checkpoint_file = 'checkpoints/vvt_medium_backbone.pth'
+model = dict(
+    backbone=dict(
+        arch='medium',
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)))

@@ -1,0 +1,101 @@
+"""Device adaptation of recipes for CPU runs (mmseg_vvt.engine.runtime)."""
+import pytest
+import torch
+from mmengine.config import Config
+
+import mmseg_vvt  # noqa: F401
+from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
+                                      adapt_cfg_to_device, enable_amp,
+                                      init_cpu_distributed, replace_sync_bn)
+
+from mmseg_vvt.engine import runtime
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """Behave as on a machine without an accelerator (also on GPU hosts)."""
+    monkeypatch.setattr(runtime, 'get_device', lambda: 'cpu')
+
+
+def _cfg():
+    norm = dict(type='SyncBN', requires_grad=True)
+    return Config(
+        dict(
+            model=dict(
+                type='EncoderDecoder',
+                backbone=dict(type='VVT', norm_cfg=dict(type='LN')),
+                decode_head=dict(type='FPNHead', norm_cfg=norm),
+                auxiliary_head=[
+                    dict(type='FCNHead', norm_cfg=dict(type='MMSyncBN')),
+                    dict(type='FCNHead', norm_cfg=dict(type='BN')),
+                ]),
+            optim_wrapper=dict(
+                type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4)),
+            env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+
+
+def test_replace_sync_bn_reports_paths():
+    cfg = _cfg()
+    changed = replace_sync_bn(cfg.model)
+    assert changed == [
+        'model.decode_head.norm_cfg', 'model.auxiliary_head[0].norm_cfg'
+    ]
+    assert cfg.model.decode_head.norm_cfg.type == 'BN'
+    assert cfg.model.decode_head.norm_cfg.requires_grad is True
+    assert cfg.model.auxiliary_head[0].norm_cfg.type == 'BN'
+    assert cfg.model.backbone.norm_cfg.type == 'LN'
+    assert replace_sync_bn(cfg.model) == []
+
+
+def test_adapt_single_process_cpu(no_gpu):
+    cfg = adapt_cfg_to_device(_cfg(), 'none')
+    assert cfg.model.decode_head.norm_cfg.type == 'BN'
+    # single process: no distributed settings are touched
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+    assert 'model_wrapper_cfg' not in cfg
+
+
+def test_distributed_cpu_needs_torchrun_env(no_gpu, monkeypatch):
+    for var in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(RuntimeError, match='torchrun'):
+        init_cpu_distributed('pytorch')
+    with pytest.raises(RuntimeError, match='--launcher pytorch'):
+        init_cpu_distributed('slurm')
+
+
+def test_distributed_cpu_single_rank_group(no_gpu, monkeypatch):
+    monkeypatch.setenv('RANK', '0')
+    monkeypatch.setenv('WORLD_SIZE', '1')
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', '29731')
+    cfg = _cfg()
+    try:
+        adapt_cfg_to_device(cfg, 'pytorch')
+        assert torch.distributed.is_initialized()
+        assert torch.distributed.get_backend() == 'gloo'
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
+    assert cfg.model_wrapper_cfg.device_ids is None
+    assert cfg.model.decode_head.norm_cfg.type == 'BN'
+
+
+def test_amp_on_cpu_is_refused_clearly(no_gpu):
+    cfg = _cfg()
+    with pytest.raises(AmpNotAvailableError, match='CUDA'):
+        enable_amp(cfg)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+
+
+def test_amp_on_gpu_switches_wrapper(monkeypatch):
+    monkeypatch.setattr(runtime, 'get_device', lambda: 'cuda')
+    cfg = enable_amp(_cfg())
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    other = _cfg()
+    other.optim_wrapper.type = 'ColossalAIOptimWrapper'
+    with pytest.raises(AmpNotAvailableError, match='ColossalAIOptimWrapper'):
+        enable_amp(other)

@@ -1,0 +1,416 @@
+"""End-to-end runs of tools/train.py, tools/test.py and tools/dist_train.sh
+on CPU, with a tiny VVT on a tiny dataset in the ADE20K layout.
+
+Each run is a subprocess, as a user would start it; the fixtures write the
+data and a config that inherits the repository's VVT-T Semantic FPN recipe
+(SyncBN heads included) and only shrinks the model, crops and schedule.
+"""
+import glob
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+PYTHON = sys.executable
+TRAIN = osp.join(REPO, 'tools', 'train.py')
+TEST = osp.join(REPO, 'tools', 'test.py')
+DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
+DIST_TEST = osp.join(REPO, 'tools', 'dist_test.sh')
+FPN_T = osp.join(REPO, 'configs', 'vvt',
+                 'fpn_vvt-t_8xb2-80k_ade20k-512x512.py')
+TINY_ARCH = dict(
+    embed_dims=[16, 32, 64, 128],
+    depths=[1, 1, 1, 1],
+    num_heads=[1, 1, 2, 2],
+    mlp_ratios=[2, 2, 2, 2],
+    fr_ratios=[2, 2, 2, 2],
+    sr_ratios=[1, 1, 1, 1])
+# ADE20K label values (before reduce_zero_label) used in the tiny data
+COLOURS = {1: (200, 30, 30), 3: (30, 200, 30), 5: (30, 30, 200)}
+
+
+def _write_split(root, split, n, seed):
+    rng = np.random.default_rng(seed)
+    img_dir = osp.join(root, 'images', split)
+    ann_dir = osp.join(root, 'annotations', split)
+    os.makedirs(img_dir)
+    os.makedirs(ann_dir)
+    for i in range(n):
+        label = np.zeros((64, 64), np.uint8)  # 0: "other", ignored
+        values = list(COLOURS)
+        rng.shuffle(values)
+        # three vertical bands of random widths, coloured by class
+        cuts = sorted(rng.integers(12, 52, size=2))
+        label[:, :cuts[0]] = values[0]
+        label[:, cuts[0]:cuts[1]] = values[1]
+        label[:, cuts[1]:] = values[2]
+        label[:4] = 0
+        img = np.zeros((64, 64, 3), np.uint8)
+        for v, colour in COLOURS.items():
+            img[label == v] = colour
+        noise = rng.integers(-20, 21, size=img.shape)
+        img = np.clip(img.astype(int) + noise, 0, 255).astype(np.uint8)
+        name = f'ADE_{split}_{i:08d}'
+        assert cv2.imwrite(osp.join(img_dir, name + '.jpg'), img)
+        assert cv2.imwrite(osp.join(ann_dir, name + '.png'), label)
+
+
+@pytest.fixture(scope='module')
+def ade_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('data') / 'ade' / 'ADEChallengeData2016'
+    root = str(root)
+    _write_split(root, 'training', 2, seed=0)
+    _write_split(root, 'validation', 2, seed=1)
+    return root
+
+
+CONFIG_TEMPLATE = '''
+_base_ = [{base!r}]
+crop_size = (64, 64)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        arch=dict(_delete_=True, **{arch!r}), drop_path_rate=0.0,
+        init_cfg=None),
+    neck=dict(in_channels={widths!r}, out_channels=32),
+    decode_head=dict(in_channels=[32, 32, 32, 32], channels=32))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='Resize', scale=crop_size, keep_ratio=False),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=crop_size, keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=False),
+    dataset=dict(data_root={root!r}, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={root!r}, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.0))
+param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False,
+                        begin=0, end={iters})]
+train_cfg = dict(max_iters={iters}, val_interval=1000)
+default_hooks = dict(
+    logger=dict(interval=1),
+    checkpoint=dict(interval=2, by_epoch=False),
+    visualization=dict(type='SegVisualizationHook', draw=False))
+env_cfg = dict(cudnn_benchmark=False)
+randomness = dict(seed=0)
+'''
+
+
+def write_config(path, root, iters, base=FPN_T, arch=None):
+    arch = TINY_ARCH if arch is None else arch
+    with open(path, 'w') as f:
+        f.write(
+            CONFIG_TEMPLATE.format(
+                base=base,
+                arch=arch,
+                widths=arch['embed_dims'],
+                root=root,
+                iters=iters))
+    return str(path)
+
+
+def run(cmd, timeout=240, env=None, check=True):
+    full_env = dict(os.environ)
+    full_env.update({
+        'PYTHONPATH': REPO + os.pathsep + full_env.get('PYTHONPATH', ''),
+        'OMP_NUM_THREADS': '1',
+        'MKL_NUM_THREADS': '1',
+        # behave as on a machine without GPU also on GPU hosts
+        'CUDA_VISIBLE_DEVICES': '',
+    })
+    full_env.update(env or {})
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{cmd} failed ({proc.returncode}):\n'
+                             f'{proc.stdout[-6000:]}')
+    return proc
+
+
+def scalars(work_dir):
+    """Training scalars per iteration from mmengine's LocalVisBackend."""
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                      'scalars.json')))
+    assert files, f'no scalars.json under {work_dir}'
+    runs = []
+    for path in files:
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        runs.append([r for r in rows if 'loss' in r])
+    return runs
+
+
+def load_ckpt(path):
+    import mmseg_vvt  # noqa: F401  (allow-list for weights_only)
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def trained(ade_root, tmp_path_factory):
+    """One 8-iteration training run shared by the train and test checks."""
+    tmp = tmp_path_factory.mktemp('train')
+    cfg = write_config(tmp / 'tiny_fpn.py', ade_root, iters=8)
+    work_dir = str(tmp / 'work')
+    proc = run([PYTHON, TRAIN, cfg, '--work-dir', work_dir])
+    return dict(cfg=cfg, work_dir=work_dir, log=proc.stdout)
+
+
+def test_train_loss_goes_down(trained):
+    (rows, ) = scalars(trained['work_dir'])
+    assert [r['step'] for r in rows] == list(range(1, 9))
+    losses = [r['loss'] for r in rows]
+    # the same 2 images every iteration: the loss must drop, and steadily
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert sum(b < a for a, b in zip(losses, losses[1:])) >= 6, losses
+    assert osp.isfile(osp.join(trained['work_dir'], 'iter_8.pth'))
+    # SyncBN recipe on CPU: the heads are built with BN, and said so
+    assert 'SyncBN needs CUDA tensors' in trained['log']
+    assert 'model.decode_head.norm_cfg' in trained['log']
+
+
+def test_checkpoint_holds_only_allowlisted_globals(trained):
+    """An mmseg runner checkpoint needs exactly the allow-listed globals
+    beyond torch's defaults (what mmseg_vvt.engine allows)."""
+    import mmseg_vvt.engine as engine
+    path = osp.join(trained['work_dir'], 'iter_8.pth')
+    saved = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
+    try:
+        found = set(
+            torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    finally:
+        torch.serialization.add_safe_globals(saved)
+    assert 'mmengine.logging.history_buffer.HistoryBuffer' in found
+    assert found <= set(engine.allowed_global_names())
+    ckpt = load_ckpt(path)
+    assert ckpt['meta']['iter'] == 8
+    assert ckpt['meta']['dataset_meta']['classes'][0] == 'wall'
+
+
+def test_test_py_prints_miou_and_writes_json(trained, tmp_path):
+    ckpt = osp.join(trained['work_dir'], 'iter_8.pth')
+    work_dir = str(tmp_path / 'eval')
+    proc = run([PYTHON, TEST, trained['cfg'], ckpt, '--work-dir', work_dir])
+    out = proc.stdout
+    assert 'per class results' in out
+    assert 'mIoU' in out and 'aAcc' in out
+
+    (path, ) = glob.glob(osp.join(work_dir, 'eval_*.json'))
+    with open(path) as f:
+        record = json.load(f)
+    assert record['config'] == trained['cfg']
+    assert record['checkpoint'] == ckpt
+    assert record['dataset'] == 'ADE20KDataset'
+    assert set(record['metrics']) == {'aAcc', 'mIoU', 'mAcc'}
+    assert len(record['per_class']) == 150
+    assert set(record['per_class'][0]) == {'class', 'IoU', 'Acc'}
+    # the summary printed on the console is the one in the file
+    assert f"mIoU: {record['metrics']['mIoU']:.4f}" in out
+    # ADE20K label 1 -> class 0 ('wall') is in the validation images
+    assert record['per_class'][0]['class'] == 'wall'
+    assert record['per_class'][0]['Acc'] is not None
+    assert osp.basename(path) == f"eval_{record['timestamp']}.json"
+
+    # a second evaluation into the same work dir keeps the first file;
+    # --show-dir paints the predictions
+    before = open(path).read()
+    show_dir = str(tmp_path / 'vis')
+    run([
+        PYTHON, TEST, trained['cfg'], ckpt, '--work-dir', work_dir,
+        '--show-dir', show_dir, '--cfg-options',
+        'default_hooks.visualization.interval=1'
+    ])
+    files = sorted(glob.glob(osp.join(work_dir, 'eval_*.json')))
+    assert len(files) == 2
+    assert open(path).read() == before
+    painted = glob.glob(osp.join(show_dir, '**', '*.png'), recursive=True)
+    assert len(painted) == 2  # one per validation image
+
+
+def test_test_py_missing_checkpoint_is_named(trained, tmp_path):
+    missing = str(tmp_path / 'no_such.pth')
+    proc = run([PYTHON, TEST, trained['cfg'], missing], check=False)
+    assert proc.returncode == 2
+    assert 'no_such.pth' in proc.stdout and 'does not exist' in proc.stdout
+
+
+CRASH_HOOK = '''
+import os
+from mmengine.hooks import Hook
+from mmseg.registry import HOOKS
+
+
+@HOOKS.register_module()
+class HardStopAfterIter(Hook):
+    """Simulates a killed job: the process dies without any clean-up."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if runner.iter + 1 == self.at:
+            os._exit(17)
+'''
+
+
+def test_interrupted_run_resumes(ade_root, tmp_path):
+    cfg = write_config(tmp_path / 'tiny_fpn.py', ade_root, iters=6)
+    (tmp_path / 'crash_hook.py').write_text(CRASH_HOOK)
+    crashing = tmp_path / 'tiny_fpn_crash.py'
+    crashing.write_text(
+        "_base_ = ['./tiny_fpn.py']\n"
+        "custom_imports = dict(imports=['mmseg_vvt', 'crash_hook'])\n"
+        "custom_hooks = [dict(type='HardStopAfterIter', at=3, priority='LOWEST')]\n")
+    work_dir = str(tmp_path / 'work')
+    # killed after iteration 3; the last checkpoint is iter_2
+    proc = run([PYTHON, TRAIN, str(crashing), '--work-dir', work_dir],
+               env={'PYTHONPATH': f'{REPO}{os.pathsep}{tmp_path}'},
+               check=False)
+    assert proc.returncode == 17, proc.stdout[-3000:]
+    assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
+    assert not osp.isfile(osp.join(work_dir, 'iter_4.pth'))
+    step_at_2 = int(load_ckpt(osp.join(
+        work_dir, 'iter_2.pth'))['optimizer']['state'][0]['step'])
+    assert step_at_2 == 2
+
+    proc = run([PYTHON, TRAIN, cfg, '--work-dir', work_dir, '--resume'])
+    assert 'resumed epoch: 0, iter: 2' in proc.stdout
+    first, second = scalars(work_dir)
+    assert [r['step'] for r in first] == [1, 2, 3]
+    # the resumed run continues at iteration 3 and stops at max_iters
+    assert [r['step'] for r in second] == [3, 4, 5, 6]
+    final = load_ckpt(osp.join(work_dir, 'iter_6.pth'))
+    assert final['meta']['iter'] == 6
+    # AdamW's state came from iter_2.pth: 2 steps there + 4 after resuming
+    state = final['optimizer']['state']
+    assert all(int(s['step']) == 6 for s in state.values())
+
+
+def test_resume_without_checkpoint_warns(ade_root, tmp_path):
+    cfg = write_config(tmp_path / 'tiny_fpn.py', ade_root, iters=1)
+    work_dir = str(tmp_path / 'empty')
+    proc = run([PYTHON, TRAIN, cfg, '--work-dir', work_dir, '--resume'])
+    assert 'no checkpoint found in' in proc.stdout
+    assert osp.isfile(osp.join(work_dir, 'iter_1.pth'))
+
+
+def test_amp_on_cpu_is_refused(ade_root, tmp_path):
+    cfg = write_config(tmp_path / 'tiny_fpn.py', ade_root, iters=1)
+    proc = run([PYTHON, TRAIN, cfg, '--amp', '--work-dir',
+                str(tmp_path / 'w')],
+               check=False)
+    assert proc.returncode == 2
+    assert '--amp' in proc.stdout and 'CUDA' in proc.stdout
+    assert not osp.exists(osp.join(tmp_path, 'w', 'iter_1.pth'))
+
+
+def test_dist_train_two_cpu_processes(ade_root, tmp_path):
+    cfg = write_config(tmp_path / 'tiny_fpn.py', ade_root, iters=2)
+    work_dir = str(tmp_path / 'work')
+    proc = run(['bash', DIST_TRAIN, cfg, '2', '--work-dir', work_dir],
+               env={
+                   'PYTHON': PYTHON,
+                   'PORT': str(free_port())
+               })
+    out = proc.stdout
+    assert 'Distributed training: True' in out
+    assert "backend 'nccl' replaced by gloo" in out
+    assert 'SyncBN needs CUDA tensors' in out
+    ckpt = load_ckpt(osp.join(work_dir, 'iter_2.pth'))
+    assert ckpt['meta']['iter'] == 2
+    (rows, ) = scalars(work_dir)
+    assert [r['step'] for r in rows] == [1, 2]
+    assert all(np.isfinite(r['loss']) for r in rows)
+
+
+def test_dist_test_two_cpu_processes(trained, tmp_path):
+    ckpt = osp.join(trained['work_dir'], 'iter_8.pth')
+    work_dir = str(tmp_path / 'eval')
+    proc = run([
+        'bash', DIST_TEST, trained['cfg'], ckpt, '2', '--work-dir', work_dir
+    ],
+               env={
+                   'PYTHON': PYTHON,
+                   'PORT': str(free_port())
+               })
+    assert 'per class results' in proc.stdout
+    # rank 0 alone writes the results
+    (path, ) = glob.glob(osp.join(work_dir, 'eval_*.json'))
+    with open(path) as f:
+        record = json.load(f)
+    assert len(record['per_class']) == 150
+
+
+DROPIN_TEMPLATE = '''
+_base_ = ['mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py']
+custom_imports = dict(imports=['mmseg_vvt'], allow_failed_imports=False)
+crop_size = (64, 64)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(_delete_=True, type='VVT', arch={arch!r},
+                  drop_path_rate=0.0),
+    decode_head=dict(in_channels={widths!r}, channels=32))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='Resize', scale=crop_size, keep_ratio=False),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={root!r}, pipeline=train_pipeline))
+train_cfg = dict(max_iters=2, val_interval=1000)
+val_cfg = None
+val_dataloader = None
+val_evaluator = None
+default_hooks = dict(
+    logger=dict(interval=1), checkpoint=dict(interval=2))
+'''
+
+
+def test_mmseg_config_with_vvt_backbone_trains(ade_root, tmp_path):
+    """Drop-in: mmseg's own SegFormer ADE20K config, backbone swapped."""
+    cfg = tmp_path / 'segformer_vvt.py'
+    cfg.write_text(
+        DROPIN_TEMPLATE.format(
+            arch=TINY_ARCH, widths=TINY_ARCH['embed_dims'], root=ade_root))
+    work_dir = str(tmp_path / 'work')
+    run([PYTHON, TRAIN, str(cfg), '--work-dir', work_dir])
+    ckpt = load_ckpt(osp.join(work_dir, 'iter_2.pth'))
+    assert any(k.startswith('backbone.block1.0.attn.')
+               for k in ckpt['state_dict'])
+    assert 'decode_head.fusion_conv.conv.weight' in ckpt['state_dict']
+    (rows, ) = scalars(work_dir)
+    assert [r['step'] for r in rows] == [1, 2]

@@ -1,0 +1,176 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+# mmsegmentation 1.2.2's tools/test.py (same command line), plus:
+#   * ``import mmseg_vvt``: registers VVT and installs the weights_only
+#     allow-list that lets mmengine checkpoints load on torch >= 2.6;
+#   * CPU-only machines: SyncBN recipes build BN, ``--launcher pytorch``
+#     uses gloo (mmseg_vvt/engine/runtime.py);
+#   * the summary (aAcc, mIoU, mAcc) and the per-class IoU/Acc are written
+#     to ``<work_dir>/eval_<timestamp>.json`` (never overwriting a file),
+#     next to the table mmseg prints (mmseg_vvt/engine/results.py).
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+try:
+    import mmseg_vvt  # noqa: F401
+except ModuleNotFoundError as err:  # running from an uninstalled checkout
+    if err.name != 'mmseg_vvt':
+        raise
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    import mmseg_vvt  # noqa: F401
+
+from mmseg_vvt.engine.results import (capture_per_class,  # noqa: E402
+                                      write_eval_json)
+from mmseg_vvt.engine.runtime import adapt_cfg_to_device  # noqa: E402
+
+
+# TODO: support fuse_conv_bn, visualization, and format_only
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='MMSeg test (and eval) a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help=('if specified, the evaluation metric results will be dumped'
+              'into the directory as json'))
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='The directory to save output prediction for offline evaluation')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved. '
+        'If specified, it will be automatically saved '
+        'to the work_dir/timestamp/show_dir')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument(
+        '--tta', action='store_true', help='Test time augmentation')
+    # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
+    # will pass the `--local-rank` parameter to `tools/train.py` instead
+    # of `--local_rank`.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if not osp.isfile(args.config):
+        parser.error(f'config file {args.config!r} does not exist')
+    if '://' not in args.checkpoint and not osp.isfile(
+            osp.expanduser(args.checkpoint)):
+        parser.error(f'checkpoint file {args.checkpoint!r} does not exist')
+
+    return args
+
+
+def trigger_visualization_hook(cfg, args):
+    default_hooks = cfg.default_hooks
+    if 'visualization' in default_hooks:
+        visualization_hook = default_hooks['visualization']
+        # Turn on visualization
+        visualization_hook['draw'] = True
+        if args.show:
+            visualization_hook['show'] = True
+            visualization_hook['wait_time'] = args.wait_time
+        if args.show_dir:
+            visualizer = cfg.visualizer
+            visualizer['save_dir'] = args.show_dir
+    else:
+        raise RuntimeError(
+            'VisualizationHook must be included in default_hooks.'
+            'refer to usage '
+            '"visualization=dict(type=\'VisualizationHook\')"')
+
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+
+    # load config
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir is determined in this priority: CLI > segment in file > filename
+    if args.work_dir is not None:
+        # update configs according to CLI args if args.work_dir is not None
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        # use config filename as default work_dir if cfg.work_dir is None
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+
+    if args.tta:
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+
+    # add output_dir in metric
+    if args.out is not None:
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+
+    # CPU-only machines: SyncBN -> BN, gloo process group for --launcher
+    adapt_cfg_to_device(cfg, args.launcher)
+
+    # build the runner from config
+    runner = Runner.from_cfg(cfg)
+
+    # keep the per-class values IoUMetric computes (it returns the summary)
+    capture = capture_per_class(runner.test_loop.evaluator)
+
+    # start testing
+    metrics = runner.test()
+
+    if is_main_process():
+        if capture.captured:
+            path = write_eval_json(
+                cfg.work_dir,
+                timestamp=runner.timestamp,
+                config=args.config,
+                checkpoint=args.checkpoint,
+                dataset=cfg.test_dataloader.dataset.get('type', ''),
+                metrics=metrics,
+                per_class=capture.per_class)
+            print_log(f'evaluation results written to {path}',
+                      logger='current')
+        else:
+            print_log(
+                'no per-class results were computed (format_only or no '
+                'test data), so no eval JSON was written',
+                logger='current')
+    return metrics
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,128 @@
+# Copyright (c) OpenMMLab. All rights reserved.
+# mmsegmentation 1.2.2's tools/train.py (same command line), plus:
+#   * ``import mmseg_vvt``: registers VVT and installs the weights_only
+#     allow-list that lets ``--resume`` load mmengine checkpoints on
+#     torch >= 2.6 (see mmseg_vvt/engine/checkpoint.py);
+#   * CPU-only machines: SyncBN recipes build BN, ``--launcher pytorch``
+#     uses gloo (mmseg_vvt/engine/runtime.py);
+#   * ``--amp`` refuses with a clear message where mmengine can not do it.
+import argparse
+import logging
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.runner import Runner, find_latest_checkpoint
+
+try:
+    import mmseg_vvt  # noqa: F401
+except ModuleNotFoundError as err:  # running from an uninstalled checkout
+    if err.name != 'mmseg_vvt':
+        raise
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+    import mmseg_vvt  # noqa: F401
+
+from mmseg.registry import RUNNERS  # noqa: E402
+from mmseg_vvt.engine.runtime import (AmpNotAvailableError,  # noqa: E402
+                                      adapt_cfg_to_device, enable_amp)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        action='store_true',
+        default=False,
+        help='resume from the latest checkpoint in the work_dir automatically')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
+    # will pass the `--local-rank` parameter to `tools/train.py` instead
+    # of `--local_rank`.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if not osp.isfile(args.config):
+        parser.error(f'config file {args.config!r} does not exist')
+
+    return args, parser
+
+
+def main(argv=None):
+    args, parser = parse_args(argv)
+
+    # load config
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir is determined in this priority: CLI > segment in file > filename
+    if args.work_dir is not None:
+        # update configs according to CLI args if args.work_dir is not None
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        # use config filename as default work_dir if cfg.work_dir is None
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    # enable automatic-mixed-precision training
+    if args.amp is True:
+        try:
+            enable_amp(cfg)
+        except AmpNotAvailableError as err:
+            parser.error(str(err))
+
+    # resume training
+    cfg.resume = args.resume
+
+    # CPU-only machines: SyncBN -> BN, gloo process group for --launcher
+    adapt_cfg_to_device(cfg, args.launcher)
+
+    # build the runner from config
+    if 'runner_type' not in cfg:
+        # build the default runner
+        runner = Runner.from_cfg(cfg)
+    else:
+        # build customized runner from the registry
+        # if 'runner_type' is set in the cfg
+        runner = RUNNERS.build(cfg)
+
+    if (args.resume and cfg.get('load_from') is None
+            and find_latest_checkpoint(cfg.work_dir) is None):
+        print_log(
+            f'--resume: no checkpoint found in {cfg.work_dir}, so training '
+            'starts from iteration 0.',
+            logger='current',
+            level=logging.WARNING)
+
+    # start training
+    runner.train()
+    return runner
+
+
+if __name__ == '__main__':
+    main()
