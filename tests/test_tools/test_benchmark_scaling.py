@@ -68,12 +68,16 @@ def test_forward_benchmark_writes_valid_json_markdown_png(tmp_path):
 
 def test_train_mode_measures_forward_backward(tmp_path):
     out = tmp_path / 'bench'
+    # a tiny time budget: one timed repeat of the three asked for
     proc = _run('--quick', '--mode', 'train', '--resolutions', '64',
-                '--models', 'vvt-test', '--no-flops', '--out-dir', str(out))
+                '--models', 'vvt-test', '--no-flops', '--repeats', '3',
+                '--budget-s', '1e-9', '--out-dir', str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.load(open(out / 'scaling_train.json'))
+    assert data['meta']['budget_s'] == 1e-9
     (r, ) = data['results']
     assert r['mode'] == 'train' and r['errors'] == []
+    assert r['repeats'] == 1 == len(r['latency_samples_ms'])
     assert r['latency_ms'] > 0 and r['mem_extra_mb'] >= 0
     assert r['flops'] is None  # skipped on request, shown as such
     assert (out / 'scaling_train.md').exists()
