@@ -1,0 +1,164 @@
+"""The demo: configs/vvt_fpn_demo.py and tools/run_demo.py."""
+import importlib.util
+import json
+import math
+import os.path as osp
+import sys
+
+import cv2
+import pytest
+import torch
+from mmengine.config import Config
+
+import mmseg_vvt.datasets  # noqa: F401  (registers VVT and the transforms)
+from mmseg.registry import MODELS
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
+# A very small VVT for fast tests (the demo itself uses arch='tiny').
+TINY_ARCH = dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+                 num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2],
+                 fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])
+
+
+def _load_tool(name):
+    """Import tools/<name>.py (tools/ is not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+mdd = _load_tool('make_demo_data')
+run_demo = _load_tool('run_demo')
+
+
+def test_demo_config_matches_the_demo_data_and_builds():
+    cfg = Config.fromfile(DEMO_CONFIG)
+    classes = tuple(cfg.train_dataloader.dataset.metainfo['classes'])
+    assert classes == mdd.CLASS_NAMES
+    assert tuple(cfg.val_dataloader.dataset.metainfo['classes']) == classes
+    assert cfg.model.decode_head.num_classes == mdd.NUM_CLASSES
+    assert cfg.train_dataloader.dataset.type == 'ADE20KDataset'
+    assert cfg.model.backbone.type == 'VVT'
+    assert cfg.model.backbone.arch == 'tiny'
+    assert cfg.model.backbone.init_cfg is None  # no pretrained weights
+    assert cfg.data_root == 'data/demo/ADEChallengeData2016'
+    types = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+    assert types == [
+        'CheckedLoadImageFromFile', 'CheckedLoadAnnotations', 'RandomResize',
+        'RandomCrop', 'RandomFlip', 'PhotoMetricDistortion', 'PackSegInputs'
+    ]
+
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.rand(1, 3, 64, 96) * 255, mode='tensor')
+    # FPN head predicts at stride 4.
+    assert logits.shape == (1, mdd.NUM_CLASSES, 16, 24)
+
+
+def test_set_max_iters_keeps_schedule_consistent():
+    cfg = Config.fromfile(DEMO_CONFIG)
+    old = cfg.train_cfg.max_iters
+    run_demo.set_max_iters(cfg, old // 2)
+    assert cfg.train_cfg.max_iters == old // 2
+    assert cfg.train_cfg.val_interval == old // 2
+    assert cfg.default_hooks.checkpoint.interval == old // 2
+    assert cfg.param_scheduler[-1].end == old // 2
+    assert cfg.param_scheduler[0].end == cfg.param_scheduler[1].begin
+    run_demo.set_max_iters(cfg, 2)
+    ends = [(s.begin, s.end) for s in cfg.param_scheduler]
+    assert all(0 <= b < e <= 2 for b, e in ends)
+
+
+def test_tiny_demo_end_to_end(tmp_path, capsys):
+    """The whole demo pipeline at toy size: data generated, 2 training
+    iterations, mIoU from IoUMetric, constant baseline, the picture."""
+    work = tmp_path / 'work'
+    data = tmp_path / 'demo'
+    argv = [
+        '--work-dir', str(work), '--data-dir', str(data), '--num-train', '4',
+        '--num-val', '2', '--size', '48', '--max-iters', '2',
+        '--batch-size', '2', '--crop-size', '32', '--num-workers', '0',
+        '--num-vis', '2', '--arch', json.dumps(TINY_ARCH)
+    ]
+    assert run_demo.main(argv) == 0
+    out = capsys.readouterr().out
+    assert 'VVT-T + Semantic FPN      mIoU' in out
+    assert 'baseline' in out
+
+    root = data / 'ADEChallengeData2016'
+    assert len(list((root / 'images' / 'training').iterdir())) == 4
+    results = json.loads((work / 'demo_results.json').read_text())
+    assert results['max_iters'] == 2 and results['num_val'] == 2
+    for key in ('model', 'constant_baseline'):
+        miou = results[key]['mIoU']
+        assert math.isfinite(miou) and 0 <= miou <= 100
+    assert results['constant_baseline']['cls'] in mdd.CLASS_NAMES
+    assert (work / 'iter_2.pth').is_file()
+    cfg = Config.fromfile(next(work.glob('*/vis_data/config.py')))
+    assert cfg.model.backbone.arch == TINY_ARCH
+    assert cfg.model.neck.in_channels == TINY_ARCH['embed_dims']
+    assert cfg.train_dataloader.dataset.pipeline[3].crop_size == (32, 32)
+
+    pic = cv2.imread(str(work / 'demo_predictions.png'))
+    assert pic is not None
+    # 3 panels of 48 px, doubled for viewing; 2 rows of 48 (+4) px, header
+    # and legend.
+    assert pic.shape[1] == 2 * 3 * 48
+    assert pic.shape[0] > 2 * 2 * 48
+
+    # Data present now: a second run uses it, and refuses options that
+    # contradict it.
+    with pytest.raises(SystemExit) as exc:
+        run_demo.main(argv[:4] + ['--num-train', '5'])
+    assert 'num_train=5 (existing: 4)' in str(exc.value)
+
+
+def test_constant_baseline_uses_iou_metric(tmp_path):
+    """The baseline really is IoUMetric on a constant prediction: with
+    one class everywhere, its IoU is its pixel share among predictions and
+    labels, and every other class scores 0."""
+    root = mdd.generate(str(tmp_path / 'demo'), seed=0, num_train=3,
+                        num_val=2, size=(32, 32), verbose=False)
+    cfg = Config.fromfile(DEMO_CONFIG)
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[name].dataset.data_root = root
+    cls, counts = run_demo.most_frequent_train_class(cfg)
+    assert counts.sum() > 0 and counts[cls] == counts.max()
+
+    import numpy as np
+    from PIL import Image
+    gts = [
+        np.asarray(Image.open(osp.join(
+            root, 'annotations', 'validation', f'ADE_val_0000000{i}.png')))
+        for i in (1, 2)
+    ]
+    labelled = sum(int((g > 0).sum()) for g in gts)
+    hit = sum(int((g == cls + 1).sum()) for g in gts)
+    present = {int(v) - 1 for g in gts for v in np.unique(g) if v > 0}
+    present.add(cls)
+    expected_iou = 100 * hit / labelled  # union = all labelled pixels
+    metrics = run_demo.constant_baseline(cfg, cls)
+    assert metrics['mIoU'] == pytest.approx(
+        round(expected_iou / len(present), 2), abs=0.011)
+    assert metrics['aAcc'] == pytest.approx(
+        round(100 * hit / labelled, 2), abs=0.011)
+
+
+@pytest.mark.slow
+def test_full_demo_learns_far_above_constant(tmp_path):
+    """The real demo (default data and schedule, ~10-15 min on 2 cores)."""
+    work = tmp_path / 'work'
+    assert run_demo.main(['--work-dir', str(work), '--data-dir',
+                          str(tmp_path / 'demo')]) == 0
+    results = json.loads((work / 'demo_results.json').read_text())
+    assert results['model']['mIoU'] > 3 * results['constant_baseline'][
+        'mIoU']
+    assert results['model']['mIoU'] > 50
