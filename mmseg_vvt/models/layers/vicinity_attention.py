@@ -142,6 +142,9 @@ class VicinityAttention(BaseModule):
         return t.view(B, N, self.num_heads, self.head_dims).transpose(1, 2)
 
     # -- fast path --------------------------------------------------------
+    # Tokens per chunk of the chunked inference path (see ``forward``).
+    chunk_tokens = 2048
+
     def forward(self, x: torch.Tensor, hw_shape) -> torch.Tensor:
         """Apply vicinity attention.
 
@@ -154,40 +157,67 @@ class VicinityAttention(BaseModule):
         """
         B, N, C = x.shape
         H, W = hw_shape
-        h, d = self.num_heads, self.head_dims
+        if H * W != N:
+            raise ValueError(f'hw_shape {tuple(hw_shape)} does not match the '
+                             f'{N} tokens of x')
         src, (Hk, Wk) = self._keys_values_source(x, hw_shape)
-        Nk = src.shape[1]
-
         wq = position_weights(H, W, x.device, x.dtype)  # N x 4
         wk = wq if (Hk, Wk) == (H, W) else position_weights(
             Hk, Wk, x.device, x.dtype)
+        gate = 1.0 + self._gate(x)  # B x 1 x C
+        step = self.chunk_tokens
+        if N <= step or (torch.is_grad_enabled() and x.requires_grad):
+            kv = self._key_value_sums(src, wk)
+            return self._attend(x, wq, self._clamp_kv(kv), gate)
+        # Inference at high resolution: everything but KV and the gate is
+        # per token, so both sides run a chunk of tokens at a time and the
+        # 4d-wide position-modulated copies stay in cache.
+        kv = sum(
+            self._key_value_sums(src[:, i:i + step], wk[i:i + step])
+            for i in range(0, src.shape[1], step))
+        kv = self._clamp_kv(kv)
+        out = torch.empty_like(x)
+        for i in range(0, N, step):
+            out[:, i:i + step] = self._attend(x[:, i:i + step],
+                                              wq[i:i + step], kv, gate)
+        return out
 
-        # Key side: k~ is B x h x Nk x 4d; one matmul with [v | 1] gives KV
-        # (4d x d) and the key sum (the extra column) together.
-        k = F.relu(self.k_proj(src)).view(B, Nk, h, 1, d)
-        k_pos = (k * wk.view(1, Nk, 1, 4, 1)).view(B, Nk, h, 4 * d)
-        v = self.v_proj(src).view(B, Nk, h, d)
-        v1 = F.pad(v, (0, 1), value=1.0)
-        kv = torch.matmul(k_pos.permute(0, 2, 3, 1), v1.transpose(1, 2))
-        # Clamp KV, not the key sum (a small 4d x (d+1) tensor).
-        kv = torch.cat([signed_clamp(kv[..., :d]), kv[..., d:]], dim=-1)
-        del k, k_pos, v, v1
+    def _key_value_sums(self, src, wk):
+        """``[KV | sum_j k~_j]``: ``B x h x 4d x (d+1)`` over these tokens.
 
-        # Query side: one matmul gives q~^T KV and q~ . sum_j k~_j.
+        One matmul of ``k~`` with ``[v | 1]`` gives KV and the key sum (its
+        extra column) together.
+        """
+        B, Nk, _ = src.shape
+        h, d = self.num_heads, self.head_dims
+        weight = torch.cat([self.k_proj.weight, self.v_proj.weight])
+        bias = torch.cat([self.k_proj.bias, self.v_proj.bias])
+        k, v = F.linear(src, weight, bias).split(h * d, dim=-1)
+        k = F.relu(k).view(B, Nk, h, 1, d)
+        k_pos = (k * wk.view(Nk, 1, 4, 1)).view(B, Nk, h, 4 * d)
+        v1 = F.pad(v.view(B, Nk, h, d), (0, 1), value=1.0)
+        return torch.matmul(k_pos.permute(0, 2, 3, 1), v1.transpose(1, 2))
+
+    def _clamp_kv(self, kv):
+        """Clamp KV, not the key sum (a small 4d x (d+1) tensor)."""
+        d = self.head_dims
+        return torch.cat([signed_clamp(kv[..., :d]), kv[..., d:]], dim=-1)
+
+    def _attend(self, x, wq, kv, gate):
+        """Queries of these tokens against ``kv``, then out_proj and gate."""
+        B, N, _ = x.shape
+        h, d = self.num_heads, self.head_dims
         q = F.relu(self.q_proj(x)).view(B, N, h, 1, d)
-        q_pos = (q * wq.view(1, N, 1, 4, 1)).view(B, N, h, 4 * d)
-        del q
+        q_pos = (q * wq.view(N, 1, 4, 1)).view(B, N, h, 4 * d)
+        # one matmul gives q~^T KV and the normaliser q~ . sum_j k~_j
         out = torch.matmul(q_pos.transpose(1, 2), kv)  # B x h x N x (d+1)
-        del q_pos
-        # z > 0, so its signed clamp is a plain clamp.
+        # z > 0, so its signed clamp is a plain clamp
         z = (out[..., d:] + DENOMINATOR_EPS).reciprocal().clamp(
             CLAMP_MIN, CLAMP_MAX)
         o = signed_clamp(signed_clamp(out[..., :d]) * z)
-        del out, z
         o = o.transpose(1, 2).reshape(B, N, h * d)
-
         o = signed_clamp(self.out_proj(o))
-        return signed_clamp(o * (1.0 + self._gate(x)))
+        return signed_clamp(o * gate)
 
 
 class VicinityAttentionReference(VicinityAttention):

@@ -349,3 +349,47 @@ def test_registered_and_built_from_config():
     model = MODELS.build(cfg.backbone)
     assert isinstance(model, VVT)
     assert model(torch.randn(1, 3, 64, 64))[0].shape == (1, 512, 2, 2)
+
+
+@pytest.mark.parametrize('band_tokens,chunk_tokens', [(7, 5), (40, 64),
+                                                      (1, 1)])
+def test_banded_inference_paths_equal_reference(monkeypatch, band_tokens,
+                                                chunk_tokens):
+    # At high resolution inference runs the MLP in bands of rows and the
+    # attention in chunks of tokens; small bands exercise every edge case
+    # (one-row bands, bands shorter than the conv context, ragged ends).
+    from mmseg_vvt.models.backbones.vvt import Mlp
+    from mmseg_vvt.models.layers import VicinityAttention
+    monkeypatch.setattr(Mlp, 'band_tokens', band_tokens)
+    monkeypatch.setattr(VicinityAttention, 'chunk_tokens', chunk_tokens)
+    fast, ref = _pair(dict(TINY_ARCH, sr_ratios=[2, 1, 1, 1]),
+                      drop_path_rate=0.)
+    fast.eval(), ref.eval()
+    x = torch.randn(2, 3, 61, 47)
+    with torch.no_grad():
+        for a, b in zip(fast(x), ref(x)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_default_thresholds_take_the_banded_path_and_match():
+    # 256 x 256 input: 4096 stage-1 tokens, over the default band/chunk size.
+    # Compared in float64: the published numerics' signed clamp jumps by
+    # 2e-4 where a value crosses zero, so in float32 any change of summation
+    # order (even the reference run with another thread count) moves a few
+    # near-zero elements by that much; in float64 such flips vanish and the
+    # two formulations must agree to rounding.
+    from mmseg_vvt.models.backbones.vvt import Mlp
+    from mmseg_vvt.models.layers import VicinityAttention
+    fast, ref = _pair('tiny', drop_path_rate=0.)
+    fast.eval().double(), ref.eval().double()
+    x = torch.randn(1, 3, 256, 256, dtype=torch.float64)
+    assert 64 * 64 > Mlp.band_tokens and 64 * 64 > VicinityAttention.chunk_tokens
+    with mock.patch.object(Mlp, '_forward_banded',
+                           autospec=True,
+                           side_effect=Mlp._forward_banded) as banded, \
+            torch.no_grad():
+        outs = fast(x)
+    assert banded.called
+    with torch.no_grad():
+        for a, b in zip(outs, ref(x)):
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-6)
