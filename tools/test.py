@@ -8,6 +8,7 @@
 #     to ``<work_dir>/eval_<timestamp>.json`` (never overwriting a file),
 #     next to the table mmseg prints (mmseg_vvt/engine/results.py).
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
@@ -147,12 +148,18 @@ def main(argv=None):
     runner = Runner.from_cfg(cfg)
 
     # keep the per-class values IoUMetric computes (it returns the summary)
-    capture = capture_per_class(runner.test_loop.evaluator)
+    try:
+        capture = capture_per_class(runner.test_loop.evaluator)
+    except ValueError as err:
+        print_log(
+            f'{err}; no eval JSON will be written', logger='current',
+            level=logging.WARNING)
+        capture = None
 
     # start testing
     metrics = runner.test()
 
-    if is_main_process():
+    if is_main_process() and capture is not None:
         if capture.captured:
             path = write_eval_json(
                 cfg.work_dir,
@@ -168,7 +175,8 @@ def main(argv=None):
             print_log(
                 'no per-class results were computed (format_only or no '
                 'test data), so no eval JSON was written',
-                logger='current')
+                logger='current',
+                level=logging.WARNING)
     return metrics
 
 

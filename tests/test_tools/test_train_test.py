@@ -292,7 +292,8 @@ def test_interrupted_run_resumes(ade_root, tmp_path):
     crashing.write_text(
         "_base_ = ['./tiny_fpn.py']\n"
         "custom_imports = dict(imports=['mmseg_vvt', 'crash_hook'])\n"
-        "custom_hooks = [dict(type='HardStopAfterIter', at=3, priority='LOWEST')]\n")
+        "custom_hooks = [\n"
+        "    dict(type='HardStopAfterIter', at=3, priority='LOWEST')]\n")
     work_dir = str(tmp_path / 'work')
     # killed after iteration 3; the last checkpoint is iter_2
     proc = run([PYTHON, TRAIN, str(crashing), '--work-dir', work_dir],
@@ -414,3 +415,45 @@ def test_mmseg_config_with_vvt_backbone_trains(ade_root, tmp_path):
     assert 'decode_head.fusion_conv.conv.weight' in ckpt['state_dict']
     (rows, ) = scalars(work_dir)
     assert [r['step'] for r in rows] == [1, 2]
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+printf '%s\\n' "$@" > "$SRUN_ARGS_FILE"
+"""
+
+
+@pytest.mark.parametrize('script', ['slurm_train.sh', 'slurm_test.sh'])
+def test_slurm_scripts_call_srun(tmp_path, script):
+    """Without a cluster: a stand-in srun records what the script asks."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    srun = bin_dir / 'srun'
+    srun.write_text(FAKE_SRUN)
+    srun.chmod(0o755)
+    args_file = tmp_path / 'args.txt'
+    extra = ['ckpt.pth'] if script == 'slurm_test.sh' else []
+    proc = subprocess.run(
+        ['bash', osp.join(REPO, 'tools', script), 'gpu', 'job', 'cfg.py'] +
+        extra + ['--work-dir', 'w'],
+        env=dict(
+            os.environ,
+            PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+            SRUN_ARGS_FILE=str(args_file),
+            GPUS='16',
+            GPUS_PER_NODE='8'),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60)
+    assert proc.returncode == 0, proc.stdout
+    args = args_file.read_text().splitlines()
+    assert args[:2] == ['-p', 'gpu']
+    assert '--job-name=job' in args
+    assert '--ntasks=16' in args and '--ntasks-per-node=8' in args
+    assert '--gres=gpu:8' in args
+    tool = 'train.py' if script == 'slurm_train.sh' else 'test.py'
+    i = args.index('-u')
+    assert args[i + 1] == osp.join(REPO, 'tools', tool)
+    assert args[i + 2:i + 3 + len(extra)] == ['cfg.py'] + extra
+    assert '--launcher=slurm' in args
+    assert args[-2:] == ['--work-dir', 'w']
