@@ -117,6 +117,23 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    stem = osp.join(args.out_dir, f'scaling_{args.mode}')
+    for ext in ('.json', '.md', '.png'):
+        if osp.exists(stem + ext):
+            print(f'will replace existing {stem + ext}', file=sys.stderr)
+    quiet = lambda msg: None  # noqa: E731  (replacements announced above)
+
+    def write_partial(partial):
+        if not partial['meta']['complete']:
+            write_outputs(
+                partial,
+                args.out_dir,
+                reference=args.reference,
+                peer=args.peer,
+                progress=quiet)
+            print(f'partial results written to {args.out_dir}',
+                  file=sys.stderr, flush=True)
+
     data = run_benchmark(
         models=args.models,
         resolutions=args.resolutions,
@@ -127,9 +144,14 @@ def main(argv=None):
         budget_s=args.budget_s,
         flops=not args.no_flops,
         threads=args.threads,
-        mem_limit_gb=args.mem_limit_gb or None)
+        mem_limit_gb=args.mem_limit_gb or None,
+        on_resolution_done=write_partial)
     paths = write_outputs(
-        data, args.out_dir, reference=args.reference, peer=args.peer)
+        data,
+        args.out_dir,
+        reference=args.reference,
+        peer=args.peer,
+        progress=quiet)
     with open(paths['markdown']) as f:
         print(f.read())
     for kind, path in paths.items():

@@ -371,11 +371,17 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                   flops: bool = True,
                   threads: Optional[int] = None,
                   mem_limit_gb: Optional[float] = None,
-                  progress: Callable[[str], None] = _stderr_progress
+                  progress: Callable[[str], None] = _stderr_progress,
+                  on_resolution_done: Optional[Callable[[Dict[str, Any]],
+                                                        None]] = None
                   ) -> Dict[str, Any]:
     """Run the benchmark and return ``dict(meta=..., results=[...])`` (one
     result per model and resolution; a failed measurement is recorded in its
-    ``errors`` and the run goes on). See the module docstring for method."""
+    ``errors`` and the run goes on). See the module docstring for method.
+
+    ``on_resolution_done(partial)`` is called after each resolution with the
+    results so far (``meta['complete']`` False until the last one), e.g. to
+    write the reports incrementally so an interrupted run keeps them."""
     models = check_model_names(list(models))
     if not models:
         raise ValueError('no models to benchmark')
@@ -527,7 +533,12 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
             results.append(rec)
         progress(f'{res}px done ({time.perf_counter() - t_start:.0f} s '
                  f'elapsed)')
-    meta['wall_s'] = time.perf_counter() - t_start
+        meta['wall_s'] = time.perf_counter() - t_start
+        meta['complete'] = ri == len(resolutions) - 1
+        if on_resolution_done is not None:
+            done = resolutions[:ri + 1]
+            partial_meta = dict(meta, resolutions=done)
+            on_resolution_done(dict(meta=partial_meta, results=list(results)))
     return dict(meta=meta, results=results)
 
 
@@ -582,6 +593,9 @@ def render_markdown(data: Dict[str, Any],
         f'{", ".join(f"{x:.2f}" for x in meta["load_avg_at_start"])}',
         f'- command: `{meta.get("command", "")}`', ''
     ]
+    if meta.get('complete') is False:
+        lines[1:1] = ['', '**Partial results: the run was still going or '
+                      'was interrupted after the resolutions shown.**']
     cols = ['input', 'model', 'params (M)', 'GFLOPs', 'latency (ms)', 'n']
     if ref:
         cols.append(f'speed-up vs {labels[ref]}')

@@ -69,17 +69,23 @@ def test_forward_benchmark_writes_valid_json_markdown_png(tmp_path):
 def test_train_mode_measures_forward_backward(tmp_path):
     out = tmp_path / 'bench'
     # a tiny time budget: one timed repeat of the three asked for
-    proc = _run('--quick', '--mode', 'train', '--resolutions', '64',
+    proc = _run('--quick', '--mode', 'train', '--resolutions', '64', '80',
                 '--models', 'vvt-test', '--no-flops', '--repeats', '3',
                 '--budget-s', '1e-9', '--out-dir', str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # reports are written after each resolution, final ones at the end
+    assert proc.stderr.count('partial results written') == 1
     data = json.load(open(out / 'scaling_train.json'))
     assert data['meta']['budget_s'] == 1e-9
-    (r, ) = data['results']
-    assert r['mode'] == 'train' and r['errors'] == []
-    assert r['repeats'] == 1 == len(r['latency_samples_ms'])
-    assert r['latency_ms'] > 0 and r['mem_extra_mb'] >= 0
-    assert r['flops'] is None  # skipped on request, shown as such
+    assert data['meta']['complete'] is True
+    assert data['meta']['resolutions'] == [64, 80]
+    assert [r['resolution'] for r in data['results']] == [64, 80]
+    for r in data['results']:
+        assert r['mode'] == 'train' and r['errors'] == []
+        assert r['repeats'] == 1 == len(r['latency_samples_ms'])
+        assert r['latency_ms'] > 0 and r['mem_extra_mb'] >= 0
+        assert r['flops'] is None  # skipped on request, shown as such
+    assert 'Partial results' not in (out / 'scaling_train.md').read_text()
     assert (out / 'scaling_train.md').exists()
     assert (out / 'scaling_train.png').exists()
 
@@ -87,8 +93,12 @@ def test_train_mode_measures_forward_backward(tmp_path):
 def test_failed_worker_is_reported_not_hidden(tmp_path):
     # an address-space limit far too small for torch: the worker fails
     out = tmp_path / 'bench'
+    out.mkdir()
+    (out / 'scaling_forward.json').write_text('{}')
     proc = _run('--quick', '--resolutions', '64', '--models', 'vvt-test',
                 '--mem-limit-gb', '0.01', '--out-dir', str(out))
+    # an earlier result is replaced, and it says so
+    assert f'will replace existing {out}/scaling_forward.json' in proc.stderr
     assert proc.returncode == 1
     data = json.load(open(out / 'scaling_forward.json'))
     (r, ) = data['results']

@@ -119,3 +119,10 @@ def test_unknown_model_names_are_rejected():
         check_model_names(['vvt-s', 'vvt-xl'])
     with pytest.raises(ValueError, match='repeat'):
         check_model_names(['vvt-s', 'vvt-s'])
+
+
+def test_partial_run_is_marked_in_the_markdown(data):
+    data['meta']['complete'] = False
+    assert '**Partial results' in render_markdown(data)
+    data['meta']['complete'] = True
+    assert 'Partial' not in render_markdown(data)
