@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The runs behind benchmarks/cpu/: forward pass of all six backbones at
+# 512/1024/2048, then the training step of VVT-T/S, the straightforward VVT-S
+# and Swin-T at 512/1024. About 20 minutes on the 2-core CPU machine; run it
+# on a quiet machine (latency is wall-clock time).
+set -u
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-benchmarks/cpu}
+# warm-up: the memory pass (and the FLOP trace) precede the timed repeats
+"$PY" tools/benchmark_scaling.py --mode forward --resolutions 512 1024 2048 \
+    --repeats 3 --warmup 0 --budget-s 25 --out-dir "$OUT"
+forward=$?  # a failed measurement (exit 1) is in the table; go on
+"$PY" tools/benchmark_scaling.py --mode train --resolutions 512 1024 \
+    --models vvt-t vvt-s vvt-s-reference swin-t --no-flops \
+    --repeats 3 --warmup 0 --budget-s 20 --out-dir "$OUT"
+train=$?
+exit $(( forward > train ? forward : train ))
