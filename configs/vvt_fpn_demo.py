@@ -77,7 +77,7 @@ model = dict(
         norm_cfg=norm_cfg))
 
 # --- schedule --------------------------------------------------------------
-max_iters = 600
+max_iters = 400
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999),
