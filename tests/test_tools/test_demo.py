@@ -170,3 +170,22 @@ def test_full_demo_learns_far_above_constant(tmp_path):
         'mIoU']
     assert results['model']['mIoU'] > 50
     assert (work / 'demo_predictions.png').is_file()
+
+
+def test_broken_existing_data_stops_before_training(tmp_path, capsys):
+    data = tmp_path / 'demo'
+    mdd.generate(str(data), seed=0, num_train=3, num_val=2, size=(32, 32),
+                 verbose=False)
+    root = data / 'ADEChallengeData2016'
+    bad = root / 'images' / 'validation' / 'ADE_val_00000002.jpg'
+    bad.write_bytes(b'not a jpeg')
+    (root / 'annotations' / 'training' / 'ADE_train_00000001.png').unlink()
+    work = tmp_path / 'work'
+    with pytest.raises(SystemExit) as exc:
+        run_demo.main(['--work-dir', str(work), '--data-dir', str(data)])
+    assert '3 problem(s) in the demo data' in str(exc.value)
+    err = capsys.readouterr().err
+    assert f'{bad}: image cannot be decoded' in err
+    assert 'ADE_train_00000001.jpg: image has no label' in err
+    assert 'training: found 3 images and 2 labels, expected 3 of each' in err
+    assert not work.exists()  # nothing trained
