@@ -51,6 +51,12 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         filename = results['img_path']
         try:
             out = super().transform(results)
+        except AssertionError as e:
+            # mmcv asserts when the decoder returns None (data not decodable)
+            raise DataFileError(
+                f'{filename}: cannot load image (the {self.imdecode_backend} '
+                f'decoder could not decode it); expected a readable image '
+                f'file') from e
         except Exception as e:
             raise DataFileError(
                 f'{filename}: cannot load image ({_describe(e)}); expected a '
