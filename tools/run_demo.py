@@ -361,8 +361,10 @@ def main(argv=None):
     t_start = time.time()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    cfg_probe = Config.fromfile(args.config)
-    classes = cfg_probe.train_dataloader.dataset.metainfo['classes']
+    ds_cfg = Config.fromfile(args.config).train_dataloader.dataset
+    classes = (ds_cfg.get('metainfo') or {}).get('classes')
+    if classes is None:  # a config without custom classes: the dataset's
+        classes = DATASETS.get(ds_cfg.type).METAINFO['classes']
     data_root = prepare_data(args, num_classes=len(classes))
     cfg = build_cfg(args, data_root)
 
