@@ -2,7 +2,7 @@
 # AdamW lr 1e-4, weight decay 1e-4, poly decay power 0.9, 80k iterations,
 # total batch 16 (8 GPUs x 2 images), crop 512x512.
 _base_ = [
-    '../_base_/models/fpn_vvt.py', 'mmseg::_base_/datasets/ade20k.py',
+    '../_base_/models/fpn_vvt.py', '../_base_/datasets/ade20k_checked.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_80k.py'
 ]

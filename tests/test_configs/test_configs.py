@@ -31,6 +31,11 @@ FPN_CONFIGS = [f'vvt/fpn_vvt-{a}_8xb2-80k_ade20k-512x512.py' for a in ARCH]
 UPERNET_CONFIGS = [
     f'vvt/upernet_vvt-{a}_8xb2-160k_ade20k-512x512.py' for a in ARCH
 ]
+ADE20K_CONFIGS = FPN_CONFIGS + UPERNET_CONFIGS + ['vvt_fpn_ade20k.py']
+CHECKED = {
+    'LoadImageFromFile': 'CheckedLoadImageFromFile',
+    'LoadAnnotations': 'CheckedLoadAnnotations'
+}
 
 
 @pytest.fixture(autouse=True)
@@ -256,3 +261,124 @@ def test_pretrained_init_cfg_loads_a_converted_checkpoint(tmp_path):
     model.init_weights()
     for key, value in source.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[key], value), key
+
+
+def _plain(pipeline):
+    """A pipeline as plain data, without mmengine's ``_scope_`` keys."""
+    if isinstance(pipeline, (list, tuple)):
+        return [_plain(p) for p in pipeline]
+    if isinstance(pipeline, dict):
+        return {
+            k: _plain(v)
+            for k, v in pipeline.items() if k != '_scope_'
+        }
+    return pipeline
+
+
+def _swapped(pipeline):
+    """mmseg's pipeline with the expected swap of the loading transforms."""
+    if isinstance(pipeline, list):
+        return [_swapped(p) for p in pipeline]
+    if isinstance(pipeline, dict):
+        out = {k: _swapped(v) for k, v in pipeline.items()}
+        if out.get('type') in CHECKED:
+            out['type'] = CHECKED[out['type']]
+        return out
+    return pipeline
+
+
+def _types(pipeline):
+    out = []
+    for step in pipeline:
+        if isinstance(step, (list, tuple)):
+            out += _types(step)
+        else:
+            out.append(step['type'])
+            out += _types(step.get('transforms', []))
+    return out
+
+
+@pytest.fixture(scope='module')
+def mmseg_ade20k(tmp_path_factory):
+    """mmseg's own ADE20K dataset base file, loaded as configs load it."""
+    path = tmp_path_factory.mktemp('cfg') / 'ade20k.py'
+    path.write_text("_base_ = ['mmseg::_base_/datasets/ade20k.py']\n")
+    return Config.fromfile(str(path))
+
+
+@pytest.mark.parametrize('rel', ADE20K_CONFIGS)
+def test_ade20k_pipelines_load_with_checked_transforms(rel, mmseg_ade20k):
+    """Every ADE20K config loads images and label maps with the checked
+    transforms, and its pipelines are otherwise mmseg's: the same
+    transforms with the same arguments in the same order."""
+    cfg = _load(rel)
+    ref = mmseg_ade20k
+    pipelines = {
+        'train_dataloader': (cfg.train_dataloader.dataset.pipeline,
+                             ref.train_pipeline),
+        'val_dataloader': (cfg.val_dataloader.dataset.pipeline,
+                           ref.test_pipeline),
+        'test_dataloader': (cfg.test_dataloader.dataset.pipeline,
+                            ref.test_pipeline),
+        'train_pipeline': (cfg.train_pipeline, ref.train_pipeline),
+        'test_pipeline': (cfg.test_pipeline, ref.test_pipeline),
+        'tta_pipeline': (cfg.tta_pipeline, ref.tta_pipeline),
+    }
+    for name, (got, base) in pipelines.items():
+        types = _types(got)
+        assert 'CheckedLoadImageFromFile' in types, name
+        assert 'CheckedLoadAnnotations' in types, name
+        assert not set(types) & set(CHECKED), (name, types)
+        assert _plain(got) == _swapped(_plain(base)), name
+    # the rest of the data settings is mmseg's as well
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        ours = _plain(cfg[key].to_dict())
+        theirs = _plain(ref[key].to_dict())
+        for d in (ours, theirs):
+            d['dataset'].pop('pipeline')
+            d.pop('batch_size')  # the recipes' batch, checked above
+        assert ours == theirs, key
+    assert cfg.custom_imports.imports == ['mmseg_vvt']
+
+
+def _write_pair(tmp_path, img_hw, label_hw):
+    import cv2
+    import numpy as np
+    img = tmp_path / 'ADE_val_00000001.jpg'
+    seg = tmp_path / 'ADE_val_00000001.png'
+    assert cv2.imwrite(str(img), np.full((*img_hw, 3), 128, np.uint8))
+    assert cv2.imwrite(str(seg), np.ones(label_hw, np.uint8))
+    return str(img), str(seg)
+
+
+def _sample(img, seg):
+    return dict(
+        img_path=img,
+        seg_map_path=seg,
+        reduce_zero_label=True,
+        seg_fields=[])
+
+
+@pytest.mark.parametrize('which', ['train', 'test'])
+def test_ade20k_pipeline_names_label_map_of_wrong_size(tmp_path, which):
+    """The configs' own pipelines, built: a label map whose size differs
+    from its image stops them with an error naming the label file."""
+    from mmcv.transforms import Compose
+
+    from mmseg_vvt.datasets import DataFileError
+    cfg = _load(FPN_CONFIGS[0])
+    loader = cfg.train_dataloader if which == 'train' else \
+        cfg.test_dataloader
+    pipeline = Compose(loader.dataset.pipeline)
+    img, seg = _write_pair(tmp_path, (48, 64), (48, 64))
+    out = pipeline(_sample(img, seg))
+    assert out['data_samples'].gt_sem_seg.data.shape[0] == 1
+
+    img, seg = _write_pair(tmp_path, (48, 64), (40, 64))
+    with pytest.raises(DataFileError, match=re.escape(seg)):
+        pipeline(_sample(img, seg))
+
+    (tmp_path / 'broken.jpg').write_bytes(b'not an image')
+    with pytest.raises(DataFileError, match=re.escape(
+            str(tmp_path / 'broken.jpg'))):
+        pipeline(_sample(str(tmp_path / 'broken.jpg'), seg))

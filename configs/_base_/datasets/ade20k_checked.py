@@ -1,0 +1,42 @@
+# mmseg's ADE20K dataset settings (`mmseg::_base_/datasets/ade20k.py`) with
+# the two loading transforms replaced by the checked ones of mmseg_vvt
+# (mmseg_vvt/datasets/transforms.py; same arguments): a corrupt image or a
+# label map whose size differs from its image stops the run with an error
+# naming the file, instead of a bare decoder error or a shape mismatch much
+# later. Everything else (transforms, their order and arguments, data_root,
+# dataloaders, evaluator) is mmseg's, read from the base file below.
+#
+# The checked transforms are registered by `import mmseg_vvt`: configs using
+# this file must have `custom_imports = dict(imports=['mmseg_vvt'], ...)`
+# (the VVT model base files set it; it is not set here because mmengine
+# refuses the same key in two base files of one config).
+_base_ = ['mmseg::_base_/datasets/ade20k.py']
+
+
+def _checked(pipeline):
+    """A copy of ``pipeline`` with the loading transforms swapped, also
+    inside ``TestTimeAug``'s lists of transforms."""
+    swap = {
+        'LoadImageFromFile': 'CheckedLoadImageFromFile',
+        'LoadAnnotations': 'CheckedLoadAnnotations',
+    }
+    out = []
+    for step in pipeline:
+        if isinstance(step, (list, tuple)):
+            out.append(_checked(step))
+            continue
+        step = dict(step)
+        if step.get('type') in swap:
+            step['type'] = swap[step['type']]
+        if 'transforms' in step:
+            step['transforms'] = _checked(step['transforms'])
+        out.append(step)
+    return out
+
+
+train_pipeline = _checked(_base_.train_pipeline)
+test_pipeline = _checked(_base_.test_pipeline)
+tta_pipeline = _checked(_base_.tta_pipeline)
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
