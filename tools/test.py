@@ -6,7 +6,9 @@
 #     uses gloo (mmseg_vvt/engine/runtime.py);
 #   * the summary (aAcc, mIoU, mAcc) and the per-class IoU/Acc are written
 #     to ``<work_dir>/eval_<timestamp>.json`` (never overwriting a file),
-#     next to the table mmseg prints (mmseg_vvt/engine/results.py).
+#     next to the table mmseg prints (mmseg_vvt/engine/results.py);
+#   * a missing or empty test dataset stops the run before the model is
+#     built, naming the path (mmseg_vvt/datasets/checks.py).
 import argparse
 import logging
 import os
@@ -26,6 +28,10 @@ except ModuleNotFoundError as err:  # running from an uninstalled checkout
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmseg_vvt  # noqa: F401
 
+from mmseg_vvt.datasets.checks import (DatasetNotFoundError,  # noqa: E402
+                                       EmptyDatasetError,
+                                       check_dataloader_datasets,
+                                       runner_dataloader_keys)
 from mmseg_vvt.engine.results import (capture_per_class,  # noqa: E402
                                       write_eval_json)
 from mmseg_vvt.engine.runtime import adapt_cfg_to_device  # noqa: E402
@@ -143,6 +149,12 @@ def main(argv=None):
 
     # CPU-only machines: SyncBN -> BN, gloo process group for --launcher
     adapt_cfg_to_device(cfg, args.launcher)
+
+    # the dataset the runner will build exists and is not empty
+    try:
+        check_dataloader_datasets(cfg, runner_dataloader_keys(cfg, 'test'))
+    except (DatasetNotFoundError, EmptyDatasetError) as err:
+        raise SystemExit(f'error: {err}')
 
     # build the runner from config
     runner = Runner.from_cfg(cfg)

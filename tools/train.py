@@ -5,7 +5,11 @@
 #     torch >= 2.6 (see mmseg_vvt/engine/checkpoint.py);
 #   * CPU-only machines: SyncBN recipes build BN, ``--launcher pytorch``
 #     uses gloo (mmseg_vvt/engine/runtime.py);
-#   * ``--amp`` refuses with a clear message where mmengine can not do it.
+#   * ``--amp`` refuses with a clear message where mmengine can not do it;
+#   * a missing or empty dataset (train, and val when validating) stops the
+#     run before it starts, naming the path (an empty one would otherwise
+#     make mmengine's InfiniteSampler wait forever;
+#     mmseg_vvt/datasets/checks.py).
 import argparse
 import logging
 import os
@@ -25,6 +29,10 @@ except ModuleNotFoundError as err:  # running from an uninstalled checkout
     import mmseg_vvt  # noqa: F401
 
 from mmseg.registry import RUNNERS  # noqa: E402
+from mmseg_vvt.datasets.checks import (DatasetNotFoundError,  # noqa: E402
+                                       EmptyDatasetError,
+                                       check_dataloader_datasets,
+                                       runner_dataloader_keys)
 from mmseg_vvt.engine.runtime import (AmpNotAvailableError,  # noqa: E402
                                       adapt_cfg_to_device, enable_amp)
 
@@ -101,6 +109,12 @@ def main(argv=None):
 
     # CPU-only machines: SyncBN -> BN, gloo process group for --launcher
     adapt_cfg_to_device(cfg, args.launcher)
+
+    # the datasets the runner will build exist and are not empty
+    try:
+        check_dataloader_datasets(cfg, runner_dataloader_keys(cfg, 'train'))
+    except (DatasetNotFoundError, EmptyDatasetError) as err:
+        raise SystemExit(f'error: {err}')
 
     # build the runner from config
     if 'runner_type' not in cfg:

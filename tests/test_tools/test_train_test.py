@@ -457,3 +457,101 @@ def test_slurm_scripts_call_srun(tmp_path, script):
     assert args[i + 2:i + 3 + len(extra)] == ['cfg.py'] + extra
     assert '--launcher=slurm' in args
     assert args[-2:] == ['--work-dir', 'w']
+
+
+def _empty_split(root, split):
+    os.makedirs(osp.join(root, 'images', split))
+    os.makedirs(osp.join(root, 'annotations', split))
+
+
+@pytest.mark.parametrize('serialize', [True, False])
+def test_train_py_empty_image_folder_stops_with_its_path(tmp_path, serialize):
+    """An image folder that exists but holds no images: mmengine's
+    InfiniteSampler would wait forever (serialize_data=False) or numpy would
+    fail naming nothing (the default); train.py stops first, naming it. The
+    timeout turns a hang into a failure."""
+    root = str(tmp_path / 'ade' / 'ADEChallengeData2016')
+    _empty_split(root, 'training')
+    _write_split(root, 'validation', 1, seed=1)
+    cfg = write_config(tmp_path / 'tiny_fpn.py', root, iters=2)
+    work_dir = str(tmp_path / 'work')
+    proc = run([
+        PYTHON, TRAIN, cfg, '--work-dir', work_dir, '--cfg-options',
+        f'train_dataloader.dataset.serialize_data={serialize}'
+    ],
+               timeout=120,
+               check=False)
+    out = proc.stdout
+    assert proc.returncode == 1, out[-3000:]
+    assert 'error: train_dataloader: the ADE20KDataset has no samples' in out
+    assert f"data_root={root!r}" in out
+    assert f"img_path={osp.join(root, 'images', 'training')!r}" in out
+    assert "img_suffix='.jpg'" in out
+    assert 'InfiniteSampler' in out
+    assert 'Traceback' not in out
+    # stopped before the runner was built
+    assert 'System environment' not in out
+    assert not osp.exists(osp.join(work_dir, 'iter_2.pth'))
+
+
+def test_train_py_empty_validation_folder_stops_with_its_path(tmp_path):
+    root = str(tmp_path / 'ade' / 'ADEChallengeData2016')
+    _write_split(root, 'training', 2, seed=0)
+    _empty_split(root, 'validation')
+    cfg = write_config(tmp_path / 'tiny_fpn.py', root, iters=2)
+    proc = run([PYTHON, TRAIN, cfg, '--work-dir',
+                str(tmp_path / 'work')],
+               timeout=120,
+               check=False)
+    out = proc.stdout
+    assert proc.returncode == 1, out[-3000:]
+    assert 'error: val_dataloader: the ADE20KDataset has no samples' in out
+    assert f"img_path={osp.join(root, 'images', 'validation')!r}" in out
+    assert 'System environment' not in out
+
+
+def test_test_py_empty_image_folder_stops_with_its_path(tmp_path):
+    root = str(tmp_path / 'ade' / 'ADEChallengeData2016')
+    _empty_split(root, 'validation')
+    cfg = write_config(tmp_path / 'tiny_fpn.py', root, iters=2)
+    # never loaded: the dataset check comes before the runner
+    ckpt = tmp_path / 'unused.pth'
+    ckpt.write_bytes(b'')
+    proc = run([PYTHON, TEST, cfg, str(ckpt), '--work-dir',
+                str(tmp_path / 'eval')],
+               timeout=120,
+               check=False)
+    out = proc.stdout
+    assert proc.returncode == 1, out[-3000:]
+    assert 'error: test_dataloader: the ADE20KDataset has no samples' in out
+    assert f"img_path={osp.join(root, 'images', 'validation')!r}" in out
+    assert 'System environment' not in out
+
+
+@pytest.mark.parametrize('missing', ['data_root', 'images', 'annotations'])
+def test_train_py_missing_dataset_directory_is_named(tmp_path, missing):
+    root = str(tmp_path / 'ade' / 'ADEChallengeData2016')
+    _write_split(root, 'validation', 1, seed=1)
+    if missing == 'data_root':
+        root = str(tmp_path / 'no_such_dir' / 'ADEChallengeData2016')
+        expected = f"the data_root {root!r} of the ADE20KDataset does not " \
+            'exist'
+    elif missing == 'images':
+        os.makedirs(osp.join(root, 'annotations', 'training'))
+        path = osp.join(root, 'images', 'training')
+        expected = f'the image directory {path!r} of the ADE20KDataset ' \
+            'does not exist'
+    else:
+        os.makedirs(osp.join(root, 'images', 'training'))
+        path = osp.join(root, 'annotations', 'training')
+        expected = f'the label map directory {path!r} of the ' \
+            'ADE20KDataset does not exist'
+    cfg = write_config(tmp_path / 'tiny_fpn.py', root, iters=2)
+    proc = run([PYTHON, TRAIN, cfg, '--work-dir',
+                str(tmp_path / 'work')],
+               timeout=120,
+               check=False)
+    out = proc.stdout
+    assert proc.returncode == 1, out[-3000:]
+    assert f'error: train_dataloader: {expected}' in out
+    assert 'Traceback' not in out
