@@ -59,7 +59,8 @@ def segmentor_throughput(cfg_or_path: Any,
                              f'{d!r}')
     if model is None:
         model = build_segmentor(cfg_or_path, cfg_options)
-    model = model.to(device).eval()
+    model.to(device)
+    model.eval()  # (some backbones' train() do not return self)
     inputs = torch.randn(batch_size, 3, *shape, device=device)
     results = {}
     for name in dtypes:
