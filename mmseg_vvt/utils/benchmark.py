@@ -692,7 +692,10 @@ def plot_results(data: Dict[str, Any], path: str) -> None:
                 ax.plot(*zip(*pts), marker='o', label=meta['models'][m])
                 if pts[0][0] == resolutions[0]:
                     lowest = min(lowest or pts[0][1], pts[0][1])
-        if lowest is not None and len(resolutions) > 1:
+        if lowest is None:
+            ax.text(0.5, 0.5, 'not measured', ha='center', va='center',
+                    transform=ax.transAxes, color='grey')
+        elif len(resolutions) > 1:
             # guide: cost proportional to the number of pixels
             lo = resolutions[0]
             ax.plot(resolutions, [lowest * (r / lo)**2 for r in resolutions],
@@ -708,7 +711,10 @@ def plot_results(data: Dict[str, Any], path: str) -> None:
         ax.set_xlabel('input resolution')
         ax.set_title(title)
         ax.grid(True, which='both', alpha=0.3)
-    axes[0].legend(fontsize=8)
+    for ax in axes:
+        if ax.get_lines():
+            ax.legend(fontsize=8)
+            break
     mode = 'forward' if meta['mode'] == 'forward' else 'training step'
     fig.suptitle(f'Backbone scaling, {mode}, batch {meta["batch_size"]}, '
                  f'{meta["dtype"]}, {meta["cpu_count"]}-core CPU '
