@@ -681,7 +681,12 @@ def plot_results(data: Dict[str, Any], path: str) -> None:
     resolutions = sorted(meta['resolutions'])
     panels = [('gflops', 'GFLOPs'), ('latency_ms', 'latency (ms)'),
               ('mem_extra_mb', 'peak extra memory (MB)')]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    measured = [(k, t) for k, t in panels
+                if any(r[k] is not None for r in results)]
+    panels = measured or panels  # e.g. no GFLOPs panel after --no-flops
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
+    axes = axes[0]
     for ax, (key, title) in zip(axes, panels):
         lowest = None
         for m in meta['models']:

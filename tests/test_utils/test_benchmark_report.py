@@ -126,3 +126,25 @@ def test_partial_run_is_marked_in_the_markdown(data):
     assert '**Partial results' in render_markdown(data)
     data['meta']['complete'] = True
     assert 'Partial' not in render_markdown(data)
+
+
+def test_plot_leaves_out_panels_that_were_not_measured(data, tmp_path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    for r in data['results']:
+        r['gflops'] = r['flops'] = None  # as after --no-flops
+    captured = {}
+    orig = plt.Figure.savefig
+
+    def grab(fig, *a, **k):
+        captured['fig'] = fig
+        return orig(fig, *a, **k)
+
+    plt.Figure.savefig = grab
+    try:
+        plot_results(data, str(tmp_path / 'p.png'))
+    finally:
+        plt.Figure.savefig = orig
+    assert [a.get_title() for a in captured['fig'].axes] == [
+        'latency (ms)', 'peak extra memory (MB)']
