@@ -367,6 +367,9 @@ def main(argv=None):
         classes = DATASETS.get(ds_cfg.type).METAINFO['classes']
     data_root = prepare_data(args, num_classes=len(classes))
     cfg = build_cfg(args, data_root)
+    # mmengine hands out one visualizer per name and process: a second demo
+    # run in the same process would otherwise log into the first's folder.
+    cfg.visualizer.name = f'vvt_demo_visualizer_{time.time_ns()}'
 
     runner = Runner.from_cfg(cfg)
     keep = _KeepMetrics()

@@ -342,11 +342,15 @@ def test_with_cp_gives_the_same_gradients():
 
 def test_registered_and_built_from_config():
     from mmengine.config import Config
+    from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
     cfg = Config(dict(
         custom_imports=dict(imports=['mmseg_vvt'], allow_failed_imports=False),
         backbone=dict(type='VVT', arch='tiny', out_indices=(3, ))))
-    model = MODELS.build(cfg.backbone)
+    # as under a runner of an mmseg config (default_scope='mmseg'); other
+    # tests of the session may have left another scope current
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(cfg.backbone)
     assert isinstance(model, VVT)
     assert model(torch.randn(1, 3, 64, 64))[0].shape == (1, 512, 2, 2)
 
