@@ -312,6 +312,9 @@ def _stderr_progress(msg: str) -> None:
 
 
 def _git_commit() -> Optional[str]:
+    # set when benchmarking an exported tree (``git archive``), not a checkout
+    if os.environ.get('MMSEG_VVT_GIT_COMMIT'):
+        return os.environ['MMSEG_VVT_GIT_COMMIT']
     try:
         head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
                               cwd=_PKG_ROOT,
