@@ -255,6 +255,49 @@ def drop_resize(cfg: Config) -> Config:
     return cfg
 
 
+def _transform_class(step: dict):
+    """The registered class of a pipeline step, or None if unknown."""
+    from mmseg.registry import TRANSFORMS
+    t = step.get('type')
+    if not isinstance(t, str):
+        return t if isinstance(t, type) else None
+    try:
+        return TRANSFORMS.get(t)
+    except Exception:  # an unknown type fails later, when the step is built
+        return None
+
+
+def inference_pipeline(pipeline: Sequence[dict]) -> List[dict]:
+    """The test pipeline adapted to in-memory BGR uint8 images.
+
+    The first step must be an image loader (``LoadImageFromFile`` or a
+    subclass, e.g. ``CheckedLoadImageFromFile``); it becomes mmseg's
+    ``LoadImageFromNDArray`` (same arguments). Annotation loaders (mmcv's
+    ``LoadAnnotations`` and subclasses: mmseg's, ``CheckedLoadAnnotations``)
+    are dropped: there is no label map at inference. mmseg's own
+    ``inference_model`` only knows the exact type names; configs that use
+    subclasses need this.
+    """
+    from mmcv.transforms import LoadAnnotations, LoadImageFromFile
+
+    steps = [copy.deepcopy(dict(t)) for t in pipeline]
+    if not steps:
+        raise ValueError('the test pipeline is empty')
+    first = _transform_class(steps[0])
+    if not (isinstance(first, type) and issubclass(first, LoadImageFromFile)):
+        raise ValueError(
+            'the first step of the test pipeline must load the image (a '
+            f"LoadImageFromFile), got {steps[0].get('type')!r}")
+    steps[0]['type'] = 'LoadImageFromNDArray'
+    kept = [steps[0]]
+    for step in steps[1:]:
+        cls = _transform_class(step)
+        is_ann = isinstance(cls, type) and issubclass(cls, LoadAnnotations)
+        if not is_ann and 'LoadAnnotations' not in str(step.get('type')):
+            kept.append(step)
+    return kept
+
+
 def _test_pipeline(cfg: Config) -> list:
     if cfg.get('test_pipeline') is not None:
         return cfg.test_pipeline
@@ -351,9 +394,8 @@ def load_segmentor(config: Union[str, Path, Config],
     cfg = set_test_mode(cfg, mode, crop_size, stride)
     if no_resize:
         cfg = drop_resize(cfg)
-    if cfg.get('test_pipeline') is None:
-        cfg.test_pipeline = copy.deepcopy(_test_pipeline(cfg))
     init_default_scope(cfg.get('default_scope', 'mmseg'))
+    cfg.test_pipeline = inference_pipeline(_test_pipeline(cfg))
     model = init_model(cfg, None, device=device)
     ckpt_meta = None
     if checkpoint is not None:

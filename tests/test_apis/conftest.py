@@ -23,9 +23,12 @@ model = dict(
         feature_strides=[4, 8, 16, 32], channels=16, num_classes=3,
         loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
     test_cfg=dict(mode='whole'))
+# as the repository's ADE20K configs: loaders that name unreadable files,
+# and an annotation loader that inference has to drop
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='Resize', scale=(48, 48), keep_ratio=True),
+    dict(type='CheckedLoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs')
 ]
 """
@@ -34,7 +37,7 @@ test_pipeline = [
 @pytest.fixture
 def tiny_config(tmp_path):
     """Path of a tiny VVT + FPN config (3 classes, crop 32x32, a test
-    pipeline that resizes to 48x48)."""
+    pipeline that resizes to 48x48 and loads annotations)."""
     path = tmp_path / 'tiny_fpn_vvt.py'
     path.write_text(TINY_CONFIG)
     return path

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 
-from mmseg_vvt.apis import (drop_resize, expand_inputs, label_dtype,
-                            plan_outputs, resolve_dataset_meta, save_label,
-                            set_test_mode)
+from mmseg_vvt.apis import (drop_resize, expand_inputs, inference_pipeline,
+                            label_dtype, plan_outputs, resolve_dataset_meta,
+                            save_label, set_test_mode)
 
 
 def _touch(path, data=b'x'):
@@ -105,6 +105,25 @@ def test_drop_resize_keeps_the_other_steps():
     assert [t['type'] for t in cfg.test_pipeline] == [
         'LoadImageFromFile', 'LoadAnnotations', 'PackSegInputs'
     ]
+
+
+def test_inference_pipeline_loads_arrays_and_drops_annotations():
+    import mmseg_vvt  # noqa: F401  (registers the Checked* transforms)
+    pipeline = [
+        dict(type='CheckedLoadImageFromFile', to_float32=True),
+        dict(type='Resize', scale=(2048, 512), keep_ratio=True),
+        dict(type='CheckedLoadAnnotations', reduce_zero_label=True),
+        dict(type='LoadAnnotations'),
+        dict(type='PackSegInputs')
+    ]
+    assert inference_pipeline(pipeline) == [
+        dict(type='LoadImageFromNDArray', to_float32=True),
+        dict(type='Resize', scale=(2048, 512), keep_ratio=True),
+        dict(type='PackSegInputs')
+    ]
+    assert pipeline[0]['type'] == 'CheckedLoadImageFromFile'  # untouched
+    with pytest.raises(ValueError, match="'Resize'"):
+        inference_pipeline(pipeline[1:])
 
 
 def test_label_dtype_and_save_label(tmp_path):
