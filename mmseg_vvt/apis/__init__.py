@@ -15,6 +15,6 @@ __all__ = [
     'IMG_EXTENSIONS', 'ImageReadError', 'read_image_bgr', 'to_bgr_uint8',
     'InferenceSummary', 'OutputPlan', 'OverlayWriter', 'drop_resize',
     'expand_inputs', 'inference_pipeline', 'label_dtype', 'load_segmentor',
-    'plan_outputs', 'predict', 'resolve_dataset_meta', 'run_inference', 'save_label',
-    'set_test_mode'
+    'plan_outputs', 'predict', 'resolve_dataset_meta', 'run_inference',
+    'save_label', 'set_test_mode'
 ]

@@ -4,8 +4,9 @@ Runs ``mmseg.apis.inference_model`` (the path ``tools/inference.py`` takes)
 on a random ``H x W`` BGR image at its native resolution (the test
 pipeline's Resize is dropped), after one untimed warm-up call on a small
 256 x 256 image (first-call set-up costs stay out of the timing; the
-allocations for the large image do not). Peak memory is the process's ``VmHWM`` after a fresh mark (``5`` is
-written to ``/proc/self/clear_refs`` just before the timed call), reported
+allocations for the large image do not). Peak memory is the process's
+``VmHWM`` after a fresh mark (``5`` is written to
+``/proc/self/clear_refs`` just before the timed call), reported
 both absolute and as the increase over the resident size at the mark (which
 holds the model, the image and whatever the warm-up left allocated).
 
