@@ -111,7 +111,7 @@ class Mlp(BaseModule):
         x = self.fc2(x)
         return self.drop(x)
 
-    def _forward_banded(self, x, hw_shape):
+    def _forward_banded(self, x, hw_shape, norm=None, residual=False):
         """The same MLP, a band of rows at a time (inference only).
 
         The hidden map is ``mlp_ratio`` times wider than the tokens; made
@@ -122,13 +122,18 @@ class Mlp(BaseModule):
         kept at the top of the band buffer as the 3x3 conv's context for the
         next band, so each band finishes the conv rows up to one before its
         end. The GEMMs write straight into the buffer and the output.
+
+        With ``norm`` the band's rows are normalised on the fly; with
+        ``residual`` the result is added into ``x`` in place (rows are
+        written only after every band that reads them has run) and ``x``
+        is returned: the block's ``x + mlp(norm2(x))``.
         """
         B, N, C = x.shape
         H, W = hw_shape
         hidden_dims, out_dims = self.fc1.out_features, self.fc2.out_features
         rows = max(1, self.band_tokens // W)
         x = x.view(B, H, W, C)
-        out = x.new_empty(B, H, W, out_dims)
+        out = x if residual else x.new_empty(B, H, W, out_dims)
         buf = x.new_empty(rows + 2, W, hidden_dims)
         w1, w2 = self.fc1.weight.t(), self.fc2.weight.t()
         for b in range(B):
@@ -137,7 +142,10 @@ class Mlp(BaseModule):
             for r0 in range(0, H, rows):
                 r1 = min(r0 + rows, H)
                 n = kept + r1 - r0
-                torch.addmm(self.fc1.bias, x[b, r0:r1].reshape(-1, C), w1,
+                rows_in = x[b, r0:r1]
+                if norm is not None:
+                    rows_in = norm(rows_in)
+                torch.addmm(self.fc1.bias, rows_in.reshape(-1, C), w1,
                             out=buf[kept:n].view(-1, hidden_dims))
                 # zero padding is right only at the image border: output
                 # rows next to a band edge inside the image wait for the
@@ -147,8 +155,13 @@ class Mlp(BaseModule):
                 first = r0 - kept
                 t = t[0].permute(1, 2, 0)[done - first:stop - first]
                 t = self.act(t)
-                torch.addmm(self.fc2.bias, t.reshape(-1, hidden_dims), w2,
-                            out=out[b, done:stop].view(-1, out_dims))
+                rows_out = out[b, done:stop].view(-1, out_dims)
+                if residual:
+                    rows_out.addmm_(t.reshape(-1, hidden_dims), w2).add_(
+                        self.fc2.bias)
+                else:
+                    torch.addmm(self.fc2.bias, t.reshape(-1, hidden_dims),
+                                w2, out=rows_out)
                 kept = min(2, n)
                 buf[:kept] = buf[n - kept:n].clone()
                 done = stop
@@ -209,8 +222,23 @@ class VVTBlock(BaseModule):
             embed_dims, int(embed_dims * mlp_ratio), drop=drop_rate)
 
     def _forward(self, x, hw_shape):
+        if self._fused_inference(x):
+            # Inference at high resolution: norms and residual adds ride
+            # along the chunked attention and the banded MLP, so the token
+            # map is not streamed through memory once per step.
+            x = self.attn.forward_residual(x, hw_shape, self.norm1)
+            return self.mlp._forward_banded(x, hw_shape, norm=self.norm2,
+                                            residual=True)
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
         return x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
+
+    def _fused_inference(self, x):
+        return (not (torch.is_grad_enabled() and x.requires_grad)
+                and x.shape[1] > max(self.mlp.band_tokens,
+                                     self.attn.chunk_tokens)
+                and not self.training
+                and type(self.attn) is VicinityAttention
+                and type(self.mlp) is Mlp and self.attn.sr_ratio == 1)
 
     def forward(self, x, hw_shape):
         if self.with_cp and x.requires_grad:

@@ -182,6 +182,34 @@ class VicinityAttention(BaseModule):
                                               wq[i:i + step], kv, gate)
         return out
 
+    def forward_residual(self, x: torch.Tensor, hw_shape,
+                         norm: nn.Module) -> torch.Tensor:
+        """``x + self(norm(x), hw_shape)`` for inference, chunk by chunk.
+
+        The normalised tokens are never made whole: one pass over chunks
+        accumulates KV and the gate's token mean from ``norm(chunk)``, a
+        second recomputes ``norm(chunk)`` (cheaper than storing it) and
+        writes ``chunk + attention`` into a new tensor. Only for
+        ``sr_ratio == 1`` and no autograd; the caller checks.
+        """
+        B, N, C = x.shape
+        H, W = hw_shape
+        step = self.chunk_tokens
+        w = position_weights(H, W, x.device, x.dtype)
+        kv, total = 0, 0
+        for i in range(0, N, step):
+            xn = norm(x[:, i:i + step])
+            kv = kv + self._key_value_sums(xn, w[i:i + step])
+            total = total + xn.sum(dim=1)
+        kv = self._clamp_kv(kv)
+        gate = 1.0 + self.se_fc(total / N).unsqueeze(1)
+        out = torch.empty_like(x)
+        for i in range(0, N, step):
+            xc = x[:, i:i + step]
+            torch.add(xc, self._attend(norm(xc), w[i:i + step], kv, gate),
+                      out=out[:, i:i + step])
+        return out
+
     def _key_value_sums(self, src, wk):
         """``[KV | sum_j k~_j]``: ``B x h x 4d x (d+1)`` over these tokens.
 

@@ -397,3 +397,23 @@ def test_default_thresholds_take_the_banded_path_and_match():
     with torch.no_grad():
         for a, b in zip(outs, ref(x)):
             torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-5)
+
+
+def test_fused_block_inference_leaves_its_input_alone(monkeypatch):
+    # The fused inference path adds the MLP's residual in place: into the
+    # attention's fresh output, never into the caller's tensor.
+    from mmseg_vvt.models.backbones.vvt import Mlp, VVTBlock
+    from mmseg_vvt.models.layers import VicinityAttention
+    monkeypatch.setattr(Mlp, 'band_tokens', 8)
+    monkeypatch.setattr(VicinityAttention, 'chunk_tokens', 8)
+    torch.manual_seed(0)
+    block = VVTBlock(16, 2, 2, 2, 1).eval()
+    x = torch.randn(2, 9 * 7, 16)
+    x0 = x.clone()
+    with torch.no_grad():
+        assert block._fused_inference(x)
+        fused = block(x)
+        monkeypatch.setattr(VVTBlock, '_fused_inference', lambda self, x: False)
+        plain = block(x)
+    assert torch.equal(x, x0)
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
