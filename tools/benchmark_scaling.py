@@ -18,7 +18,7 @@ Examples::
         vvt-test-reference --reference vvt-test-reference --out-dir /tmp/b
 """
 import argparse
-import os
+import json
 import os.path as osp
 import sys
 
@@ -29,7 +29,8 @@ if ROOT not in sys.path:
 from mmseg_vvt.utils.benchmark import (BENCHMARK_MODELS,  # noqa: E402
                                        DEFAULT_MODELS, DEFAULT_RESOLUTIONS,
                                        MODES, check_model_names,
-                                       run_benchmark, write_outputs)
+                                       recount_flops, run_benchmark,
+                                       write_outputs)
 
 QUICK = dict(resolutions=[64, 128], repeats=1, warmup=0)
 
@@ -60,7 +61,7 @@ def parse_args(argv=None):
     p.add_argument(
         '--models',
         nargs='+',
-        default=list(DEFAULT_MODELS),
+        default=None,
         help=f'models to run (default {" ".join(DEFAULT_MODELS)}); '
         f'known: {models_help}')
     p.add_argument('--mode', choices=MODES, default='forward',
@@ -92,6 +93,10 @@ def parse_args(argv=None):
     p.add_argument('--peer', default='swin-t',
                    help='model the second speed-up / memory column compares '
                    'with')
+    p.add_argument('--recount-flops', metavar='JSON',
+                   help='do not benchmark: count the FLOPs of the results in '
+                   'JSON again with the current code (of --models if given, '
+                   'else all) and rewrite its reports in --out-dir')
     p.add_argument('--quick', action='store_true',
                    help=f'CI-size defaults: {QUICK}')
     p.add_argument('--out-dir', default=osp.join('benchmarks', 'cpu'))
@@ -101,8 +106,10 @@ def parse_args(argv=None):
     for key, val in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, val)
+    if args.recount_flops and not osp.isfile(args.recount_flops):
+        p.error(f'--recount-flops: no such file {args.recount_flops}')
     try:
-        check_model_names(args.models)
+        check_model_names(args.models or DEFAULT_MODELS)
     except ValueError as e:
         p.error(str(e))
     for opt in ('reference', 'peer'):
@@ -117,6 +124,21 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.recount_flops:
+        with open(args.recount_flops) as f:
+            data = json.load(f)
+        try:
+            recount_flops(data, models=args.models)
+        except ValueError as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 2
+        paths = write_outputs(
+            data, args.out_dir, reference=args.reference, peer=args.peer)
+        for kind, path in paths.items():
+            print(f'wrote {kind}: {path}')
+        return 1 if any(r['errors'] for r in data['results']) else 0
+    if args.models is None:
+        args.models = list(DEFAULT_MODELS)
     stem = osp.join(args.out_dir, f'scaling_{args.mode}')
     for ext in ('.json', '.md', '.png'):
         if osp.exists(stem + ext):

@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 __all__ = [
     'BENCHMARK_MODELS', 'build_benchmark_model', 'run_benchmark',
+    'recount_flops',
     'render_markdown', 'plot_results', 'write_outputs'
 ]
 
@@ -545,6 +546,57 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
     return dict(meta=meta, results=results)
 
 
+def recount_flops(data: Dict[str, Any],
+                  models: Optional[Sequence[str]] = None,
+                  progress: Callable[[str], None] = _stderr_progress
+                  ) -> Dict[str, Any]:
+    """Count the FLOPs of finished results again with the current code
+    (e.g. after a counter fix), in a worker process per model and
+    resolution; latency and memory are left as measured. ``models`` limits
+    it to some models (default: all in ``data``). The recount is recorded in
+    ``meta['flops_recount']``. Returns ``data``, updated in place."""
+    results = data['results']
+    names = list(data['meta']['models'])
+    models = names if models is None else check_model_names(list(models))
+    missing = [m for m in models if m not in names]
+    if missing:
+        raise ValueError(f'{missing} are not in these results (models: '
+                         f'{names})')
+    for rec in results:
+        if rec['model'] not in models:
+            continue
+        res = rec['resolution']
+        w = _Worker(
+            dict(model=rec['model'], resolution=res, mode='forward',
+                 batch_size=data['meta'].get('batch_size', 1)))
+        try:
+            reply = w.hello()
+            if reply.get('ok'):
+                reply = w.ask('flops')
+        finally:
+            w.close()
+        if not reply.get('ok'):
+            rec['errors'].append(f'flops recount: {reply["error"]}')
+            progress(f'{res}px {rec["model"]}: recount FAILED: '
+                     f'{reply["error"]}')
+            continue
+        old = rec.get('gflops')
+        rec.update(
+            flops=reply['flops'],
+            gflops=reply['flops'] / 1e9,
+            flops_by_operator=reply['by_operator'],
+            unsupported_ops=reply['unsupported_ops'])
+        progress(f'{res}px {rec["model"]}: {rec["gflops"]:.2f} GFLOPs '
+                 f'(was {_fmt(old, ".2f")})')
+    data['meta']['flops_recount'] = dict(
+        date_utc=datetime.datetime.now(datetime.timezone.utc).strftime(
+            '%Y-%m-%d %H:%M UTC'),
+        git_commit=_git_commit(),
+        models=list(models),
+        command=' '.join(sys.argv))
+    return data
+
+
 # --------------------------------------------------------------------------
 # reports
 
@@ -596,6 +648,11 @@ def render_markdown(data: Dict[str, Any],
         f'{", ".join(f"{x:.2f}" for x in meta["load_avg_at_start"])}',
         f'- command: `{meta.get("command", "")}`', ''
     ]
+    if meta.get('flops_recount'):
+        rc = meta['flops_recount']
+        lines.insert(-1, f'- GFLOPs of {", ".join(rc["models"])} recounted '
+                     f'{rc["date_utc"]} at commit `{rc["git_commit"]}` '
+                     f'(`{rc["command"]}`)')
     if meta.get('complete') is False:
         lines[1:1] = ['', '**Partial results: the run was still going or '
                       'was interrupted after the resolutions shown.**']

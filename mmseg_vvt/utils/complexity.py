@@ -13,10 +13,11 @@ handles for a few matrix products, and two of them undercount:
   significant digits;
 
 and ``baddbmm`` / ``addbmm`` / ``mv`` / ``dot`` /
-``scaled_dot_product_attention`` / ``_native_multi_head_attention`` are not
-counted at all. Linear attention
-such as VVT's is made of exactly these ops, so :func:`flop_handles` supplies
-exact shape-based handles for all of them; every counting function here
+``scaled_dot_product_attention`` / ``_native_multi_head_attention`` and the
+in-place ``addmm_`` / ``baddbmm_`` / ... forms are not counted at all.
+Linear attention such as VVT's (and its fused inference path) is made of
+exactly these ops, so :func:`flop_handles` supplies exact shape-based handles
+for all of them; every counting function here
 installs them.
 
 Element-wise ops (additions, the cos/sin position modulation, activations,
@@ -51,9 +52,12 @@ MATMUL_OPS = (
     'aten::mm',
     'aten::bmm',
     'aten::baddbmm',
+    'aten::baddbmm_',
     'aten::addbmm',
+    'aten::addbmm_',
     'aten::mv',
     'aten::addmv',
+    'aten::addmv_',
     'aten::dot',
     'aten::vdot',
     'aten::einsum',
@@ -87,7 +91,7 @@ def _contraction_handle(op: str, first: int, second: int):
         if len(b) >= 2 and b[-2] != k:
             raise ValueError(f'{op}: inner dimensions differ: {a} @ {b}')
         macs = prod(out) * k
-        if op == 'aten::addbmm':
+        if op.startswith('aten::addbmm'):
             macs *= a[0]
         return int(macs)
 
@@ -210,12 +214,24 @@ def flop_handles() -> Dict[str, Any]:
         'aten::dot': _contraction_handle('aten::dot', 0, 1),
         'aten::vdot': _contraction_handle('aten::vdot', 0, 1),
         'aten::baddbmm': _contraction_handle('aten::baddbmm', 1, 2),
+        'aten::baddbmm_': _contraction_handle('aten::baddbmm_', 1, 2),
         'aten::addbmm': _contraction_handle('aten::addbmm', 1, 2),
+        'aten::addbmm_': _contraction_handle('aten::addbmm_', 1, 2),
         'aten::addmv': _contraction_handle('aten::addmv', 1, 2),
+        'aten::addmv_': _contraction_handle('aten::addmv_', 1, 2),
         'aten::einsum': _einsum_handle,
         'aten::scaled_dot_product_attention': _sdpa_handle,
         'aten::_native_multi_head_attention': _native_mha_handle,
     }
+
+
+# In-place ``out.addmm_(x, w)``: a linear layer's GEMM accumulated into its
+# output (e.g. fused with a residual add). mmengine counts ``aten::addmm``
+# (a Linear's GEMM) by default but not this in-place form; like ``addmm`` it
+# is counted whether or not ``count_matmuls`` is set.
+LINEAR_INPLACE_OPS = {
+    'aten::addmm_': _contraction_handle('aten::addmm_', 1, 2)
+}
 
 
 def flop_analyzer(model: nn.Module,
@@ -231,6 +247,7 @@ def flop_analyzer(model: nn.Module,
     if isinstance(inputs, torch.Tensor):
         inputs = (inputs, )
     analyzer = FlopAnalyzer(model, inputs)
+    analyzer.set_op_handle(**LINEAR_INPLACE_OPS)
     if count_matmuls:
         analyzer.set_op_handle(**flop_handles())
     else:
@@ -243,6 +260,7 @@ def flop_analyzer(model: nn.Module,
             op: handle
             for op, handle in defaults.items() if op not in MATMUL_OPS
         })
+        analyzer.set_op_handle(**LINEAR_INPLACE_OPS)
         analyzer.set_op_handle(**{op: None for op in MATMUL_OPS})
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)

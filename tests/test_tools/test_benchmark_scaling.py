@@ -113,3 +113,32 @@ def test_bad_arguments_name_the_problem(tmp_path):
     assert "'vvt-xxl'" in proc.stderr and 'vvt-s-reference' in proc.stderr
     proc = _run('--quick', '--reference', 'nope', '--out-dir', str(tmp_path))
     assert proc.returncode == 2 and "--reference 'nope'" in proc.stderr
+
+
+def test_recount_flops_updates_only_the_counts(tmp_path):
+    out = tmp_path / 'bench'
+    proc = _run('--quick', '--resolutions', '64', '--models', 'vvt-test',
+                '--out-dir', str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = out / 'scaling_forward.json'
+    data = json.load(open(path))
+    (before, ) = data['results']
+    tampered = dict(before, flops=1, gflops=1e-9)
+    data['results'] = [tampered]
+    path.write_text(json.dumps(data))
+
+    again = tmp_path / 'again'
+    proc = _run('--recount-flops', str(path), '--models', 'vvt-test',
+                '--out-dir', str(again))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new = json.load(open(again / 'scaling_forward.json'))
+    (after, ) = new['results']
+    assert after['flops'] == before['flops']  # counted again, not copied
+    assert after['latency_samples_ms'] == before['latency_samples_ms']
+    assert after['mem_extra_mb'] == before['mem_extra_mb']
+    assert new['meta']['flops_recount']['models'] == ['vvt-test']
+    assert 'recounted' in (again / 'scaling_forward.md').read_text()
+
+    proc = _run('--recount-flops', str(path), '--models', 'swin-t',
+                '--out-dir', str(again))
+    assert proc.returncode == 2 and "['swin-t'] are not in" in proc.stderr

@@ -180,11 +180,15 @@ def test_vvt_attention_products_are_counted(impl):
     assert with_mm['params'] == sum(p.numel() for p in model.parameters())
 
 
-def test_vvt_and_reference_count_the_same_flops():
+@pytest.mark.parametrize('size', [64, 256])
+def test_vvt_and_reference_count_the_same_flops(size):
+    """Same network, same FLOPs (to the conv halo rows of the banded MLP):
+    at 256 px the fast path runs its banded / chunked inference code with
+    fused in-place GEMMs, and every product there must be counted."""
     from mmseg_vvt.models.backbones.vvt import VVT, VVTReference
     torch.manual_seed(0)
-    fast = backbone_complexity(VVT(arch=TINY_ARCH), (64, 64))
-    ref = backbone_complexity(VVTReference(arch=TINY_ARCH), (64, 64))
+    fast = backbone_complexity(VVT(arch=TINY_ARCH), (size, size))
+    ref = backbone_complexity(VVTReference(arch=TINY_ARCH), (size, size))
     assert fast['flops'] == pytest.approx(ref['flops'], rel=0.02)
 
 
@@ -248,3 +252,26 @@ def test_segmentor_complexity_accepts_config_object_and_errors(
         segmentor_complexity(str(tmp_path / 'no_such.py'))
     with pytest.raises(TypeError, match='cfg_or_path'):
         segmentor_complexity(42)
+
+
+def test_inplace_gemm_forms_are_counted():
+    """A linear layer fused with a residual add (``out.addmm_(x, w)``), as
+    VVT's inference path does, counts like the Linear it replaces."""
+
+    class Fused(nn.Module):
+
+        def forward(self, x, w, res, b1, b2):
+            out = res.clone()
+            out.addmm_(x, w)
+            acc = torch.zeros(3, 4)
+            acc.addbmm_(b1, b2)
+            return out.sum() + acc.sum()
+
+    x, w, res = torch.randn(5, 7), torch.randn(7, 4), torch.randn(5, 4)
+    b1, b2 = torch.randn(6, 3, 7), torch.randn(6, 7, 4)
+    res_on = count_flops(Fused(), (x, w, res, b1, b2))
+    assert res_on['by_operator'] == {'addmm_': 5 * 7 * 4,
+                                     'addbmm_': 6 * 3 * 7 * 4}
+    # addmm_ is a linear layer's GEMM: counted with or without matmuls
+    res_off = count_flops(Fused(), (x, w, res, b1, b2), count_matmuls=False)
+    assert res_off['by_operator'] == {'addmm_': 5 * 7 * 4}
