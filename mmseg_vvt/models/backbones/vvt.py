@@ -11,6 +11,7 @@ from typing import Dict, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
@@ -150,10 +151,20 @@ class Mlp(BaseModule):
                 # zero padding is right only at the image border: output
                 # rows next to a band edge inside the image wait for the
                 # next band
-                t = self.dwconv.dwconv(buf[None, :n].permute(0, 3, 1, 2))
                 stop = H if r1 == H else r1 - 1
                 first = r0 - kept
-                t = t[0].permute(1, 2, 0)[done - first:stop - first]
+                hidden = buf[None, :n].permute(0, 3, 1, 2)  # channels-last
+                if done - first == 1 and r1 - stop == 1:
+                    # inside the image: the buffer is exactly the context of
+                    # the rows to finish, so convolve without row padding
+                    # (no output row computed only to be dropped)
+                    conv = self.dwconv.dwconv
+                    t = F.conv2d(hidden, conv.weight, conv.bias,
+                                 padding=(0, 1), groups=conv.groups)
+                    t = t[0].permute(1, 2, 0)
+                else:
+                    t = self.dwconv.dwconv(hidden)
+                    t = t[0].permute(1, 2, 0)[done - first:stop - first]
                 t = self.act(t)
                 rows_out = out[b, done:stop].view(-1, out_dims)
                 if residual:
