@@ -167,13 +167,14 @@ class VicinityAttention(BaseModule):
         gate = 1.0 + self._gate(x)  # B x 1 x C
         step = self.chunk_tokens
         if N <= step or (torch.is_grad_enabled() and x.requires_grad):
-            kv = self._key_value_sums(src, wk)
+            kv = self._key_value_sums(src, wk, self._kv_weights())
             return self._attend(x, wq, self._clamp_kv(kv), gate)
         # Inference at high resolution: everything but KV and the gate is
         # per token, so both sides run a chunk of tokens at a time and the
         # 4d-wide position-modulated copies stay in cache.
+        kv_w = self._kv_weights()  # stacked once, not per chunk
         kv = sum(
-            self._key_value_sums(src[:, i:i + step], wk[i:i + step])
+            self._key_value_sums(src[:, i:i + step], wk[i:i + step], kv_w)
             for i in range(0, src.shape[1], step))
         kv = self._clamp_kv(kv)
         out = torch.empty_like(x)
@@ -196,10 +197,11 @@ class VicinityAttention(BaseModule):
         H, W = hw_shape
         step = self.chunk_tokens
         w = position_weights(H, W, x.device, x.dtype)
+        kv_w = self._kv_weights()  # stacked once, not per chunk
         kv, total = 0, 0
         for i in range(0, N, step):
             xn = norm(x[:, i:i + step])
-            kv = kv + self._key_value_sums(xn, w[i:i + step])
+            kv = kv + self._key_value_sums(xn, w[i:i + step], kv_w)
             total = total + xn.sum(dim=1)
         kv = self._clamp_kv(kv)
         gate = 1.0 + self.se_fc(total / N).unsqueeze(1)
@@ -210,7 +212,12 @@ class VicinityAttention(BaseModule):
                       out=out[:, i:i + step])
         return out
 
-    def _key_value_sums(self, src, wk):
+    def _kv_weights(self):
+        """The k and v projections stacked, to run as one GEMM."""
+        return (torch.cat([self.k_proj.weight, self.v_proj.weight]),
+                torch.cat([self.k_proj.bias, self.v_proj.bias]))
+
+    def _key_value_sums(self, src, wk, kv_weights):
         """``[KV | sum_j k~_j]``: ``B x h x 4d x (d+1)`` over these tokens.
 
         One matmul of ``k~`` with ``[v | 1]`` gives KV and the key sum (its
@@ -218,9 +225,7 @@ class VicinityAttention(BaseModule):
         """
         B, Nk, _ = src.shape
         h, d = self.num_heads, self.head_dims
-        weight = torch.cat([self.k_proj.weight, self.v_proj.weight])
-        bias = torch.cat([self.k_proj.bias, self.v_proj.bias])
-        k, v = F.linear(src, weight, bias).split(h * d, dim=-1)
+        k, v = F.linear(src, *kv_weights).split(h * d, dim=-1)
         k = F.relu(k).view(B, Nk, h, 1, d)
         k_pos = (k * wk.view(Nk, 1, 4, 1)).view(B, Nk, h, 4 * d)
         v1 = F.pad(v.view(B, Nk, h, d), (0, 1), value=1.0)
