@@ -34,7 +34,8 @@ from mmseg_vvt.datasets.checks import (DatasetNotFoundError,  # noqa: E402
                                        runner_dataloader_keys)
 from mmseg_vvt.engine.results import (capture_per_class,  # noqa: E402
                                       write_eval_json)
-from mmseg_vvt.engine.runtime import adapt_cfg_to_device  # noqa: E402
+from mmseg_vvt.engine.runtime import (adapt_cfg_to_device,  # noqa: E402
+                                      close_distributed)
 
 
 # TODO: support fuse_conv_bn, visualization, and format_only
@@ -189,6 +190,8 @@ def main(argv=None):
                 'test data), so no eval JSON was written',
                 logger='current',
                 level=logging.WARNING)
+    # a live gloo group can abort the process at interpreter exit
+    close_distributed()
     return metrics
 
 

@@ -34,7 +34,8 @@ from mmseg_vvt.datasets.checks import (DatasetNotFoundError,  # noqa: E402
                                        check_dataloader_datasets,
                                        runner_dataloader_keys)
 from mmseg_vvt.engine.runtime import (AmpNotAvailableError,  # noqa: E402
-                                      adapt_cfg_to_device, enable_amp)
+                                      adapt_cfg_to_device, close_distributed,
+                                      enable_amp)
 
 
 def parse_args(argv=None):
@@ -135,6 +136,8 @@ def main(argv=None):
 
     # start training
     runner.train()
+    # a live gloo group can abort the process at interpreter exit
+    close_distributed()
     return runner
 
 

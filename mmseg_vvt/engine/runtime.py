@@ -24,8 +24,8 @@ from mmengine.device import get_device
 from mmengine.logging import print_log
 
 __all__ = [
-    'AmpNotAvailableError', 'adapt_cfg_to_device', 'enable_amp',
-    'replace_sync_bn', 'init_cpu_distributed'
+    'AmpNotAvailableError', 'adapt_cfg_to_device', 'close_distributed',
+    'enable_amp', 'replace_sync_bn', 'init_cpu_distributed'
 ]
 
 #: norm layer types that only run on GPU tensors
@@ -89,6 +89,28 @@ def init_cpu_distributed(launcher: str, timeout_s: Optional[int] = None):
         import datetime
         kwargs['timeout'] = datetime.timedelta(seconds=timeout_s)
     torch_dist.init_process_group(backend='gloo', **kwargs)
+
+
+def close_distributed() -> bool:
+    """Wait for every rank, then destroy the default process group.
+
+    Call it after a run finished without error. A process that exits with a
+    live gloo process group can be killed by SIGABRT (``terminate called
+    without an active exception``) while the interpreter shuts down, because
+    gloo's worker threads still hold work objects then (pytorch/pytorch
+    #190489); torchrun reports the whole job as failed although the run
+    itself had finished. The barrier keeps a rank that finishes first from
+    tearing the group down while the others still use it (rank 0 writing the
+    last checkpoint). Not for the error path: a barrier there would wait for
+    ranks that are gone.
+
+    Returns whether a process group was closed.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return False
+    torch_dist.barrier()
+    torch_dist.destroy_process_group()
+    return True
 
 
 def adapt_cfg_to_device(cfg: Config, launcher: str = 'none') -> Config:

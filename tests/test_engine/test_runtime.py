@@ -5,8 +5,9 @@ from mmengine.config import Config
 
 import mmseg_vvt  # noqa: F401
 from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
-                                      adapt_cfg_to_device, enable_amp,
-                                      init_cpu_distributed, replace_sync_bn)
+                                      adapt_cfg_to_device, close_distributed,
+                                      enable_amp, init_cpu_distributed,
+                                      replace_sync_bn)
 
 from mmseg_vvt.engine import runtime
 
@@ -81,6 +82,27 @@ def test_distributed_cpu_single_rank_group(no_gpu, monkeypatch):
     assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
     assert cfg.model_wrapper_cfg.device_ids is None
     assert cfg.model.decode_head.norm_cfg.type == 'BN'
+
+
+def test_close_distributed_destroys_the_group(no_gpu, monkeypatch):
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv('RANK', '0')
+    monkeypatch.setenv('WORLD_SIZE', '1')
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', str(port))
+    # nothing to close in a single-process run
+    assert close_distributed() is False
+    try:
+        init_cpu_distributed('pytorch')
+        assert torch.distributed.is_initialized()
+        assert close_distributed() is True
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def test_amp_on_cpu_is_refused_clearly(no_gpu):
