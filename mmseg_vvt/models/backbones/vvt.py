@@ -32,16 +32,25 @@ ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'mlp_ratios', 'fr_ratios',
 class OverlapPatchEmbed(BaseModule):
     """Overlapping patch embedding: ``Conv2d(k, stride, k // 2)`` + LayerNorm.
 
+    The convolution runs on a channels-last input (a map that is already
+    channels-last is used as is, an NCHW one is converted): its output is
+    then the token layout ``B x HW x C`` itself, which the LayerNorm reads
+    without a transposed copy, and oneDNN convolves channels-last maps
+    faster (stage 1 at 1024x1024 on a 2-core CPU: 34 ms NCHW, 11 ms with
+    the conversion).
+
     Args:
         in_channels (int): Input channels.
         embed_dims (int): Output channels.
         kernel_size (int): Convolution kernel size.
         stride (int): Convolution stride.
+        channels_last (bool): Convolve in channels-last layout. Default:
+            True.
         init_cfg (dict, optional): Initialization config. Default: None.
     """
 
     def __init__(self, in_channels, embed_dims, kernel_size, stride,
-                 init_cfg=None):
+                 channels_last=True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.proj = nn.Conv2d(
             in_channels,
@@ -50,8 +59,11 @@ class OverlapPatchEmbed(BaseModule):
             stride=stride,
             padding=kernel_size // 2)
         self.norm = nn.LayerNorm(embed_dims)  # eps 1e-5 in the published net
+        self.channels_last = channels_last
 
     def forward(self, x):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.proj(x)
         hw_shape = (x.shape[2], x.shape[3])
         x = self.norm(x.flatten(2).transpose(1, 2))
@@ -232,12 +244,13 @@ class VVTBlock(BaseModule):
         self.mlp = mlp_cls(
             embed_dims, int(embed_dims * mlp_ratio), drop=drop_rate)
 
-    def _forward(self, x, hw_shape):
+    def _forward(self, x, hw_shape, inplace=False):
         if self._fused_inference(x):
             # Inference at high resolution: norms and residual adds ride
             # along the chunked attention and the banded MLP, so the token
             # map is not streamed through memory once per step.
-            x = self.attn.forward_residual(x, hw_shape, self.norm1)
+            x = self.attn.forward_residual(
+                x, hw_shape, self.norm1, inplace=inplace)
             return self.mlp._forward_banded(x, hw_shape, norm=self.norm2,
                                             residual=True)
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
@@ -251,11 +264,18 @@ class VVTBlock(BaseModule):
                 and type(self.attn) is VicinityAttention
                 and type(self.mlp) is Mlp and self.attn.sr_ratio == 1)
 
-    def forward(self, x, hw_shape):
+    def forward(self, x, hw_shape, inplace=False):
+        """Args:
+            x (Tensor): ``B x N x C`` tokens on an ``H x W`` grid.
+            hw_shape (tuple[int, int]): ``(H, W)``.
+            inplace (bool): The caller will not use ``x`` again: the fused
+                inference path may write the result over it (saves a copy
+                of the token map). Ignored elsewhere. Default: False.
+        """
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(
                 self._forward, x, hw_shape, use_reentrant=False)
-        return self._forward(x, hw_shape)
+        return self._forward(x, hw_shape, inplace=inplace)
 
 
 @MODELS.register_module()
@@ -316,6 +336,8 @@ class VVT(BaseModule):
 
     attn_cls = VicinityAttention
     mlp_cls = Mlp
+    # stage maps flow channels-last between stages (see OverlapPatchEmbed)
+    channels_last = True
 
     def __init__(self,
                  arch: Union[str, dict] = 'small',
@@ -366,7 +388,8 @@ class VVT(BaseModule):
                 prev_dims,
                 dims,
                 kernel_size=7 if i == 0 else 3,
-                stride=4 if i == 0 else 2)
+                stride=4 if i == 0 else 2,
+                channels_last=self.channels_last)
             blocks = ModuleList([
                 VVTBlock(
                     dims,
@@ -489,14 +512,20 @@ class VVT(BaseModule):
         for i in range(4):
             x, hw_shape = getattr(self, f'patch_embed{i + 1}')(x)
             for block in getattr(self, f'block{i + 1}'):
-                x = block(x, hw_shape)
+                # x is this loop's own (the patch embedding's or the last
+                # block's output), so the block may overwrite it
+                x = block(x, hw_shape, inplace=True)
             x = getattr(self, f'norm{i + 1}')(x)
-            x = x.reshape(B, hw_shape[0], hw_shape[1], -1).permute(
-                0, 3, 1, 2).contiguous()
+            # NCHW view of the NHWC tokens: the next patch embedding
+            # convolves it channels-last without a copy; the returned maps
+            # are contiguous NCHW, as necks and heads expect
+            x = x.reshape(B, hw_shape[0], hw_shape[1], -1).permute(0, 3, 1, 2)
             if i in self.out_indices:
-                outs.append(x)
+                outs.append(x.contiguous())
             if i == max(self.out_indices):
                 break
+            if not self.channels_last:
+                x = x.contiguous()
         return tuple(outs)
 
     def _freeze_stages(self):

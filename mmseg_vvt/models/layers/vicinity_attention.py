@@ -183,15 +183,18 @@ class VicinityAttention(BaseModule):
                                               wq[i:i + step], kv, gate)
         return out
 
-    def forward_residual(self, x: torch.Tensor, hw_shape,
-                         norm: nn.Module) -> torch.Tensor:
+    def forward_residual(self, x: torch.Tensor, hw_shape, norm: nn.Module,
+                         inplace: bool = False) -> torch.Tensor:
         """``x + self(norm(x), hw_shape)`` for inference, chunk by chunk.
 
         The normalised tokens are never made whole: one pass over chunks
         accumulates KV and the gate's token mean from ``norm(chunk)``, a
-        second recomputes ``norm(chunk)`` (cheaper than storing it) and
-        writes ``chunk + attention`` into a new tensor. Only for
-        ``sr_ratio == 1`` and no autograd; the caller checks.
+        second recomputes ``norm(chunk)`` (cheaper than storing it) and adds
+        the attention of each chunk to it. A chunk's result depends only on
+        that chunk (and on KV and the gate, which are complete by then), so
+        with ``inplace`` the sum overwrites ``x``, which is returned;
+        otherwise it goes to a copy. Only for ``sr_ratio == 1`` and no
+        autograd; the caller checks.
         """
         B, N, C = x.shape
         H, W = hw_shape
@@ -205,11 +208,10 @@ class VicinityAttention(BaseModule):
             total = total + xn.sum(dim=1)
         kv = self._clamp_kv(kv)
         gate = 1.0 + self.se_fc(total / N).unsqueeze(1)
-        out = torch.empty_like(x)
+        out = x if inplace else x.clone()
         for i in range(0, N, step):
-            xc = x[:, i:i + step]
-            torch.add(xc, self._attend(norm(xc), w[i:i + step], kv, gate),
-                      out=out[:, i:i + step])
+            self._attend(norm(x[:, i:i + step]), w[i:i + step], kv, gate,
+                         residual=out[:, i:i + step])
         return out
 
     def _kv_weights(self):
@@ -236,21 +238,51 @@ class VicinityAttention(BaseModule):
         d = self.head_dims
         return torch.cat([signed_clamp(kv[..., :d]), kv[..., d:]], dim=-1)
 
-    def _attend(self, x, wq, kv, gate):
-        """Queries of these tokens against ``kv``, then out_proj and gate."""
+    def _attend(self, x, wq, kv, gate, residual=None):
+        """Queries of these tokens against ``kv``, then out_proj and gate.
+
+        The clamps are those of the spec, rearranged without changing a
+        bit: ``signed_clamp(signed_clamp(n) * z)`` with ``z > 0`` is
+        ``sign(n) * clamp(clamp(|n|) * z)``, and ``signed_clamp(o * gate)``
+        with ``o = signed_clamp(p)`` and ``gate >= 1`` is
+        ``sign(p) * min(clamp(|p|) * gate, 1e4)`` (the lower bound holds
+        already). Without autograd the passes run in place on one temporary
+        each. With ``residual`` (no autograd only) the result is added into
+        ``residual`` in place, which is returned.
+        """
         B, N, _ = x.shape
         h, d = self.num_heads, self.head_dims
-        q = F.relu(self.q_proj(x)).view(B, N, h, 1, d)
+        grad = torch.is_grad_enabled() and (x.requires_grad
+                                            or kv.requires_grad
+                                            or gate.requires_grad)
+        q = self.q_proj(x)
+        q = (F.relu(q) if grad else q.relu_()).view(B, N, h, 1, d)
         q_pos = (q * wq.view(N, 1, 4, 1)).view(B, N, h, 4 * d)
         # one matmul gives q~^T KV and the normaliser q~ . sum_j k~_j
         out = torch.matmul(q_pos.transpose(1, 2), kv)  # B x h x N x (d+1)
         # z > 0, so its signed clamp is a plain clamp
         z = (out[..., d:] + DENOMINATOR_EPS).reciprocal().clamp(
             CLAMP_MIN, CLAMP_MAX)
-        o = signed_clamp(signed_clamp(out[..., :d]) * z)
-        o = o.transpose(1, 2).reshape(B, N, h * d)
-        o = signed_clamp(self.out_proj(o))
-        return signed_clamp(o * gate)
+        num = out[..., :d]
+        if grad:
+            o = num.sign() * (num.abs().clamp(CLAMP_MIN, CLAMP_MAX) *
+                              z).clamp(CLAMP_MIN, CLAMP_MAX)
+            o = o.transpose(1, 2).reshape(B, N, h * d)
+            p = self.out_proj(o)
+            return p.sign() * (p.abs().clamp(CLAMP_MIN, CLAMP_MAX) *
+                               gate).clamp(max=CLAMP_MAX)
+        # written token-major (B x N x h x d) so out_proj reads it as is
+        o = x.new_empty(B, N, h, d)
+        o_heads = o.transpose(1, 2)
+        torch.abs(num, out=o_heads)
+        o_heads.clamp_(CLAMP_MIN, CLAMP_MAX).mul_(z).clamp_(
+            CLAMP_MIN, CLAMP_MAX).mul_(num.sign_())
+        p = self.out_proj(o.view(B, N, h * d))
+        a = p.abs().clamp_(CLAMP_MIN, CLAMP_MAX).mul_(gate).clamp_(
+            max=CLAMP_MAX)
+        if residual is None:
+            return a.mul_(p.sign_())
+        return residual.addcmul_(a, p.sign_())
 
 
 class VicinityAttentionReference(VicinityAttention):
