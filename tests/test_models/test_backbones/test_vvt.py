@@ -71,6 +71,23 @@ def test_any_input_size_and_batch(shape):
         assert torch.isfinite(o).all()
 
 
+@pytest.mark.parametrize('grad', [False, True])
+def test_stage_maps_are_contiguous_nchw(grad):
+    # stages pass NHWC views between them; what necks get is plain NCHW
+    # (some heads call .view on it)
+    model = VVT(arch=TINY_ARCH).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.set_grad_enabled(grad):
+        for o in model(x):
+            assert o.is_contiguous() and o.requires_grad == grad
+            o.view(o.shape[0], o.shape[1], -1)
+            # the chunked copy puts every value where the plain one does
+            assert torch.equal(
+                o, vvt_module._contiguous_nchw(
+                    o.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2),
+                    step=5))
+
+
 def test_out_indices_selects_stages():
     model = VVT(arch=TINY_ARCH, out_indices=(1, 3)).eval()
     outs = model(torch.randn(1, 3, 64, 64))
