@@ -467,3 +467,62 @@ def test_fused_block_inference_leaves_its_input_alone(monkeypatch,
         plain = block(x, (9, 7))
     assert torch.equal(x, x0)
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings('ignore:TF32 acceleration on top of oneDNN')
+def test_dwconv_gelu_fused_kernel_matches_conv_then_gelu():
+    # the MLP's depthwise conv + GELU, one oneDNN kernel on CPU inference
+    from mmseg_vvt.models.backbones.vvt import (_fused_conv_gelu_available,
+                                                dwconv_gelu)
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(24, 24, 3, 1, 1, groups=24)
+    act = torch.nn.GELU()
+    x = torch.randn(2, 7, 9, 24).permute(0, 3, 1, 2)  # channels-last view
+    for padding in ((1, 1), (0, 1)):
+        with torch.no_grad():
+            want = F.gelu(F.conv2d(x, conv.weight, conv.bias,
+                                   padding=padding, groups=24))
+            got = dwconv_gelu(conv, x, act, padding=padding)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    if torch.backends.mkldnn.is_available():
+        with torch.no_grad():
+            assert _fused_conv_gelu_available(x, act)
+    # where the fused op can not run, the plain ops do
+    xg = x.detach().requires_grad_()
+    assert not _fused_conv_gelu_available(xg, act)  # autograd
+    dwconv_gelu(conv, xg, act).sum().backward()
+    assert xg.grad is not None
+    with torch.no_grad():
+        assert not _fused_conv_gelu_available(x.double(), act)
+        assert not _fused_conv_gelu_available(
+            x, torch.nn.GELU(approximate='tanh'))
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            assert not _fused_conv_gelu_available(x, act)
+        with torch.backends.mkldnn.flags(enabled=False):
+            assert not _fused_conv_gelu_available(x, act)
+
+
+def test_bf16_autocast_on_cpu_at_512():
+    # inference at 512x512 has 16384 stage-1 tokens, past the band/chunk
+    # sizes: the chunked attention runs, the banded MLP steps aside (its
+    # fp32 buffers can not take autocast's bf16 GEMMs)
+    torch.manual_seed(0)
+    model = VVT(arch='small').eval()
+    x = torch.randn(1, 3, 512, 512)
+    with torch.no_grad():
+        want = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            got = model(x)
+    for g, w in zip(got, want):
+        assert g.dtype == torch.bfloat16 and g.shape == w.shape
+        assert torch.isfinite(g).all()
+        # bf16 keeps ~3 significant digits; errors stay at that level
+        assert (g.float() - w).abs().max() < 0.05 * w.abs().max()
+    model.train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = model(x)
+        sum(o.float().square().mean() for o in outs).backward()
+    assert all(torch.isfinite(o).all() for o in outs)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
