@@ -74,10 +74,12 @@ def _fused_conv_gelu_available(x: torch.Tensor, act: nn.Module) -> bool:
     """Whether :func:`dwconv_gelu` may use oneDNN's fused kernel for ``x``.
 
     Inference only (the fused op has no autograd formula), fp32 CPU tensors
-    outside autocast, exact (erf) GELU, and a torch built with oneDNN that
-    has it enabled.
+    outside autocast, exact (erf) GELU, a torch built with oneDNN that has
+    it enabled, and not under a JIT trace (mmengine's FLOP counter traces
+    the model and counts ``aten::_convolution``, not this op).
     """
     return (x.device.type == 'cpu' and x.dtype == torch.float32
+            and not torch.jit.is_tracing()
             and not (torch.is_grad_enabled() and x.requires_grad)
             and not torch.is_autocast_cpu_enabled()
             and type(act) is nn.GELU and act.approximate == 'none'
@@ -203,6 +205,7 @@ class Mlp(BaseModule):
         w1 = torch.cat([self.fc1.weight.t(), self.fc1.bias[None]])
         rows_aug = x.new_empty(rows * W, C + 1)
         rows_aug[:, C] = 1
+        tracing = torch.jit.is_tracing()
         w2 = self.fc2.weight.t()
         for b in range(B):
             kept = 0  # hidden rows [r0 - kept, r0) at the top of buf
@@ -213,9 +216,15 @@ class Mlp(BaseModule):
                 rows_in = x[b, r0:r1]
                 if norm is not None:
                     rows_in = norm(rows_in)
-                band_aug = rows_aug[:(r1 - r0) * W]
-                band_aug[:, :C] = rows_in.reshape(-1, C)
-                torch.mm(band_aug, w1, out=buf[kept:n].view(-1, hidden_dims))
+                if tracing:  # FLOP count: the network's GEMM, no bias row
+                    torch.addmm(self.fc1.bias, rows_in.reshape(-1, C),
+                                self.fc1.weight.t(),
+                                out=buf[kept:n].view(-1, hidden_dims))
+                else:
+                    band_aug = rows_aug[:(r1 - r0) * W]
+                    band_aug[:, :C] = rows_in.reshape(-1, C)
+                    torch.mm(band_aug, w1,
+                             out=buf[kept:n].view(-1, hidden_dims))
                 # zero padding is right only at the image border: output
                 # rows next to a band edge inside the image wait for the
                 # next band
