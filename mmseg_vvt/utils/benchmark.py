@@ -38,6 +38,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from ..testing import TINY_ARCH
+
 __all__ = [
     'BENCHMARK_MODELS', 'build_benchmark_model', 'run_benchmark',
     'recount_flops',
@@ -47,13 +49,7 @@ __all__ = [
 _PKG_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # tiny VVT for plumbing checks (tests, --quick); not a published variant
-TEST_ARCH = dict(
-    embed_dims=[16, 32, 64, 128],
-    depths=[1, 1, 1, 1],
-    num_heads=[1, 1, 2, 2],
-    mlp_ratios=[2, 2, 2, 2],
-    fr_ratios=[2, 2, 2, 2],
-    sr_ratios=[1, 1, 1, 1])
+TEST_ARCH = TINY_ARCH
 
 # name -> how to build it. ``mmseg`` entries take the backbone settings from
 # mmsegmentation's shipped ADE20K configs (checkpoint init dropped).

@@ -15,6 +15,7 @@ import mmseg_vvt.datasets  # noqa: F401  (registers the transforms)
 from mmseg.registry import DATASETS, TRANSFORMS
 from mmseg_vvt.datasets import (CheckedLoadAnnotations,
                                 CheckedLoadImageFromFile, DataFileError)
+from mmseg_vvt.testing import tiny_arch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
@@ -172,11 +173,8 @@ def _runner_cfg(cfg, work_dir):
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[name].num_workers = 0
         cfg[name].persistent_workers = False
-    cfg.model.backbone.arch = dict(
-        embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
-        num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2],
-        fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])
-    cfg.model.neck.in_channels = [16, 32, 64, 128]
+    cfg.model.backbone.arch = tiny_arch()
+    cfg.model.neck.in_channels = tiny_arch()['embed_dims']
     return cfg
 
 

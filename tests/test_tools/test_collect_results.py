@@ -7,55 +7,9 @@ from pathlib import Path
 import pytest
 
 from mmseg_vvt.apis.results import fmt_number
+from mmseg_vvt.testing import write_tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
-
-TINY_ARCH = ("dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1], "
-             "num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2], "
-             "fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])")
-
-FPN_CONFIG = f"""
-custom_imports = dict(imports=['mmseg_vvt'], allow_failed_imports=False)
-default_scope = 'mmseg'
-crop_size = (64, 64)
-model = dict(
-    type='EncoderDecoder',
-    data_preprocessor=dict(type='SegDataPreProcessor', size=crop_size,
-                           mean=[123.675, 116.28, 103.53],
-                           std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
-    backbone=dict(type='VVT', arch={TINY_ARCH}, drop_path_rate=0.0),
-    neck=dict(type='FPN', in_channels=[16, 32, 64, 128], out_channels=16,
-              num_outs=4),
-    decode_head=dict(
-        type='FPNHead', in_channels=[16, 16, 16, 16], in_index=[0, 1, 2, 3],
-        feature_strides=[4, 8, 16, 32], channels=16, num_classes=5,
-        loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-    test_cfg=dict(mode='whole'))
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=4, val_interval=4)
-"""
-
-UPER_CONFIG = f"""
-custom_imports = dict(imports=['mmseg_vvt'], allow_failed_imports=False)
-default_scope = 'mmseg'
-crop_size = (64, 96)
-model = dict(
-    type='EncoderDecoder',
-    data_preprocessor=dict(type='SegDataPreProcessor', size=crop_size,
-                           mean=[123.675, 116.28, 103.53],
-                           std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
-    backbone=dict(type='VVT', arch={TINY_ARCH}, drop_path_rate=0.0),
-    decode_head=dict(
-        type='UPerHead', in_channels=[16, 32, 64, 128], in_index=[0, 1, 2, 3],
-        pool_scales=(1, 2), channels=16, num_classes=5,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-    auxiliary_head=dict(
-        type='FCNHead', in_channels=64, in_index=2, channels=8, num_convs=1,
-        num_classes=5, norm_cfg=dict(type='BN', requires_grad=True),
-        loss_decode=dict(type='CrossEntropyLoss', loss_weight=0.4)),
-    test_cfg=dict(mode='whole'))
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=8, val_interval=8)
-"""
 
 
 @pytest.fixture(scope='module')
@@ -86,9 +40,20 @@ def two_work_dirs(tmp_path):
     cfgs = tmp_path / 'configs'
     cfgs.mkdir()
     fpn = cfgs / 'fpn_vvt-x_1xb2-4_demo-64x64.py'
-    fpn.write_text(FPN_CONFIG)
+    write_tiny_config(
+        fpn,
+        num_classes=5,
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=4,
+                       val_interval=4))
     uper = cfgs / 'upernet_vvt-x_1xb2-8_demo-64x96.py'
-    uper.write_text(UPER_CONFIG)
+    write_tiny_config(
+        uper,
+        num_classes=5,
+        decode_head='uper',
+        auxiliary_head=True,
+        crop_size=(64, 96),
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=8,
+                       val_interval=8))
     wd1, wd2 = tmp_path / 'work' / 'fpn', tmp_path / 'work' / 'uper'
     _eval_json(wd1, fpn, 12.3456, '20261125_170000')
     _eval_json(wd2, uper, 7.5, '20261125_171500')

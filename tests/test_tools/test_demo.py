@@ -15,13 +15,12 @@ from PIL import Image
 
 import mmseg_vvt.datasets  # noqa: F401  (registers VVT and the transforms)
 from mmseg.registry import MODELS
+from mmseg_vvt.testing import tiny_arch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
 # A very small VVT for fast tests (the demo itself uses arch='tiny').
-TINY_ARCH = dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
-                 num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2],
-                 fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])
+TINY_ARCH = tiny_arch()
 
 
 def _load_tool(name):

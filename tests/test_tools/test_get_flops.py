@@ -8,36 +8,21 @@ import pytest
 import torch
 import torch.nn as nn
 
+from mmseg_vvt.testing import write_tiny_config
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(ROOT, 'tools', 'get_flops.py')
-
-TINY_SEG_CFG = """
-custom_imports = dict(imports=['mmseg_vvt'], allow_failed_imports=False)
-norm_cfg = dict(type='SyncBN', requires_grad=True)
-model = dict(
-    type='EncoderDecoder',
-    backbone=dict(
-        type='VVT',
-        arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
-                  num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2],
-                  fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])),
-    decode_head=dict(
-        type='FCNHead', in_channels=128, in_index=3, channels=16,
-        num_convs=1, concat_input=False, num_classes=4, norm_cfg=norm_cfg,
-        loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-    auxiliary_head=dict(
-        type='FCNHead', in_channels=64, in_index=2, channels=8, num_convs=1,
-        concat_input=False, num_classes=4, norm_cfg=norm_cfg,
-        loss_decode=dict(type='CrossEntropyLoss', loss_weight=0.4)),
-    train_cfg=dict(), test_cfg=dict(mode='whole'))
-"""
 
 
 @pytest.fixture
 def cfg_file(tmp_path):
-    path = tmp_path / 'fcn_vvt-tiny-test_64x64.py'
-    path.write_text(TINY_SEG_CFG)
-    return str(path)
+    # FCN head + auxiliary head, SyncBN as the multi-GPU recipes
+    return write_tiny_config(
+        tmp_path / 'fcn_vvt-tiny-test_64x64.py',
+        decode_head='fcn',
+        auxiliary_head=True,
+        norm_type='SyncBN',
+        data_preprocessor=False)
 
 
 def test_get_flops_prints_and_writes_the_counts(cfg_file, tmp_path):

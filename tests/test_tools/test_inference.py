@@ -8,42 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from mmseg_vvt.testing import write_tiny_config
+
 REPO = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 5
 CLASSES = ('sky', 'tree', 'road', 'car', 'person')
 PALETTE = [[10, 20, 30], [200, 10, 10], [10, 200, 10], [10, 10, 200],
            [240, 240, 0]]
-
-TINY_CONFIG = """
-custom_imports = dict(imports=['mmseg_vvt'], allow_failed_imports=False)
-default_scope = 'mmseg'
-crop_size = (64, 64)
-data_preprocessor = dict(
-    type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
-    seg_pad_val=255, size=crop_size)
-model = dict(
-    type='EncoderDecoder',
-    data_preprocessor=data_preprocessor,
-    backbone=dict(
-        type='VVT',
-        arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
-                  num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2],
-                  fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1]),
-        drop_path_rate=0.0),
-    neck=dict(type='FPN', in_channels=[16, 32, 64, 128], out_channels=16,
-              num_outs=4),
-    decode_head=dict(
-        type='FPNHead', in_channels=[16, 16, 16, 16], in_index=[0, 1, 2, 3],
-        feature_strides=[4, 8, 16, 32], channels=16, dropout_ratio=0.1,
-        num_classes=%d, norm_cfg=dict(type='BN', requires_grad=True),
-        align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         loss_weight=1.0)),
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'))
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]
-""" % NUM_CLASSES
 
 
 def _load_tool():
@@ -72,7 +43,13 @@ def tiny_model(tmp_path_factory):
 
     root = tmp_path_factory.mktemp('tiny_model')
     cfg_path = root / 'fpn_vvt-tiny-test.py'
-    cfg_path.write_text(TINY_CONFIG)
+    write_tiny_config(
+        cfg_path,
+        num_classes=NUM_CLASSES,
+        test_pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='PackSegInputs')
+        ])
     cfg = Config.fromfile(str(cfg_path))
     init_default_scope('mmseg')
     torch.manual_seed(0)

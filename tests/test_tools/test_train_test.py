@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 
+from mmseg_vvt.testing import TINY_ARCH
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PYTHON = sys.executable
 TRAIN = osp.join(REPO, 'tools', 'train.py')
@@ -26,13 +28,6 @@ DIST_TRAIN = osp.join(REPO, 'tools', 'dist_train.sh')
 DIST_TEST = osp.join(REPO, 'tools', 'dist_test.sh')
 FPN_T = osp.join(REPO, 'configs', 'vvt',
                  'fpn_vvt-t_8xb2-80k_ade20k-512x512.py')
-TINY_ARCH = dict(
-    embed_dims=[16, 32, 64, 128],
-    depths=[1, 1, 1, 1],
-    num_heads=[1, 1, 2, 2],
-    mlp_ratios=[2, 2, 2, 2],
-    fr_ratios=[2, 2, 2, 2],
-    sr_ratios=[1, 1, 1, 1])
 # ADE20K label values (before reduce_zero_label) used in the tiny data
 COLOURS = {1: (200, 30, 30), 3: (30, 200, 30), 5: (30, 30, 200)}
 

@@ -11,47 +11,7 @@ from mmengine.analysis import FlopAnalyzer
 from mmseg_vvt.utils.complexity import (MATMUL_OPS, backbone_complexity,
                                         count_flops, einsum_macs,
                                         segmentor_complexity)
-
-TINY_ARCH = dict(
-    embed_dims=[16, 32, 64, 128],
-    depths=[1, 1, 1, 1],
-    num_heads=[1, 1, 2, 2],
-    mlp_ratios=[2, 2, 2, 2],
-    fr_ratios=[2, 2, 2, 2],
-    sr_ratios=[1, 1, 1, 1])
-
-TINY_SEG_CFG = """
-custom_imports = dict(imports=['mmseg_vvt'], allow_failed_imports=False)
-norm_cfg = dict(type='SyncBN', requires_grad=True)
-model = dict(
-    type='EncoderDecoder',
-    data_preprocessor=dict(
-        type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
-        seg_pad_val=255, size=(64, 64)),
-    backbone=dict(
-        type='VVT',
-        arch=dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1],
-                  num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2],
-                  fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1]),
-        drop_path_rate=0.),
-    neck=dict(type='FPN', in_channels=[16, 32, 64, 128], out_channels=16,
-              num_outs=4),
-    decode_head=dict(
-        type='FPNHead', in_channels=[16, 16, 16, 16], in_index=[0, 1, 2, 3],
-        feature_strides=[4, 8, 16, 32], channels=16, dropout_ratio=0.1,
-        num_classes=4, norm_cfg=norm_cfg, align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         loss_weight=1.0)),
-    auxiliary_head=dict(
-        type='FCNHead', in_channels=64, in_index=2, channels=16, num_convs=1,
-        concat_input=False, dropout_ratio=0.1, num_classes=4,
-        norm_cfg=norm_cfg, align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False,
-                         loss_weight=0.4)),
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'))
-"""
+from mmseg_vvt.testing import TINY_ARCH, write_tiny_config
 
 
 # ---------------------------------------------------------------- einsum
@@ -218,9 +178,11 @@ def test_backbone_complexity_rejects_bad_shape():
 
 @pytest.fixture
 def tiny_cfg_file(tmp_path):
-    path = tmp_path / 'fpn_vvt-tiny-test_64x64.py'
-    path.write_text(TINY_SEG_CFG)
-    return str(path)
+    # Semantic FPN + auxiliary head, SyncBN as the multi-GPU recipes
+    return write_tiny_config(
+        tmp_path / 'fpn_vvt-tiny-test_64x64.py',
+        auxiliary_head=True,
+        norm_type='SyncBN')
 
 
 def test_segmentor_complexity_counts_inference_graph(tiny_cfg_file):
