@@ -14,10 +14,13 @@ How it measures, per resolution:
   already resident) and as the absolute peak;
 * **GFLOPs**: mmengine's ``FlopAnalyzer`` with this package's product-op
   handles (:mod:`.complexity`), forward pass in eval mode, 1 fused
-  multiply-add = 1 FLOP;
-* **latency**: after the memory pass, the FLOP trace and ``warmup`` passes,
-  ``repeats`` timed rounds; every round runs each model once, in an order
-  rotated round by round; the median is reported (all samples are kept);
+  multiply-add = 1 FLOP; each model is traced in a worker of its own before
+  the timing workers of that resolution start (the trace is the most
+  memory-hungry step; alone it has the machine's memory, and a failed trace
+  costs only the FLOP count);
+* **latency**: after the memory pass and ``warmup`` passes, ``repeats``
+  timed rounds; every round runs each model once, in an order rotated round
+  by round; the median is reported (all samples are kept);
 * ``mode='forward'``: ``model.eval()`` under ``torch.no_grad()``;
   ``mode='train'``: ``model.train()``, forward + ``backward()`` of the sum of
   the outputs' means, gradients dropped after each step (no optimizer step).
@@ -361,6 +364,43 @@ def _machine_meta() -> Dict[str, Any]:
     return meta
 
 
+def _count_flops_alone(models, res, mode, batch_size, threads,
+                       mem_limit_gb, progress) -> Dict[str, Dict[str, Any]]:
+    """FLOPs of each model at ``res``, each in a fresh worker of its own.
+
+    The trace keeps a model's activations alive at once, so it is the most
+    memory-hungry step (MiT-B2 / PCPVT-S at 2048x2048 need several times
+    their 8.5 GB first pass). Run one at a time before the timing workers
+    start, it has the machine's memory to itself, and a trace that fails
+    (or is killed) costs only its FLOP count, not the model's latency.
+    Returns ``{model: worker reply}``.
+    """
+    counts = {}
+    for name in models:
+        spec = dict(
+            model=name,
+            resolution=res,
+            mode=mode,
+            batch_size=batch_size,
+            threads=threads,
+            mem_limit_bytes=int(mem_limit_gb * 2**30)
+            if mem_limit_gb else None)
+        w = _Worker(spec)
+        try:
+            reply = w.hello()
+            if reply.get('ok'):
+                reply = w.ask('flops')
+        finally:
+            w.close()
+        counts[name] = reply
+        if reply.get('ok'):
+            progress(f'  {res}px {name}: {reply["flops"] / 1e9:.2f} GFLOPs')
+        else:
+            progress(f'  {res}px {name}: FLOP count FAILED: '
+                     f'{reply["error"]}')
+    return counts
+
+
 def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                   resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
                   mode: str = 'forward',
@@ -418,6 +458,9 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
         cell = {}
         workers = {}
         try:
+            flop_counts = (_count_flops_alone(models, res, mode, batch_size,
+                                              threads, mem_limit_gb, progress)
+                           if flops else {})
             for mi, name in enumerate(models):
                 progress(f'[{ri * len(models) + mi + 1}/{n_cells}] {res}px '
                          f'{name}: starting worker')
@@ -456,6 +499,16 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                 rec['params'] = reply['params']
                 meta.setdefault('torch_threads', reply['threads'])
                 workers[name] = w
+                if name in flop_counts:
+                    count = flop_counts[name]
+                    if count.get('ok'):
+                        rec.update(
+                            flops=count['flops'],
+                            gflops=count['flops'] / 1e9,
+                            flops_by_operator=count['by_operator'],
+                            unsupported_ops=count['unsupported_ops'])
+                    else:
+                        rec['errors'].append(f'flops: {count["error"]}')
 
             for name, w in workers.items():
                 rec = cell[name]
@@ -473,23 +526,6 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                 else:
                     rec['errors'].append(f'memory: {reply["error"]}')
                     progress(f'  {res}px {name}: FAILED: {reply["error"]}')
-
-            if flops:
-                for name, w in workers.items():
-                    rec = cell[name]
-                    reply = w.ask('flops')
-                    if reply.get('ok'):
-                        rec.update(
-                            flops=reply['flops'],
-                            gflops=reply['flops'] / 1e9,
-                            flops_by_operator=reply['by_operator'],
-                            unsupported_ops=reply['unsupported_ops'])
-                        progress(f'  {res}px {name}: '
-                                 f'{reply["flops"] / 1e9:.2f} GFLOPs')
-                    else:
-                        rec['errors'].append(f'flops: {reply["error"]}')
-                        progress(f'  {res}px {name}: FLOP count FAILED: '
-                                 f'{reply["error"]}')
 
             order = [n for n in workers if not workers[n].dead]
             for i in range(warmup):
