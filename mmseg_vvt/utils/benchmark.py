@@ -364,6 +364,18 @@ def _machine_meta() -> Dict[str, Any]:
     return meta
 
 
+def _worker_spec(name, res, mode, batch_size, threads,
+                 mem_limit_gb) -> Dict[str, Any]:
+    """What a worker process measures (see :func:`worker_main`)."""
+    return dict(
+        model=name,
+        resolution=res,
+        mode=mode,
+        batch_size=batch_size,
+        threads=threads,
+        mem_limit_bytes=int(mem_limit_gb * 2**30) if mem_limit_gb else None)
+
+
 def _count_flops_alone(models, res, mode, batch_size, threads,
                        mem_limit_gb, progress) -> Dict[str, Dict[str, Any]]:
     """FLOPs of each model at ``res``, each in a fresh worker of its own.
@@ -377,15 +389,8 @@ def _count_flops_alone(models, res, mode, batch_size, threads,
     """
     counts = {}
     for name in models:
-        spec = dict(
-            model=name,
-            resolution=res,
-            mode=mode,
-            batch_size=batch_size,
-            threads=threads,
-            mem_limit_bytes=int(mem_limit_gb * 2**30)
-            if mem_limit_gb else None)
-        w = _Worker(spec)
+        w = _Worker(
+            _worker_spec(name, res, mode, batch_size, threads, mem_limit_gb))
         try:
             reply = w.hello()
             if reply.get('ok'):
@@ -481,15 +486,9 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                     unsupported_ops=None,
                     errors=[])
                 cell[name] = rec
-                spec = dict(
-                    model=name,
-                    resolution=res,
-                    mode=mode,
-                    batch_size=batch_size,
-                    threads=threads,
-                    mem_limit_bytes=int(mem_limit_gb * 2**30)
-                    if mem_limit_gb else None)
-                w = _Worker(spec)
+                w = _Worker(
+                    _worker_spec(name, res, mode, batch_size, threads,
+                                 mem_limit_gb))
                 reply = w.hello()
                 if not reply.get('ok'):
                     rec['errors'].append(f'build: {reply["error"]}')
