@@ -1,9 +1,7 @@
 """Bad data through the real loading path (the demo config's datasets and
 pipelines, mmengine's Runner) gives errors that name the file or path."""
-import importlib.util
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
@@ -16,24 +14,13 @@ from mmseg.registry import DATASETS, TRANSFORMS
 from mmseg_vvt.datasets import (CheckedLoadAnnotations,
                                 CheckedLoadImageFromFile, DataFileError)
 from mmseg_vvt.testing import tiny_arch
+from tool_modules import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
 
 
-def _load_tool(name):
-    """Import tools/<name>.py (tools/ is not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-mdd = _load_tool('make_demo_data')
+mdd = load_tool('make_demo_data')
 
 
 @pytest.fixture

@@ -1,33 +1,16 @@
 """Tests for tools/check_ade20k.py: every kind of defect is found and
 reported with its path."""
-import importlib.util
 import os
-import os.path as osp
 import shutil
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _load_tool(name):
-    """Import tools/<name>.py (tools/ is not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    # Registered so that worker processes can unpickle its functions.
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tool_modules import load_tool
 
 
-check = _load_tool('check_ade20k')
-mdd = _load_tool('make_demo_data')
+check = load_tool('check_ade20k')
+mdd = load_tool('make_demo_data')
 
 COUNTS = dict(num_train=4, num_val=2, num_classes=mdd.NUM_CLASSES, jobs=1)
 

@@ -1,24 +1,17 @@
 """tools/collect_results.py: eval JSONs of several work dirs -> one
 markdown table (tiny VVT configs written by the test)."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from mmseg_vvt.apis.results import fmt_number
 from mmseg_vvt.testing import write_tiny_config
-
-REPO = Path(__file__).resolve().parents[2]
+from tool_modules import load_tool
 
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        'vvt_tool_collect_results', REPO / 'tools' / 'collect_results.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('collect_results')
 
 
 def _eval_json(work_dir, cfg_path, miou, timestamp, dataset='ADE20KDataset'):

@@ -1,5 +1,4 @@
 """The demo: configs/vvt_fpn_demo.py and tools/run_demo.py."""
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -16,6 +15,7 @@ from PIL import Image
 import mmseg_vvt.datasets  # noqa: F401  (registers VVT and the transforms)
 from mmseg.registry import MODELS
 from mmseg_vvt.testing import tiny_arch
+from tool_modules import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
@@ -23,20 +23,8 @@ DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
 TINY_ARCH = tiny_arch()
 
 
-def _load_tool(name):
-    """Import tools/<name>.py (tools/ is not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-mdd = _load_tool('make_demo_data')
-run_demo = _load_tool('run_demo')
+mdd = load_tool('make_demo_data')
+run_demo = load_tool('run_demo')
 
 
 def test_demo_config_matches_the_demo_data_and_builds():

@@ -1,7 +1,5 @@
 """End-to-end tests of tools/inference.py on a tiny VVT + Semantic FPN model
 (CPU, images of a few dozen pixels)."""
-import importlib.util
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,25 +7,17 @@ import pytest
 import torch
 
 from mmseg_vvt.testing import write_tiny_config
+from tool_modules import load_tool
 
-REPO = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 5
 CLASSES = ('sky', 'tree', 'road', 'car', 'person')
 PALETTE = [[10, 20, 30], [200, 10, 10], [10, 200, 10], [10, 10, 200],
            [240, 240, 0]]
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'vvt_tool_inference', REPO / 'tools' / 'inference.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def tool():
-    return _load_tool()
+    return load_tool('inference')
 
 
 @pytest.fixture(scope='module')

@@ -1,31 +1,15 @@
 """Tests for tools/make_demo_data.py (synthetic ADE20K-layout data)."""
 import filecmp
-import importlib.util
 import os
 import os.path as osp
-import sys
 
 import cv2
 import numpy as np
 import pytest
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _load_tool(name):
-    """Import tools/<name>.py (tools/ is not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    # Registered so that worker processes can unpickle its functions.
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tool_modules import load_tool
 
 
-mdd = _load_tool('make_demo_data')
+mdd = load_tool('make_demo_data')
 
 SMALL = dict(num_train=4, num_val=3, size=(48, 40))
 

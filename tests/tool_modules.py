@@ -1,0 +1,29 @@
+"""Import the scripts under tools/ in tests (tools/ is not a package).
+
+On the test path through ``pythonpath = tests`` in setup.cfg.
+"""
+import importlib.util
+import os.path as osp
+import sys
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_tool(name):
+    """``tools/<name>.py`` as a module, imported once per session.
+
+    Registered in ``sys.modules`` under ``name`` so that worker processes
+    can unpickle its functions.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
