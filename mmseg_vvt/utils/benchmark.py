@@ -302,6 +302,19 @@ class _Worker:
                 self.proc.wait()
 
 
+def _ask_fresh_worker(spec: Dict[str, Any], cmd: str) -> Dict[str, Any]:
+    """Start a worker for ``spec``, ask it ``cmd`` once and close it; the
+    reply is the worker's, or its start-up error."""
+    w = _Worker(spec)
+    try:
+        reply = w.hello()
+        if reply.get('ok'):
+            reply = w.ask(cmd)
+    finally:
+        w.close()
+    return reply
+
+
 # --------------------------------------------------------------------------
 # driver
 
@@ -389,14 +402,9 @@ def _count_flops_alone(models, res, mode, batch_size, threads,
     """
     counts = {}
     for name in models:
-        w = _Worker(
-            _worker_spec(name, res, mode, batch_size, threads, mem_limit_gb))
-        try:
-            reply = w.hello()
-            if reply.get('ok'):
-                reply = w.ask('flops')
-        finally:
-            w.close()
+        reply = _ask_fresh_worker(
+            _worker_spec(name, res, mode, batch_size, threads, mem_limit_gb),
+            'flops')
         counts[name] = reply
         if reply.get('ok'):
             progress(f'  {res}px {name}: {reply["flops"] / 1e9:.2f} GFLOPs')
@@ -597,15 +605,9 @@ def recount_flops(data: Dict[str, Any],
         if rec['model'] not in models:
             continue
         res = rec['resolution']
-        w = _Worker(
+        reply = _ask_fresh_worker(
             dict(model=rec['model'], resolution=res, mode='forward',
-                 batch_size=data['meta'].get('batch_size', 1)))
-        try:
-            reply = w.hello()
-            if reply.get('ok'):
-                reply = w.ask('flops')
-        finally:
-            w.close()
+                 batch_size=data['meta'].get('batch_size', 1)), 'flops')
         if not reply.get('ok'):
             rec['errors'].append(f'flops recount: {reply["error"]}')
             progress(f'{res}px {rec["model"]}: recount FAILED: '
