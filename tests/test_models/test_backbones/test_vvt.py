@@ -8,14 +8,10 @@ import torch.nn.functional as F
 
 from mmseg_vvt.models.backbones import VVT, VVTReference
 from mmseg_vvt.models.backbones import vvt as vvt_module
+from mmseg_vvt.testing import tiny_arch
 
-TINY_ARCH = dict(
-    embed_dims=[16, 32, 64, 128],
-    depths=[1, 2, 1, 1],
-    num_heads=[1, 2, 2, 4],
-    mlp_ratios=[2, 2, 2, 2],
-    fr_ratios=[2, 2, 2, 2],
-    sr_ratios=[1, 1, 1, 1])
+# two blocks in stage 2 (block indexing, drop path) and up to 4 heads
+TINY_ARCH = tiny_arch(depths=[1, 2, 1, 1], num_heads=[1, 2, 2, 4])
 
 
 def _n_params(model):
