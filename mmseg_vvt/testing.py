@@ -92,15 +92,7 @@ def tiny_segmentor(num_classes: int = 4,
             dropout_ratio=0.1,
             **common)
     elif decode_head == 'fcn':
-        model['decode_head'] = dict(
-            type='FCNHead',
-            in_channels=widths[3],
-            in_index=3,
-            channels=16,
-            num_convs=1,
-            concat_input=False,
-            dropout_ratio=0.1,
-            **common)
+        model['decode_head'] = _fcn_head(3, 16, common)
     else:
         model['decode_head'] = dict(
             type='UPerHead',
@@ -111,16 +103,22 @@ def tiny_segmentor(num_classes: int = 4,
             dropout_ratio=0.1,
             **common)
     if auxiliary_head:
-        model['auxiliary_head'] = dict(
-            type='FCNHead',
-            in_channels=widths[2],
-            in_index=2,
-            channels=8,
-            num_convs=1,
-            concat_input=False,
-            dropout_ratio=0.1,
-            **dict(common, loss_decode=dict(loss, loss_weight=0.4)))
+        model['auxiliary_head'] = _fcn_head(
+            2, 8, dict(common, loss_decode=dict(loss, loss_weight=0.4)))
     return model
+
+
+def _fcn_head(stage: int, channels: int, common: dict) -> dict:
+    """A one-conv FCNHead on ``stage`` of the tiny VVT."""
+    return dict(
+        type='FCNHead',
+        in_channels=TINY_ARCH['embed_dims'][stage],
+        in_index=stage,
+        channels=channels,
+        num_convs=1,
+        concat_input=False,
+        dropout_ratio=0.1,
+        **common)
 
 
 def write_tiny_config(path,
