@@ -13,12 +13,19 @@ def load_tool(name):
     """``tools/<name>.py`` as a module, imported once per session.
 
     Registered in ``sys.modules`` under ``name`` so that worker processes
-    can unpickle its functions.
+    can unpickle its functions; a different module already registered under
+    that name (e.g. the standard library's ``test``) is an ImportError, not
+    returned in the tool's place.
     """
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', f'{name}.py'))
+    path = osp.join(REPO, 'tools', f'{name}.py')
+    cached = sys.modules.get(name)
+    if cached is not None:
+        if getattr(cached, '__file__', None) != path:
+            raise ImportError(
+                f'cannot load {path} as module {name!r}: that name is '
+                f'already taken by {cached!r}')
+        return cached
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
