@@ -1,3 +1,3 @@
-from .vvt import VVT, VVTReference
+from .vvt import VVT
 
-__all__ = ['VVT', 'VVTReference']
+__all__ = ['VVT']

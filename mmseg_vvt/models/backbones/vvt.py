@@ -3,15 +3,16 @@
 
 Sun et al., "Vicinity Vision Transformer", IEEE TPAMI 2023, arXiv 2206.10552.
 The network is the one the authors' ImageNet checkpoints were trained with
-(see ``VVT_SPEC.md``); module names equal the checkpoints' keys, so those
-checkpoints load as published.
+(docs/architecture.md); module names equal the checkpoints' keys, so those
+checkpoints load as published. The modules compute the readable
+formulation; faster implementations of the same functions live in
+:mod:`mmseg_vvt.models.kernels`.
 """
 import math
 from typing import Dict, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
@@ -22,8 +23,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.registry import MODELS
-from ..layers.vicinity_attention import (VicinityAttention,
-                                         VicinityAttentionReference)
+from .. import kernels
+from ..layers.vicinity_attention import VicinityAttention
 
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'mlp_ratios', 'fr_ratios',
              'sr_ratios')
@@ -32,25 +33,16 @@ ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'mlp_ratios', 'fr_ratios',
 class OverlapPatchEmbed(BaseModule):
     """Overlapping patch embedding: ``Conv2d(k, stride, k // 2)`` + LayerNorm.
 
-    The convolution runs on a channels-last input (a map that is already
-    channels-last is used as is, an NCHW one is converted): its output is
-    then the token layout ``B x HW x C`` itself, which the LayerNorm reads
-    without a transposed copy, and oneDNN convolves channels-last maps
-    faster (stage 1 at 1024x1024 on a 2-core CPU: 34 ms NCHW, 11 ms with
-    the conversion).
-
     Args:
         in_channels (int): Input channels.
         embed_dims (int): Output channels.
         kernel_size (int): Convolution kernel size.
         stride (int): Convolution stride.
-        channels_last (bool): Convolve in channels-last layout. Default:
-            True.
         init_cfg (dict, optional): Initialization config. Default: None.
     """
 
     def __init__(self, in_channels, embed_dims, kernel_size, stride,
-                 channels_last=True, init_cfg=None):
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.proj = nn.Conv2d(
             in_channels,
@@ -59,61 +51,19 @@ class OverlapPatchEmbed(BaseModule):
             stride=stride,
             padding=kernel_size // 2)
         self.norm = nn.LayerNorm(embed_dims)  # eps 1e-5 in the published net
-        self.channels_last = channels_last
 
     def forward(self, x):
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         x = self.proj(x)
         hw_shape = (x.shape[2], x.shape[3])
-        x = self.norm(x.flatten(2).transpose(1, 2))
-        return x, hw_shape
-
-
-def _fused_conv_gelu_available(x: torch.Tensor, act: nn.Module) -> bool:
-    """Whether :func:`dwconv_gelu` may use oneDNN's fused kernel for ``x``.
-
-    Inference only (the fused op has no autograd formula), fp32 CPU tensors
-    outside autocast, exact (erf) GELU, a torch built with oneDNN that has
-    it enabled, and not under a JIT trace (mmengine's FLOP counter traces
-    the model and counts ``aten::_convolution``, not this op).
-    """
-    return (x.device.type == 'cpu' and x.dtype == torch.float32
-            and not torch.jit.is_tracing()
-            and not (torch.is_grad_enabled() and x.requires_grad)
-            and not torch.is_autocast_cpu_enabled()
-            and type(act) is nn.GELU and act.approximate == 'none'
-            and torch.backends.mkldnn.is_available()
-            and torch.backends.mkldnn.enabled
-            and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
-
-
-def dwconv_gelu(conv: nn.Conv2d, x: torch.Tensor, act: nn.Module,
-                padding=(1, 1)) -> torch.Tensor:
-    """``act(conv(x))`` for the MLP's depthwise conv, ``padding`` overridden.
-
-    On CPU inference this is one oneDNN kernel with GELU as a post-op (the
-    op torch's inductor fuses these into): the conv output is not written
-    and read back for a separate GELU, which on a 2-core CPU takes the
-    stage-1 band (8 x 256 x 768) from 1.2 ms to 0.8 ms. The fused GELU
-    differs from ``F.gelu`` by rounding (~1e-6). Elsewhere it runs the two
-    ops.
-    """
-    if _fused_conv_gelu_available(x, act):
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, conv.weight, conv.bias, list(padding), list(conv.stride),
-            list(conv.dilation), conv.groups, 'gelu', [], 'none')
-    return act(
-        F.conv2d(x, conv.weight, conv.bias, conv.stride, padding,
-                 conv.dilation, conv.groups))
+        # a channels-last map (see VVT.forward) flattens to tokens for free
+        return self.norm(x.flatten(2).transpose(1, 2)), hw_shape
 
 
 class DWConv(BaseModule):
     """Depthwise 3x3 convolution on the token grid (``mlp.dwconv.dwconv``).
 
-    The tokens ``B x N x C`` are viewed as an NHWC map; handed to the conv in
-    channels-last layout, the conv reads and writes them without the two
-    transposed copies an NCHW round trip makes.
+    The tokens ``B x N x C`` are viewed as an NHWC map, i.e. a channels-last
+    NCHW tensor: the conv reads and writes them without transposed copies.
     """
 
     def __init__(self, channels, init_cfg=None):
@@ -124,8 +74,7 @@ class DWConv(BaseModule):
     def forward(self, x, hw_shape):
         B, N, C = x.shape
         H, W = hw_shape
-        x = x.view(B, H, W, C).permute(0, 3, 1, 2)  # NCHW, channels-last
-        x = self.dwconv(x)
+        x = self.dwconv(x.view(B, H, W, C).permute(0, 3, 1, 2))
         return x.permute(0, 2, 3, 1).reshape(B, N, C)
 
 
@@ -147,127 +96,25 @@ class Mlp(BaseModule):
         self.fc2 = nn.Linear(hidden_features, in_features)
         self.drop = nn.Dropout(drop)
 
-    # Tokens per band of the banded inference path (see ``forward``);
-    # ~1-2k tokens keep a band's hidden map in cache on common CPUs.
-    band_tokens = 2048
-
     def forward(self, x, hw_shape):
-        if self._banded_inference(x):
-            return self._forward_banded(x, hw_shape)
-        x = self.fc1(x)
-        B, N, C = x.shape
-        H, W = hw_shape
-        x = dwconv_gelu(self.dwconv.dwconv,
-                        x.view(B, H, W, C).permute(0, 3, 1, 2), self.act)
-        x = x.permute(0, 2, 3, 1).reshape(B, N, C)
-        x = self.drop(x)
-        x = self.fc2(x)
-        return self.drop(x)
+        path = kernels.select(x, self)
+        if path == 'cpu':
+            return kernels.cpu.mlp(x, hw_shape, self.kernel_weights())
+        if path == 'autograd' and self.drop.p == 0:
+            return kernels.autograd.mlp(x, hw_shape, self.kernel_weights())
+        x = self.act(self.dwconv(self.fc1(x), hw_shape))
+        return self.drop(self.fc2(self.drop(x)))
 
-    def _banded_inference(self, x):
-        """Whether ``forward`` runs :meth:`_forward_banded` for ``x``: many
-        tokens, no autograd, no dropout, and no autocast (the banded path
-        writes its GEMMs into buffers of ``x``'s dtype, which autocast's
-        lower-precision matmuls can not fill)."""
-        return (x.shape[1] > self.band_tokens
-                and not (torch.is_grad_enabled() and x.requires_grad)
-                and not (self.training and self.drop.p > 0)
-                and not torch.is_autocast_enabled(x.device.type))
-
-    def _forward_banded(self, x, hw_shape, norm=None, residual=False):
-        """The same MLP, a band of rows at a time (inference only).
-
-        The hidden map is ``mlp_ratio`` times wider than the tokens; made
-        whole at high resolution it is the largest tensor of the network and
-        streams through memory four times. Per band of rows it stays in
-        cache, and peak memory no longer grows with ``mlp_ratio x pixels``.
-        ``fc1`` runs once per row: the last two hidden rows of a band are
-        kept at the top of the band buffer as the 3x3 conv's context for the
-        next band, so each band finishes the conv rows up to one before its
-        end. The GEMMs write straight into the buffer and the output.
-
-        With ``norm`` the band's rows are normalised on the fly; with
-        ``residual`` the result is added into ``x`` in place (rows are
-        written only after every band that reads them has run) and ``x``
-        is returned: the block's ``x + mlp(norm2(x))``.
-        """
-        B, N, C = x.shape
-        H, W = hw_shape
-        hidden_dims, out_dims = self.fc1.out_features, self.fc2.out_features
-        rows = max(1, self.band_tokens // W)
-        x = x.view(B, H, W, C)
-        out = x if residual else x.new_empty(B, H, W, out_dims)
-        buf = x.new_empty(rows + 2, W, hidden_dims)
-        # fc1's bias rides in the GEMM as a row of the weight against a
-        # column of ones beside the band's tokens: cheaper than broadcasting
-        # it into the 8x wider output first (what addmm does), 20% of fc1's
-        # time at stage-1 widths
-        w1 = torch.cat([self.fc1.weight.t(), self.fc1.bias[None]])
-        rows_aug = x.new_empty(rows * W, C + 1)
-        rows_aug[:, C] = 1
-        tracing = torch.jit.is_tracing()
-        w2 = self.fc2.weight.t()
-        for b in range(B):
-            kept = 0  # hidden rows [r0 - kept, r0) at the top of buf
-            done = 0  # output rows [0, done) are finished
-            for r0 in range(0, H, rows):
-                r1 = min(r0 + rows, H)
-                n = kept + r1 - r0
-                rows_in = x[b, r0:r1]
-                if norm is not None:
-                    rows_in = norm(rows_in)
-                if tracing:  # FLOP count: the network's GEMM, no bias row
-                    torch.addmm(self.fc1.bias, rows_in.reshape(-1, C),
-                                self.fc1.weight.t(),
-                                out=buf[kept:n].view(-1, hidden_dims))
-                else:
-                    band_aug = rows_aug[:(r1 - r0) * W]
-                    band_aug[:, :C] = rows_in.reshape(-1, C)
-                    torch.mm(band_aug, w1,
-                             out=buf[kept:n].view(-1, hidden_dims))
-                # zero padding is right only at the image border: output
-                # rows next to a band edge inside the image wait for the
-                # next band
-                stop = H if r1 == H else r1 - 1
-                first = r0 - kept
-                hidden = buf[None, :n].permute(0, 3, 1, 2)  # channels-last
-                conv = self.dwconv.dwconv
-                if done - first == 1 and r1 - stop == 1:
-                    # inside the image: the buffer is exactly the context of
-                    # the rows to finish, so convolve without row padding
-                    # (no output row computed only to be dropped)
-                    t = dwconv_gelu(conv, hidden, self.act, padding=(0, 1))
-                    t = t[0].permute(1, 2, 0)
-                else:
-                    t = dwconv_gelu(conv, hidden, self.act)
-                    t = t[0].permute(1, 2, 0)[done - first:stop - first]
-                rows_out = out[b, done:stop].view(-1, out_dims)
-                if residual:
-                    rows_out.addmm_(t.reshape(-1, hidden_dims), w2).add_(
-                        self.fc2.bias)
-                else:
-                    torch.addmm(self.fc2.bias, t.reshape(-1, hidden_dims),
-                                w2, out=rows_out)
-                kept = min(2, n)
-                if n >= 2 * kept:  # no overlap: copy the rows directly
-                    buf[:kept].copy_(buf[n - kept:n])
-                else:
-                    buf[:kept] = buf[n - kept:n].clone()
-                done = stop
-        return out.view(B, N, out_dims)
+    def kernel_weights(self) -> kernels.MlpWeights:
+        """The parameters as the kernels take them."""
+        conv = self.dwconv.dwconv
+        return kernels.MlpWeights(self.fc1.weight, self.fc1.bias,
+                                  conv.weight, conv.bias, self.fc2.weight,
+                                  self.fc2.bias)
 
 
-class MlpReference(Mlp):
-    """The MLP with the NCHW round trip of the original code (reference)."""
-
-    def forward(self, x, hw_shape):
-        B, N, _ = x.shape
-        H, W = hw_shape
-        x = self.fc1(x)
-        x = x.transpose(1, 2).reshape(B, -1, H, W)
-        x = self.dwconv.dwconv(x).flatten(2).transpose(1, 2)
-        x = self.drop(self.act(x))
-        return self.drop(self.fc2(x))
+def _norm_weights(norm: nn.LayerNorm) -> kernels.NormWeights:
+    return kernels.NormWeights(norm.weight, norm.bias, norm.eps)
 
 
 class VVTBlock(BaseModule):
@@ -282,8 +129,6 @@ class VVTBlock(BaseModule):
         drop_rate (float): Dropout rate in the MLP. Default: 0.
         drop_path_rate (float): Stochastic depth rate. Default: 0.
         with_cp (bool): Use gradient checkpointing. Default: False.
-        attn_cls, mlp_cls: Implementations (the reference network swaps
-            them). Defaults: the fast ones.
         init_cfg (dict, optional): Initialization config. Default: None.
     """
 
@@ -296,53 +141,38 @@ class VVTBlock(BaseModule):
                  drop_rate=0.,
                  drop_path_rate=0.,
                  with_cp=False,
-                 attn_cls=VicinityAttention,
-                 mlp_cls=Mlp,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.with_cp = with_cp
         self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.attn = attn_cls(
+        self.attn = VicinityAttention(
             embed_dims, num_heads, fr_ratio=fr_ratio, sr_ratio=sr_ratio)
         self.drop_path = DropPath(
             drop_path_rate) if drop_path_rate > 0. else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.mlp = mlp_cls(
-            embed_dims, int(embed_dims * mlp_ratio), drop=drop_rate)
-
-    def _forward(self, x, hw_shape, inplace=False):
-        if self._fused_inference(x):
-            # Inference at high resolution: norms and residual adds ride
-            # along the chunked attention and the banded MLP, so the token
-            # map is not streamed through memory once per step.
-            x = self.attn.forward_residual(
-                x, hw_shape, self.norm1, inplace=inplace)
-            return self.mlp._forward_banded(x, hw_shape, norm=self.norm2,
-                                            residual=True)
-        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
-        return x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
-
-    def _fused_inference(self, x):
-        return (not (torch.is_grad_enabled() and x.requires_grad)
-                and x.shape[1] > max(self.mlp.band_tokens,
-                                     self.attn.chunk_tokens)
-                and not self.training
-                and not torch.is_autocast_enabled(x.device.type)
-                and type(self.attn) is VicinityAttention
-                and type(self.mlp) is Mlp and self.attn.sr_ratio == 1)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop=drop_rate)
 
     def forward(self, x, hw_shape, inplace=False):
         """Args:
             x (Tensor): ``B x N x C`` tokens on an ``H x W`` grid.
             hw_shape (tuple[int, int]): ``(H, W)``.
-            inplace (bool): The caller will not use ``x`` again: the fused
-                inference path may write the result over it (saves a copy
-                of the token map). Ignored elsewhere. Default: False.
+            inplace (bool): The caller will not use ``x`` again: a kernel
+                may write the result over it. Default: False.
         """
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(
                 self._forward, x, hw_shape, use_reentrant=False)
-        return self._forward(x, hw_shape, inplace=inplace)
+        return self._forward(x, hw_shape, inplace)
+
+    def _forward(self, x, hw_shape, inplace=False):
+        if (kernels.select(x, self) == 'cpu'
+                and kernels.cpu.fuses_block(x, self.attn.sr_ratio)):
+            return kernels.cpu.block(
+                x, hw_shape, _norm_weights(self.norm1),
+                self.attn.kernel_weights(), _norm_weights(self.norm2),
+                self.mlp.kernel_weights(), inplace=inplace)
+        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
+        return x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
 
 
 @MODELS.register_module()
@@ -401,11 +231,6 @@ class VVT(BaseModule):
             fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])),
     }
 
-    attn_cls = VicinityAttention
-    mlp_cls = Mlp
-    # stage maps flow channels-last between stages (see OverlapPatchEmbed)
-    channels_last = True
-
     def __init__(self,
                  arch: Union[str, dict] = 'small',
                  in_channels: int = 3,
@@ -455,8 +280,7 @@ class VVT(BaseModule):
                 prev_dims,
                 dims,
                 kernel_size=7 if i == 0 else 3,
-                stride=4 if i == 0 else 2,
-                channels_last=self.channels_last)
+                stride=4 if i == 0 else 2)
             blocks = ModuleList([
                 VVTBlock(
                     dims,
@@ -466,9 +290,7 @@ class VVT(BaseModule):
                     s['sr_ratios'][i],
                     drop_rate=drop_rate,
                     drop_path_rate=dpr[cur + j],
-                    with_cp=with_cp,
-                    attn_cls=self.attn_cls,
-                    mlp_cls=self.mlp_cls) for j in range(s['depths'][i])
+                    with_cp=with_cp) for j in range(s['depths'][i])
             ])
             cur += s['depths'][i]
             setattr(self, f'patch_embed{i + 1}', patch_embed)
@@ -574,25 +396,23 @@ class VVT(BaseModule):
             raise ValueError(
                 f'VVT was built for {self.in_channels} input channels, got an '
                 f'input with {x.shape[1]} (shape {tuple(x.shape)})')
-        B = x.shape[0]
+        # tokens are NHWC, i.e. channels-last maps: the convolutions read
+        # and write them without transposed copies
+        x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i in range(4):
             x, hw_shape = getattr(self, f'patch_embed{i + 1}')(x)
             for block in getattr(self, f'block{i + 1}'):
-                # x is this loop's own (the patch embedding's or the last
-                # block's output), so the block may overwrite it
+                # x is this loop's own: a kernel may overwrite it
                 x = block(x, hw_shape, inplace=True)
             x = getattr(self, f'norm{i + 1}')(x)
-            # NCHW view of the NHWC tokens: the next patch embedding
-            # convolves it channels-last without a copy; the returned maps
-            # are contiguous NCHW, as necks and heads expect
-            x = x.reshape(B, hw_shape[0], hw_shape[1], -1).permute(0, 3, 1, 2)
+            x = x.unflatten(1, hw_shape).permute(0, 3, 1, 2)  # NCHW view
             if i in self.out_indices:
-                outs.append(_contiguous_nchw(x))
+                # necks and heads expect contiguous NCHW maps
+                outs.append(x.contiguous() if kernels.select(x, self) != 'cpu'
+                            else kernels.cpu.contiguous_nchw(x))
             if i == max(self.out_indices):
                 break
-            if not self.channels_last:
-                x = x.contiguous()
         return tuple(outs)
 
     def _freeze_stages(self):
@@ -618,34 +438,6 @@ class VVT(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
-
-
-def _contiguous_nchw(x, step=2048):
-    """A contiguous copy of an NCHW view of NHWC memory.
-
-    Without autograd the transposition runs ``step`` pixels at a time, so
-    reads and writes stay in cache: 4-5x faster than one strided copy at
-    stage-1 sizes (256x256x96: 17 -> 3.5 ms on a 2-core CPU).
-    """
-    if x.is_contiguous() or (torch.is_grad_enabled() and x.requires_grad):
-        return x.contiguous()
-    B, C, H, W = x.shape
-    tokens = x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # a view
-    out = x.new_empty(B, C, H * W)
-    for i in range(0, H * W, step):
-        out[:, :, i:i + step] = tokens[:, i:i + step].transpose(1, 2)
-    return out.view(B, C, H, W)
-
-
-class VVTReference(VVT):
-    """VVT computed the straightforward way (the spec step by step).
-
-    Same arguments, parameters and state-dict keys as :class:`VVT`; used as
-    the reference that tests and benchmarks compare the fast path with.
-    Not registered: build it directly.
-    """
-    attn_cls = VicinityAttentionReference
-    mlp_cls = MlpReference
 
 
 def extract_backbone_state_dict(checkpoint, prefix=None, source='checkpoint'):

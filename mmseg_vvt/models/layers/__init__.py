@@ -1,4 +1,4 @@
-from .vicinity_attention import (VicinityAttention, VicinityAttentionReference,
-                                 signed_clamp)
+from ..kernels import signed_clamp
+from .vicinity_attention import VicinityAttention
 
-__all__ = ['VicinityAttention', 'VicinityAttentionReference', 'signed_clamp']
+__all__ = ['VicinityAttention', 'signed_clamp']

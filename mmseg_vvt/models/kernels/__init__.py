@@ -1,0 +1,22 @@
+# Copyright (c) mmseg-vvt contributors.
+"""Optimised implementations of VVT's ops, apart from the model's math.
+
+The modules in :mod:`mmseg_vvt.models` compute the readable formulation;
+:func:`select` (in :mod:`.dispatch`) is the one point that hands a call to
+one of these kernels instead. Kernels are functions of tensors and weight
+bundles (:mod:`.common`); they import nothing from the modules that call
+them. The published numerical constants live in :mod:`.common`.
+"""
+from . import autograd, common, cpu, whole
+from .common import (CLAMP_MAX, CLAMP_MIN, DENOMINATOR_EPS, AttentionWeights,
+                     MlpWeights, NormWeights, core_dtype, position_weights,
+                     signed_clamp)
+from .dispatch import (IMPLEMENTATIONS, current_implementation,
+                       implementation, select)
+
+__all__ = [
+    'autograd', 'common', 'cpu', 'whole', 'CLAMP_MAX', 'CLAMP_MIN',
+    'DENOMINATOR_EPS', 'AttentionWeights', 'MlpWeights', 'NormWeights',
+    'core_dtype', 'position_weights', 'signed_clamp', 'IMPLEMENTATIONS',
+    'current_implementation', 'implementation', 'select'
+]

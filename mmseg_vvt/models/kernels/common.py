@@ -1,0 +1,120 @@
+# Copyright (c) mmseg-vvt contributors.
+"""What every VVT kernel shares: the published constants, the signed clamp,
+the grid's position factors, and the weight bundles the modules hand over.
+
+Nothing here imports the modules that call the kernels. Kernels read the
+clamp bounds as ``common.CLAMP_MIN`` / ``common.CLAMP_MAX`` at call time, so
+a test can move them in one place.
+"""
+import functools
+import math
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+# The published network's magnitude clamp (docs/architecture.md,
+# "Numerics"): sign(t) * clamp(|t|, CLAMP_MIN, CLAMP_MAX).
+CLAMP_MIN = 1e-4
+CLAMP_MAX = 1e4
+# Added to the linear attention's normaliser before its reciprocal.
+DENOMINATOR_EPS = 1e-4
+
+
+def signed_clamp(t: Tensor) -> Tensor:
+    """``sign(t) * clamp(|t|, 1e-4, 1e4)``: exact zeros stay zero."""
+    return t.sign() * t.abs().clamp(CLAMP_MIN, CLAMP_MAX)
+
+
+def position_weights(height: int, width: int, device=None,
+                     dtype=torch.float32) -> Tensor:
+    """The ``N x 4`` factors ``[cos a, sin a, cos b, sin b]`` of a grid.
+
+    Token ``i`` sits at row ``i // width`` and column ``i % width``
+    (row-major, as ``flatten(2).transpose(1, 2)`` lays an NCHW map out);
+    ``a = pi/2 * row / height`` and ``b = pi/2 * col / width``.
+    """
+    rows = torch.arange(height, device=device, dtype=torch.float32)
+    cols = torch.arange(width, device=device, dtype=torch.float32)
+    a = ((math.pi / 2) * rows / height)[:, None].expand(height, width)
+    b = ((math.pi / 2) * cols / width)[None, :].expand(height, width)
+    a, b = a.reshape(-1), b.reshape(-1)
+    return torch.stack([a.cos(), a.sin(), b.cos(), b.sin()], dim=1).to(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def cached_position_weights(height: int, width: int, device,
+                            dtype: torch.dtype) -> Tensor:
+    """:func:`position_weights`, made once per grid, device and dtype.
+
+    Building the factors is a dozen small ops per call, each a kernel
+    launch on a GPU; the kernels only read them. Made outside inference
+    mode, so a training step may save them for backward.
+    """
+    with torch.inference_mode(False):
+        return position_weights(height, width, device, dtype)
+
+
+def query_key_weights(hw, kv_hw, device, dtype) -> Tuple[Tensor, Tensor]:
+    """The position factors of the query grid and of the key grid."""
+    wq = cached_position_weights(hw[0], hw[1], device, dtype)
+    if tuple(kv_hw) == tuple(hw):
+        return wq, wq
+    return wq, cached_position_weights(kv_hw[0], kv_hw[1], device, dtype)
+
+
+def core_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the attention's token sums run in: at least float32.
+
+    ``KV`` and the key sums add up every token; in fp16 they overflow at
+    high resolution (and ``z`` then collapses to zero), in bf16 they lose
+    the small terms.
+    """
+    return torch.promote_types(dtype, torch.float32)
+
+
+class AttentionWeights(NamedTuple):
+    """The parameters of one vicinity attention, as plain tensors."""
+    q_weight: Tensor
+    q_bias: Tensor
+    k_weight: Tensor
+    k_bias: Tensor
+    v_weight: Tensor
+    v_bias: Tensor
+    out_weight: Tensor
+    out_bias: Tensor
+    gate_weight1: Tensor  # se_fc.0 (no bias)
+    gate_weight2: Tensor  # se_fc.2 (no bias)
+    num_heads: int
+
+
+class MlpWeights(NamedTuple):
+    """``fc1 -> depthwise 3x3 conv -> GELU -> fc2`` as plain tensors."""
+    fc1_weight: Tensor
+    fc1_bias: Tensor
+    dw_weight: Tensor  # C x 1 x 3 x 3
+    dw_bias: Tensor
+    fc2_weight: Tensor
+    fc2_bias: Tensor
+
+
+class NormWeights(NamedTuple):
+    """A LayerNorm's affine parameters and eps."""
+    weight: Optional[Tensor]
+    bias: Optional[Tensor]
+    eps: float
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], self.weight,
+                                              self.bias, self.eps)
+
+
+def channel_gate(x: Tensor, w: AttentionWeights) -> Tensor:
+    """``sigmoid(W2 relu(W1 mean_tokens(x)))``: ``B x 1 x C``."""
+    hidden = torch.relu(torch.nn.functional.linear(x.mean(dim=1),
+                                                   w.gate_weight1))
+    return torch.sigmoid(torch.nn.functional.linear(
+        hidden, w.gate_weight2)).unsqueeze(1)
+
+
+HW = Tuple[int, int]

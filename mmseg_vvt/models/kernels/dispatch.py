@@ -1,0 +1,68 @@
+# Copyright (c) mmseg-vvt contributors.
+"""The one place that decides which implementation computes a VVT op.
+
+The modules' ``forward`` methods are the readable formulation of the
+network (docs/architecture.md). Each asks :func:`select` once per call and
+either runs that formulation or hands its tensors to a kernel:
+
+=============  ==========================================================
+``reference``  the module's own readable code. Chosen under
+               ``implementation('reference')``, while tracing (the FLOP
+               counter counts the network's math) and while compiling
+               (inductor fuses the readable ops itself).
+``autograd``   training: gradients needed, or the module in train mode
+               (dropout and stochastic depth). Memory-lean autograd
+               functions (:mod:`.autograd`) where one exists, else the
+               readable code.
+``cpu``        CPU inference in fp32 outside autocast: row bands, token
+               chunks and fused oneDNN ops that keep working sets in
+               cache (:mod:`.cpu`).
+``whole``      inference elsewhere (CUDA, or CPU under autocast): whole-
+               tensor ops, a few large kernels (:mod:`.whole`).
+=============  ==========================================================
+"""
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+IMPLEMENTATIONS = ('auto', 'reference')
+_current = 'auto'
+
+
+@contextlib.contextmanager
+def implementation(name: str) -> Iterator[None]:
+    """Run VVT modules with ``'auto'`` (dispatched) or ``'reference'``
+    (the readable formulation everywhere) inside the ``with`` block."""
+    global _current
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f'implementation must be one of {IMPLEMENTATIONS}, '
+                         f'got {name!r}')
+    previous, _current = _current, name
+    try:
+        yield
+    finally:
+        _current = previous
+
+
+def current_implementation() -> str:
+    return _current
+
+
+def _needs_grad(x: Tensor, module: nn.Module) -> bool:
+    return torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in module.parameters()))
+
+
+def select(x: Tensor, module: nn.Module) -> str:
+    """Which implementation ``module`` runs on input ``x`` (see above)."""
+    if (_current == 'reference' or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()):
+        return 'reference'
+    if module.training or _needs_grad(x, module):
+        return 'autograd'
+    if (x.device.type == 'cpu' and x.dtype == torch.float32
+            and not torch.is_autocast_enabled('cpu')):
+        return 'cpu'
+    return 'whole'
