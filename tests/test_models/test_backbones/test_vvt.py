@@ -1,4 +1,4 @@
-"""Tests of the VVT backbone against VVT_SPEC.md."""
+"""Tests of the VVT backbone against docs/architecture.md."""
 import math
 from unittest import mock
 
@@ -6,8 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmseg_vvt.models.backbones import VVT, VVTReference
+from mmseg_vvt.models import kernels
+from mmseg_vvt.models.backbones import VVT
 from mmseg_vvt.models.backbones import vvt as vvt_module
+from mmseg_vvt.models.kernels import implementation
 from mmseg_vvt.testing import tiny_arch
 
 # two blocks in stage 2 (block indexing, drop path) and up to 4 heads
@@ -79,7 +81,7 @@ def test_stage_maps_are_contiguous_nchw(grad):
             o.view(o.shape[0], o.shape[1], -1)
             # the chunked copy puts every value where the plain one does
             assert torch.equal(
-                o, vvt_module._contiguous_nchw(
+                o, kernels.cpu.contiguous_nchw(
                     o.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2),
                     step=5))
 
@@ -93,13 +95,23 @@ def test_out_indices_selects_stages():
     assert len(outs) == 1 and outs[0].shape == (1, 16, 16, 16)
 
 
+class _Reference:
+    """Runs a model with the readable formulation everywhere."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, *args):
+        with implementation('reference'):
+            return self.model(*args)
+
+
 def _pair(arch, seed=0, **kwargs):
+    """A VVT and a caller of the same model's readable formulation."""
     torch.manual_seed(seed)
     fast = VVT(arch=arch, **kwargs)
     fast.init_weights()
-    ref = VVTReference(arch=arch, **kwargs)
-    ref.load_state_dict(fast.state_dict())
-    return fast, ref
+    return fast, _Reference(fast)
 
 
 @pytest.fixture
@@ -114,8 +126,7 @@ def continuous_clamp(monkeypatch):
     continuous (``clamp(t, -1e4, 1e4)``) and float32 results must agree to
     rounding; the float64 tests check the published bound itself.
     """
-    from mmseg_vvt.models.layers import vicinity_attention
-    monkeypatch.setattr(vicinity_attention, 'CLAMP_MIN', 0.0)
+    monkeypatch.setattr(kernels.common, 'CLAMP_MIN', 0.0)
 
 
 ARCHS = [TINY_ARCH, 'tiny', dict(TINY_ARCH, sr_ratios=[4, 2, 2, 1])]
@@ -124,7 +135,7 @@ ARCHS = [TINY_ARCH, 'tiny', dict(TINY_ARCH, sr_ratios=[4, 2, 2, 1])]
 @pytest.mark.parametrize('arch', ARCHS)
 def test_fast_path_equals_reference(arch, continuous_clamp):
     fast, ref = _pair(arch, drop_path_rate=0.)
-    fast.eval(), ref.eval()
+    fast.eval()
     x = torch.randn(2, 3, 97, 131)
     with torch.no_grad():
         for a, b in zip(fast(x), ref(x)):
@@ -133,10 +144,9 @@ def test_fast_path_equals_reference(arch, continuous_clamp):
 
 @pytest.mark.parametrize('arch', ARCHS)
 def test_fast_path_equals_reference_float64_published_clamp(arch):
-    from mmseg_vvt.models.layers import vicinity_attention
-    assert vicinity_attention.CLAMP_MIN == 1e-4
+    assert kernels.common.CLAMP_MIN == 1e-4
     fast, ref = _pair(arch, drop_path_rate=0.)
-    fast.eval().double(), ref.eval().double()
+    fast.eval().double()
     x = torch.randn(2, 3, 97, 131, dtype=torch.float64)
     with torch.no_grad():
         for a, b in zip(fast(x), ref(x)):
@@ -147,10 +157,12 @@ def test_fast_path_gradients_equal_reference(continuous_clamp):
     fast, ref = _pair(TINY_ARCH, drop_path_rate=0.)
     x = torch.randn(2, 3, 45, 61)
     sum(o.square().mean() for o in fast(x)).backward()
+    grads = {n: p.grad.clone() for n, p in fast.named_parameters()}
+    fast.zero_grad()
     sum(o.square().mean() for o in ref(x)).backward()
-    for (name, p), q in zip(fast.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4,
-                                   msg=name)
+    for name, p in fast.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, atol=1e-5,
+                                   rtol=1e-4, msg=name)
 
 
 def _quadratic_vicinity_attention(attn, x, hw):
@@ -230,7 +242,7 @@ def _published_checkpoint(tmp_path, wrap, arch=TINY_ARCH, seed=1):
     """A checkpoint laid out as the authors publish theirs: backbone keys +
     a classifier head, plain or under ``model`` / ``state_dict``."""
     torch.manual_seed(seed)
-    ref = VVTReference(arch=arch)
+    ref = VVT(arch=arch)
     ref.init_weights()
     sd = dict(ref.state_dict())
     sd['head.weight'] = torch.randn(1000, arch['embed_dims'][-1]
@@ -254,7 +266,7 @@ def test_pretrained_checkpoint_computes_the_authors_network(
     model.eval(), ref.eval()
     x = torch.randn(1, 3, 70, 90)
     with torch.no_grad():
-        for a, b in zip(model(x), ref(x)):
+        for a, b in zip(model(x), _Reference(ref)(x)):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -404,16 +416,14 @@ def test_registered_and_built_from_config():
 def test_banded_inference_paths_equal_reference(monkeypatch, band_tokens,
                                                 chunk_tokens,
                                                 continuous_clamp):
-    # At high resolution inference runs the MLP in bands of rows and the
+    # At high resolution CPU inference runs the MLP in bands of rows and the
     # attention in chunks of tokens; small bands exercise every edge case
     # (one-row bands, bands shorter than the conv context, ragged ends).
-    from mmseg_vvt.models.backbones.vvt import Mlp
-    from mmseg_vvt.models.layers import VicinityAttention
-    monkeypatch.setattr(Mlp, 'band_tokens', band_tokens)
-    monkeypatch.setattr(VicinityAttention, 'chunk_tokens', chunk_tokens)
+    monkeypatch.setattr(kernels.cpu, 'BAND_TOKENS', band_tokens)
+    monkeypatch.setattr(kernels.cpu, 'CHUNK_TOKENS', chunk_tokens)
     fast, ref = _pair(dict(TINY_ARCH, sr_ratios=[2, 1, 1, 1]),
                       drop_path_rate=0.)
-    fast.eval(), ref.eval()
+    fast.eval()
     x = torch.randn(2, 3, 61, 47)
     with torch.no_grad():
         for a, b in zip(fast(x), ref(x)):
@@ -424,43 +434,51 @@ def test_default_thresholds_take_the_banded_path_and_match():
     # 256 x 256 input: 4096 stage-1 tokens, over the default band/chunk size.
     # Compared in float64: the published numerics' signed clamp jumps by
     # 2e-4 where a value crosses zero, so in float32 any change of summation
-    # order (even the reference run with another thread count) moves a few
-    # near-zero elements by that much; in float64 such flips vanish and the
-    # two formulations must agree to rounding.
-    from mmseg_vvt.models.backbones.vvt import Mlp
-    from mmseg_vvt.models.layers import VicinityAttention
+    # order moves a few near-zero elements by that much; in float64 such
+    # flips vanish and the two formulations must agree to rounding. The
+    # banded kernels run in float64 too when called directly.
     fast, ref = _pair('tiny', drop_path_rate=0.)
-    fast.eval().double(), ref.eval().double()
-    x = torch.randn(1, 3, 256, 256, dtype=torch.float64)
-    assert 64 * 64 > Mlp.band_tokens and 64 * 64 > VicinityAttention.chunk_tokens
-    with mock.patch.object(Mlp, '_forward_banded',
-                           autospec=True,
-                           side_effect=Mlp._forward_banded) as banded, \
+    fast.eval()
+    x = torch.randn(1, 3, 256, 256)
+    assert 64 * 64 > kernels.cpu.BAND_TOKENS
+    assert 64 * 64 > kernels.cpu.CHUNK_TOKENS
+    with mock.patch.object(kernels.cpu, 'mlp_banded',
+                           side_effect=kernels.cpu.mlp_banded) as banded, \
             torch.no_grad():
-        outs = fast(x)
-    assert banded.called
+        fast(x)
+    assert banded.called  # float32 CPU inference takes the banded path
+    fast.double()
+    xd = x.double()
     with torch.no_grad():
-        for a, b in zip(outs, ref(x)):
-            torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-5)
+        block = fast.block1[0]
+        t, hw = fast.patch_embed1(xd)
+        with implementation('reference'):
+            want = block(t, hw)
+        got = kernels.cpu.block(t.clone(), hw,
+                                vvt_module._norm_weights(block.norm1),
+                                block.attn.kernel_weights(),
+                                vvt_module._norm_weights(block.norm2),
+                                block.mlp.kernel_weights())
+    torch.testing.assert_close(got, want, atol=1e-7, rtol=1e-5)
 
 
 def test_fused_block_inference_leaves_its_input_alone(monkeypatch,
                                                       continuous_clamp):
     # The fused inference path adds the MLP's residual in place: into the
     # attention's fresh output, never into the caller's tensor.
-    from mmseg_vvt.models.backbones.vvt import Mlp, VVTBlock
-    from mmseg_vvt.models.layers import VicinityAttention
-    monkeypatch.setattr(Mlp, 'band_tokens', 8)
-    monkeypatch.setattr(VicinityAttention, 'chunk_tokens', 8)
+    from mmseg_vvt.models.backbones.vvt import VVTBlock
+    monkeypatch.setattr(kernels.cpu, 'BAND_TOKENS', 8)
+    monkeypatch.setattr(kernels.cpu, 'CHUNK_TOKENS', 8)
     torch.manual_seed(0)
     block = VVTBlock(16, 2, 2, 2, 1).eval()
     x = torch.randn(2, 9 * 7, 16)
     x0 = x.clone()
     with torch.no_grad():
-        assert block._fused_inference(x)
+        assert kernels.select(x, block) == 'cpu'
+        assert kernels.cpu.fuses_block(x, block.attn.sr_ratio)
         fused = block(x, (9, 7))
-        monkeypatch.setattr(VVTBlock, '_fused_inference', lambda self, x: False)
-        plain = block(x, (9, 7))
+        with implementation('reference'):
+            plain = block(x, (9, 7))
     assert torch.equal(x, x0)
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
 
@@ -468,44 +486,34 @@ def test_fused_block_inference_leaves_its_input_alone(monkeypatch,
 @pytest.mark.filterwarnings('ignore:TF32 acceleration on top of oneDNN')
 def test_dwconv_gelu_fused_kernel_matches_conv_then_gelu():
     # the MLP's depthwise conv + GELU, one oneDNN kernel on CPU inference
-    from mmseg_vvt.models.backbones.vvt import (_fused_conv_gelu_available,
-                                                dwconv_gelu)
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(24, 24, 3, 1, 1, groups=24)
-    act = torch.nn.GELU()
     x = torch.randn(2, 7, 9, 24).permute(0, 3, 1, 2)  # channels-last view
     for padding in ((1, 1), (0, 1)):
         with torch.no_grad():
             want = F.gelu(F.conv2d(x, conv.weight, conv.bias,
                                    padding=padding, groups=24))
-            got = dwconv_gelu(conv, x, act, padding=padding)
+            got = kernels.cpu.dwconv_gelu(x, conv.weight, conv.bias,
+                                          padding=padding)
         assert got.shape == want.shape
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     if torch.backends.mkldnn.is_available():
         with torch.no_grad():
-            assert _fused_conv_gelu_available(x, act)
+            assert kernels.cpu.fused_conv_gelu_available(x)
     # where the fused op can not run, the plain ops do
     xg = x.detach().requires_grad_()
-    assert not _fused_conv_gelu_available(xg, act)  # autograd
-    dwconv_gelu(conv, xg, act).sum().backward()
+    assert not kernels.cpu.fused_conv_gelu_available(xg)  # autograd
+    kernels.cpu.dwconv_gelu(xg, conv.weight, conv.bias).sum().backward()
     assert xg.grad is not None
     with torch.no_grad():
-        assert not _fused_conv_gelu_available(x.double(), act)
-        assert not _fused_conv_gelu_available(
-            x, torch.nn.GELU(approximate='tanh'))
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            assert not _fused_conv_gelu_available(x, act)
+        assert not kernels.cpu.fused_conv_gelu_available(x.double())
         with torch.backends.mkldnn.flags(enabled=False):
-            assert not _fused_conv_gelu_available(x, act)
-        # mmengine's FLOP counter traces the model; it counts conv2d
-        with mock.patch.object(torch.jit, 'is_tracing', return_value=True):
-            assert not _fused_conv_gelu_available(x, act)
+            assert not kernels.cpu.fused_conv_gelu_available(x)
 
 
 def test_bf16_autocast_on_cpu_at_512():
-    # inference at 512x512 has 16384 stage-1 tokens, past the band/chunk
-    # sizes: the chunked attention runs, the banded MLP steps aside (its
-    # fp32 buffers can not take autocast's bf16 GEMMs)
+    # CPU autocast takes the whole-tensor kernels (the CPU kernels are fp32
+    # only), whose token sums run in fp32
     torch.manual_seed(0)
     model = VVT(arch='small').eval()
     x = torch.randn(1, 3, 512, 512)

@@ -1,0 +1,120 @@
+"""Mixed precision: autocast inference and training, on CPU.
+
+CUDA autocast runs LayerNorm in fp32, so there fp32 tokens meet the
+half-precision outputs of autocast's matmuls; CPU autocast runs LayerNorm
+in its input's dtype. The tests below make both mixes happen on CPU.
+"""
+import pytest
+import torch
+
+from mmseg_vvt.models.backbones import VVT
+from mmseg_vvt.models.layers import VicinityAttention
+from mmseg_vvt.testing import tiny_arch
+
+# the relative error the issue allows against fp32, per autocast dtype
+TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 5e-2}
+
+
+def _rel_err(got, want):
+    return ((got.float() - want).norm() / want.norm()).item()
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('train', [False, True])
+def test_attention_with_fp32_tokens_under_autocast(dtype, train):
+    # fp32 tokens entering the attention under autocast (CUDA's mix)
+    torch.manual_seed(0)
+    attn = VicinityAttention(96, 1).train(train)
+    x = torch.randn(1, 64 * 64, 96)
+    with torch.set_grad_enabled(train):
+        want = attn(x, (64, 64))
+        with torch.autocast('cpu', dtype=dtype):
+            got = attn(x, (64, 64))
+    assert torch.isfinite(got).all()
+    assert _rel_err(got, want) < TOLERANCE[dtype]
+
+
+def _fp32_norms(model):
+    """Make every LayerNorm return fp32, as CUDA autocast does."""
+
+    def hook(module, args, out):
+        return out.float()
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            m.register_forward_hook(hook)
+
+
+def _model(cuda_like_norms):
+    torch.manual_seed(0)
+    model = VVT(arch=tiny_arch(depths=[1, 1, 2, 1]))
+    model.init_weights()
+    if cuda_like_norms:
+        _fp32_norms(model)
+    return model
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('cuda_like_norms', [False, True])
+def test_backbone_inference_under_autocast_at_512(dtype, cuda_like_norms):
+    model = _model(cuda_like_norms).eval()
+    x = torch.randn(1, 3, 512, 512)
+    with torch.no_grad():
+        want = model(x)
+        with torch.autocast('cpu', dtype=dtype):
+            got = model(x)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and torch.isfinite(g).all()
+        assert _rel_err(g, w) < TOLERANCE[dtype]
+
+
+def _training_step(model, x, dtype=None):
+    model.zero_grad()
+    with torch.autocast('cpu', dtype=dtype or torch.float32,
+                        enabled=dtype is not None):
+        outs = model(x)
+        loss = sum(o.float().square().mean() for o in outs)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone()
+                           for n, p in model.named_parameters()}
+
+
+def _check_training_under_autocast(dtype, size):
+    model = _model(cuda_like_norms=True).train()
+    x = torch.randn(2, 3, size, size)
+    want_loss, want = _training_step(model, x)
+    loss, grads = _training_step(model, x, dtype)
+    assert torch.isfinite(loss)
+    assert abs(loss - want_loss) < TOLERANCE[dtype] * want_loss
+    for name, g in grads.items():
+        assert torch.isfinite(g).all(), name
+    # the whole gradient, as an optimiser step sees it
+    flat = torch.cat([g.flatten() for g in grads.values()])
+    flat_want = torch.cat([g.flatten() for g in want.values()])
+    assert _rel_err(flat, flat_want) < 5 * TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_backbone_training_under_autocast(dtype):
+    _check_training_under_autocast(dtype, 128)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_backbone_training_under_autocast_at_512(dtype):
+    _check_training_under_autocast(dtype, 512)
+
+
+def test_token_sums_do_not_overflow_fp16():
+    # 128 x 128 tokens of large activations: KV and the key sums pass fp16's
+    # 65504 by far; computed in fp16 the normaliser becomes inf and every
+    # output collapses to zero
+    torch.manual_seed(0)
+    attn = VicinityAttention(32, 1).eval()
+    x = torch.randn(1, 128 * 128, 32) * 20
+    with torch.no_grad():
+        want = attn(x, (128, 128))
+        with torch.autocast('cpu', dtype=torch.float16):
+            got = attn(x, (128, 128))
+    assert got.abs().max() > 0.1 * want.abs().max()
+    assert _rel_err(got, want) < TOLERANCE[torch.float16]

@@ -1,0 +1,77 @@
+"""Every kernel computes the readable formulation's function."""
+import pytest
+import torch
+
+from mmseg_vvt.models import kernels
+from mmseg_vvt.models.backbones.vvt import Mlp
+from mmseg_vvt.models.kernels import implementation
+from mmseg_vvt.models.layers import VicinityAttention
+
+
+def _attention(heads, sr_ratio, seed=0):
+    torch.manual_seed(seed)
+    attn = VicinityAttention(24, heads, sr_ratio=sr_ratio).double().eval()
+    # non-zero biases, so the kernels' bias handling is exercised
+    for p in attn.parameters():
+        p.data.normal_(0, 0.3)
+    return attn
+
+
+CASES = [(1, 1, (7, 9)), (3, 1, (6, 5)), (2, 2, (8, 10)), (2, 3, (7, 7))]
+
+
+@pytest.mark.parametrize('heads,sr_ratio,hw', CASES)
+@pytest.mark.parametrize('path', ['cpu', 'whole', 'autograd'])
+def test_attention_kernels_equal_the_readable_formulation(
+        path, heads, sr_ratio, hw, monkeypatch):
+    # float64 and the published clamp bounds: agreement to rounding
+    monkeypatch.setattr(kernels.cpu, 'CHUNK_TOKENS', 5)  # ragged chunks
+    attn = _attention(heads, sr_ratio)
+    x = torch.randn(2, hw[0] * hw[1], 24, dtype=torch.float64)
+    with torch.no_grad():
+        with implementation('reference'):
+            want = attn(x, hw)
+        src, kv_hw = attn.keys_values_source(x, hw)
+        kernel = getattr(kernels, path).attention
+        got = kernel(x, src, hw, kv_hw, attn.kernel_weights())
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
+
+
+@pytest.mark.parametrize('scale', [1e6, 1e-7])
+@pytest.mark.parametrize('path', ['cpu', 'whole', 'autograd'])
+def test_kernels_clamp_where_the_readable_formulation_does(
+        path, scale):
+    # large out_proj outputs are cut at 1e4; tiny ones are lifted to 1e-4
+    # before the gate (1 + g in (1, 2)) scales them: the published numerics
+    # pin the outputs, identically in every kernel
+    attn = _attention(2, 1)
+    attn.out_proj.weight.data *= scale
+    attn.out_proj.bias.data *= scale
+    x = torch.randn(2, 42, 24, dtype=torch.float64)
+    with torch.no_grad():
+        with implementation('reference'):
+            want = attn(x, (6, 7))
+        kernel = getattr(kernels, path).attention
+        got = kernel(x, x, (6, 7), (6, 7), attn.kernel_weights())
+    if scale > 1:
+        assert (want.abs() == kernels.CLAMP_MAX).float().mean() > 0.5
+    else:
+        assert want.abs().min() >= kernels.CLAMP_MIN
+        assert want.abs().max() <= 2 * kernels.CLAMP_MIN
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
+
+
+@pytest.mark.parametrize('band_tokens', [1, 7, 4096])
+def test_mlp_kernels_equal_the_readable_formulation(band_tokens,
+                                                    monkeypatch):
+    monkeypatch.setattr(kernels.cpu, 'BAND_TOKENS', band_tokens)
+    torch.manual_seed(0)
+    mlp = Mlp(16, 48).double().eval()
+    x = torch.randn(2, 9 * 11, 16, dtype=torch.float64)
+    with torch.no_grad():
+        with implementation('reference'):
+            want = mlp(x, (9, 11))
+        got_cpu = kernels.cpu.mlp(x, (9, 11), mlp.kernel_weights())
+        got_ag = kernels.autograd.mlp(x, (9, 11), mlp.kernel_weights())
+    torch.testing.assert_close(got_cpu, want, atol=1e-10, rtol=1e-9)
+    torch.testing.assert_close(got_ag, want, atol=1e-10, rtol=1e-9)
