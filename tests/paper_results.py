@@ -16,10 +16,10 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ARCHS = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large'}
 #: method key -> (the paper's name, config name template)
 METHODS = {
-    'fpn': ('Semantic FPN',
-            'configs/vvt/fpn_vvt-{}_8xb2-80k_ade20k-512x512.py'),
-    'upernet': ('UperNet',
-                'configs/vvt/upernet_vvt-{}_8xb2-160k_ade20k-512x512.py'),
+    'fpn':
+    ('Semantic FPN', 'configs/vvt/fpn_vvt-{}_8xb2-80k_ade20k-512x512.py'),
+    'upernet':
+    ('UperNet', 'configs/vvt/upernet_vvt-{}_8xb2-160k_ade20k-512x512.py'),
 }
 
 #: (method, arch letter) -> the paper's params (M), GFLOPs and mIoU. The
@@ -37,12 +37,18 @@ VVT_ADE20K = {
 #: backbone -> {column: value}; a missing column is not quoted (the paper
 #: has no UperNet result for PVTv2-b2, PVT-Small and ResNet50).
 PEERS_ADE20K = {
-    'Swin-T': dict(fpn_params=31.9, fpn_miou=41.5, upernet_params=59.9,
-                   upernet_miou=44.5),
-    'Twins-SVT-S': dict(fpn_miou=43.2, upernet_miou=46.2),
-    'PVTv2-b2': dict(fpn_miou=45.2),
-    'PVT-Small': dict(fpn_miou=39.8),
-    'ResNet50': dict(fpn_miou=36.7),
+    'Swin-T':
+    dict(
+        fpn_params=31.9, fpn_miou=41.5, upernet_params=59.9,
+        upernet_miou=44.5),
+    'Twins-SVT-S':
+    dict(fpn_miou=43.2, upernet_miou=46.2),
+    'PVTv2-b2':
+    dict(fpn_miou=45.2),
+    'PVT-Small':
+    dict(fpn_miou=39.8),
+    'ResNet50':
+    dict(fpn_miou=36.7),
 }
 
 #: how close this project's configs come to the paper (issue 11)

@@ -22,8 +22,8 @@ SETUP_ENV = osp.join(REPO, 'tools', 'setup_env.sh')
 @pytest.fixture(scope='module')
 def setup_module():
     """setup.py as a module (its ``setup()`` call is behind ``__main__``)."""
-    spec = importlib.util.spec_from_file_location(
-        'mmseg_vvt_setup', osp.join(REPO, 'setup.py'))
+    spec = importlib.util.spec_from_file_location('mmseg_vvt_setup',
+                                                  osp.join(REPO, 'setup.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -44,13 +44,13 @@ def _setup_env_pins():
 
 def test_parse_requirements_follows_the_files(setup_module, tmp_path):
     (tmp_path / 'sub').mkdir()
-    (tmp_path / 'sub' / 'a.txt').write_text(
-        '# comment\n\nfoo>=1.0  # why\n-r b.txt\n')
-    (tmp_path / 'sub' / 'b.txt').write_text(
-        'bar==2; python_version < "3.12"\n')
+    (tmp_path / 'sub' /
+     'a.txt').write_text('# comment\n\nfoo>=1.0  # why\n-r b.txt\n')
+    (tmp_path / 'sub' /
+     'b.txt').write_text('bar==2; python_version < "3.12"\n')
     assert setup_module.parse_requirements(
-        str(tmp_path / 'sub' / 'a.txt')) == [
-            'foo>=1.0', 'bar==2; python_version < "3.12"']
+        str(tmp_path / 'sub' /
+            'a.txt')) == ['foo>=1.0', 'bar==2; python_version < "3.12"']
     (tmp_path / 'c.txt').write_text('--index-url https://example.org\n')
     with pytest.raises(ValueError, match='c.txt.*--index-url'):
         setup_module.parse_requirements(str(tmp_path / 'c.txt'))
@@ -59,10 +59,14 @@ def test_parse_requirements_follows_the_files(setup_module, tmp_path):
 def test_pip_metadata_is_the_requirements_files(setup_module, tmp_path):
     """What pip reads (egg-info's requires.txt) lists exactly the files'
     requirements: runtime as install_requires, the others as extras."""
-    proc = subprocess.run(
-        [sys.executable, 'setup.py', '-q', 'egg_info', '--egg-base',
-         str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([
+        sys.executable, 'setup.py', '-q', 'egg_info', '--egg-base',
+        str(tmp_path)
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (requires, ) = glob.glob(str(tmp_path / '*.egg-info' / 'requires.txt'))
     sections, current = {}, None
@@ -71,8 +75,7 @@ def test_pip_metadata_is_the_requirements_files(setup_module, tmp_path):
             if line.startswith('['):
                 current = line.strip('[]')
             else:
-                sections.setdefault(current, []).append(str(
-                    Requirement(line)))
+                sections.setdefault(current, []).append(str(Requirement(line)))
 
     def expected(name):
         return sorted(str(r) for r in _requirements(setup_module, name))
@@ -107,12 +110,12 @@ def _imported_modules():
     (at any depth: lazy imports in functions count), with a file where."""
     local = {
         osp.splitext(osp.basename(p))[0]
-        for p in glob.glob(osp.join(REPO, 'tools', '**', '*.py'),
-                           recursive=True)
+        for p in glob.glob(
+            osp.join(REPO, 'tools', '**', '*.py'), recursive=True)
     } | {'mmseg_vvt'}
     found = {}
-    files = glob.glob(osp.join(REPO, 'mmseg_vvt', '**', '*.py'),
-                      recursive=True)
+    files = glob.glob(
+        osp.join(REPO, 'mmseg_vvt', '**', '*.py'), recursive=True)
     files += glob.glob(osp.join(REPO, 'tools', '**', '*.py'), recursive=True)
     for path in files:
         with open(path, encoding='utf-8') as f:

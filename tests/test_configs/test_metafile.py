@@ -29,8 +29,8 @@ def _method_and_arch(name):
 
 
 def test_model_index_imports_the_metafile():
-    assert load(osp.join(REPO, 'model-index.yml')) == dict(
-        Import=['configs/vvt/metafile.yaml'])
+    assert load(osp.join(
+        REPO, 'model-index.yml')) == dict(Import=['configs/vvt/metafile.yaml'])
 
 
 def test_collection(index):
@@ -49,8 +49,7 @@ def test_one_entry_per_ade20k_config(index):
     listed = [m['Config'] for m in index['Models']]
     assert sorted(listed) == configs
     for model in index['Models']:
-        assert model['Name'] == osp.splitext(osp.basename(
-            model['Config']))[0]
+        assert model['Name'] == osp.splitext(osp.basename(model['Config']))[0]
 
 
 def test_entries_agree_with_their_configs(index):

@@ -10,8 +10,7 @@ from mmengine.registry import DefaultScope
 import mmseg_vvt  # noqa: F401
 from mmseg.registry import MODELS
 from mmseg_vvt.engine.runtime import replace_sync_bn
-from paper_results import (PARAMS_TOLERANCE_M, REPO, VVT_ADE20K,
-                           config_path)
+from paper_results import (PARAMS_TOLERANCE_M, REPO, VVT_ADE20K, config_path)
 
 
 def _build(rel):

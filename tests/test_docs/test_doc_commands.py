@@ -35,8 +35,7 @@ REPO_PATH = re.compile(r'^(?:configs|tools)/[\w./-]+\.(?:py|sh)$')
 def doc_files():
     files = [osp.join(REPO, 'README.md')]
     files += glob.glob(osp.join(REPO, 'docs', '**', '*.md'), recursive=True)
-    files += glob.glob(
-        osp.join(REPO, 'configs', '**', '*.md'), recursive=True)
+    files += glob.glob(osp.join(REPO, 'configs', '**', '*.md'), recursive=True)
     return sorted(f for f in files if osp.isfile(f))
 
 
@@ -74,8 +73,9 @@ def command_lines(text):
         line = _strip_comment(raw).rstrip()
         if line.lstrip().startswith('$ '):
             line = line.lstrip()[2:]
-        goes_on = (pending is not None and raw[:1].isspace()
-                   and line.lstrip()[:1] in ('[', '-'))
+        goes_on = (
+            pending is not None and raw[:1].isspace()
+            and line.lstrip()[:1] in ('[', '-'))
         if pending is not None and (pending[1].endswith('\\') or goes_on):
             head = pending[1].rstrip('\\').rstrip()
             pending = (pending[0], f'{head} {line.strip()}')
@@ -100,8 +100,7 @@ def parse_command(segment):
     nothing of this repository. ``kind`` is ``'script'`` (a python file),
     ``'module'`` (``python -m mmseg_vvt...``) or ``'shell'``."""
     tokens = _tokens(segment)
-    while tokens and (re.match(r'^\w+=', tokens[0])
-                      or tokens[0] in WRAPPERS):
+    while tokens and (re.match(r'^\w+=', tokens[0]) or tokens[0] in WRAPPERS):
         tokens = tokens[1:]
     if len(tokens) < 2 and not (tokens and tokens[0].startswith('tools/')):
         return None
@@ -173,14 +172,20 @@ _ALONE = set()  # argvs whose help ran in a subprocess of their own
 def _run_helps(argvs, separately=False):
     """``--help`` of each tool (``argv`` tuples) into ``_HELP``; all in one
     subprocess unless ``separately``."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (REPO, os.environ.get('PYTHONPATH')) if p))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            p for p in (REPO, os.environ.get('PYTHONPATH')) if p))
     groups = [[a] for a in argvs] if separately else [list(argvs)]
     for group in filter(None, groups):
         try:
             proc = subprocess.run(
-                [sys.executable, '-c', HELP_DRIVER, json.dumps(group)],
-                cwd=REPO, env=env, capture_output=True, text=True,
+                [sys.executable, '-c', HELP_DRIVER,
+                 json.dumps(group)],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
                 timeout=600)
             lines = proc.stdout.strip().splitlines()
             results = json.loads(lines[-1]) if lines else {}
@@ -289,8 +294,10 @@ def test_the_docs_have_commands_to_check():
     """Guards the parser: the README's commands are found."""
     with open(osp.join(REPO, 'README.md'), encoding='utf-8') as f:
         found = {target for _, _, (_, target, _) in commands(f.read())}
-    assert {'tools/train.py', 'tools/test.py', 'tools/dist_train.sh',
-            'tools/get_flops.py'} <= found
+    assert {
+        'tools/train.py', 'tools/test.py', 'tools/dist_train.sh',
+        'tools/get_flops.py'
+    } <= found
 
 
 def test_the_checker_reports_what_is_wrong():
@@ -324,5 +331,6 @@ def test_the_checker_reports_what_is_wrong():
     ]
     assert len(problems) == len(expected), '\n'.join(problems)
     for problem, (where, what) in zip(problems, expected):
-        assert problem.startswith(where + ':') and what in problem, (
-            problem, where, what)
+        assert problem.startswith(where + ':') and what in problem, (problem,
+                                                                     where,
+                                                                     what)

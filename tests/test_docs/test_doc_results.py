@@ -8,8 +8,7 @@ import re
 import pytest
 
 from mmseg_vvt.models.backbones.vvt import VVT
-from paper_results import (ARCHS, PEERS_ADE20K, REPO, VVT_ADE20K,
-                           config_path)
+from paper_results import (ARCHS, PEERS_ADE20K, REPO, VVT_ADE20K, config_path)
 
 README = osp.join(REPO, 'README.md')
 ZOO_PAGE = osp.join(REPO, 'configs', 'vvt', 'README.md')
@@ -46,16 +45,16 @@ def _cells(line):
 
 def _quantity(header):
     header = header.lower()
-    for word, key in (('params', 'params'), ('gflops', 'gflops'),
-                      ('miou', 'miou')):
+    for word, key in (('params', 'params'), ('gflops', 'gflops'), ('miou',
+                                                                   'miou')):
         if word in header:
             return key
     return None
 
 
 def test_readme_quotes_the_papers_table():
-    (header, rows), = [t for t in tables(README)
-                       if 'Semantic FPN params (M)' in t[0]]
+    (header,
+     rows), = [t for t in tables(README) if 'Semantic FPN params (M)' in t[0]]
     columns = [('fpn', 'params'), ('fpn', 'gflops'), ('fpn', 'miou'),
                ('upernet', 'params'), ('upernet', 'gflops'),
                ('upernet', 'miou')]
@@ -76,14 +75,15 @@ def test_readme_quotes_the_papers_table():
                     assert cell == fmt(value), (name, method, what)
 
 
-@pytest.mark.parametrize('path', [README, ZOO_PAGE],
-                         ids=lambda p: osp.relpath(p, REPO))
+@pytest.mark.parametrize(
+    'path', [README, ZOO_PAGE], ids=lambda p: osp.relpath(p, REPO))
 def test_config_tables_quote_the_paper(path):
     """Every table with "paper" columns has one row per ADE20K config, and
     those columns hold the paper's numbers ("—" for VVT-T)."""
     configs = {
         config_path(m, a): (m, a)
-        for m in ('fpn', 'upernet') for a in ARCHS
+        for m in ('fpn', 'upernet')
+        for a in ARCHS
     }
     checked = 0
     for header, rows in tables(path):
@@ -108,8 +108,7 @@ def test_config_tables_quote_the_paper(path):
 
 
 def test_architecture_variants_table_is_the_presets():
-    (header, rows), = [t for t in tables(ARCHITECTURE)
-                       if 'depths' in t[0]]
+    (header, rows), = [t for t in tables(ARCHITECTURE) if 'depths' in t[0]]
     col = {h.split(' (')[0]: i for i, h in enumerate(header)}
     assert {row[0].split('`')[1] for row in rows} == set(ARCHS.values())
     for row in rows:

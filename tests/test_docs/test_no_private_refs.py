@@ -6,8 +6,9 @@ import os.path as osp
 import re
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-USER_FACING = ['README.md', 'docs/**/*', 'mmseg_vvt/**/*', 'configs/**/*',
-               'tools/**/*']
+USER_FACING = [
+    'README.md', 'docs/**/*', 'mmseg_vvt/**/*', 'configs/**/*', 'tools/**/*'
+]
 PRIVATE = re.compile(r'VVT_SPEC|\.\./shared\b')
 
 
