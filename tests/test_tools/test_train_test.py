@@ -603,7 +603,7 @@ def test_test_py_damaged_checkpoint_is_one_line(trained, tmp_path):
     size = osp.getsize(half)
     for path, parts in ((str(empty), ('0 bytes', 'empty')),
                         (half, (f'{size} bytes', 'truncated'))):
-        work_dir = str(tmp_path / osp.basename(path))
+        work_dir = str(tmp_path / ('eval_of_' + osp.basename(path)))
         proc = run([PYTHON, TEST, trained['cfg'], path, '--work-dir',
                     work_dir], check=False)
         _one_line_error(proc, path, *parts)
