@@ -174,16 +174,16 @@ def toy_script(tmp_path):
 def test_sigkill_right_after_a_checkpoint_then_resume(toy_script, tmp_path):
     work_dir = str(tmp_path / 'work')
     last = kill_right_after_checkpoint(
-        [PYTHON, toy_script, work_dir, 'new', '30'], work_dir,
+        [PYTHON, toy_script, work_dir, 'new', '10'], work_dir,
         _env(ITER_SLEEP='0.3'), tmp_path / 'first.log')
-    assert last < 30
+    assert last < 10
     # the newest checkpoint is found even if last_checkpoint was not
     # written yet when the process died
     assert latest_checkpoint(work_dir) == osp.join(work_dir,
                                                    f'iter_{last}.pth')
-    out = _run([PYTHON, toy_script, work_dir, 'resume', '30'], _env())
+    out = _run([PYTHON, toy_script, work_dir, 'resume', '10'], _env())
     assert f'resumed epoch: 0, iter: {last}' in out
-    _assert_finished(work_dir, 30)
+    _assert_finished(work_dir, 10)
 
 
 def test_sigkill_during_a_save_then_resume(toy_script, tmp_path):
