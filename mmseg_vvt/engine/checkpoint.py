@@ -346,7 +346,11 @@ def _download(url: str, model_dir: Optional[str], progress: bool) -> str:
     if not osp.exists(cached):
         print_log(f'Downloading {url} to {cached}', logger='current')
         # writes to a temporary file and moves it into place when complete
-        torch.hub.download_url_to_file(url, cached, progress=progress)
+        try:
+            torch.hub.download_url_to_file(url, cached, progress=progress)
+        except OSError as err:  # urllib's URLError / HTTPError included
+            raise CheckpointError(
+                f'could not download checkpoint {url!r}: {err}') from None
     return cached
 
 

@@ -26,7 +26,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch.utils.data import Dataset
 
 import mmseg_vvt  # noqa: F401  (installs the allow-list)
-from mmseg_vvt.engine import (CheckpointFitHook, CheckpointMismatchError,
+from mmseg_vvt.engine import (CheckpointError, CheckpointFitHook,
+                              CheckpointMismatchError,
                               CorruptCheckpointError, UnsafeCheckpointError,
                               allowed_global_names, check_checkpoint_fits,
                               load_from_local, load_model_checkpoint,
@@ -269,6 +270,10 @@ def test_http_url_is_refused_without_running_code(served):
     # the same file over http(s) loads like a local one when it is clean
     good = CheckpointLoader.load_checkpoint(served['url'] + '/good.pth')
     assert torch.equal(good['state_dict']['w'], torch.arange(3.))
+    # a failed download is one line naming the URL
+    with pytest.raises(CheckpointError) as info:
+        CheckpointLoader.load_checkpoint(served['url'] + '/gone.pth')
+    assert 'gone.pth' in str(info.value) and '404' in str(info.value)
 
 
 def test_pretrained_init_cfg_url_is_refused(served):
