@@ -97,8 +97,11 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    # written to a temporary file and renamed into place: a killed job
+    # never leaves a truncated checkpoint (mmseg_vvt/engine/fileio.py)
     checkpoint=dict(type='CheckpointHook', by_epoch=False,
-                    interval=max_iters),
+                    interval=max_iters,
+                    backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 

@@ -7,13 +7,13 @@ The output holds ``state_dict`` (backbone keys only, classifier dropped) and
 ``backbone.init_cfg=dict(type='Pretrained', checkpoint=OUT)`` at it.
 """
 import argparse
-
-import os
+import io
 import os.path as osp
 import sys
 
 import torch
 
+from mmseg_vvt.engine import CheckpointError, atomic_write, safe_torch_load
 from mmseg_vvt.models.utils import vvt_convert
 
 
@@ -27,24 +27,31 @@ def parse_args(argv=None):
 
 
 def load_published(path):
-    """``torch.load`` with ``weights_only``; the authors' training script
-    may also pickle its ``argparse.Namespace``, which is allowed too."""
+    """The checkpoint through mmseg_vvt's one ``weights_only`` loader and
+    allow-list (the same as ``init_cfg=dict(type='Pretrained')``; it admits
+    the ``argparse.Namespace`` the authors' training script saves)."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location='cpu', weights_only=True)
+    return safe_torch_load(path, map_location='cpu')
 
 
 def main(argv=None):
     args = parse_args(argv)
     if osp.exists(args.dst) and not args.force:
         sys.exit(f'{args.dst} exists; pass --force to overwrite it')
-    state_dict, arch = vvt_convert(load_published(args.src), source=args.src)
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
+    try:
+        state_dict, arch = vvt_convert(
+            load_published(args.src), source=args.src)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        # one line naming the file, not a traceback
+        sys.exit(f'error: {err}')
+    buffer = io.BytesIO()
     torch.save(
         dict(state_dict=state_dict,
              meta=dict(arch=arch, source=osp.basename(args.src),
-                       converted_by='mmseg_vvt')), args.dst)
+                       converted_by='mmseg_vvt')), buffer)
+    # a killed conversion leaves no truncated file under the output name
+    atomic_write(buffer.getvalue(), args.dst)
     n = sum(v.numel() for v in state_dict.values())
     print(f'VVT-{arch}: {len(state_dict)} tensors, {n / 1e6:.2f}M parameters '
           f'-> {args.dst}')

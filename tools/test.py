@@ -8,7 +8,12 @@
 #     to ``<work_dir>/eval_<timestamp>.json`` (never overwriting a file),
 #     next to the table mmseg prints (mmseg_vvt/engine/results.py);
 #   * a missing or empty test dataset stops the run before the model is
-#     built, naming the path (mmseg_vvt/datasets/checks.py).
+#     built, naming the path (mmseg_vvt/datasets/checks.py);
+#   * a checkpoint that does not fit the model (missing / unexpected keys,
+#     other shapes) is refused unless --allow-partial-checkpoint; a refused
+#     checkpoint (unsafe pickle, empty or truncated file, misfit) stops the
+#     run with one line naming the file and no eval JSON
+#     (mmseg_vvt/engine/checkpoint.py, hooks.py).
 import argparse
 import logging
 import os
@@ -32,6 +37,8 @@ from mmseg_vvt.datasets.checks import (DatasetNotFoundError,  # noqa: E402
                                        EmptyDatasetError,
                                        check_dataloader_datasets,
                                        runner_dataloader_keys)
+from mmseg_vvt.engine import (CheckpointError,  # noqa: E402
+                              add_checkpoint_fit_hook)
 from mmseg_vvt.engine.results import (capture_per_class,  # noqa: E402
                                       write_eval_json)
 from mmseg_vvt.engine.runtime import (adapt_cfg_to_device,  # noqa: E402
@@ -78,6 +85,11 @@ def parse_args(argv=None):
         help='job launcher')
     parser.add_argument(
         '--tta', action='store_true', help='Test time augmentation')
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='load a checkpoint that does not fit the model (missing, '
+        'unexpected or mis-shaped keys; logged) instead of refusing it')
     # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
     # will pass the `--local-rank` parameter to `tools/train.py` instead
     # of `--local_rank`.
@@ -134,6 +146,8 @@ def main(argv=None):
                                 osp.splitext(osp.basename(args.config))[0])
 
     cfg.load_from = args.checkpoint
+    # refuse a checkpoint of another model unless a partial load is asked
+    add_checkpoint_fit_hook(cfg, args.allow_partial_checkpoint)
 
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
@@ -170,7 +184,10 @@ def main(argv=None):
         capture = None
 
     # start testing
-    metrics = runner.test()
+    try:
+        metrics = runner.test()
+    except CheckpointError as err:
+        raise SystemExit(f'error: {err}')
 
     if is_main_process() and capture is not None:
         if capture.captured:

@@ -9,7 +9,13 @@
 #   * a missing or empty dataset (train, and val when validating) stops the
 #     run before it starts, naming the path (an empty one would otherwise
 #     make mmengine's InfiniteSampler wait forever;
-#     mmseg_vvt/datasets/checks.py).
+#     mmseg_vvt/datasets/checks.py);
+#   * ``--resume`` continues from the newest complete checkpoint, also one
+#     saved just before the job was killed (mmseg_vvt/engine/fileio.py);
+#   * a checkpoint that does not fit the model (``--resume``, ``load_from``)
+#     is refused unless --allow-partial-checkpoint; a refused checkpoint
+#     (unsafe pickle, empty or truncated file, misfit) stops the run with
+#     one line naming the file (mmseg_vvt/engine/checkpoint.py, hooks.py).
 import argparse
 import logging
 import os
@@ -18,7 +24,7 @@ import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
-from mmengine.runner import Runner, find_latest_checkpoint
+from mmengine.runner import Runner
 
 try:
     import mmseg_vvt  # noqa: F401
@@ -33,6 +39,8 @@ from mmseg_vvt.datasets.checks import (DatasetNotFoundError,  # noqa: E402
                                        EmptyDatasetError,
                                        check_dataloader_datasets,
                                        runner_dataloader_keys)
+from mmseg_vvt.engine import (CheckpointError,  # noqa: E402
+                              add_checkpoint_fit_hook, latest_checkpoint)
 from mmseg_vvt.engine.runtime import (AmpNotAvailableError,  # noqa: E402
                                       adapt_cfg_to_device, close_distributed,
                                       enable_amp)
@@ -52,6 +60,12 @@ def parse_args(argv=None):
         action='store_true',
         default=False,
         help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='resume / load_from a checkpoint that does not fit the model '
+        '(missing, unexpected or mis-shaped keys; logged) instead of '
+        'refusing it')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -107,6 +121,12 @@ def main(argv=None):
 
     # resume training
     cfg.resume = args.resume
+    if args.resume and cfg.get('load_from') is None:
+        # also a checkpoint saved just before a kill, which mmengine's
+        # last_checkpoint record does not name yet
+        cfg.load_from = latest_checkpoint(cfg.work_dir)
+    # refuse a checkpoint of another model unless a partial load is asked
+    add_checkpoint_fit_hook(cfg, args.allow_partial_checkpoint)
 
     # CPU-only machines: SyncBN -> BN, gloo process group for --launcher
     adapt_cfg_to_device(cfg, args.launcher)
@@ -126,8 +146,7 @@ def main(argv=None):
         # if 'runner_type' is set in the cfg
         runner = RUNNERS.build(cfg)
 
-    if (args.resume and cfg.get('load_from') is None
-            and find_latest_checkpoint(cfg.work_dir) is None):
+    if args.resume and cfg.get('load_from') is None:
         print_log(
             f'--resume: no checkpoint found in {cfg.work_dir}, so training '
             'starts from iteration 0.',
@@ -135,7 +154,10 @@ def main(argv=None):
             level=logging.WARNING)
 
     # start training
-    runner.train()
+    try:
+        runner.train()
+    except CheckpointError as err:
+        raise SystemExit(f'error: {err}')
     # a live gloo group can abort the process at interpreter exit
     close_distributed()
     return runner

@@ -47,3 +47,8 @@ param_scheduler = [
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
+
+# checkpoints go to a temporary file that is renamed into place, so a killed
+# job never leaves a truncated iter_N.pth (mmseg_vvt/engine/fileio.py)
+default_hooks = dict(
+    checkpoint=dict(backend_args=dict(backend='atomic_local')))

@@ -30,9 +30,9 @@ import cv2
 import numpy as np
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 from mmengine.utils import ProgressBar
 
+from ..engine.checkpoint import load_model_checkpoint
 from .image_io import IMG_EXTENSIONS, ImageReadError, read_image_bgr
 
 LABEL_DIR = 'labels'
@@ -373,13 +373,17 @@ def load_segmentor(config: Union[str, Path, Config],
                    mode: Optional[str] = None,
                    crop_size=None,
                    stride=None,
-                   no_resize: bool = False):
+                   no_resize: bool = False,
+                   allow_partial: bool = False):
     """Build a segmentor with mmseg's ``init_model`` and load weights.
 
     ``init_model`` is called without a checkpoint and the checkpoint is then
-    loaded with mmengine's ``load_checkpoint`` (what ``init_model`` does
-    inside), so that the dataset meta can come from the config when the
-    checkpoint carries none (``init_model`` would fall back to Cityscapes).
+    loaded with ``mmseg_vvt.engine.load_model_checkpoint`` (mmengine's
+    ``load_checkpoint``, what ``init_model`` does inside, refusing a
+    checkpoint that does not fit the model unless ``allow_partial`` or the
+    config's ``allow_partial_checkpoint``), so that the dataset meta can
+    come from the config when the checkpoint carries none (``init_model``
+    would fall back to Cityscapes).
 
     Returns:
         ``(model, meta_source)``; ``model.dataset_meta`` holds ``classes``
@@ -401,7 +405,11 @@ def load_segmentor(config: Union[str, Path, Config],
     if checkpoint is not None:
         if not Path(checkpoint).is_file() and '://' not in str(checkpoint):
             raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
-        ckpt = load_checkpoint(model, str(checkpoint), map_location='cpu')
+        # refuses a checkpoint that does not fit the model (keys, shapes)
+        ckpt = load_model_checkpoint(
+            model, str(checkpoint), map_location='cpu',
+            allow_partial=allow_partial
+            or cfg.get('allow_partial_checkpoint', False))
         ckpt_meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
     num_classes = model.decode_head.num_classes
     model.dataset_meta, source = resolve_dataset_meta(cfg, ckpt_meta,

@@ -1,7 +1,9 @@
 """weights_only loading of mmengine checkpoints (mmseg_vvt.engine.checkpoint).
 
 Real mmengine runners save and resume checkpoints here; the refusals are
-checked on checkpoints that pickle objects outside the allow-list.
+checked on checkpoints that pickle objects outside the allow-list, served
+from local paths, a local HTTP server and every CheckpointLoader scheme,
+and on empty / truncated files and checkpoints of another model.
 """
 import contextlib
 import itertools
@@ -14,15 +16,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from ckpt_helpers import (NO_PROXY_ENV, serve_directory, write_malicious,
+                          write_truncated)
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.model import BaseModel
+from mmengine.model import BaseModel, BaseModule
 from mmengine.runner import Runner
+from mmengine.runner import checkpoint as mme_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch.utils.data import Dataset
 
 import mmseg_vvt  # noqa: F401  (installs the allow-list)
-from mmseg_vvt.engine import (UnsafeCheckpointError, allowed_global_names,
-                              load_from_local, safe_torch_load)
+from mmseg_vvt.engine import (CheckpointError, CheckpointFitHook,
+                              CheckpointMismatchError,
+                              CorruptCheckpointError, UnsafeCheckpointError,
+                              allowed_global_names, check_checkpoint_fits,
+                              load_from_local, load_model_checkpoint,
+                              register_safe_scheme, safe_torch_load)
 
 
 class ToyDataset(Dataset):
@@ -52,9 +61,10 @@ class ToyModel(BaseModel):
 _RUN_IDS = itertools.count()
 
 
-def _runner(work_dir, max_iters, resume=False, load_from=None):
+def _runner(work_dir, max_iters, resume=False, load_from=None, model=None,
+            custom_hooks=None):
     return Runner(
-        model=ToyModel(),
+        model=model or ToyModel(),
         work_dir=str(work_dir),
         train_dataloader=dict(
             dataset=ToyDataset(),
@@ -75,6 +85,7 @@ def _runner(work_dir, max_iters, resume=False, load_from=None):
         randomness=dict(seed=0),
         resume=resume,
         load_from=load_from,
+        custom_hooks=custom_hooks,
         # unique: MessageHub/MMLogger instances are global, keyed by name
         experiment_name=f'toy_{next(_RUN_IDS)}_{os.getpid()}')
 
@@ -221,3 +232,286 @@ def test_plain_state_dict_still_loads(tmp_path):
                path)
     loaded = CheckpointLoader.load_checkpoint(path)
     assert torch.equal(loaded['state_dict']['w'], torch.arange(3.))
+
+
+# -- every CheckpointLoader scheme goes through the allow-list ---------------
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """A local HTTP server with ``evil.pth`` (whose unpickling would create
+    ``marker``) and ``good.pth``; torch hub's cache in tmp_path."""
+    for key, value in NO_PROXY_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    root = tmp_path / 'www'
+    root.mkdir()
+    marker = tmp_path / 'pickle_ran_code'
+    write_malicious(root / 'evil.pth', marker)
+    torch.save({'state_dict': {'w': torch.arange(3.)}}, root / 'good.pth')
+    with serve_directory(root) as url:
+        yield dict(url=url, marker=marker)
+
+
+def _assert_refused(load, served, name='evil.pth'):
+    with pytest.raises(UnsafeCheckpointError) as info:
+        load()
+    msg = str(info.value)
+    assert name in msg and '`os.makedirs`' in msg, msg
+    assert not served['marker'].exists(), 'the pickle ran its code'
+    return msg
+
+
+def test_http_url_is_refused_without_running_code(served):
+    url = served['url'] + '/evil.pth'
+    msg = _assert_refused(lambda: CheckpointLoader.load_checkpoint(url),
+                          served)
+    assert url in msg
+    # the same file over http(s) loads like a local one when it is clean
+    good = CheckpointLoader.load_checkpoint(served['url'] + '/good.pth')
+    assert torch.equal(good['state_dict']['w'], torch.arange(3.))
+    # a failed download is one line naming the URL
+    with pytest.raises(CheckpointError) as info:
+        CheckpointLoader.load_checkpoint(served['url'] + '/gone.pth')
+    assert 'gone.pth' in str(info.value) and '404' in str(info.value)
+
+
+def test_pretrained_init_cfg_url_is_refused(served):
+    """mmengine's generic ``init_cfg=dict(type='Pretrained')`` route."""
+    module = BaseModule(init_cfg=dict(
+        type='Pretrained', checkpoint=served['url'] + '/evil.pth'))
+    module.fc = nn.Linear(2, 2)
+    _assert_refused(module.init_weights, served)
+
+
+@pytest.mark.parametrize('scheme,table', [
+    ('torchvision://', 'get_torchvision_models'),
+    ('modelzoo://', 'get_torchvision_models'),
+    ('open-mmlab://', 'get_external_models'),
+    ('openmmlab://', 'get_external_models'),
+    ('mmcls://', 'get_mmcls_models'),
+])
+def test_prefix_schemes_resolving_to_urls_are_refused(
+        served, monkeypatch, scheme, table):
+    """The model tables mmengine resolves the prefixes with point at the
+    local server, as a tampered table or mirror would."""
+    monkeypatch.setattr(mme_checkpoint, table,
+                        lambda: {'evil': served['url'] + '/evil.pth',
+                                 'good': served['url'] + '/good.pth'})
+    _assert_refused(
+        lambda: CheckpointLoader.load_checkpoint(scheme + 'evil'), served)
+    if scheme != 'mmcls://':  # mmcls keeps backbone.* keys only
+        good = CheckpointLoader.load_checkpoint(scheme + 'good')
+        assert torch.equal(good['state_dict']['w'], torch.arange(3.))
+
+
+def test_open_mmlab_local_table_entry_is_refused(served, tmp_path,
+                                                 monkeypatch):
+    home = tmp_path / 'mmengine_home'
+    home.mkdir()
+    write_malicious(home / 'evil_local.pth', served['marker'])
+    monkeypatch.setenv('MMENGINE_HOME', str(home))
+    monkeypatch.setattr(mme_checkpoint, 'get_external_models',
+                        lambda: {'evil': 'evil_local.pth'})
+    _assert_refused(
+        lambda: CheckpointLoader.load_checkpoint('open-mmlab://evil'),
+        served, name='evil_local.pth')
+
+
+def test_pavi_and_ceph_schemes_are_refused(served, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import mmseg_vvt.engine.checkpoint as safe
+    evil = tmp_path / 'www' / 'evil.pth'
+
+    class Model:
+        name = 'evil.pth'
+
+        def download(self, path):
+            with open(evil, 'rb') as src, open(path, 'wb') as dst:
+                dst.write(src.read())
+
+    pavi = types.ModuleType('pavi')
+    pavi.modelcloud = types.SimpleNamespace(get=lambda path: Model())
+    monkeypatch.setitem(sys.modules, 'pavi', pavi)
+    _assert_refused(
+        lambda: CheckpointLoader.load_checkpoint('pavi://runs/evil.pth'),
+        served)
+
+    class Backend:
+
+        def get(self, filepath):
+            return evil.read_bytes()
+
+    monkeypatch.setattr(safe, 'get_file_backend',
+                        lambda *a, **k: Backend())
+    for path in ('s3://bucket/evil.pth', 'cluster:petrel://b/evil.pth'):
+        msg = _assert_refused(
+            lambda: CheckpointLoader.load_checkpoint(path), served)
+        assert path in msg
+
+
+@contextlib.contextmanager
+def _scheme(prefix, loader, force=False):
+    saved = dict(CheckpointLoader._schemes)
+    CheckpointLoader.register_scheme(prefix, loader=loader, force=force)
+    try:
+        yield
+    finally:
+        CheckpointLoader._schemes = type(CheckpointLoader._schemes)(saved)
+
+
+def test_other_registered_schemes_are_refused_before_they_run(served):
+    """A loader registered by anyone else would unpickle outside the
+    allow-list: it is not called at all."""
+    calls = []
+
+    def load_from_elsewhere(filename, map_location=None):
+        calls.append(filename)
+        return {}
+
+    with _scheme('elsewhere://', load_from_elsewhere):
+        with pytest.raises(UnsafeCheckpointError) as info:
+            CheckpointLoader.load_checkpoint('elsewhere://x.pth')
+    assert "'elsewhere://'" in str(info.value)
+    assert 'load_from_elsewhere' in str(info.value)
+    # replacing one of the safe loaders with force=True is caught the same
+    with _scheme(('http://', 'https://'), load_from_elsewhere, force=True):
+        with pytest.raises(UnsafeCheckpointError, match='http://'):
+            CheckpointLoader.load_checkpoint(served['url'] + '/good.pth')
+    assert calls == []
+    # after the block mmseg_vvt's loaders serve again
+    good = CheckpointLoader.load_checkpoint(served['url'] + '/good.pth')
+    assert torch.equal(good['state_dict']['w'], torch.arange(3.))
+
+
+def test_register_safe_scheme(tmp_path):
+    torch.save({'state_dict': {'w': torch.ones(2)}}, tmp_path / 'a.pth')
+
+    def load_from_mine(filename, map_location=None):
+        return safe_torch_load(
+            str(tmp_path / filename[len('mine://'):]), map_location)
+
+    saved = dict(CheckpointLoader._schemes)
+    try:
+        register_safe_scheme('mine://', load_from_mine)
+        loaded = CheckpointLoader.load_checkpoint('mine://a.pth')
+    finally:
+        CheckpointLoader._schemes = type(CheckpointLoader._schemes)(saved)
+    assert torch.equal(loaded['state_dict']['w'], torch.ones(2))
+
+
+def test_refusal_gives_no_advice_to_switch_the_check_off(tmp_path):
+    path = write_malicious(tmp_path / 'evil.pth', tmp_path / 'marker')
+    with pytest.raises(UnsafeCheckpointError) as info:
+        safe_torch_load(path)
+    msg = str(info.value)
+    # torch's own text says re-running with `weights_only` set to `False`
+    # "will likely succeed"; none of that may be passed on
+    assert 'False' not in msg and 'Re-running' not in msg, msg
+    assert 'likely succeed' not in msg and 'arbitrary code' not in msg
+    assert 'os.makedirs' in msg and 'blocked' in msg
+    assert '\n' not in msg
+
+
+def test_argparse_namespace_is_allowed(tmp_path):
+    import argparse
+    path = str(tmp_path / 'published.pth')
+    torch.save({'model': {'w': torch.ones(1)},
+                'args': argparse.Namespace(lr=1e-3, model='vvt_tiny')}, path)
+    loaded = CheckpointLoader.load_checkpoint(path)
+    assert loaded['args'].model == 'vvt_tiny'
+
+
+# -- empty, truncated, not a checkpoint --------------------------------------
+def test_damaged_files_get_one_line_with_name_size_and_cause(tmp_path):
+    good = str(tmp_path / 'good.pth')
+    torch.save({'state_dict': {'w': torch.zeros(1000)}}, good)
+    size = os.path.getsize(good)
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    half = write_truncated(good, tmp_path / 'half.pth')
+    text = tmp_path / 'notes.pth'
+    text.write_text('not a checkpoint\n')
+    cases = {
+        str(empty): ('0 bytes', 'empty'),
+        half: (f'{size // 2} bytes', 'truncated'),
+        str(text): ('17 bytes', 'not a PyTorch checkpoint'),
+    }
+    for path, (size_text, what) in cases.items():
+        with pytest.raises(CorruptCheckpointError) as info:
+            CheckpointLoader.load_checkpoint(path)
+        msg = str(info.value)
+        assert path in msg and size_text in msg and what in msg, msg
+        assert '\n' not in msg
+
+
+# -- a checkpoint that does not fit the model --------------------------------
+def test_check_checkpoint_fits_names_first_keys_and_counts(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+    sd = dict(model.state_dict())
+    assert check_checkpoint_fits(model, {'state_dict': sd}, source='ok')
+    # DDP-saved keys are fine, as for mmengine's loader
+    assert check_checkpoint_fits(
+        model, {f'module.{k}': v for k, v in sd.items()}, source='ddp')
+    # num_batches_tracked may be absent, as mmengine does not report it
+    del sd['1.num_batches_tracked']
+    assert check_checkpoint_fits(model, sd, source='old')
+
+    bad = dict(sd)
+    del bad['2.bias']
+    bad['3.weight'] = torch.zeros(1)
+    bad['0.weight'] = torch.zeros(3, 5)
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_checkpoint_fits(model, {'state_dict': bad}, source='b.pth')
+    msg = str(info.value)
+    assert "'b.pth'" in msg
+    assert '1 of the model\'s 9 keys missing (2.bias)' in msg
+    assert '1 unexpected keys (3.weight)' in msg
+    assert '0.weight (3, 5) vs (3, 4)' in msg
+    assert '--allow-partial-checkpoint' in msg and '\n' not in msg
+    # explicit partial load: no error, False
+    assert not check_checkpoint_fits(model, bad, allow_partial=True)
+
+
+def test_load_model_checkpoint_refuses_misfit_and_loads_fit(tmp_path):
+    src = nn.Linear(4, 3)
+    path = str(tmp_path / 'lin.pth')
+    torch.save({'state_dict': src.state_dict()}, path)
+    dst = nn.Linear(4, 3)
+    load_model_checkpoint(dst, path)
+    assert torch.equal(dst.weight, src.weight)
+    other = nn.Linear(5, 3)
+    before = other.weight.detach().clone()
+    with pytest.raises(CheckpointMismatchError, match='lin.pth'):
+        load_model_checkpoint(other, path)
+    assert torch.equal(other.weight, before)  # nothing was loaded
+    load_model_checkpoint(other, path, allow_partial=True)
+    assert torch.equal(other.bias, src.bias)
+
+
+class WiderModel(ToyModel):
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+
+def test_fit_hook_refuses_resume_of_another_model(tmp_path):
+    first = _runner(tmp_path, max_iters=2)
+    first.train()
+    resumed = _runner(tmp_path, max_iters=4, resume=True,
+                      model=WiderModel(), custom_hooks=[CheckpointFitHook()])
+    with pytest.raises(CheckpointMismatchError) as info:
+        resumed.train()
+    msg = str(info.value)
+    assert 'iter_2.pth' in msg
+    assert 'fc.weight (2, 4) vs (3, 4)' in msg and '2 shapes differ' in msg
+    # asked for, the partial load goes on
+    partial = _runner(tmp_path / 'p', max_iters=2,
+                      load_from=osp.join(tmp_path, 'iter_2.pth'),
+                      model=WiderModel(),
+                      custom_hooks=[CheckpointFitHook(allow_partial=True)])
+    partial.train()
+    assert partial.iter == 2

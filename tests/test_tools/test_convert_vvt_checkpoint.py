@@ -75,3 +75,60 @@ def test_detect_arch_and_reject_incomplete():
         vvt_convert(sd)
     with pytest.raises(ValueError, match='not a VVT'):
         vvt_convert({'conv1.weight': torch.zeros(1)})
+
+
+def test_published_file_loads_directly_as_pretrained(published):
+    """The authors' file (with its argparse.Namespace) loads through
+    init_cfg as it does through the converter: one loader, one list."""
+    src, backbone = published
+    model = VVT(arch='tiny',
+                init_cfg=dict(type='Pretrained', checkpoint=str(src)))
+    model.init_weights()
+    for k, v in backbone.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_malicious_source_is_refused_in_one_line(tmp_path):
+    from ckpt_helpers import write_malicious
+    marker = tmp_path / 'pickle_ran_code'
+    src = write_malicious(tmp_path / 'evil.pth', marker)
+    dst = tmp_path / 'out.pth'
+    res = _run(src, dst)
+    assert res.returncode == 1
+    assert 'Traceback' not in res.stderr, res.stderr
+    (line, ) = res.stderr.strip().splitlines()
+    assert line.startswith('error: Refusing to load checkpoint')
+    assert src in line and 'os.makedirs' in line
+    assert not marker.exists() and not dst.exists()
+
+
+def test_empty_or_truncated_source_is_one_line(tmp_path, published):
+    from ckpt_helpers import write_truncated
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    half = write_truncated(published[0], tmp_path / 'half.pth')
+    for src, what in ((str(empty), '(0 bytes)'),
+                      (half, f'({osp.getsize(half)} bytes)')):
+        res = _run(src, tmp_path / 'out.pth')
+        assert res.returncode == 1 and 'Traceback' not in res.stderr
+        (line, ) = res.stderr.strip().splitlines()
+        assert src in line and what in line, line
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_pretrained_url_that_runs_code_is_refused(tmp_path, monkeypatch):
+    from ckpt_helpers import NO_PROXY_ENV, serve_directory, write_malicious
+
+    from mmseg_vvt.engine import UnsafeCheckpointError
+    for key, value in NO_PROXY_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    marker = tmp_path / 'pickle_ran_code'
+    (tmp_path / 'www').mkdir()
+    write_malicious(tmp_path / 'www' / 'vvt_tiny.pth', marker)
+    with serve_directory(tmp_path / 'www') as url:
+        model = VVT(arch='tiny', init_cfg=dict(
+            type='Pretrained', checkpoint=url + '/vvt_tiny.pth'))
+        with pytest.raises(UnsafeCheckpointError, match='vvt_tiny.pth'):
+            model.init_weights()
+    assert not marker.exists()

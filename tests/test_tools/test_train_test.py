@@ -554,3 +554,128 @@ def test_train_py_missing_dataset_directory_is_named(tmp_path, missing):
     assert proc.returncode == 1, out[-3000:]
     assert f'error: train_dataloader: {expected}' in out
     assert 'Traceback' not in out
+
+
+# -- checkpoints that test.py / train.py must refuse (issue 12) -------------
+DEMO_CFG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
+
+
+def _one_line_error(proc, *parts):
+    """The run failed with one ``error:`` line holding every part, and no
+    traceback."""
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert 'Traceback' not in proc.stdout, proc.stdout[-3000:]
+    (line, ) = [ln for ln in proc.stdout.splitlines()
+                if ln.startswith('error: ')]
+    for part in parts:
+        assert part in line, line
+    return line
+
+
+def _eval_jsons(work_dir):
+    return glob.glob(osp.join(work_dir, '**', 'eval_*.json'), recursive=True)
+
+
+def test_test_py_refuses_url_checkpoint_that_runs_code(trained, tmp_path):
+    from ckpt_helpers import NO_PROXY_ENV, serve_directory, write_malicious
+    root = tmp_path / 'www'
+    root.mkdir()
+    marker = tmp_path / 'pickle_ran_code'
+    write_malicious(root / 'evil.pth', marker)
+    work_dir = str(tmp_path / 'eval')
+    with serve_directory(root) as url:
+        proc = run([PYTHON, TEST, trained['cfg'], url + '/evil.pth',
+                    '--work-dir', work_dir],
+                   env=dict(NO_PROXY_ENV, TORCH_HOME=str(tmp_path / 'hub')),
+                   check=False)
+    _one_line_error(proc, 'Refusing to load checkpoint', url + '/evil.pth',
+                    'os.makedirs')
+    assert not marker.exists(), 'the pickle ran its code'
+    assert not _eval_jsons(work_dir)
+
+
+def test_test_py_damaged_checkpoint_is_one_line(trained, tmp_path):
+    from ckpt_helpers import write_truncated
+    src = osp.join(trained['work_dir'], 'iter_8.pth')
+    empty = tmp_path / 'iter_9.pth'
+    empty.write_bytes(b'')
+    half = write_truncated(src, tmp_path / 'iter_10.pth')
+    size = osp.getsize(half)
+    for path, parts in ((str(empty), ('0 bytes', 'empty')),
+                        (half, (f'{size} bytes', 'truncated'))):
+        work_dir = str(tmp_path / ('eval_of_' + osp.basename(path)))
+        proc = run([PYTHON, TEST, trained['cfg'], path, '--work-dir',
+                    work_dir], check=False)
+        _one_line_error(proc, path, *parts)
+        assert not _eval_jsons(work_dir)
+
+
+def test_test_py_refuses_checkpoint_of_another_arch(ade_root, tmp_path):
+    """The issue's case: a VVT-T demo checkpoint tested as VVT-S."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(DEMO_CFG)
+    model = MODELS.build(cfg.model)
+    cfg.model.backbone.arch = 'small'
+    small = MODELS.build(cfg.model).state_dict()
+    # VVT-S has 1+1+7+1 blocks more than VVT-T, of the same widths
+    missing = sorted(set(small) - set(model.state_dict()))
+    assert missing and set(model.state_dict()) < set(small)
+    ckpt = str(tmp_path / 'vvt_t_demo.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    work_dir = str(tmp_path / 'eval')
+    proc = run([PYTHON, TEST, DEMO_CFG, ckpt, '--work-dir', work_dir,
+                '--cfg-options', 'model.backbone.arch=small',
+                f'test_dataloader.dataset.data_root={ade_root}'],
+               check=False)
+    line = _one_line_error(proc, ckpt, 'does not fit the model',
+                           '--allow-partial-checkpoint')
+    assert f"{len(missing)} of the model's {len(small)} keys missing" in line
+    assert 'backbone.block1.2.' in line
+    assert not _eval_jsons(work_dir)
+
+
+def test_test_py_partial_load_only_when_asked(trained, tmp_path):
+    ckpt = load_ckpt(osp.join(trained['work_dir'], 'iter_8.pth'))
+    del ckpt['state_dict']['decode_head.conv_seg.bias']
+    path = str(tmp_path / 'no_bias.pth')
+    torch.save(ckpt, path)
+    work_dir = str(tmp_path / 'eval')
+    proc = run([PYTHON, TEST, trained['cfg'], path, '--work-dir', work_dir],
+               check=False)
+    _one_line_error(proc, path, 'keys missing (decode_head.conv_seg.bias)')
+    assert not _eval_jsons(work_dir)
+
+    proc = run([PYTHON, TEST, trained['cfg'], path, '--work-dir', work_dir,
+                '--allow-partial-checkpoint'])
+    assert 'Partial load asked for' in proc.stdout
+    assert 'decode_head.conv_seg.bias' in proc.stdout
+    assert len(_eval_jsons(work_dir)) == 1
+
+
+def test_resume_from_truncated_checkpoint_is_one_line(trained, tmp_path):
+    from ckpt_helpers import write_truncated
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    half = write_truncated(osp.join(trained['work_dir'], 'iter_8.pth'),
+                           work_dir / 'iter_8.pth')
+    (work_dir / 'last_checkpoint').write_text(half)
+    proc = run([PYTHON, TRAIN, trained['cfg'], '--work-dir', str(work_dir),
+                '--resume', '--cfg-options', 'train_cfg.max_iters=10'],
+               check=False)
+    _one_line_error(proc, half, f'{osp.getsize(half)} bytes', 'truncated')
+    assert not osp.exists(work_dir / 'iter_10.pth')
+
+
+def test_checkpoints_are_saved_atomically(trained):
+    """The recipe's CheckpointHook writes through the atomic backend: no
+    temporary file is left, and last_checkpoint names a complete file."""
+    work_dir = trained['work_dir']
+    assert not glob.glob(osp.join(work_dir, '.*.partial'))
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        last = f.read().strip()
+    assert last == osp.join(work_dir, 'iter_8.pth')
+    assert load_ckpt(last)['meta']['iter'] == 8
