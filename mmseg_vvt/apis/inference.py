@@ -272,9 +272,9 @@ def inference_pipeline(pipeline: Sequence[dict]) -> List[dict]:
 
     The first step must be an image loader (``LoadImageFromFile`` or a
     subclass, e.g. ``CheckedLoadImageFromFile``); it becomes
-    :class:`CheckedInferencerLoader` (same arguments). Annotation loaders (mmcv's
-    ``LoadAnnotations`` and subclasses: mmseg's, ``CheckedLoadAnnotations``)
-    are dropped: there is no label map at inference. mmseg's own
+    :class:`CheckedInferencerLoader` (same arguments). Annotation loaders
+    (mmcv's ``LoadAnnotations`` and subclasses: mmseg's,
+    ``CheckedLoadAnnotations``) are dropped: there is no label map at inference. mmseg's own
     ``MMSegInferencer`` only knows the exact type names; configs that use
     subclasses need this.
     """
@@ -450,7 +450,8 @@ class VVTSegInferencer(MMSegInferencer):
         cfg = set_test_mode(cfg, mode, crop_size, stride)
         if no_resize:
             cfg = drop_resize(cfg)
-        cfg.test_pipeline = _test_pipeline(cfg)
+        # adapted here, so model.cfg also works with mmseg's inference_model
+        cfg.test_pipeline = inference_pipeline(_test_pipeline(cfg))
         if cfg.get('visualizer') is None:
             cfg.visualizer = dict(type='SegLocalVisualizer')
         # the visualizer writes files only where it is told to
@@ -483,18 +484,9 @@ class VVTSegInferencer(MMSegInferencer):
 
     def _init_pipeline(self, cfg: ConfigType):
         from mmcv.transforms import Compose
-        return Compose(inference_pipeline(cfg.test_pipeline))
+        return Compose(cfg.test_pipeline)
 
     # -- files in, files out ------------------------------------------------
-    def predict_arrays(self, images: Sequence[np.ndarray]) -> list:
-        """``SegDataSample`` of each BGR uint8 image (``pred_sem_seg`` and
-        ``seg_logits`` at the image's own size), in input order."""
-        datas = [self.pipeline(dict(img=img)) for img in images]
-        preds = []
-        for run in _equal_size_runs(datas, key=lambda d: d):
-            preds.extend(self.forward(self.collate_fn(run)))
-        return preds
-
     def overlay(self, image_bgr: np.ndarray, pred, opacity: float = 0.5,
                 with_labels: bool = False) -> np.ndarray:
         """The prediction drawn over the image (BGR uint8), by mmseg's

@@ -9,8 +9,8 @@
 # order and arguments, data_root, dataloaders) is mmseg's, read from the base
 # file below.
 #
-# The checked transforms and the metric are registered by `import mmseg_vvt`: configs using
-# this file must have `custom_imports = dict(imports=['mmseg_vvt'], ...)`
+# The checked transforms and the metric are registered by `import mmseg_vvt`:
+# configs using this file must have `custom_imports = dict(imports=['mmseg_vvt'], ...)`
 # (the VVT model base files set it; it is not set here because mmengine
 # refuses the same key in two base files of one config).
 _base_ = ['mmseg::_base_/datasets/ade20k.py']
