@@ -10,8 +10,9 @@
 # file below.
 #
 # The checked transforms and the metric are registered by `import mmseg_vvt`:
-# configs using this file must have `custom_imports = dict(imports=['mmseg_vvt'], ...)`
-# (the VVT model base files set it; it is not set here because mmengine
+# configs using this file must have
+# `custom_imports = dict(imports=['mmseg_vvt'], ...)` (the VVT model base
+# files set it; it is not set here because mmengine
 # refuses the same key in two base files of one config).
 _base_ = ['mmseg::_base_/datasets/ade20k.py']
 
