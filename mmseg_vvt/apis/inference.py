@@ -274,9 +274,9 @@ def inference_pipeline(pipeline: Sequence[dict]) -> List[dict]:
     subclass, e.g. ``CheckedLoadImageFromFile``); it becomes
     :class:`CheckedInferencerLoader` (same arguments). Annotation loaders
     (mmcv's ``LoadAnnotations`` and subclasses: mmseg's,
-    ``CheckedLoadAnnotations``) are dropped: there is no label map at inference. mmseg's own
-    ``MMSegInferencer`` only knows the exact type names; configs that use
-    subclasses need this.
+    ``CheckedLoadAnnotations``) are dropped: there is no label map at
+    inference. mmseg's own ``MMSegInferencer`` only knows the exact type
+    names; configs that use subclasses need this.
     """
     from mmcv.transforms import LoadAnnotations, LoadImageFromFile
 
