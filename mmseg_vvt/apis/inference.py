@@ -461,10 +461,9 @@ class VVTSegInferencer(MMSegInferencer):
         self.meta_source = None
         super().__init__(
             cfg, str(weights) if weights is not None else None,
-            device=device or 'cpu',
+            device=device,
             scope=cfg.get('default_scope', 'mmseg'))
         self.visualizer.set_dataset_meta(**self.model.dataset_meta)
-        self.show_progress = False
 
     def _init_model(self, cfg: ConfigType, weights: Optional[str],
                     device: str = 'cpu'):
