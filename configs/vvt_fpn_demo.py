@@ -57,6 +57,9 @@ val_dataloader = dict(
     dataset=dict(
         data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# mmseg's IoUMetric that also returns the per-class IoU/Acc (mmseg_vvt)
+val_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
 
 # --- model ---------------------------------------------------------------
 norm_cfg = dict(type='BN', requires_grad=True)  # one CPU process: plain BN

@@ -4,7 +4,7 @@ Importing this package registers its modules in mmseg's registries, so a
 config can say ``custom_imports = dict(imports=['mmseg_vvt'])`` and then
 ``backbone=dict(type='VVT', ...)``.
 """
-from . import datasets, engine, models  # noqa: F401  (registers modules)
+from . import datasets, engine, evaluation, models  # noqa: F401 (registers)
 from .version import __version__
 
 __all__ = ['__version__']

@@ -8,6 +8,10 @@ For every input image this writes
 * ``OUT_DIR/overlays/<name>.png``: the prediction drawn over the image in
   the dataset's palette (mmseg's ``SegLocalVisualizer``).
 
+Both are written only when both succeeded. The work is done by
+``mmseg_vvt.apis.VVTSegInferencer``, a subclass of mmseg's
+``MMSegInferencer``.
+
 Examples::
 
     python tools/inference.py CONFIG CHECKPOINT demo.jpg --out-dir out
@@ -19,6 +23,7 @@ reported by path as it happens, and again in a summary at the end), 2 for
 bad arguments or refused work (nothing written).
 """
 import argparse
+import pickle
 import sys
 from pathlib import Path
 
@@ -90,8 +95,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmseg_vvt.apis import (expand_inputs, load_segmentor, plan_outputs,
-                                run_inference)
+    from mmseg_vvt.apis import VVTSegInferencer, expand_inputs, plan_outputs
 
     # all checks that can refuse the job run before the model is built
     try:
@@ -117,24 +121,25 @@ def main(argv=None) -> int:
               "device; use --device cpu", file=sys.stderr)
         return 2
     try:
-        model, meta_source = load_segmentor(
+        inferencer = VVTSegInferencer(
             args.config, args.checkpoint, device=device, mode=args.mode,
             crop_size=args.crop_size, stride=args.stride,
             no_resize=args.no_resize)
-    except ValueError as err:
+    except (ValueError, pickle.UnpicklingError) as err:
+        # bad mode/window settings, a refused (unsafe) checkpoint
         print(f'error: {err}', file=sys.stderr)
         return 2
-    tc = model.test_cfg
+    tc = inferencer.model.test_cfg
     mode_desc = tc.get('mode', 'whole')
     if mode_desc == 'slide':
         mode_desc += f' (window {tuple(tc.crop_size)}, stride ' \
                      f'{tuple(tc.stride)})'
     print(f'{len(plans)} image(s), device {device}, {mode_desc} inference, '
-          f'classes/palette from {meta_source}')
+          f'classes/palette from {inferencer.meta_source}')
 
-    summary = run_inference(model, plans, batch_size=args.batch_size,
-                            opacity=args.opacity,
-                            with_labels=args.with_labels)
+    summary = inferencer.run(plans, batch_size=args.batch_size,
+                             opacity=args.opacity,
+                             with_labels=args.with_labels)
     print(f'wrote {len(summary.written)} of {len(plans)} image(s) to '
           f'{args.out_dir}')
     if summary.failed:

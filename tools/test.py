@@ -4,9 +4,10 @@
 #     allow-list that lets mmengine checkpoints load on torch >= 2.6;
 #   * CPU-only machines: SyncBN recipes build BN, ``--launcher pytorch``
 #     uses gloo (mmseg_vvt/engine/runtime.py);
-#   * the summary (aAcc, mIoU, mAcc) and the per-class IoU/Acc are written
-#     to ``<work_dir>/eval_<timestamp>.json`` (never overwriting a file),
-#     next to the table mmseg prints (mmseg_vvt/engine/results.py);
+#   * the summary (aAcc, mIoU, mAcc) and the per-class IoU/Acc that the
+#     configs' PerClassIoUMetric returns are written to
+#     ``<work_dir>/eval_<timestamp>.json`` (never overwriting a file), next
+#     to the table mmseg prints (mmseg_vvt/evaluation/);
 #   * a missing or empty test dataset stops the run before the model is
 #     built, naming the path (mmseg_vvt/datasets/checks.py);
 #   * a checkpoint that does not fit the model (missing / unexpected keys,
@@ -39,10 +40,9 @@ from mmseg_vvt.datasets.checks import (DatasetNotFoundError,  # noqa: E402
                                        runner_dataloader_keys)
 from mmseg_vvt.engine import (CheckpointError,  # noqa: E402
                               add_checkpoint_fit_hook)
-from mmseg_vvt.engine.results import (capture_per_class,  # noqa: E402
-                                      write_eval_json)
 from mmseg_vvt.engine.runtime import (adapt_cfg_to_device,  # noqa: E402
                                       close_distributed)
+from mmseg_vvt.evaluation import write_eval_json  # noqa: E402
 
 
 # TODO: support fuse_conv_bn, visualization, and format_only
@@ -174,37 +174,31 @@ def main(argv=None):
     # build the runner from config
     runner = Runner.from_cfg(cfg)
 
-    # keep the per-class values IoUMetric computes (it returns the summary)
-    try:
-        capture = capture_per_class(runner.test_loop.evaluator)
-    except ValueError as err:
-        print_log(
-            f'{err}; no eval JSON will be written', logger='current',
-            level=logging.WARNING)
-        capture = None
-
     # start testing
     try:
         metrics = runner.test()
     except CheckpointError as err:
         raise SystemExit(f'error: {err}')
 
-    if is_main_process() and capture is not None:
-        if capture.captured:
+    if is_main_process():
+        summary = dict(metrics)
+        per_class = summary.pop('per_class', None)
+        if per_class is not None:
             path = write_eval_json(
                 cfg.work_dir,
                 timestamp=runner.timestamp,
                 config=args.config,
                 checkpoint=args.checkpoint,
                 dataset=cfg.test_dataloader.dataset.get('type', ''),
-                metrics=metrics,
-                per_class=capture.per_class)
+                metrics=summary,
+                per_class=per_class)
             print_log(f'evaluation results written to {path}',
                       logger='current')
         else:
             print_log(
-                'no per-class results were computed (format_only or no '
-                'test data), so no eval JSON was written',
+                'the test evaluator returned no per-class results (it is '
+                "not type='PerClassIoUMetric', or format_only), so no eval "
+                'JSON was written',
                 logger='current',
                 level=logging.WARNING)
     # a live gloo group can abort the process at interpreter exit

@@ -18,12 +18,18 @@ following documented way, so inference sees what training saw:
   it would to any viewer. Float images must hold values in ``[0, 1]`` and
   are scaled by 255. Other dtypes (signed integers, ``uint32``, floats
   outside ``[0, 1]``) are rejected with an error naming the dtype/range.
+
+:class:`CheckedInferencerLoader` is that reading as the first step of an
+inference pipeline (mmseg's ``InferencerLoader`` with these conversions and
+errors that name the file).
 """
 from pathlib import Path
 from typing import Union
 
 import cv2
 import numpy as np
+from mmcv.transforms import BaseTransform
+from mmseg.registry import TRANSFORMS
 
 #: File name suffixes treated as images when a folder is given as input.
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp',
@@ -122,3 +128,37 @@ def read_image_bgr(path: Union[str, Path]) -> np.ndarray:
             str(path),
             'cannot decode as an image (corrupt file or unsupported format)')
     return to_bgr_uint8(img, str(path))
+
+
+@TRANSFORMS.register_module()
+class CheckedInferencerLoader(BaseTransform):
+    """First step of the inference pipeline: a path or an array in, a BGR
+    uint8 image out (see the module docstring), then mmseg's
+    ``LoadImageFromNDArray`` with the config loader's arguments (e.g.
+    ``to_float32``).
+
+    Takes what mmseg's ``InferencerLoader`` takes: a path, an array, or a
+    dict with ``img_path`` and/or ``img``. An unreadable file raises
+    :class:`ImageReadError` naming it.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__()
+        self.from_ndarray = TRANSFORMS.build(
+            dict(type='mmseg.LoadImageFromNDArray', **kwargs))
+
+    def transform(self, results):
+        if isinstance(results, (str, Path)):
+            results = dict(img_path=str(results))
+        elif isinstance(results, np.ndarray):
+            results = dict(img=results)
+        elif not isinstance(results, dict):
+            raise TypeError('expected an image path, an array or a dict, '
+                            f'got {type(results).__name__}')
+        results = dict(results)
+        if results.get('img') is None:
+            results['img'] = read_image_bgr(results['img_path'])
+        else:
+            results['img'] = to_bgr_uint8(
+                results['img'], str(results.get('img_path') or 'image'))
+        return self.from_ndarray(results)

@@ -1,21 +1,21 @@
-"""Batch inference on image files, built on mmseg's ``init_model`` /
-``inference_model``.
+"""Batch inference on image files, on mmseg's ``MMSegInferencer``.
 
-The pieces are usable on their own; ``tools/inference.py`` is the command
-line front end that strings them together:
+:class:`VVTSegInferencer` (a subclass of mmseg's inferencer) builds the
+model, the test pipeline, the collate function and the visualizer; the
+pieces around it are usable on their own, and ``tools/inference.py`` is the
+command line front end that strings them together:
 
 * :func:`expand_inputs`: image files, folders and globs -> list of files.
 * :func:`plan_outputs`: the label / overlay file each input will produce,
   with collision and overwrite checks that run before any work is done.
-* :func:`set_test_mode`: switch a config's ``model.test_cfg`` between
-  whole-image and sliding-window inference.
-* :func:`load_segmentor`: ``mmseg.apis.init_model`` + checkpoint + dataset
-  meta (classes and palette) from the checkpoint, the config or mmseg's
-  dataset aliases.
-* :func:`predict`: ``mmseg.apis.inference_model`` on BGR uint8 arrays.
-* :func:`save_label` / :class:`OverlayWriter`: the two output files.
-* :func:`run_inference`: the whole loop, with batching, a progress bar and
-  per-file error reporting.
+* :func:`set_test_mode` / :func:`drop_resize`: switch a config's
+  ``model.test_cfg`` between whole-image and sliding-window inference, run
+  at native resolution.
+* :func:`load_weights`: the one place inference loads a checkpoint.
+* :func:`resolve_dataset_meta`: classes and palette from the checkpoint,
+  the config or mmseg's dataset aliases.
+* :meth:`VVTSegInferencer.run`: the whole loop, with batching, a progress
+  bar, per-file error reporting and outputs that appear only complete.
 """
 import copy
 import glob
@@ -29,10 +29,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 from mmengine.config import Config, ConfigDict
-from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
+from mmseg.apis import MMSegInferencer
+from mmseg.utils import ConfigType
 
-from ..engine.checkpoint import load_model_checkpoint
 from .image_io import IMG_EXTENSIONS, ImageReadError, read_image_bgr
 
 LABEL_DIR = 'labels'
@@ -268,15 +268,15 @@ def _transform_class(step: dict):
 
 
 def inference_pipeline(pipeline: Sequence[dict]) -> List[dict]:
-    """The test pipeline adapted to in-memory BGR uint8 images.
+    """The test pipeline adapted to inference on paths and arrays.
 
     The first step must be an image loader (``LoadImageFromFile`` or a
-    subclass, e.g. ``CheckedLoadImageFromFile``); it becomes mmseg's
-    ``LoadImageFromNDArray`` (same arguments). Annotation loaders (mmcv's
-    ``LoadAnnotations`` and subclasses: mmseg's, ``CheckedLoadAnnotations``)
-    are dropped: there is no label map at inference. mmseg's own
-    ``inference_model`` only knows the exact type names; configs that use
-    subclasses need this.
+    subclass, e.g. ``CheckedLoadImageFromFile``); it becomes
+    :class:`CheckedInferencerLoader` (same arguments). Annotation loaders
+    (mmcv's ``LoadAnnotations`` and subclasses: mmseg's,
+    ``CheckedLoadAnnotations``) are dropped: there is no label map at
+    inference. mmseg's own ``MMSegInferencer`` only knows the exact type
+    names; configs that use subclasses need this.
     """
     from mmcv.transforms import LoadAnnotations, LoadImageFromFile
 
@@ -288,7 +288,7 @@ def inference_pipeline(pipeline: Sequence[dict]) -> List[dict]:
         raise ValueError(
             'the first step of the test pipeline must load the image (a '
             f"LoadImageFromFile), got {steps[0].get('type')!r}")
-    steps[0]['type'] = 'LoadImageFromNDArray'
+    steps[0]['type'] = 'CheckedInferencerLoader'
     kept = [steps[0]]
     for step in steps[1:]:
         cls = _transform_class(step)
@@ -367,6 +367,253 @@ def resolve_dataset_meta(cfg: Config, checkpoint_meta: Optional[dict],
     return dict(classes=classes, palette=palette), source
 
 
+@dataclass
+class InferenceSummary:
+    written: List[OutputPlan] = field(default_factory=list)
+    failed: List[Tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def load_weights(model, checkpoint: Union[str, Path],
+                 allow_partial: bool = False) -> dict:
+    """Load ``checkpoint`` into ``model``: the one place inference loads
+    weights.
+
+    :func:`mmseg_vvt.engine.load_model_checkpoint` unpickles through the
+    ``weights_only`` allow-list and, unless ``allow_partial``, refuses
+    missing or unexpected keys and mismatched shapes, naming them.
+
+    Returns:
+        The loaded checkpoint (its ``meta`` may hold ``dataset_meta``).
+    """
+    from mmseg_vvt.engine import load_model_checkpoint
+
+    if not Path(checkpoint).is_file() and '://' not in str(checkpoint):
+        raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
+    ckpt = load_model_checkpoint(model, str(checkpoint), map_location='cpu',
+                                 allow_partial=allow_partial)
+    return ckpt if isinstance(ckpt, dict) else {}
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """``write(tmp)`` to a temporary name in ``path``'s folder; returns the
+    temporary path (renamed into place by the caller)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # same suffix: cv2.imwrite picks the encoder from it
+    tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp{path.suffix}')
+    try:
+        write(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+class VVTSegInferencer(MMSegInferencer):
+    """mmseg's ``MMSegInferencer`` for the project's configs and tools.
+
+    What it adds to mmseg's:
+
+    * the config's test mode can be switched (:func:`set_test_mode`) and
+      its ``Resize`` dropped (:func:`drop_resize`) before the model is built;
+    * the test pipeline may start with any ``LoadImageFromFile`` subclass
+      (``CheckedLoadImageFromFile``) and load annotations with any
+      ``LoadAnnotations`` subclass (:func:`inference_pipeline`); images are
+      read by :class:`CheckedInferencerLoader` (gray, RGBA, 16-bit, float);
+    * weights load through :func:`load_weights`; classes and palette come
+      from :func:`resolve_dataset_meta` (``meta_source`` says from where);
+    * :meth:`run` writes label PNGs and overlays for a list of
+      :class:`OutputPlan`, reporting and skipping files that fail.
+
+    ``inferencer(inputs, ...)`` works as mmseg's does.
+    """
+
+    def __init__(self,
+                 model: Union[str, Path, Config],
+                 weights: Optional[str] = None,
+                 device: Optional[str] = None,
+                 mode: Optional[str] = None,
+                 crop_size=None,
+                 stride=None,
+                 no_resize: bool = False,
+                 allow_partial: bool = False) -> None:
+        import mmseg_vvt  # noqa: F401  (registers VVT without custom_imports)
+
+        cfg = model if isinstance(model, Config) else Config.fromfile(
+            str(model))
+        cfg = set_test_mode(cfg, mode, crop_size, stride)
+        if no_resize:
+            cfg = drop_resize(cfg)
+        # adapted here, so model.cfg also works with mmseg's inference_model
+        cfg.test_pipeline = inference_pipeline(_test_pipeline(cfg))
+        if cfg.get('visualizer') is None:
+            cfg.visualizer = dict(type='SegLocalVisualizer')
+        # the visualizer writes files only where it is told to
+        cfg.visualizer.pop('vis_backends', None)
+        cfg.visualizer.pop('save_dir', None)
+        self._allow_partial = allow_partial
+        self.meta_source = None
+        super().__init__(
+            cfg, str(weights) if weights is not None else None,
+            device=device,
+            scope=cfg.get('default_scope', 'mmseg'))
+        self.visualizer.set_dataset_meta(**self.model.dataset_meta)
+
+    def _init_model(self, cfg: ConfigType, weights: Optional[str],
+                    device: str = 'cpu'):
+        from mmseg.registry import MODELS
+
+        cfg.model.pop('pretrained', None)  # as mmengine's _init_model
+        model = MODELS.build(cfg.model)
+        model.cfg = cfg
+        checkpoint = {}
+        if weights is not None:
+            checkpoint = load_weights(
+                model, weights, self._allow_partial
+                or cfg.get('allow_partial_checkpoint', False))
+        model.dataset_meta, self.meta_source = resolve_dataset_meta(
+            cfg, checkpoint.get('meta'), model.decode_head.num_classes)
+        model.to(device)
+        model.eval()
+        return model
+
+    def _init_pipeline(self, cfg: ConfigType):
+        from mmcv.transforms import Compose
+        return Compose(cfg.test_pipeline)
+
+    # -- files in, files out ------------------------------------------------
+    def overlay(self, image_bgr: np.ndarray, pred, opacity: float = 0.5,
+                with_labels: bool = False) -> np.ndarray:
+        """The prediction drawn over the image (BGR uint8), by mmseg's
+        ``visualize`` (``SegLocalVisualizer``)."""
+        if not 0 < opacity <= 1:
+            raise ValueError(f'opacity must be in (0, 1], got {opacity}')
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+
+        # numpy labels: the visualizer indexes its colour mask with
+        # ``labels == k``; as a one-element torch tensor (a 1x1 image) numpy
+        # takes that as the integer index 1 (IndexError)
+        drawn = SegDataSample()
+        drawn.pred_sem_seg = PixelData(
+            data=pred.pred_sem_seg.data.cpu().numpy())
+        (vis, ) = self.visualize([np.ascontiguousarray(image_bgr[:, :, ::-1])],
+                                 [drawn], return_vis=True, opacity=opacity,
+                                 with_labels=with_labels)
+        return np.ascontiguousarray(vis[:, :, ::-1])
+
+    def write_outputs(self, plan: OutputPlan, image_bgr: np.ndarray, pred,
+                      opacity: float = 0.5,
+                      with_labels: bool = False) -> None:
+        """Write the label PNG (and the overlay) of one image: both are
+        written under temporary names and renamed into place only when
+        both succeeded, so a failure leaves no partial output."""
+        num_classes = self.model.decode_head.num_classes
+        label = pred.pred_sem_seg.data.cpu().numpy()[0]
+        done = []
+        try:
+            done.append((_atomic_write(
+                plan.label,
+                lambda tmp: save_label(label, tmp, num_classes)), plan.label))
+            if plan.overlay is not None:
+                vis = self.overlay(image_bgr, pred, opacity, with_labels)
+                done.append((_atomic_write(plan.overlay,
+                                           lambda tmp: _imwrite(tmp, vis)),
+                             plan.overlay))
+        except BaseException:
+            for tmp, _ in done:
+                tmp.unlink(missing_ok=True)
+            raise
+        for tmp, final in done:
+            os.replace(tmp, final)
+
+    def run(self,
+            plans: Sequence[OutputPlan],
+            batch_size: int = 1,
+            opacity: float = 0.5,
+            with_labels: bool = False,
+            progress: Optional[bool] = None,
+            err_stream=None) -> InferenceSummary:
+        """Predict every planned image and write its outputs.
+
+        A file that cannot be read, or whose prediction or outputs fail, is
+        reported on ``err_stream`` with its path and the reason, recorded in
+        the summary, and leaves no output; the loop goes on with the rest.
+        ``batch_size`` images are read at a time; equally sized ones (after
+        the test pipeline) share a forward pass, since mmseg's data
+        preprocessor cannot stack different sizes at test time.
+        """
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        if not 0 < opacity <= 1:
+            raise ValueError(f'opacity must be in (0, 1], got {opacity}')
+        err_stream = err_stream or sys.stderr
+        summary = InferenceSummary()
+        show = len(plans) > 1 if progress is None else progress
+        bar = ProgressBar(len(plans)) if show else None
+
+        def fail(plan, reason):
+            summary.failed.append((plan.image, reason))
+            print(f'\nERROR: skipped {plan.image}: {reason}', file=err_stream,
+                  flush=True)
+            if bar:
+                bar.update()
+
+        for start in range(0, len(plans), batch_size):
+            batch = []
+            for plan in plans[start:start + batch_size]:
+                try:
+                    img = read_image_bgr(plan.image)
+                    data = self.pipeline(dict(img=img))
+                except ImageReadError as err:
+                    fail(plan, err.reason)
+                    continue
+                except Exception as err:
+                    fail(plan, 'test pipeline failed: '
+                         f'{type(err).__name__}: {err}')
+                    continue
+                batch.append((plan, img, data))
+            for run in _equal_size_runs(batch, key=lambda item: item[2]):
+                try:
+                    preds = self.forward(
+                        self.collate_fn([data for _, _, data in run]))
+                except Exception as err:  # report, go on with the next run
+                    for plan, _, _ in run:
+                        fail(plan,
+                             f'inference failed: {type(err).__name__}: {err}')
+                    continue
+                for (plan, img, _), pred in zip(run, preds):
+                    try:
+                        self.write_outputs(plan, img, pred, opacity,
+                                           with_labels)
+                    except Exception as err:
+                        fail(plan, 'writing outputs failed: '
+                             f'{type(err).__name__}: {err}')
+                        continue
+                    summary.written.append(plan)
+                    if bar:
+                        bar.update()
+        if bar:
+            bar.file.write('\n')
+        return summary
+
+
+def _equal_size_runs(items: Sequence, key) -> List[list]:
+    """Consecutive items whose packed inputs (``key(item)['inputs']``) have
+    the same shape."""
+    runs: List[list] = []
+    for item in items:
+        shape = tuple(key(item)['inputs'].shape)
+        if runs and tuple(key(runs[-1][0])['inputs'].shape) == shape:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
 def load_segmentor(config: Union[str, Path, Config],
                    checkpoint: Optional[str],
                    device: str = 'cpu',
@@ -375,71 +622,16 @@ def load_segmentor(config: Union[str, Path, Config],
                    stride=None,
                    no_resize: bool = False,
                    allow_partial: bool = False):
-    """Build a segmentor with mmseg's ``init_model`` and load weights.
+    """The model of a :class:`VVTSegInferencer`: ``(model, meta_source)``.
 
-    ``init_model`` is called without a checkpoint and the checkpoint is then
-    loaded with ``mmseg_vvt.engine.load_model_checkpoint`` (mmengine's
-    ``load_checkpoint``, what ``init_model`` does inside, refusing a
-    checkpoint that does not fit the model unless ``allow_partial`` or the
-    config's ``allow_partial_checkpoint``), so that the dataset meta can
-    come from the config when the checkpoint carries none (``init_model``
-    would fall back to Cityscapes).
-
-    Returns:
-        ``(model, meta_source)``; ``model.dataset_meta`` holds ``classes``
-        and ``palette``, ``model.cfg`` the config actually used.
+    ``model.dataset_meta`` holds ``classes`` and ``palette``, ``model.cfg``
+    the config actually used; ``mmseg.apis.inference_model`` runs it.
     """
-    from mmseg.apis import init_model
-
-    import mmseg_vvt  # noqa: F401  (registers VVT even without custom_imports)
-
-    cfg = config if isinstance(config, Config) else Config.fromfile(
-        str(config))
-    cfg = set_test_mode(cfg, mode, crop_size, stride)
-    if no_resize:
-        cfg = drop_resize(cfg)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    cfg.test_pipeline = inference_pipeline(_test_pipeline(cfg))
-    model = init_model(cfg, None, device=device)
-    ckpt_meta = None
-    if checkpoint is not None:
-        if not Path(checkpoint).is_file() and '://' not in str(checkpoint):
-            raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
-        # refuses a checkpoint that does not fit the model (keys, shapes)
-        ckpt = load_model_checkpoint(
-            model, str(checkpoint), map_location='cpu',
-            allow_partial=allow_partial
-            or cfg.get('allow_partial_checkpoint', False))
-        ckpt_meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
-    num_classes = model.decode_head.num_classes
-    model.dataset_meta, source = resolve_dataset_meta(cfg, ckpt_meta,
-                                                      num_classes)
-    model.eval()
-    return model, source
-
-
-def predict(model, images: Sequence[np.ndarray]):
-    """Run ``mmseg.apis.inference_model`` on BGR uint8 arrays.
-
-    Images of different sizes are split into runs of equal size, since
-    mmseg's data preprocessor only stacks equal sizes at test time.
-
-    Returns:
-        list of ``SegDataSample`` (``pred_sem_seg`` and ``seg_logits`` at
-        each image's original size), in input order.
-    """
-    from mmseg.apis import inference_model
-
-    results = []
-    start = 0
-    while start < len(images):
-        end = start + 1
-        while end < len(images) and \
-                images[end].shape == images[start].shape:
-            end += 1
-        results.extend(inference_model(model, list(images[start:end])))
-        start = end
-    return results
+    inferencer = VVTSegInferencer(config, checkpoint, device=device,
+                                  mode=mode, crop_size=crop_size,
+                                  stride=stride, no_resize=no_resize,
+                                  allow_partial=allow_partial)
+    return inferencer.model, inferencer.meta_source
 
 
 def label_dtype(num_classes: int):
@@ -447,6 +639,11 @@ def label_dtype(num_classes: int):
     mmseg's ignore index in 8-bit label files, so a 256th class would be read
     back as 'ignore')."""
     return np.uint8 if num_classes <= 255 else np.uint16
+
+
+def _imwrite(path: Path, img: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), img):
+        raise OSError(f'could not write {path}')
 
 
 def save_label(label: np.ndarray, path: Union[str, Path],
@@ -458,122 +655,4 @@ def save_label(label: np.ndarray, path: Union[str, Path],
     label = np.asarray(label)
     if label.ndim == 3 and label.shape[0] == 1:
         label = label[0]
-    if not cv2.imwrite(str(path), label.astype(label_dtype(num_classes))):
-        raise OSError(f'could not write {path}')
-
-
-class OverlayWriter:
-    """Draws predictions over the image with mmseg's ``SegLocalVisualizer``.
-    """
-
-    _count = 0
-
-    def __init__(self, dataset_meta: dict, opacity: float = 0.5,
-                 with_labels: bool = False):
-        from mmseg.visualization import SegLocalVisualizer
-        if not 0 < opacity <= 1:
-            raise ValueError(f'opacity must be in (0, 1], got {opacity}')
-        OverlayWriter._count += 1
-        self.visualizer = SegLocalVisualizer(
-            name=f'mmseg_vvt_overlay_{os.getpid()}_{OverlayWriter._count}',
-            alpha=opacity)
-        self.visualizer.dataset_meta = dict(
-            classes=dataset_meta['classes'], palette=dataset_meta['palette'])
-        self.with_labels = with_labels
-
-    def write(self, image_bgr: np.ndarray, data_sample,
-              path: Union[str, Path]) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # the visualizer takes RGB and writes BGR via mmcv.imwrite
-        self.visualizer.add_datasample(
-            path.stem,
-            np.ascontiguousarray(image_bgr[:, :, ::-1]),
-            data_sample=data_sample,
-            draw_gt=False,
-            draw_pred=True,
-            show=False,
-            out_file=str(path),
-            with_labels=self.with_labels)
-        if not path.is_file():
-            raise OSError(f'could not write {path}')
-
-
-# --------------------------------------------------------------------------
-# the loop
-# --------------------------------------------------------------------------
-@dataclass
-class InferenceSummary:
-    written: List[OutputPlan] = field(default_factory=list)
-    failed: List[Tuple[Path, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-
-def _report(msg: str, stream) -> None:
-    print(msg, file=stream, flush=True)
-
-
-def run_inference(model,
-                  plans: Sequence[OutputPlan],
-                  batch_size: int = 1,
-                  opacity: float = 0.5,
-                  with_labels: bool = False,
-                  progress: Optional[bool] = None,
-                  err_stream=None) -> InferenceSummary:
-    """Predict every planned image and write its outputs.
-
-    A file that cannot be read (or whose batch fails) is reported on
-    ``err_stream`` with its path and the reason, recorded in the summary,
-    and the loop goes on with the rest.
-    """
-    if batch_size < 1:
-        raise ValueError(f'batch_size must be >= 1, got {batch_size}')
-    err_stream = err_stream or sys.stderr
-    num_classes = model.decode_head.num_classes
-    writer = OverlayWriter(model.dataset_meta, opacity, with_labels) \
-        if any(p.overlay is not None for p in plans) else None
-    summary = InferenceSummary()
-    show = len(plans) > 1 if progress is None else progress
-    bar = ProgressBar(len(plans)) if show else None
-
-    def fail(plan, reason):
-        summary.failed.append((plan.image, reason))
-        _report(f'\nERROR: skipped {plan.image}: {reason}', err_stream)
-
-    for start in range(0, len(plans), batch_size):
-        batch = []
-        for plan in plans[start:start + batch_size]:
-            try:
-                batch.append((plan, read_image_bgr(plan.image)))
-            except ImageReadError as err:
-                fail(plan, err.reason)
-                if bar:
-                    bar.update()
-        if not batch:
-            continue
-        try:
-            samples = predict(model, [img for _, img in batch])
-        except Exception as err:  # report, keep going with the next batch
-            for plan, _ in batch:
-                fail(plan, f'inference failed: {type(err).__name__}: {err}')
-                if bar:
-                    bar.update()
-            continue
-        for (plan, img), sample in zip(batch, samples):
-            try:
-                label = sample.pred_sem_seg.data.cpu().numpy()[0]
-                save_label(label, plan.label, num_classes)
-                if writer is not None:
-                    writer.write(img, sample, plan.overlay)
-                summary.written.append(plan)
-            except Exception as err:
-                fail(plan, f'writing outputs failed: {type(err).__name__}: '
-                     f'{err}')
-            if bar:
-                bar.update()
-    if bar:
-        bar.file.write('\n')
-    return summary
+    _imwrite(path, label.astype(label_dtype(num_classes)))

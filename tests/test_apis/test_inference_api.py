@@ -117,7 +117,7 @@ def test_inference_pipeline_loads_arrays_and_drops_annotations():
         dict(type='PackSegInputs')
     ]
     assert inference_pipeline(pipeline) == [
-        dict(type='LoadImageFromNDArray', to_float32=True),
+        dict(type='CheckedInferencerLoader', to_float32=True),
         dict(type='Resize', scale=(2048, 512), keep_ratio=True),
         dict(type='PackSegInputs')
     ]

@@ -266,6 +266,37 @@ def test_slide_mode_covers_an_image_larger_than_the_window(
     assert s.max() < NUM_CLASSES
 
 
+class _RunsCode:
+    """Unpickling this would create a directory (arbitrary code)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        import os
+        return (os.makedirs, (self.path, ))
+
+
+def test_malicious_checkpoint_is_refused(tool, tiny_model, tmp_path,
+                                         capsys):
+    """A checkpoint whose pickle would run code is refused by name, before
+    anything is written, and the code does not run."""
+    cfg_path, ckpt_path, _ = tiny_model
+    target = tmp_path / 'created_by_unpickling'
+    evil = tmp_path / 'evil.pth'
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt['meta']['x'] = _RunsCode(str(target))
+    torch.save(ckpt, evil)
+    img = _write(tmp_path / 'a.png', np.zeros((8, 8, 3), np.uint8))
+    code = tool.main([str(cfg_path), str(evil), str(img), '--out-dir',
+                      str(tmp_path / 'o'), '--device', 'cpu'])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert 'error: Refusing to load checkpoint' in err and str(evil) in err
+    assert not target.exists()
+    assert not (tmp_path / 'o').exists()
+
+
 def test_bad_arguments_exit_2(tool, tiny_model, tmp_path):
     img = _write(tmp_path / 'a.png', np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(SystemExit) as exc:
@@ -279,3 +310,58 @@ def test_bad_arguments_exit_2(tool, tiny_model, tmp_path):
         assert _run(tool, tiny_model, [img], tmp_path / 'o', '--device',
                     'cuda') == 2
     assert not (tmp_path / 'o').exists()
+
+
+@pytest.mark.parametrize('with_labels', [False, True])
+def test_every_size_from_1x1_works(tool, tiny_model, tmp_path, with_labels):
+    """1x1, 1xN and Nx1 images (mmseg's visualizer failed on them) give a
+    label map and an overlay of the image's size."""
+    rng = np.random.RandomState(8)
+    shapes = {'p1x1': (1, 1), 'row1x9': (1, 9), 'col7x1': (7, 1),
+              'p2x2': (2, 2)}
+    folder = tmp_path / 'in'
+    for name, shape in shapes.items():
+        _write(folder / f'{name}.png',
+               rng.randint(0, 256, shape + (3, ), np.uint8))
+    out = tmp_path / 'out'
+    extra = ['--with-labels'] if with_labels else []
+    assert _run(tool, tiny_model, [folder], out, *extra) == 0
+    for name, shape in shapes.items():
+        label = cv2.imread(str(out / 'labels' / f'{name}.png'),
+                           cv2.IMREAD_UNCHANGED)
+        overlay = cv2.imread(str(out / 'overlays' / f'{name}.png'),
+                             cv2.IMREAD_UNCHANGED)
+        assert label.shape == shape and label.max() < NUM_CLASSES, name
+        assert overlay.shape == shape + (3, ), name
+
+
+def test_a_failed_image_leaves_no_partial_output(tool, tiny_model, tmp_path,
+                                                 monkeypatch, capsys):
+    """When the overlay of an image fails, its label PNG (written first)
+    is not left behind, so a rerun without --overwrite is not refused; the
+    other images are written."""
+    from mmseg_vvt.apis import VVTSegInferencer
+    rng = np.random.RandomState(9)
+    good = _write(tmp_path / 'in' / 'good.png',
+                  rng.randint(0, 256, (12, 14, 3), np.uint8))
+    bad = _write(tmp_path / 'in' / 'bad.png',
+                 rng.randint(0, 256, (13, 14, 3), np.uint8))
+    overlay = VVTSegInferencer.overlay
+
+    def failing_overlay(self, image, pred, *args, **kwargs):
+        if image.shape[:2] == (13, 14):  # 'bad'
+            raise IndexError('drawing failed')
+        return overlay(self, image, pred, *args, **kwargs)
+
+    monkeypatch.setattr(VVTSegInferencer, 'overlay', failing_overlay)
+    out = tmp_path / 'out'
+    assert _run(tool, tiny_model, [bad, good], out) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and 'IndexError: drawing failed' in err
+    assert sorted(p.name for p in (out / 'labels').iterdir()) == ['good.png']
+    assert sorted(p.name for p in (out / 'overlays').iterdir()) == [
+        'good.png'
+    ]
+    monkeypatch.setattr(VVTSegInferencer, 'overlay', overlay)
+    assert _run(tool, tiny_model, [bad], out) == 0  # not refused
+    assert (out / 'labels' / 'bad.png').is_file()

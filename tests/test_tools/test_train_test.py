@@ -236,6 +236,13 @@ def test_test_py_prints_miou_and_writes_json(trained, tmp_path):
     assert record['per_class'][0]['class'] == 'wall'
     assert record['per_class'][0]['Acc'] is not None
     assert osp.basename(path) == f"eval_{record['timestamp']}.json"
+    # mmengine's own JSON log of the run holds the same per-class values
+    # (the configs' PerClassIoUMetric returns them)
+    ts = record['timestamp']
+    with open(osp.join(work_dir, ts, f'{ts}.json')) as f:
+        logged = json.load(f)
+    assert logged['per_class'] == record['per_class']
+    assert logged['mIoU'] == pytest.approx(record['metrics']['mIoU'])
 
     # a second evaluation into the same work dir keeps the first file;
     # --show-dir paints the predictions

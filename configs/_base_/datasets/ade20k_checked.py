@@ -3,12 +3,16 @@
 # (mmseg_vvt/datasets/transforms.py; same arguments): a corrupt image or a
 # label map whose size differs from its image stops the run with an error
 # naming the file, instead of a bare decoder error or a shape mismatch much
-# later. Everything else (transforms, their order and arguments, data_root,
-# dataloaders, evaluator) is mmseg's, read from the base file below.
+# later. The evaluator is mmseg's IoUMetric with the per-class IoU/Acc in its
+# results (PerClassIoUMetric, mmseg_vvt/evaluation/), so they reach the logs'
+# JSON and tools/test.py's eval_*.json. Everything else (transforms, their
+# order and arguments, data_root, dataloaders) is mmseg's, read from the base
+# file below.
 #
-# The checked transforms are registered by `import mmseg_vvt`: configs using
-# this file must have `custom_imports = dict(imports=['mmseg_vvt'], ...)`
-# (the VVT model base files set it; it is not set here because mmengine
+# The checked transforms and the metric are registered by `import mmseg_vvt`:
+# configs using this file must have
+# `custom_imports = dict(imports=['mmseg_vvt'], ...)` (the VVT model base
+# files set it; it is not set here because mmengine
 # refuses the same key in two base files of one config).
 _base_ = ['mmseg::_base_/datasets/ade20k.py']
 
@@ -40,3 +44,5 @@ tta_pipeline = _checked(_base_.tta_pipeline)
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+val_evaluator = dict(type='PerClassIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

@@ -1,0 +1,67 @@
+"""Evaluation results of ``tools/test.py`` as a JSON file.
+
+:func:`write_eval_json` stores the summary and the per-class values that
+:class:`~mmseg_vvt.evaluation.PerClassIoUMetric` returns in
+``<work_dir>/eval_<timestamp>.json``, the file ``tools/collect_results.py``
+reads::
+
+    {"config": str, "checkpoint": str, "dataset": str,
+     "metrics": {"aAcc": float, "mIoU": float, "mAcc": float},
+     "per_class": [{"class": str, "IoU": float, "Acc": float}, ...],
+     "timestamp": str}
+
+Values are percentages rounded to 2 decimals, as ``IoUMetric`` reports them.
+A value that is undefined (0/0) is written as ``null``. If the metric was
+configured with more ``iou_metrics`` (mDice, mFscore), their summary and
+per-class values are included under their mmseg names too.
+"""
+import json
+import math
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional
+
+__all__ = ['write_eval_json']
+
+
+def _percent(value: Any) -> Optional[float]:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def write_eval_json(work_dir: str,
+                    timestamp: str,
+                    config: str,
+                    checkpoint: str,
+                    dataset: str,
+                    metrics: Dict[str, Any],
+                    per_class: Optional[List[Dict[str, Any]]]) -> str:
+    """Write ``<work_dir>/eval_<timestamp>.json``; never overwrites.
+
+    If that name exists (two runs in the same second), ``_1``, ``_2``, ...
+    is appended. Returns the path written.
+    """
+    record = {
+        'config': str(config),
+        'checkpoint': str(checkpoint),
+        'dataset': str(dataset),
+        'metrics': {
+            str(k): _percent(v)
+            for k, v in metrics.items()
+        },
+        'per_class': per_class if per_class is not None else [],
+        'timestamp': str(timestamp),
+    }
+    text = json.dumps(record, indent=2, allow_nan=False)
+    os.makedirs(work_dir, exist_ok=True)
+    stem = osp.join(work_dir, f'eval_{timestamp}')
+    suffix = 0
+    while True:
+        path = f'{stem}.json' if suffix == 0 else f'{stem}_{suffix}.json'
+        try:
+            # 'x': exclusive creation, fails if the file exists
+            with open(path, 'x', encoding='utf-8') as f:
+                f.write(text + '\n')
+            return path
+        except FileExistsError:
+            suffix += 1
