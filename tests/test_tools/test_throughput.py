@@ -52,7 +52,7 @@ def test_bf16_really_runs_under_autocast(cfg_file):
     import torch
 
     from mmseg_vvt.utils.complexity import build_segmentor
-    from mmseg_vvt.utils.throughput import segmentor_throughput
+    from analysis_tools.throughput import segmentor_throughput
     model = build_segmentor(cfg_file)
     seen = []
     linear = next(m for m in model.modules()
@@ -65,7 +65,7 @@ def test_bf16_really_runs_under_autocast(cfg_file):
 
 
 def test_throughput_rejects_bad_arguments(cfg_file):
-    from mmseg_vvt.utils.throughput import segmentor_throughput
+    from analysis_tools.throughput import segmentor_throughput
     with pytest.raises(ValueError, match="'int8'"):
         segmentor_throughput(cfg_file, shape=(64, 64), dtypes=['int8'])
     with pytest.raises(ValueError, match='batch_size'):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from mmseg_vvt.utils.benchmark import (check_model_names, plot_results,
+from analysis_tools.benchmark import (check_model_names, plot_results,
                                        render_markdown, write_outputs)
 
 
