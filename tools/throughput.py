@@ -46,9 +46,10 @@ def parse_args(argv=None):
                    'dtypes (default fp32 bf16)')
     p.add_argument('--train', action='store_true',
                    help='time training iterations instead of inference')
-    p.add_argument('--amp', choices=['fp16', 'bf16'], default=None,
-                   help='--train: mixed precision (CUDA: AmpOptimWrapper; '
-                   'default fp32)')
+    p.add_argument('--amp', nargs='+', choices=['fp32', 'fp16', 'bf16'],
+                   default=['fp32'],
+                   help='--train: fp32 and/or mixed precision (CUDA: '
+                   'AmpOptimWrapper), one fresh model each (default fp32)')
     p.add_argument('--backbone', default=None,
                    help='swap in this backbone of tools/benchmark_scaling.py '
                    '(e.g. swin-t), the neck and heads kept')
@@ -70,31 +71,40 @@ def parse_args(argv=None):
             p.error(f'--{opt.replace("_", "-")} must be >= 1')
     if args.warmup < 0:
         p.error('--warmup must be >= 0')
-    if args.amp and not args.train:
+    if args.amp != ['fp32'] and not args.train:
         p.error('--amp is for --train; inference takes --dtype')
     return args
 
 
 def train_main(args, shape):
-    r = segmentor_train_throughput(
-        args.config, shape=shape, batch_size=args.batch_size, amp=args.amp,
-        iters=args.iters, warmup=args.warmup, cfg_options=args.cfg_options,
-        device=args.device, backbone=args.backbone)
+    results = {}
+    for amp in args.amp:
+        results[amp] = segmentor_train_throughput(
+            args.config, shape=shape, batch_size=args.batch_size,
+            amp=None if amp == 'fp32' else amp, iters=args.iters,
+            warmup=args.warmup, cfg_options=args.cfg_options,
+            device=args.device, backbone=args.backbone)
+        if args.device == 'cuda':
+            import torch
+            torch.cuda.empty_cache()  # the next setting starts clean
     print(f'config: {args.config}' + (f' with backbone {args.backbone}'
                                       if args.backbone else ''))
     print(f'training on {args.device}: {args.batch_size} x 3 x {shape[0]} x '
-          f'{shape[1]}, {args.amp or "fp32"} ({r["optim_wrapper"]}), '
-          f'{args.iters} timed iterations after {args.warmup} warm-up')
-    print('| images/s | ms/iter (median) | peak memory (MiB) | '
+          f'{shape[1]}, {args.iters} timed iterations after {args.warmup} '
+          f'warm-up')
+    print('| precision | images/s | ms/iter (median) | peak memory (MiB) | '
           'finite losses |')
-    print('|---|---|---|---|')
-    print(f'| {r["images_per_s"]:.2f} | {r["ms_per_iter_median"]:.1f} | '
-          f'{r["peak_mib"]:.0f} ({r["memory"]}) | {r["losses_finite"]} |')
+    print('|---|---|---|---|---|')
+    for amp, r in results.items():
+        print(f'| {amp} ({r["optim_wrapper"]}) | {r["images_per_s"]:.2f} | '
+              f'{r["ms_per_iter_median"]:.1f} | {r["peak_mib"]:.0f} '
+              f'({r["memory"]}) | {r["losses_finite"]} |')
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(dict(config=args.config, train=r), f, indent=1)
+            json.dump(dict(config=args.config, backbone=args.backbone,
+                           train=results), f, indent=1)
         print(f'wrote {args.out}')
-    return 0 if r['losses_finite'] else 1
+    return 0 if all(r['losses_finite'] for r in results.values()) else 1
 
 
 def main(argv=None):

@@ -359,15 +359,30 @@ class _Worker:
             initializer=_worker_init,
             initargs=(spec, ))
         self.dead: Optional[str] = None
+        # workers start (import torch, build the model) side by side
+        self._hello = self.pool.submit(_worker_call, 'hello')
 
     def hello(self) -> Dict[str, Any]:
-        return self.ask('hello')
+        return self._result(self._hello)
 
     def ask(self, cmd: str) -> Dict[str, Any]:
+        return self._result(self.submit(cmd))
+
+    def submit(self, cmd: str) -> Optional[cf.Future]:
+        if self.dead:
+            return None
+        try:
+            return self.pool.submit(_worker_call, cmd)
+        except cf.process.BrokenProcessPool:
+            return self._result(None)
+
+    def _result(self, future) -> Dict[str, Any]:
         if self.dead:
             return dict(ok=False, error=self.dead)
         try:
-            return self.pool.submit(_worker_call, cmd).result()
+            if future is None:
+                raise cf.process.BrokenProcessPool
+            return future.result()
         except cf.process.BrokenProcessPool:
             codes = [p.exitcode for p in self.pool._processes.values()]
             why = 'worker process died'
@@ -590,13 +605,19 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
     for ri, res in enumerate(resolutions):
         cell = {}
         workers = {}
+        started = {}
         try:
             flop_counts = (_count_flops_alone(models, res, mode, batch_size,
                                               threads, mem_limit_gb, progress)
                            if flops else {})
+            started = {}
             for mi, name in enumerate(models):
                 progress(f'[{ri * len(models) + mi + 1}/{n_cells}] {res}px '
                          f'{name}: starting worker')
+                started[name] = _Worker(
+                    _worker_spec(name, res, mode, batch_size, threads,
+                                 mem_limit_gb, device, dtype, compile))
+            for name, w in started.items():
                 rec = dict(
                     model=name,
                     label=BENCHMARK_MODELS[name]['label'],
@@ -614,9 +635,6 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                     unsupported_ops=None,
                     errors=[])
                 cell[name] = rec
-                w = _Worker(
-                    _worker_spec(name, res, mode, batch_size, threads,
-                                 mem_limit_gb, device, dtype, compile))
                 reply = w.hello()
                 if not reply.get('ok'):
                     rec['errors'].append(f'build: {reply["error"]}')
@@ -637,8 +655,22 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                     else:
                         rec['errors'].append(f'flops: {count["error"]}')
 
+            if compile:
+                # compile side by side (minutes each); the memory pass and
+                # the timing below run one model at a time as usual
+                progress(f'  {res}px compiling {len(workers)} model(s)')
+                compiled = {n: w.submit('time') for n, w in workers.items()}
+                for name, future in compiled.items():
+                    reply = workers[name]._result(future)
+                    if not reply.get('ok'):
+                        cell[name]['errors'].append(
+                            f'compile: {reply["error"]}')
+                        progress(f'  {res}px {name}: compile FAILED: '
+                                 f'{reply["error"]}')
             for name, w in workers.items():
                 rec = cell[name]
+                if rec['errors'] and compile:
+                    continue  # a failed compile fails every pass
                 reply = w.ask('memory')
                 if reply.get('ok'):
                     mb = 2.0**20
@@ -654,7 +686,10 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                     rec['errors'].append(f'memory: {reply["error"]}')
                     progress(f'  {res}px {name}: FAILED: {reply["error"]}')
 
-            order = [n for n in workers if not workers[n].dead]
+            order = [
+                n for n in workers if not workers[n].dead
+                and not (compile and cell[n]['errors'])
+            ]
             for i in range(warmup):
                 for name in order:
                     reply = workers[name].ask('time')
@@ -685,7 +720,7 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                         progress(f'  {res}px {name}: FAILED: '
                                  f'{reply["error"]}')
         finally:
-            for w in workers.values():
+            for w in started.values():
                 w.close()
         for name in models:
             rec = cell[name]
@@ -864,7 +899,8 @@ def render_markdown(data: Dict[str, Any],
             ' (on CUDA: `max_memory_allocated` after '
             '`reset_peak_memory_stats` minus `memory_allocated` before; '
             'the "peak RSS" column is then the peak allocated)'
-            if meta.get('device') == 'cuda' else '') + '. GFLOPs: mmengine FlopAnalyzer, '
+            if meta.get('device') == 'cuda' else '') +
+        '. GFLOPs: mmengine FlopAnalyzer, '
         'forward pass, one multiply-add = 1 FLOP, attention products '
         'included (mmseg_vvt.utils.complexity).'
     ]

@@ -2,8 +2,8 @@
 allocated GPU memory on CUDA.
 
 CPU (Linux): ``ru_maxrss`` cannot be reset and Linux carries a parent's
-value into its children, so it measures "the biggest the process ever was", not the peak
-of one forward pass. Writing ``5`` to ``/proc/self/clear_refs`` resets the
+value into its children, so it measures "the biggest the process ever
+was", not the peak of one forward pass. Writing ``5`` to ``/proc/self/clear_refs`` resets the
 kernel's high-water mark ``VmHWM`` to the current ``VmRSS``; reading
 ``VmHWM`` after the work gives the peak since that mark.
 
@@ -58,7 +58,9 @@ def measure_peak_rss(fn: Callable[[], T]) -> Tuple[T, Dict[str, int]]:
     high-water mark during the call, and their difference."""
     baseline = reset_peak_rss()
     result = fn()
-    peak = read_rss()['hwm']
+    # the kernel updates its high-water mark lazily; the call's peak is at
+    # least what was resident when it started
+    peak = max(read_rss()['hwm'], baseline)
     return result, dict(baseline=baseline, peak=peak, extra=peak - baseline)
 
 
