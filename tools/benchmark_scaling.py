@@ -152,6 +152,11 @@ def parse_args(argv=None):
                     f'{sorted(BENCHMARK_MODELS)}')
     if args.batch_size < 1:
         p.error(f'--batch-size must be >= 1, got {args.batch_size}')
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            p.error(f'--device cuda: torch {torch.__version__} sees no CUDA '
+                    f'GPU here')
     return args
 
 

@@ -1,16 +1,18 @@
 """The one timing helper of the measurement tools.
 
-On CPU it is ``torch.utils.benchmark.Timer`` (one call, wall clock, torch's
-thread settings kept). On CUDA the host returns before the kernels finish,
+On CPU it is the wall clock (``time.perf_counter``) around one call:
+``torch.utils.benchmark.Timer`` would run the statement for warm-up before
+timing it, which the benchmark cannot have (its first pass is the
+memory measurement; each repeat is one interleaved sample). On CUDA the host returns before the kernels finish,
 so a call is timed with CUDA events recorded on the current stream around
 it, then the stream is synchronised: the time is the GPU's, not the
 launch's.
 """
 import statistics
+import time
 from typing import Callable, Dict, List, Union
 
 import torch
-from torch.utils.benchmark import Timer
 
 __all__ = ['device_type', 'time_call', 'time_calls']
 
@@ -38,10 +40,9 @@ def time_call(fn: Callable[[], object],
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1e3
-    timer = Timer(
-        stmt='fn()', globals=dict(fn=fn),
-        num_threads=torch.get_num_threads())
-    return timer.timeit(1).times[0]
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def time_calls(fn: Callable[[], object],
