@@ -70,18 +70,19 @@ step 60 'train AMP fp16 512 batch 8' "${BENCH[@]}" "${PAIR[@]}" \
     --repeats 10 --warmup 3
 
 # whole segmentor, the project's configs (Swin-T in the same neck/heads)
-TP=("$PY" tools/throughput.py --train --device cuda --shape 512 512
-    --batch-size 8 --iters 10 --warmup 3 --amp fp32 fp16)
+# (the config first: --amp takes several values)
+TP=(--train --device cuda --shape 512 512 --batch-size 8 --iters 10
+    --warmup 3 --amp fp32 fp16)
 FPN=configs/vvt/fpn_vvt-s_8xb2-80k_ade20k-512x512.py
 UPER=configs/vvt/upernet_vvt-s_8xb2-160k_ade20k-512x512.py
-step 60 'segmentor VVT-S + FPN' "${TP[@]}" "$FPN" \
-    --out "$DEST/train_fpn_vvt-s.json"
-step 60 'segmentor Swin-T + FPN' "${TP[@]}" "$FPN" --backbone swin-t \
-    --out "$DEST/train_fpn_swin-t.json"
-step 60 'segmentor VVT-S + UperNet' "${TP[@]}" "$UPER" \
-    --out "$DEST/train_upernet_vvt-s.json"
-step 60 'segmentor Swin-T + UperNet' "${TP[@]}" "$UPER" --backbone swin-t \
-    --out "$DEST/train_upernet_swin-t.json"
+step 60 'segmentor VVT-S + FPN' "$PY" tools/throughput.py "$FPN" \
+    "${TP[@]}" --out "$DEST/train_fpn_vvt-s.json"
+step 60 'segmentor Swin-T + FPN' "$PY" tools/throughput.py "$FPN" \
+    "${TP[@]}" --backbone swin-t --out "$DEST/train_fpn_swin-t.json"
+step 60 'segmentor VVT-S + UperNet' "$PY" tools/throughput.py "$UPER" \
+    "${TP[@]}" --out "$DEST/train_upernet_vvt-s.json"
+step 60 'segmentor Swin-T + UperNet' "$PY" tools/throughput.py "$UPER" \
+    "${TP[@]}" --backbone swin-t --out "$DEST/train_upernet_swin-t.json"
 
 # compiled beside eager (a compile failure is that row's error)
 step 120 'forward fp32 2048 compiled' "${BENCH[@]}" "${ALL[@]}" --compile \

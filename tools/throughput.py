@@ -73,6 +73,11 @@ def parse_args(argv=None):
         p.error('--warmup must be >= 0')
     if args.amp != ['fp32'] and not args.train:
         p.error('--amp is for --train; inference takes --dtype')
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            p.error(f'--device cuda: torch {torch.__version__} sees no CUDA '
+                    f'GPU here')
     return args
 
 

@@ -48,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from mmseg_vvt.testing import TINY_ARCH
@@ -373,7 +374,7 @@ class _Worker:
             return None
         try:
             return self.pool.submit(_worker_call, cmd)
-        except cf.process.BrokenProcessPool:
+        except BrokenProcessPool:
             return self._result(None)
 
     def _result(self, future) -> Dict[str, Any]:
@@ -381,9 +382,9 @@ class _Worker:
             return dict(ok=False, error=self.dead)
         try:
             if future is None:
-                raise cf.process.BrokenProcessPool
+                raise BrokenProcessPool
             return future.result()
-        except cf.process.BrokenProcessPool:
+        except BrokenProcessPool:
             codes = [p.exitcode for p in self.pool._processes.values()]
             why = 'worker process died'
             code = next((c for c in codes if c is not None), None)
