@@ -92,7 +92,7 @@ step 90 'train fp32 512 batch 8 compiled' "${BENCH[@]}" "${PAIR[@]}" \
     --warmup 3
 
 # device-independent proxies (CPU, 256x256, batch 2, fp32)
-step 60 'proxies' "$PY" tools/benchmark_scaling.py --proxies \
+step 90 'proxies' "$PY" tools/benchmark_scaling.py --proxies \
     --models vvt-s swin-t --out-dir "$DEST"
 
 # one page: the backbone tables, the segmentor rows, the proxies
