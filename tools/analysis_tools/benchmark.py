@@ -344,7 +344,7 @@ def _worker_call(cmd: str) -> Dict[str, Any]:
 
 def _short_error(e: BaseException, limit: int = 600) -> str:
     # compiler errors run to pages; the head names the failure
-    text = f'{type(e).__name__}: {e}'
+    text = ' '.join(f'{type(e).__name__}: {e}'.split())  # one line
     return text if len(text) <= limit else text[:limit] + ' [...]'
 
 
