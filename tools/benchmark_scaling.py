@@ -2,23 +2,31 @@
 
 Measures, per model and resolution: params, GFLOPs (mmengine's counter with
 the attention products counted), latency (warm-up, interleaved repeats,
-median) and peak memory (each model in its own process, peak RSS from a
-fresh mark). Writes ``scaling_{mode}.json``, ``.md`` (table with ratios vs
-the straightforward VVT-S and vs Swin-T) and ``.png`` (GFLOPs, latency and
-memory against resolution) to ``--out-dir``.
+median; CUDA events on a GPU) and peak memory (each model in its own
+process; peak RSS from a fresh mark on CPU, ``max_memory_allocated`` on
+CUDA). Writes ``scaling_{mode}[_{device}_{dtype}[_compiled]].json``, ``.md``
+(table with ratios vs the straightforward VVT-S and vs Swin-T) and ``.png``
+(GFLOPs, latency and memory against resolution) to ``--out-dir``.
+``--proxies`` instead prints the device-independent proxies of GPU cost
+(ops dispatched and bytes saved for backward in one training step).
 
 Examples::
 
     # full run (minutes to an hour on a small CPU)
     python tools/benchmark_scaling.py --resolutions 512 1024 2048
-    # training step (forward + backward)
+    # training step (forward + backward + AdamW step)
     python tools/benchmark_scaling.py --mode train --resolutions 512 1024
+    # on a GPU, under fp16 autocast, compiled
+    python tools/benchmark_scaling.py --device cuda --dtype fp16 --compile
+    # ops per training step and bytes saved for backward (CPU, 256x256)
+    python tools/benchmark_scaling.py --proxies --models vvt-s swin-t
     # CI-size plumbing check
     python tools/benchmark_scaling.py --quick --models vvt-test \
         vvt-test-reference --reference vvt-test-reference --out-dir /tmp/b
 """
 import argparse
 import json
+import os
 import os.path as osp
 import sys
 
@@ -26,11 +34,13 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from mmseg_vvt.utils.benchmark import (BENCHMARK_MODELS,  # noqa: E402
-                                       DEFAULT_MODELS, DEFAULT_RESOLUTIONS,
-                                       MODES, check_model_names,
-                                       recount_flops, run_benchmark,
-                                       write_outputs)
+from analysis_tools.benchmark import (BENCHMARK_MODELS,  # noqa: E402
+                                      DEFAULT_MODELS, DEFAULT_RESOLUTIONS,
+                                      DEVICES, DTYPES, MODES,
+                                      check_model_names, output_stem,
+                                      recount_flops, render_proxies,
+                                      run_benchmark, run_proxies,
+                                      write_outputs)
 
 QUICK = dict(resolutions=[64, 128], repeats=1, warmup=0)
 
@@ -66,7 +76,22 @@ def parse_args(argv=None):
         f'known: {models_help}')
     p.add_argument('--mode', choices=MODES, default='forward',
                    help='forward: eval forward under no_grad; train: '
-                   'forward + backward (default forward)')
+                   'forward + backward + AdamW step (default forward)')
+    p.add_argument('--device', choices=DEVICES, default='cpu',
+                   help='where to run (cuda: timed with CUDA events, peak '
+                   'from max_memory_allocated; default cpu)')
+    p.add_argument('--dtype', choices=sorted(DTYPES), default='fp32',
+                   help='fp32 (no autocast) or an autocast dtype '
+                   '(default fp32)')
+    p.add_argument('--compile', action='store_true',
+                   help='time torch.compile(model); a compile failure is '
+                   'reported in that model\'s row')
+    p.add_argument('--proxies', action='store_true',
+                   help='do not time: print the ops dispatched and bytes '
+                   'saved for backward in one training step (CPU, fp32, '
+                   '--proxy-resolution, --batch-size 2 unless given) and '
+                   'write proxies.json/.md to --out-dir')
+    p.add_argument('--proxy-resolution', type=int, default=256)
     p.add_argument('--repeats', type=int,
                    help='timed repeats per model (interleaved; default 3, '
                    '--quick: 1)')
@@ -77,7 +102,8 @@ def parse_args(argv=None):
                    help='stop repeating a model at a resolution once its '
                    'timed repeats add up to this many seconds (at least one '
                    'repeat always runs); default: no limit')
-    p.add_argument('--batch-size', type=int, default=1)
+    p.add_argument('--batch-size', type=int, default=None,
+                   help='default 1 (--proxies: 2)')
     p.add_argument('--threads', type=int, default=None,
                    help='torch threads per worker (default: torch default)')
     p.add_argument('--no-flops', action='store_true',
@@ -99,8 +125,15 @@ def parse_args(argv=None):
                    'else all) and rewrite its reports in --out-dir')
     p.add_argument('--quick', action='store_true',
                    help=f'CI-size defaults: {QUICK}')
-    p.add_argument('--out-dir', default=osp.join('benchmarks', 'cpu'))
+    p.add_argument('--out-dir', default=None,
+                   help='default benchmarks/cpu, or benchmarks/gpu with '
+                   '--device cuda')
     args = p.parse_args(argv)
+    if args.out_dir is None:
+        args.out_dir = osp.join('benchmarks',
+                                'gpu' if args.device == 'cuda' else 'cpu')
+    if args.batch_size is None:
+        args.batch_size = 2 if args.proxies else 1
     defaults = QUICK if args.quick else dict(
         resolutions=list(DEFAULT_RESOLUTIONS), repeats=3, warmup=1)
     for key, val in defaults.items():
@@ -119,11 +152,33 @@ def parse_args(argv=None):
                     f'{sorted(BENCHMARK_MODELS)}')
     if args.batch_size < 1:
         p.error(f'--batch-size must be >= 1, got {args.batch_size}')
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            p.error(f'--device cuda: torch {torch.__version__} sees no CUDA '
+                    f'GPU here')
     return args
+
+
+def proxies_main(args):
+    data = run_proxies(args.models or ['vvt-s', 'swin-t'],
+                       resolution=args.proxy_resolution,
+                       batch_size=args.batch_size, threads=args.threads)
+    md = render_proxies(data, peer=args.peer)
+    print(md)
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(osp.join(args.out_dir, 'proxies.json'), 'w') as f:
+        json.dump(data, f, indent=1)
+    with open(osp.join(args.out_dir, 'proxies.md'), 'w') as f:
+        f.write(md)
+    print(f'wrote {args.out_dir}/proxies.json and proxies.md')
+    return 1 if any(r['errors'] for r in data['results']) else 0
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.proxies:
+        return proxies_main(args)
     if args.recount_flops:
         with open(args.recount_flops) as f:
             data = json.load(f)
@@ -139,7 +194,9 @@ def main(argv=None):
         return 1 if any(r['errors'] for r in data['results']) else 0
     if args.models is None:
         args.models = list(DEFAULT_MODELS)
-    stem = osp.join(args.out_dir, f'scaling_{args.mode}')
+    stem = osp.join(args.out_dir,
+                    output_stem(args.mode, args.device, args.dtype,
+                                args.compile))
     for ext in ('.json', '.md', '.png'):
         if osp.exists(stem + ext):
             print(f'will replace existing {stem + ext}', file=sys.stderr)
@@ -167,6 +224,9 @@ def main(argv=None):
         flops=not args.no_flops,
         threads=args.threads,
         mem_limit_gb=args.mem_limit_gb or None,
+        device=args.device,
+        dtype=args.dtype,
+        compile=args.compile,
         on_resolution_done=write_partial)
     paths = write_outputs(
         data,

@@ -1,14 +1,20 @@
-"""Inference throughput (images/s) of the segmentor in a config, in fp32 and
-under bf16 autocast (CPU).
+"""Throughput (images/s) of the segmentor in a config: inference in fp32 and
+under autocast, or (``--train``) training with peak memory, CPU or CUDA.
 
-Times ``model(inputs, mode='tensor')`` (backbone + neck + decode head, eval,
-no_grad) on a random batch after warm-up batches; the model is randomly
-initialised (no checkpoint needed: speed does not depend on the weights).
+Inference times ``model(inputs, mode='tensor')`` (backbone + neck + decode
+head, eval, no_grad) on a random batch after warm-up batches. ``--train``
+times ``model.train_step`` (what mmengine's runner calls: preprocessing,
+forward with the losses, backward, the config's optimizer step), in fp32
+or with ``--amp fp16|bf16``. The model is randomly initialised (speed does
+not depend on the weights).
 
-Example::
+Examples::
 
     python tools/throughput.py configs/vvt/CONFIG.py --shape 512 512 \
         --batch-size 2 --dtype fp32 bf16 --iters 10
+    # training, batch 8, AMP fp16 on a GPU; Swin-T in the same neck/heads
+    python tools/throughput.py configs/vvt/CONFIG.py --train --device cuda \
+        --batch-size 8 --amp fp16 --backbone swin-t
 """
 import argparse
 import json
@@ -21,8 +27,9 @@ if ROOT not in sys.path:
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmseg_vvt.utils.throughput import (DTYPES,  # noqa: E402
-                                        segmentor_throughput)
+from analysis_tools.throughput import (DTYPES,  # noqa: E402
+                                       segmentor_throughput,
+                                       segmentor_train_throughput)
 
 
 def parse_args(argv=None):
@@ -35,12 +42,22 @@ def parse_args(argv=None):
     p.add_argument('--batch-size', type=int, default=2)
     p.add_argument('--dtype', nargs='+', default=['fp32', 'bf16'],
                    choices=sorted(DTYPES),
-                   help='fp32 (no autocast) and/or autocast dtypes '
-                   '(default fp32 bf16)')
+                   help='inference: fp32 (no autocast) and/or autocast '
+                   'dtypes (default fp32 bf16)')
+    p.add_argument('--train', action='store_true',
+                   help='time training iterations instead of inference')
+    p.add_argument('--amp', nargs='+', choices=['fp32', 'fp16', 'bf16'],
+                   default=['fp32'],
+                   help='--train: fp32 and/or mixed precision (CUDA: '
+                   'AmpOptimWrapper), one fresh model each (default fp32)')
+    p.add_argument('--backbone', default=None,
+                   help='swap in this backbone of tools/benchmark_scaling.py '
+                   '(e.g. swin-t), the neck and heads kept')
+    p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     p.add_argument('--iters', type=int, default=10,
                    help='timed batches per dtype (default 10)')
     p.add_argument('--warmup', type=int, default=2,
-                   help='untimed batches first (default 2)')
+                   help='untimed batches / iterations first (default 2)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config entries, key=value')
     p.add_argument('--out', help='also write the results to this JSON file')
@@ -54,12 +71,52 @@ def parse_args(argv=None):
             p.error(f'--{opt.replace("_", "-")} must be >= 1')
     if args.warmup < 0:
         p.error('--warmup must be >= 0')
+    if args.amp != ['fp32'] and not args.train:
+        p.error('--amp is for --train; inference takes --dtype')
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            p.error(f'--device cuda: torch {torch.__version__} sees no CUDA '
+                    f'GPU here')
     return args
+
+
+def train_main(args, shape):
+    results = {}
+    for amp in args.amp:
+        results[amp] = segmentor_train_throughput(
+            args.config, shape=shape, batch_size=args.batch_size,
+            amp=None if amp == 'fp32' else amp, iters=args.iters,
+            warmup=args.warmup, cfg_options=args.cfg_options,
+            device=args.device, backbone=args.backbone)
+        if args.device == 'cuda':
+            import torch
+            torch.cuda.empty_cache()  # the next setting starts clean
+    print(f'config: {args.config}' + (f' with backbone {args.backbone}'
+                                      if args.backbone else ''))
+    print(f'training on {args.device}: {args.batch_size} x 3 x {shape[0]} x '
+          f'{shape[1]}, {args.iters} timed iterations after {args.warmup} '
+          f'warm-up')
+    print('| precision | images/s | ms/iter (median) | peak memory (MiB) | '
+          'finite losses |')
+    print('|---|---|---|---|---|')
+    for amp, r in results.items():
+        print(f'| {amp} ({r["optim_wrapper"]}) | {r["images_per_s"]:.2f} | '
+              f'{r["ms_per_iter_median"]:.1f} | {r["peak_mib"]:.0f} '
+              f'({r["memory"]}) | {r["losses_finite"]} |')
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(dict(config=args.config, backbone=args.backbone,
+                           train=results), f, indent=1)
+        print(f'wrote {args.out}')
+    return 0 if all(r['losses_finite'] for r in results.values()) else 1
 
 
 def main(argv=None):
     args = parse_args(argv)
     shape = tuple(args.shape) * (2 if len(args.shape) == 1 else 1)
+    if args.train:
+        return train_main(args, shape)
     results = segmentor_throughput(
         args.config,
         shape=shape,
@@ -67,7 +124,8 @@ def main(argv=None):
         dtypes=args.dtype,
         iters=args.iters,
         warmup=args.warmup,
-        cfg_options=args.cfg_options)
+        cfg_options=args.cfg_options,
+        device=args.device)
     print(f'config: {args.config}')
     print(f'input: {args.batch_size} x 3 x {shape[0]} x {shape[1]}, '
           f'{args.iters} timed batches after {args.warmup} warm-up')

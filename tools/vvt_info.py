@@ -3,12 +3,12 @@
     python tools/vvt_info.py --arch small --shape 512 512
 """
 import argparse
-import time
 
 import torch
+from analysis_tools.timing import time_calls
+from mmseg.registry import MODELS
 
 import mmseg_vvt  # noqa: F401  (registers VVT)
-from mmseg.registry import MODELS
 
 
 def parse_args():
@@ -30,20 +30,16 @@ def main():
     params = sum(p.numel() for p in model.parameters())
     x = torch.randn(args.batch_size, 3, *args.shape)
     with torch.no_grad():
-        outs = model(x)  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
-    times.sort()
+        outs = model(x)  # the stage shapes (and the warm-up)
+        timing = time_calls(lambda: model(x), 'cpu', repeats=args.repeats,
+                            warmup=0)
     print(f'VVT-{args.arch}: {params / 1e6:.2f}M backbone parameters')
     print(f'input {tuple(x.shape)}')
     for i, o in enumerate(outs):
         print(f'  stage {i + 1}: {tuple(o.shape)}  (stride '
               f'{args.shape[0] / o.shape[2]:.0f})')
     print(f'forward (CPU, fp32, {torch.get_num_threads()} threads, median of '
-          f'{args.repeats}): {times[len(times) // 2] * 1000:.0f} ms')
+          f'{args.repeats}): {timing["median_s"] * 1000:.0f} ms')
 
 
 if __name__ == '__main__':

@@ -1,16 +1,11 @@
-"""Measuring tools: FLOP/parameter counting and peak-memory helpers.
-
-Light to import (torch + mmengine only); the benchmark driver in
-:mod:`mmseg_vvt.utils.benchmark` is imported on demand.
-"""
+"""FLOP and parameter counting (runtime code uses it: the results table of
+``tools/collect_results.py``). Timing and memory measurement live with the
+tools, in ``tools/analysis_tools/``."""
 from .complexity import (MATMUL_OPS, backbone_complexity, build_segmentor,
                          count_flops, einsum_macs, flop_analyzer,
                          flop_handles, segmentor_complexity)
-from .memory import measure_peak_rss, read_rss, reset_peak_rss
-from .throughput import segmentor_throughput
 
 __all__ = [
     'MATMUL_OPS', 'backbone_complexity', 'build_segmentor', 'count_flops',
-    'einsum_macs', 'flop_analyzer', 'flop_handles', 'segmentor_complexity',
-    'measure_peak_rss', 'read_rss', 'reset_peak_rss', 'segmentor_throughput'
+    'einsum_macs', 'flop_analyzer', 'flop_handles', 'segmentor_complexity'
 ]

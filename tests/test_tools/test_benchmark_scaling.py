@@ -80,6 +80,8 @@ def test_train_mode_measures_forward_backward(tmp_path):
     assert data['meta']['complete'] is True
     assert data['meta']['resolutions'] == [64, 80]
     assert [r['resolution'] for r in data['results']] == [64, 80]
+    assert data['meta']['optimizer_step'] == 'AdamW'
+    assert data['meta']['device'] == 'cpu'
     for r in data['results']:
         assert r['mode'] == 'train' and r['errors'] == []
         assert r['repeats'] == 1 == len(r['latency_samples_ms'])
@@ -113,6 +115,11 @@ def test_bad_arguments_name_the_problem(tmp_path):
     assert "'vvt-xxl'" in proc.stderr and 'vvt-s-reference' in proc.stderr
     proc = _run('--quick', '--reference', 'nope', '--out-dir', str(tmp_path))
     assert proc.returncode == 2 and "--reference 'nope'" in proc.stderr
+    import torch
+    if not torch.cuda.is_available():  # this machine: say so, clearly
+        proc = _run('--quick', '--device', 'cuda', '--out-dir',
+                    str(tmp_path))
+        assert proc.returncode == 2 and 'sees no CUDA GPU' in proc.stderr
 
 
 def test_recount_flops_updates_only_the_counts(tmp_path):

@@ -52,7 +52,7 @@ def test_bf16_really_runs_under_autocast(cfg_file):
     import torch
 
     from mmseg_vvt.utils.complexity import build_segmentor
-    from mmseg_vvt.utils.throughput import segmentor_throughput
+    from analysis_tools.throughput import segmentor_throughput
     model = build_segmentor(cfg_file)
     seen = []
     linear = next(m for m in model.modules()
@@ -65,7 +65,7 @@ def test_bf16_really_runs_under_autocast(cfg_file):
 
 
 def test_throughput_rejects_bad_arguments(cfg_file):
-    from mmseg_vvt.utils.throughput import segmentor_throughput
+    from analysis_tools.throughput import segmentor_throughput
     with pytest.raises(ValueError, match="'int8'"):
         segmentor_throughput(cfg_file, shape=(64, 64), dtypes=['int8'])
     with pytest.raises(ValueError, match='batch_size'):
@@ -74,3 +74,43 @@ def test_throughput_rejects_bad_arguments(cfg_file):
         [sys.executable, TOOL, cfg_file, '--shape', '1', '2', '3'],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and '--shape' in proc.stderr
+
+
+def test_training_throughput_runs_the_runner_step(tmp_path):
+    """--train: train_step with the config's optimizer; images/s from the
+    measured iterations, peak memory reported, losses finite."""
+    cfg = write_tiny_config(
+        tmp_path / 'fpn_tiny.py',
+        optim_wrapper=dict(type='OptimWrapper',
+                           optimizer=dict(type='AdamW', lr=1e-4)))
+    out = tmp_path / 'train.json'
+    proc = subprocess.run([
+        sys.executable, TOOL, cfg, '--train', '--shape', '64',
+        '--batch-size', '2', '--iters', '2', '--warmup', '1', '--out',
+        str(out)
+    ], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.load(open(out))['train']['fp32']
+    assert r['optim_wrapper'] == 'OptimWrapper' and r['amp'] is None
+    assert len(r['ms_per_iter_samples']) == 2
+    total_s = sum(r['ms_per_iter_samples']) / 1e3
+    assert r['images_per_s'] == pytest.approx(2 * 2 / total_s)
+    assert r['peak_mib'] > 0 and r['losses_finite'] is True
+    assert '| fp32 (OptimWrapper) |' in proc.stdout
+
+
+def test_swap_backbone_sets_the_input_widths():
+    from analysis_tools.throughput import swap_backbone
+    from mmengine.config import Config
+    fpn = Config.fromfile(
+        osp.join(ROOT, 'configs/vvt/fpn_vvt-s_8xb2-80k_ade20k-512x512.py'))
+    swap_backbone(fpn, 'swin-t')
+    assert fpn.model.backbone.type == 'SwinTransformer'
+    assert fpn.model.neck.in_channels == [96, 192, 384, 768]
+    uper = Config.fromfile(osp.join(
+        ROOT, 'configs/vvt/upernet_vvt-s_8xb2-160k_ade20k-512x512.py'))
+    swap_backbone(uper, 'swin-t')
+    assert uper.model.decode_head.in_channels == [96, 192, 384, 768]
+    assert uper.model.auxiliary_head.in_channels == 384
+    with pytest.raises(ValueError, match="'vvt-test' cannot be swapped"):
+        swap_backbone(uper, 'vvt-test')

@@ -1,5 +1,27 @@
-"""mmseg_vvt.apis.measure: time and peak memory of one inference."""
-from mmseg_vvt.apis.measure import main, measure_inference
+"""tools/measure_inference.py: time and peak memory of one inference."""
+import pytest
+from analysis_tools.inference_cost import measure_inference
+from tool_modules import load_tool
+
+from mmseg_vvt.testing import write_tiny_config
+
+main = load_tool('measure_inference').main
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """A tiny VVT + FPN config whose test pipeline resizes to 48x48 and
+    loads annotations (as the repository's ADE20K configs do)."""
+    return write_tiny_config(
+        tmp_path / 'tiny_fpn_vvt.py',
+        num_classes=3,
+        crop_size=(32, 32),
+        test_pipeline=[
+            dict(type='CheckedLoadImageFromFile'),
+            dict(type='Resize', scale=(48, 48), keep_ratio=True),
+            dict(type='CheckedLoadAnnotations', reduce_zero_label=True),
+            dict(type='PackSegInputs')
+        ])
 
 
 def test_whole_and_slide_at_native_resolution(tiny_config):

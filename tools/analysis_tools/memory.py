@@ -1,15 +1,20 @@
-"""Peak resident memory of the current process, from a fresh mark (Linux).
+"""Peak memory of one call, from a fresh mark: resident memory on CPU,
+allocated GPU memory on CUDA.
 
-``ru_maxrss`` cannot be reset and Linux carries a parent's value into its
-children, so it measures "the biggest the process ever was", not the peak
-of one forward pass. Writing ``5`` to ``/proc/self/clear_refs`` resets the
+CPU (Linux): ``ru_maxrss`` cannot be reset and Linux carries a parent's
+value into its children, so it measures "the biggest the process ever
+was", not the peak of one forward pass. Writing ``5`` to ``/proc/self/clear_refs`` resets the
 kernel's high-water mark ``VmHWM`` to the current ``VmRSS``; reading
 ``VmHWM`` after the work gives the peak since that mark.
+
+CUDA: ``torch.cuda.reset_peak_memory_stats`` then
+``torch.cuda.max_memory_allocated`` (what torch's caching allocator handed
+out, the figure that decides whether a batch fits).
 """
 import re
 from typing import Callable, Dict, Tuple, TypeVar
 
-__all__ = ['read_rss', 'reset_peak_rss', 'measure_peak_rss']
+__all__ = ['read_rss', 'reset_peak_rss', 'measure_peak_rss', 'measure_peak']
 
 T = TypeVar('T')
 _STATUS = '/proc/self/status'
@@ -53,5 +58,26 @@ def measure_peak_rss(fn: Callable[[], T]) -> Tuple[T, Dict[str, int]]:
     high-water mark during the call, and their difference."""
     baseline = reset_peak_rss()
     result = fn()
-    peak = read_rss()['hwm']
+    # the kernel updates its high-water mark lazily; the call's peak is at
+    # least what was resident when it started
+    peak = max(read_rss()['hwm'], baseline)
+    return result, dict(baseline=baseline, peak=peak, extra=peak - baseline)
+
+
+def measure_peak(fn: Callable[[], T],
+                 device: str = 'cpu') -> Tuple[T, Dict[str, int]]:
+    """:func:`measure_peak_rss` on CPU; on CUDA the same dict from the
+    allocator's counters (baseline: allocated just before; peak: the most
+    allocated during the call, the device synchronised after it)."""
+    import torch
+
+    from .timing import device_type
+    if device_type(device) == 'cpu':
+        return measure_peak_rss(fn)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    baseline = torch.cuda.memory_allocated(device)
+    result = fn()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
     return result, dict(baseline=baseline, peak=peak, extra=peak - baseline)

@@ -4,33 +4,42 @@ and its peers at several input resolutions (driver of
 
 How it measures, per resolution:
 
-* every model runs in its **own worker process** (``python -m
-  mmseg_vvt.utils.benchmark --worker SPEC``), so peak memory is that model's
-  alone; the workers of one resolution stay alive together so repeats can be
-  interleaved, and are ended before the next resolution starts;
+* every model runs in its **own worker process** (a one-process
+  ``concurrent.futures.ProcessPoolExecutor`` with a spawn context that
+  builds the model once and serves commands), so peak memory is that
+  model's alone; the workers of one resolution stay alive together so
+  repeats can be interleaved, and are ended before the next resolution;
 * **peak memory**: the first pass in the fresh process, from a fresh mark
-  (``/proc/self/clear_refs`` then ``VmHWM``, see :mod:`.memory`); reported as
-  the extra over the resident size just before the pass (model and input
-  already resident) and as the absolute peak;
-* **GFLOPs**: mmengine's ``FlopAnalyzer`` with this package's product-op
-  handles (:mod:`.complexity`), forward pass in eval mode, 1 fused
-  multiply-add = 1 FLOP; each model is traced in a worker of its own before
-  the timing workers of that resolution start (the trace is the most
-  memory-hungry step; alone it has the machine's memory, and a failed trace
-  costs only the FLOP count);
-* **latency**: after the memory pass and ``warmup`` passes, ``repeats``
-  timed rounds; every round runs each model once, in an order rotated round
-  by round; the median is reported (all samples are kept);
+  (CPU: ``/proc/self/clear_refs`` then ``VmHWM``; CUDA:
+  ``reset_peak_memory_stats`` then ``max_memory_allocated``; see
+  :mod:`.memory`); reported as the extra over what was resident / allocated
+  just before the pass (model and input already there) and as the peak;
+* **GFLOPs**: mmengine's ``FlopAnalyzer`` with the package's product-op
+  handles (``mmseg_vvt.utils.complexity``), forward pass in eval mode of
+  the readable ("reference") formulation, 1 fused multiply-add = 1 FLOP;
+  each model is traced in a worker of its own before the timing workers of
+  that resolution start (the trace is the most memory-hungry step; a failed
+  trace costs only the FLOP count);
+* **latency** (:mod:`.timing`: wall clock on CPU, CUDA events on CUDA):
+  after the memory pass and ``warmup`` passes, ``repeats`` timed rounds;
+  every round runs each model once, in an order rotated round by round; the
+  median is reported (all samples are kept);
 * ``mode='forward'``: ``model.eval()`` under ``torch.no_grad()``;
-  ``mode='train'``: ``model.train()``, forward + ``backward()`` of the sum of
-  the outputs' means, gradients dropped after each step (no optimizer step).
+  ``mode='train'``: ``model.train()``, forward, ``backward()`` of the sum
+  of the outputs' means and an AdamW step (gradients dropped after it);
+* ``dtype`` ``fp32`` runs without autocast, ``fp16`` / ``bf16`` under
+  ``torch.autocast(device, dtype)``; ``compile=True`` times
+  ``torch.compile(model)`` (the compilation happens in the memory pass and
+  the warm-up; a compile error is that cell's error, not the run's).
 
-Batch 1 (``batch_size``), fp32, CPU, random input.
+Random input, batch ``batch_size``, on ``device`` (cpu or cuda).
 """
-import argparse
+import concurrent.futures as cf
+import contextlib
 import datetime
 import gc
 import json
+import multiprocessing
 import os
 import os.path as osp
 import platform
@@ -39,28 +48,37 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ..testing import TINY_ARCH
+from mmseg_vvt.testing import TINY_ARCH
 
 __all__ = [
-    'BENCHMARK_MODELS', 'build_benchmark_model', 'run_benchmark',
-    'recount_flops',
-    'render_markdown', 'plot_results', 'write_outputs'
+    'BENCHMARK_MODELS', 'DTYPES', 'build_benchmark_model', 'run_benchmark',
+    'recount_flops', 'reference_formulation', 'render_markdown',
+    'plot_results', 'write_outputs', 'output_stem', 'run_proxies',
+    'render_proxies'
 ]
 
-_PKG_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+_REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # tiny VVT for plumbing checks (tests, --quick); not a published variant
 TEST_ARCH = TINY_ARCH
 
 # name -> how to build it. ``mmseg`` entries take the backbone settings from
 # mmsegmentation's shipped ADE20K configs (checkpoint init dropped).
+# ``vvt-reference`` is VVT run in its readable formulation. ``out_channels``
+# (stage widths) lets tools/throughput.py swap a backbone into a config.
+_VVT_WIDTHS = (96, 160, 320, 512)  # all four presets
 BENCHMARK_MODELS: Dict[str, Dict[str, Any]] = {
-    'vvt-t': dict(label='VVT-T', kind='vvt', kwargs=dict(arch='tiny')),
-    'vvt-s': dict(label='VVT-S', kind='vvt', kwargs=dict(arch='small')),
-    'vvt-m': dict(label='VVT-M', kind='vvt', kwargs=dict(arch='medium')),
-    'vvt-l': dict(label='VVT-L', kind='vvt', kwargs=dict(arch='large')),
+    'vvt-t': dict(label='VVT-T', kind='vvt', kwargs=dict(arch='tiny'),
+         out_channels=_VVT_WIDTHS),
+    'vvt-s': dict(label='VVT-S', kind='vvt', kwargs=dict(arch='small'),
+         out_channels=_VVT_WIDTHS),
+    'vvt-m': dict(label='VVT-M', kind='vvt', kwargs=dict(arch='medium'),
+         out_channels=_VVT_WIDTHS),
+    'vvt-l': dict(label='VVT-L', kind='vvt', kwargs=dict(arch='large'),
+         out_channels=_VVT_WIDTHS),
     'vvt-s-reference':
     dict(
         label='VVT-S straightforward',
@@ -71,12 +89,14 @@ BENCHMARK_MODELS: Dict[str, Dict[str, Any]] = {
         label='Swin-T',
         kind='mmseg',
         config='swin/swin-tiny-patch4-window7-in1k-pre_upernet_'
-        '8xb2-160k_ade20k-512x512.py'),
+        '8xb2-160k_ade20k-512x512.py',
+        out_channels=(96, 192, 384, 768)),
     'mit-b2':
     dict(
         label='MiT-B2',
         kind='mmseg',
-        config='segformer/segformer_mit-b2_8xb2-160k_ade20k-512x512.py'),
+        config='segformer/segformer_mit-b2_8xb2-160k_ade20k-512x512.py',
+        out_channels=(64, 128, 320, 512)),
     'pcpvt-s':
     dict(
         label='Twins PCPVT-S',
@@ -96,6 +116,9 @@ DEFAULT_MODELS = ('vvt-t', 'vvt-s', 'vvt-s-reference', 'swin-t', 'mit-b2',
                   'pcpvt-s')
 DEFAULT_RESOLUTIONS = (512, 1024, 2048)
 MODES = ('forward', 'train')
+DEVICES = ('cpu', 'cuda')
+# name -> autocast dtype attribute of torch (None: fp32, no autocast)
+DTYPES = {'fp32': None, 'fp16': 'float16', 'bf16': 'bfloat16'}
 
 
 def check_model_names(names: Sequence[str]) -> List[str]:
@@ -119,6 +142,12 @@ def mmseg_config_path(rel_path: str) -> str:
     return path
 
 
+def reference_formulation():
+    """Context in which VVT runs its readable formulation."""
+    from mmseg_vvt.models.kernels import implementation
+    return implementation('reference')
+
+
 def build_benchmark_model(name: str):
     """Build a benchmark model by name (random init, no checkpoint)."""
     check_model_names([name])
@@ -127,179 +156,224 @@ def build_benchmark_model(name: str):
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
     init_default_scope('mmseg')
-    if spec['kind'] == 'vvt':
+    if spec['kind'] in ('vvt', 'vvt-reference'):
+        # the reference runs the same module under reference_formulation()
         return MODELS.build(dict(type='VVT', **spec['kwargs']))
-    if spec['kind'] == 'vvt-reference':
-        try:
-            from mmseg_vvt.models.backbones.vvt_reference import VVTReference
-        except ImportError as e:
-            raise ImportError(
-                f'{name} needs mmseg_vvt.models.backbones.vvt_reference.'
-                f'VVTReference, which could not be imported: {e}') from e
-        return VVTReference(**spec['kwargs'])
     if spec['kind'] == 'mmseg':
-        from mmengine.config import Config
-        cfg = Config.fromfile(mmseg_config_path(spec['config']))
-        backbone = cfg.model.backbone.to_dict()
-        backbone.pop('init_cfg', None)
-        backbone.pop('pretrained', None)
-        return MODELS.build(backbone)
+        return MODELS.build(backbone_cfg(name))
     raise ValueError(f'unknown model kind {spec["kind"]!r}')
+
+
+def backbone_cfg(name: str) -> Dict[str, Any]:
+    """The backbone config of benchmark model ``name`` (for mmseg's models,
+    from its shipped config, checkpoint init dropped)."""
+    check_model_names([name])
+    spec = BENCHMARK_MODELS[name]
+    if spec['kind'] != 'mmseg':
+        return dict(type='VVT', **spec['kwargs'])
+    from mmengine.config import Config
+    cfg = Config.fromfile(mmseg_config_path(spec['config']))
+    backbone = cfg.model.backbone.to_dict()
+    backbone.pop('init_cfg', None)
+    backbone.pop('pretrained', None)
+    return backbone
+
+
+def runs_reference(name: str) -> bool:
+    """Whether ``name`` must run inside :func:`reference_formulation`."""
+    return BENCHMARK_MODELS[name]['kind'] == 'vvt-reference'
+
+
+def autocast(dtype: str, device: str):
+    """``torch.autocast`` for a dtype name (fp32: autocast disabled)."""
+    import torch
+    if dtype not in DTYPES:
+        raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got '
+                         f'{dtype!r}')
+    if DTYPES[dtype] is None:
+        return torch.autocast(device, enabled=False)
+    return torch.autocast(device, dtype=getattr(torch, DTYPES[dtype]))
 
 
 # --------------------------------------------------------------------------
 # worker process
 
 
-def _make_step(model, x, mode: str) -> Callable[[], None]:
+def make_step(model, x, mode: str, dtype: str = 'fp32',
+              compile: bool = False) -> Callable[[], None]:
+    """One benchmark step of ``model`` on ``x`` (see the module
+    docstring); the model is put in eval / train mode here."""
     import torch
+    device = x.device.type
     if mode == 'forward':
         model.eval()
-
-        def step():
-            with torch.no_grad():
-                out = model(x)
-            del out
     else:
         model.train()
+    run = torch.compile(model) if compile else model
+    if mode == 'forward':
 
         def step():
-            out = model(x)
+            with torch.no_grad(), autocast(dtype, device):
+                out = run(x)
+            del out
+
+        return step
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    # fp16 gradients underflow without loss scaling (what AMP training does)
+    scaler = torch.amp.GradScaler(device, enabled=dtype == 'fp16')
+
+    def step():
+        with autocast(dtype, device):
+            out = run(x)
             outs = out if isinstance(out, (list, tuple)) else [out]
             loss = sum(o.float().mean() for o in outs)
-            loss.backward()
-            del out, outs, loss
-            model.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        del out, outs, loss
+        optimizer.zero_grad(set_to_none=True)
 
     return step
 
 
-def _timed(step: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    step()
-    return time.perf_counter() - start
+# state of the worker process (one model per process)
+_W: Dict[str, Any] = {}
 
 
-def worker_main(spec: Dict[str, Any]) -> int:
-    """Serve one (model, resolution, mode) over stdin/stdout JSON lines.
-
-    Commands: ``memory`` (first pass, peak RSS from a fresh mark), ``flops``,
-    ``time`` (one timed pass), ``exit``. Replies carry ``ok``.
-    """
-    # keep stdout for the protocol; anything libraries print goes to stderr
-    proto = os.fdopen(os.dup(1), 'w', buffering=1)
-    os.dup2(2, 1)
-
-    def send(**msg):
-        proto.write(json.dumps(msg) + '\n')
-        proto.flush()
-
+def _worker_init(spec: Dict[str, Any]) -> None:
+    """Build the model and its step; an error is kept for ``hello``."""
     try:
         if spec.get('mem_limit_bytes'):
             lim = int(spec['mem_limit_bytes'])
             resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
         import torch
-        from mmseg_vvt.utils.complexity import backbone_complexity
-        from mmseg_vvt.utils.memory import measure_peak_rss
         if spec.get('threads'):
             torch.set_num_threads(int(spec['threads']))
         torch.manual_seed(0)
-        model = build_benchmark_model(spec['model'])
-        params = sum(p.numel() for p in model.parameters())
+        device = spec.get('device', 'cpu')
+        model = build_benchmark_model(spec['model']).to(device)
         res = int(spec['resolution'])
-        x = torch.randn(int(spec.get('batch_size', 1)), 3, res, res)
-        step = _make_step(model, x, spec['mode'])
-    except BaseException as e:  # noqa: B902  report, then exit
-        send(ok=False, error=f'{type(e).__name__}: {e}')
-        return 1
-    send(ok=True, params=params, threads=torch.get_num_threads())
+        x = torch.randn(
+            int(spec.get('batch_size', 1)), 3, res, res, device=device)
+        ctx = (reference_formulation
+               if runs_reference(spec['model']) else contextlib.nullcontext)
+        with ctx():
+            step = make_step(model, x, spec['mode'],
+                             spec.get('dtype', 'fp32'),
+                             spec.get('compile', False))
 
-    for line in sys.stdin:
-        cmd = json.loads(line)['cmd']
-        try:
-            if cmd == 'exit':
-                break
-            if cmd == 'memory':
-                gc.collect()
-                seconds, mem = measure_peak_rss(lambda: _timed(step))
-                send(ok=True, seconds=seconds, **mem)
-            elif cmd == 'time':
-                send(ok=True, seconds=_timed(step))
-            elif cmd == 'flops':
-                was_training = model.training
+        def in_formulation():
+            with ctx():
+                step()
+
+        _W.update(spec=spec, model=model, x=x, step=in_formulation,
+                  device=device, error=None,
+                  params=sum(p.numel() for p in model.parameters()),
+                  threads=torch.get_num_threads())
+    except BaseException as e:  # noqa: B902  reported by hello()
+        _W.update(error=_short_error(e))
+
+
+def _worker_call(cmd: str) -> Dict[str, Any]:
+    """Commands: ``hello`` (build result), ``memory`` (first pass, peak
+    from a fresh mark), ``time`` (one timed pass), ``flops``,
+    ``proxies``. Replies carry ``ok``."""
+    if _W.get('error'):
+        return dict(ok=False, error=_W['error'])
+    try:
+        from .memory import measure_peak
+        from .timing import time_call
+        step, device = _W['step'], _W['device']
+        if cmd == 'hello':
+            return dict(ok=True, params=_W['params'],
+                        threads=_W['threads'])
+        if cmd == 'memory':
+            gc.collect()
+            seconds, mem = measure_peak(lambda: time_call(step, device),
+                                        device)
+            return dict(ok=True, seconds=seconds, **mem)
+        if cmd == 'time':
+            return dict(ok=True, seconds=time_call(step, device))
+        if cmd == 'flops':
+            from mmseg_vvt.utils.complexity import backbone_complexity
+            model, x = _W['model'], _W['x']
+            was_training = model.training
+            with reference_formulation():
                 result = backbone_complexity(
-                    model, (res, res), batch_size=x.shape[0])
-                model.train(was_training)
-                send(
-                    ok=True,
-                    flops=result['flops'],
-                    by_operator=result['by_operator'],
-                    unsupported_ops=result['unsupported_ops'])
-            else:
-                send(ok=False, error=f'unknown command {cmd!r}')
-        except BaseException as e:  # noqa: B902
-            send(ok=False, error=f'{type(e).__name__}: {e}')
-            if isinstance(e, KeyboardInterrupt):
-                raise
-    return 0
+                    model, tuple(x.shape[2:]), batch_size=x.shape[0])
+            model.train(was_training)
+            return dict(
+                ok=True,
+                flops=result['flops'],
+                by_operator=result['by_operator'],
+                unsupported_ops=result['unsupported_ops'])
+        if cmd == 'proxies':
+            from .proxies import training_step_proxies
+            ctx = (reference_formulation if runs_reference(
+                _W['spec']['model']) else contextlib.nullcontext)
+            with ctx():
+                result = training_step_proxies(_W['model'], _W['x'])
+            return dict(ok=True, **result)
+        return dict(ok=False, error=f'unknown command {cmd!r}')
+    except Exception as e:  # noqa: B902  the parent records it
+        return dict(ok=False, error=_short_error(e))
+
+
+def _short_error(e: BaseException, limit: int = 600) -> str:
+    # compiler errors run to pages; the head names the failure
+    text = ' '.join(f'{type(e).__name__}: {e}'.split())  # one line
+    return text if len(text) <= limit else text[:limit] + ' [...]'
+
 
 
 class _Worker:
-    """Parent-side handle of one worker process."""
+    """Parent-side handle of one worker process: a one-process pool whose
+    process holds the model between commands."""
 
     def __init__(self, spec: Dict[str, Any]):
-        env = dict(os.environ)
-        env['PYTHONPATH'] = os.pathsep.join(
-            [_PKG_ROOT] + [p for p in [env.get('PYTHONPATH')] if p])
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, '-m', 'mmseg_vvt.utils.benchmark', '--worker',
-                json.dumps(spec)
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=_PKG_ROOT)
+        self.pool = cf.ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context('spawn'),
+            initializer=_worker_init,
+            initargs=(spec, ))
         self.dead: Optional[str] = None
-
-    def _read(self) -> Dict[str, Any]:
-        line = self.proc.stdout.readline()
-        if not line:
-            code = self.proc.wait()
-            why = f'worker exited with code {code}'
-            if code < 0:
-                why += f' (killed by signal {-code}'
-                why += ', likely out of memory)' if code == -9 else ')'
-            self.dead = why
-            return dict(ok=False, error=why)
-        return json.loads(line)
+        # workers start (import torch, build the model) side by side
+        self._hello = self.pool.submit(_worker_call, 'hello')
 
     def hello(self) -> Dict[str, Any]:
-        return self._read()
+        return self._result(self._hello)
 
     def ask(self, cmd: str) -> Dict[str, Any]:
+        return self._result(self.submit(cmd))
+
+    def submit(self, cmd: str) -> Optional[cf.Future]:
+        if self.dead:
+            return None
+        try:
+            return self.pool.submit(_worker_call, cmd)
+        except BrokenProcessPool:
+            return self._result(None)
+
+    def _result(self, future) -> Dict[str, Any]:
         if self.dead:
             return dict(ok=False, error=self.dead)
         try:
-            self.proc.stdin.write(json.dumps(dict(cmd=cmd)) + '\n')
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            return self._read()
-        return self._read()
+            if future is None:
+                raise BrokenProcessPool
+            return future.result()
+        except BrokenProcessPool:
+            codes = [p.exitcode for p in self.pool._processes.values()]
+            why = 'worker process died'
+            code = next((c for c in codes if c is not None), None)
+            if code is not None:
+                why += f' with exit code {code}'
+                if code == -9:
+                    why += ' (killed by signal 9, likely out of memory)'
+            self.dead = why
+            return dict(ok=False, error=why)
 
     def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write(json.dumps(dict(cmd='exit')) + '\n')
-                self.proc.stdin.close()
-            except (BrokenPipeError, OSError):
-                pass
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _ask_fresh_worker(spec: Dict[str, Any], cmd: str) -> Dict[str, Any]:
@@ -330,13 +404,13 @@ def _git_commit() -> Optional[str]:
         return os.environ['MMSEG_VVT_GIT_COMMIT']
     try:
         head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
-                              cwd=_PKG_ROOT,
+                              cwd=_REPO_ROOT,
                               capture_output=True,
                               text=True,
                               check=True).stdout.strip()
         dirty = subprocess.run(
             ['git', 'status', '--porcelain', '--', 'mmseg_vvt'],
-            cwd=_PKG_ROOT,
+            cwd=_REPO_ROOT,
             capture_output=True,
             text=True).stdout.strip()
         return head + ('+uncommitted-changes' if dirty else '')
@@ -355,9 +429,14 @@ def _cpu_name() -> str:
     return platform.processor() or 'unknown'
 
 
-def _machine_meta() -> Dict[str, Any]:
+def machine_meta(device: str = 'cpu') -> Dict[str, Any]:
+    """Where and with what a run measured: date, commit, CPU, versions
+    (mmengine's ``collect_env``) and, on CUDA, the GPU's name and memory,
+    the CUDA runtime torch was built with and the driver's."""
     import mmengine
     import torch
+    from mmengine.utils.dl_utils import collect_env
+    env = collect_env()
     meta = dict(
         date_utc=datetime.datetime.now(datetime.timezone.utc).strftime(
             '%Y-%m-%d %H:%M UTC'),
@@ -368,30 +447,52 @@ def _machine_meta() -> Dict[str, Any]:
         python=platform.python_version(),
         torch=torch.__version__,
         mmengine=mmengine.__version__,
-        device='cpu')
+        device=device)
     try:
         import mmseg
         meta['mmseg'] = mmseg.__version__
     except ImportError:
         meta['mmseg'] = None
+    if device == 'cuda':
+        props = torch.cuda.get_device_properties(0)
+        meta.update(
+            gpu=props.name,
+            gpu_memory_gb=round(props.total_memory / 2**30, 1),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            nvidia_driver=env.get('NVIDIA Driver Version'))
     return meta
 
 
-def _worker_spec(name, res, mode, batch_size, threads,
-                 mem_limit_gb) -> Dict[str, Any]:
-    """What a worker process measures (see :func:`worker_main`)."""
+def device_label(meta: Dict[str, Any]) -> str:
+    """One line naming what a run measured on."""
+    if meta.get('device', 'cpu') == 'cuda':
+        return (f'GPU: {meta.get("gpu")} ({meta.get("gpu_memory_gb")} GB), '
+                f'CUDA {meta.get("cuda")}, driver '
+                f'{meta.get("nvidia_driver")}, torch {meta["torch"]}')
+    return (f'CPU: {meta["cpu"]}, {meta["cpu_count"]} logical cores, torch '
+            f'{meta["torch"]} ({meta.get("torch_threads")} threads)')
+
+
+def _worker_spec(name, res, mode, batch_size, threads, mem_limit_gb,
+                 device='cpu', dtype='fp32', compile=False) -> Dict[str, Any]:
+    """What a worker process measures (see :func:`_worker_call`)."""
     return dict(
         model=name,
         resolution=res,
         mode=mode,
         batch_size=batch_size,
         threads=threads,
+        device=device,
+        dtype=dtype,
+        compile=compile,
         mem_limit_bytes=int(mem_limit_gb * 2**30) if mem_limit_gb else None)
 
 
 def _count_flops_alone(models, res, mode, batch_size, threads,
                        mem_limit_gb, progress) -> Dict[str, Dict[str, Any]]:
-    """FLOPs of each model at ``res``, each in a fresh worker of its own.
+    """FLOPs of each model at ``res``, each in a fresh CPU worker of its own
+    (FLOPs do not depend on the device).
 
     The trace keeps a model's activations alive at once, so it is the most
     memory-hungry step (MiT-B2 / PCPVT-S at 2048x2048 need several times
@@ -424,6 +525,9 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                   flops: bool = True,
                   threads: Optional[int] = None,
                   mem_limit_gb: Optional[float] = None,
+                  device: str = 'cpu',
+                  dtype: str = 'fp32',
+                  compile: bool = False,
                   progress: Callable[[str], None] = _stderr_progress,
                   on_resolution_done: Optional[Callable[[Dict[str, Any]],
                                                         None]] = None
@@ -450,12 +554,21 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
         raise ValueError(f'warmup must be >= 0, got {warmup}')
     if budget_s is not None and budget_s <= 0:
         raise ValueError(f'budget_s must be > 0, got {budget_s}')
+    if device not in DEVICES:
+        raise ValueError(f'device must be one of {DEVICES}, got {device!r}')
+    if dtype not in DTYPES:
+        raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got '
+                         f'{dtype!r}')
+    from .timing import device_type
+    device_type(device)  # a clear error now, not one per worker
 
-    meta = _machine_meta()
+    meta = machine_meta(device)
     meta.update(
         mode=mode,
         batch_size=batch_size,
-        dtype='fp32',
+        dtype=dtype,
+        compiled=bool(compile),
+        optimizer_step='AdamW' if mode == 'train' else None,
         repeats=repeats,
         warmup=warmup,
         budget_s=budget_s,
@@ -470,13 +583,19 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
     for ri, res in enumerate(resolutions):
         cell = {}
         workers = {}
+        started = {}
         try:
             flop_counts = (_count_flops_alone(models, res, mode, batch_size,
                                               threads, mem_limit_gb, progress)
                            if flops else {})
+            started = {}
             for mi, name in enumerate(models):
                 progress(f'[{ri * len(models) + mi + 1}/{n_cells}] {res}px '
                          f'{name}: starting worker')
+                started[name] = _Worker(
+                    _worker_spec(name, res, mode, batch_size, threads,
+                                 mem_limit_gb, device, dtype, compile))
+            for name, w in started.items():
                 rec = dict(
                     model=name,
                     label=BENCHMARK_MODELS[name]['label'],
@@ -494,9 +613,6 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                     unsupported_ops=None,
                     errors=[])
                 cell[name] = rec
-                w = _Worker(
-                    _worker_spec(name, res, mode, batch_size, threads,
-                                 mem_limit_gb))
                 reply = w.hello()
                 if not reply.get('ok'):
                     rec['errors'].append(f'build: {reply["error"]}')
@@ -517,8 +633,22 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                     else:
                         rec['errors'].append(f'flops: {count["error"]}')
 
+            if compile:
+                # compile side by side (minutes each); the memory pass and
+                # the timing below run one model at a time as usual
+                progress(f'  {res}px compiling {len(workers)} model(s)')
+                compiled = {n: w.submit('time') for n, w in workers.items()}
+                for name, future in compiled.items():
+                    reply = workers[name]._result(future)
+                    if not reply.get('ok'):
+                        cell[name]['errors'].append(
+                            f'compile: {reply["error"]}')
+                        progress(f'  {res}px {name}: compile FAILED: '
+                                 f'{reply["error"]}')
             for name, w in workers.items():
                 rec = cell[name]
+                if rec['errors'] and compile:
+                    continue  # a failed compile fails every pass
                 reply = w.ask('memory')
                 if reply.get('ok'):
                     mb = 2.0**20
@@ -534,7 +664,10 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                     rec['errors'].append(f'memory: {reply["error"]}')
                     progress(f'  {res}px {name}: FAILED: {reply["error"]}')
 
-            order = [n for n in workers if not workers[n].dead]
+            order = [
+                n for n in workers if not workers[n].dead
+                and not (compile and cell[n]['errors'])
+            ]
             for i in range(warmup):
                 for name in order:
                     reply = workers[name].ask('time')
@@ -565,7 +698,7 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                         progress(f'  {res}px {name}: FAILED: '
                                  f'{reply["error"]}')
         finally:
-            for w in workers.values():
+            for w in started.values():
                 w.close()
         for name in models:
             rec = cell[name]
@@ -664,15 +797,23 @@ def render_markdown(data: Dict[str, Any],
     labels = meta['models']
     ref = reference if reference in models else None
     peer = peer if peer in models else None
-    mode_txt = ('forward pass (eval, no_grad)' if meta['mode'] == 'forward'
-                else 'training step (forward + backward)')
+    if meta['mode'] == 'forward':
+        mode_txt = 'forward pass (eval, no_grad)'
+    elif meta.get('optimizer_step'):
+        mode_txt = (f'training step (forward + backward + '
+                    f'{meta["optimizer_step"]} step)')
+    else:  # results measured before the optimizer step was timed
+        mode_txt = 'training step (forward + backward, no optimizer step)'
+    dtype_txt = meta['dtype'] + (' autocast' if meta['dtype'] != 'fp32'
+                                 else '')
+    if meta.get('compiled'):
+        dtype_txt += ', torch.compile'
     lines = [
         f'# Backbone scaling benchmark: {mode_txt}', '',
         f'- {meta["date_utc"]}, commit `{meta.get("git_commit")}`',
-        f'- CPU: {meta["cpu"]}, {meta["cpu_count"]} logical cores, torch '
-        f'{meta["torch"]} ({meta.get("torch_threads")} threads), mmseg '
-        f'{meta.get("mmseg")}, mmengine {meta["mmengine"]}',
-        f'- batch {meta["batch_size"]}, {meta["dtype"]}, median of up to '
+        f'- {device_label(meta)}, mmseg {meta.get("mmseg")}, mmengine '
+        f'{meta["mmengine"]}',
+        f'- batch {meta["batch_size"]}, {dtype_txt}, median of up to '
         f'{meta["repeats"]} interleaved timed repeats after '
         f'{meta["warmup"]} warm-up round(s)' +
         (f', at most {meta["budget_s"]:g} s of repeats per cell'
@@ -732,7 +873,12 @@ def render_markdown(data: Dict[str, Any],
         '(above 1 = this model is faster). Peak extra memory = the peak '
         'resident memory during the first pass in a fresh process minus the '
         'resident memory just before it (model and input loaded), from '
-        '`/proc/self/clear_refs` + `VmHWM`. GFLOPs: mmengine FlopAnalyzer, '
+        '`/proc/self/clear_refs` + `VmHWM`' + (
+            ' (on CUDA: `max_memory_allocated` after '
+            '`reset_peak_memory_stats` minus `memory_allocated` before; '
+            'the "peak RSS" column is then the peak allocated)'
+            if meta.get('device') == 'cuda' else '') +
+        '. GFLOPs: mmengine FlopAnalyzer, '
         'forward pass, one multiply-add = 1 FLOP, attention products '
         'included (mmseg_vvt.utils.complexity).'
     ]
@@ -814,12 +960,24 @@ def plot_results(data: Dict[str, Any], path: str) -> None:
             ax.legend(fontsize=8)
             break
     mode = 'forward' if meta['mode'] == 'forward' else 'training step'
+    where = (meta.get('gpu') if meta.get('device') == 'cuda' else
+             f'{meta["cpu_count"]}-core CPU')
     fig.suptitle(f'Backbone scaling, {mode}, batch {meta["batch_size"]}, '
-                 f'{meta["dtype"]}, {meta["cpu_count"]}-core CPU '
-                 f'({meta["date_utc"]})')
+                 f'{meta["dtype"]}, {where} ({meta["date_utc"]})')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def output_stem(mode: str, device: str = 'cpu', dtype: str = 'fp32',
+                compile: bool = False) -> str:
+    """``scaling_{mode}`` for the CPU fp32 eager run (the name of the
+    published CPU results), with ``_{device}_{dtype}[_compiled]`` added for
+    any other setting so that runs do not overwrite each other."""
+    stem = f'scaling_{mode}'
+    if (device, dtype, compile) != ('cpu', 'fp32', False):
+        stem += f'_{device}_{dtype}' + ('_compiled' if compile else '')
+    return stem
 
 
 def write_outputs(data: Dict[str, Any],
@@ -828,10 +986,14 @@ def write_outputs(data: Dict[str, Any],
                   peer: Optional[str] = 'swin-t',
                   progress: Callable[[str], None] = _stderr_progress
                   ) -> Dict[str, str]:
-    """Write ``scaling_{mode}.json/.md/.png`` to ``out_dir``; returns the
+    """Write ``<output_stem>.json/.md/.png`` to ``out_dir``; returns the
     paths. Existing files of the same name are replaced, with a notice."""
     os.makedirs(out_dir, exist_ok=True)
-    stem = osp.join(out_dir, f'scaling_{data["meta"]["mode"]}')
+    meta = data['meta']
+    stem = osp.join(
+        out_dir,
+        output_stem(meta['mode'], meta.get('device', 'cpu'),
+                    meta.get('dtype', 'fp32'), meta.get('compiled', False)))
     paths = dict(json=stem + '.json', markdown=stem + '.md', png=stem + '.png')
     for p in paths.values():
         if osp.exists(p):
@@ -844,14 +1006,75 @@ def write_outputs(data: Dict[str, Any],
     return paths
 
 
-def _worker_cli(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        description='internal: one benchmark worker process (started by '
-        'tools/benchmark_scaling.py)')
-    parser.add_argument('--worker', required=True, help='JSON spec')
-    args = parser.parse_args(argv)
-    return worker_main(json.loads(args.worker))
+# --------------------------------------------------------------------------
+# device-independent proxies of GPU cost
 
 
-if __name__ == '__main__':
-    sys.exit(_worker_cli())
+def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
+                resolution: int = 256,
+                batch_size: int = 2,
+                threads: Optional[int] = None,
+                progress: Callable[[str], None] = _stderr_progress
+                ) -> Dict[str, Any]:
+    """Ops dispatched and bytes saved for backward in one training step
+    (forward + backward, no optimizer step; fp32, CPU; see
+    :mod:`.proxies`) of each model, each in a fresh worker process.
+    Returns ``dict(meta=..., results=[...])``."""
+    models = check_model_names(list(models))
+    meta = machine_meta('cpu')
+    meta.update(resolution=resolution, batch_size=batch_size, dtype='fp32',
+                step='forward + backward (no optimizer step)',
+                command=' '.join(sys.argv))
+    results = []
+    for name in models:
+        reply = _ask_fresh_worker(
+            _worker_spec(name, resolution, 'train', batch_size, threads,
+                         None), 'proxies')
+        rec = dict(model=name, label=BENCHMARK_MODELS[name]['label'],
+                   ops=None, saved_mib=None, errors=[])
+        if reply.get('ok'):
+            top = list(reply['ops_by_name'].items())[:20]
+            rec.update(ops=reply['ops'], saved_bytes=reply['saved_bytes'],
+                       saved_mib=reply['saved_bytes'] / 2**20,
+                       saved_tensors=reply['saved_tensors'],
+                       top_ops=dict(top))
+            progress(f'{name}: {rec["ops"]} ops, '
+                     f'{rec["saved_mib"]:.0f} MiB saved for backward')
+        else:
+            rec['errors'].append(reply['error'])
+            progress(f'{name}: FAILED: {reply["error"]}')
+        results.append(rec)
+    return dict(meta=meta, results=results)
+
+
+def render_proxies(data: Dict[str, Any], peer: Optional[str] = 'swin-t'
+                   ) -> str:
+    """Markdown table of :func:`run_proxies`' results (with the ratio to
+    ``peer`` when it was measured)."""
+    from prettytable import PrettyTable, TableStyle
+    meta, results = data['meta'], data['results']
+    peer_r = next((r for r in results if r['model'] == peer), None)
+    cols = ['model', 'ops per step', 'saved for backward (MiB)']
+    if peer_r:
+        cols += [f'ops / {peer_r["label"]}', f'saved / {peer_r["label"]}']
+    table = PrettyTable(cols)
+    table.set_style(TableStyle.MARKDOWN)
+    table.align = 'l'
+    for r in results:
+        row = [r['label'] + (' (failed: see JSON)' if r['errors'] else ''),
+               _fmt(r['ops'], 'd'), _fmt(r['saved_mib'], '.0f')]
+        if peer_r:
+            row += [_ratio(r['ops'], peer_r['ops']),
+                    _ratio(r['saved_mib'], peer_r['saved_mib'])]
+        table.add_row(row)
+    res = meta['resolution']
+    return '\n'.join([
+        '# Device-independent proxies of GPU cost', '',
+        f'- {meta["date_utc"]}, commit `{meta.get("git_commit")}`, torch '
+        f'{meta["torch"]}',
+        f'- one training step ({meta["step"]}), {res}x{res}, batch '
+        f'{meta["batch_size"]}, fp32, CPU',
+        '- ops: ATen ops dispatched (views and `detach` not counted); '
+        'saved: distinct storages packed by autograd for backward', '',
+        table.get_string(), ''
+    ])

@@ -10,19 +10,10 @@ allocations for the large image do not). Peak memory is the process's
 both absolute and as the increase over the resident size at the mark (which
 holds the model, the image and whatever the warm-up left allocated).
 
-Run each mode in its own process for numbers that do not depend on what
-ran before::
-
-    python -m mmseg_vvt.apis.measure CONFIG --mode whole --shape 2048 2048
-    python -m mmseg_vvt.apis.measure CONFIG --mode slide --shape 2048 2048 \\
-        --crop-size 512 512 --stride 341 341
-
-Weights are random unless ``--checkpoint`` is given (timing and memory do
-not depend on them).
+Run each mode in its own process (``tools/measure_inference.py``) for
+numbers that do not depend on what ran before. Weights are random unless a
+checkpoint is given (timing and memory do not depend on them).
 """
-import argparse
-import json
-import time
 from typing import Optional, Sequence
 
 import numpy as np
@@ -39,8 +30,9 @@ def measure_inference(config: str,
     """Seconds and peak RSS of one ``inference_model`` call on CPU."""
     from mmseg.apis import inference_model
 
-    from mmseg_vvt.utils.memory import measure_peak_rss
-    from .inference import load_segmentor
+    from mmseg_vvt.apis.inference import load_segmentor
+    from .memory import measure_peak_rss
+    from .timing import time_call
 
     model, _ = load_segmentor(config, checkpoint, device='cpu', mode=mode,
                               crop_size=crop_size, stride=stride,
@@ -51,9 +43,10 @@ def measure_inference(config: str,
             inference_model(model, img[:256, :256].copy())
 
         def run():
-            start = time.perf_counter()
-            result = inference_model(model, img)
-            return result, time.perf_counter() - start
+            result = []
+            seconds = time_call(
+                lambda: result.append(inference_model(model, img)))
+            return result[0], seconds
 
         (result, seconds), mem = measure_peak_rss(run)
     tc = model.test_cfg
@@ -73,25 +66,3 @@ def measure_inference(config: str,
         torch_threads=torch.get_num_threads(),
         torch_version=torch.__version__,
     )
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('config')
-    parser.add_argument('--mode', choices=['whole', 'slide'], required=True)
-    parser.add_argument('--shape', type=int, nargs=2, default=(2048, 2048),
-                        metavar=('H', 'W'))
-    parser.add_argument('--crop-size', type=int, nargs=2, default=None)
-    parser.add_argument('--stride', type=int, nargs=2, default=None)
-    parser.add_argument('--checkpoint', default=None)
-    parser.add_argument('--no-warmup', action='store_true')
-    args = parser.parse_args(argv)
-    res = measure_inference(args.config, args.mode, args.shape,
-                            args.crop_size, args.stride, args.checkpoint,
-                            warmup=not args.no_warmup)
-    print(json.dumps(res))
-    return res
-
-
-if __name__ == '__main__':
-    main()

@@ -1,7 +1,7 @@
 """Peak-RSS measurement from a fresh mark (/proc/self/clear_refs + VmHWM)."""
 import numpy as np
 
-from mmseg_vvt.utils.memory import measure_peak_rss, read_rss, reset_peak_rss
+from analysis_tools.memory import measure_peak_rss, read_rss, reset_peak_rss
 
 MB = 2**20
 

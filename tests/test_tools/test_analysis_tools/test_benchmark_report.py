@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from mmseg_vvt.utils.benchmark import (check_model_names, plot_results,
+from analysis_tools.benchmark import (check_model_names, plot_results,
                                        render_markdown, write_outputs)
 
 
@@ -148,3 +148,27 @@ def test_plot_leaves_out_panels_that_were_not_measured(data, tmp_path):
         plt.Figure.savefig = orig
     assert [a.get_title() for a in captured['fig'].axes] == [
         'latency (ms)', 'peak extra memory (MB)']
+
+
+def test_output_names_keep_cpu_fp32_and_separate_the_rest():
+    from analysis_tools.benchmark import output_stem
+    assert output_stem('forward') == 'scaling_forward'
+    assert output_stem('train', 'cuda', 'fp16') == 'scaling_train_cuda_fp16'
+    assert output_stem('forward', 'cuda', 'fp32', True) == \
+        'scaling_forward_cuda_fp32_compiled'
+
+
+def test_gpu_run_names_the_gpu_and_its_setting(data):
+    meta = dict(data['meta'], device='cuda', gpu='NVIDIA H100 80GB HBM3',
+                gpu_memory_gb=79.1, cuda='12.8', nvidia_driver='570.1',
+                dtype='fp16', compiled=True, mode='train',
+                optimizer_step='AdamW')
+    md = render_markdown(dict(meta=meta, results=data['results']))
+    assert 'GPU: NVIDIA H100 80GB HBM3 (79.1 GB), CUDA 12.8' in md
+    assert 'fp16 autocast, torch.compile' in md
+    assert 'forward + backward + AdamW step' in md
+    assert 'max_memory_allocated' in md
+    # results measured before the optimizer step joined the train mode
+    old = dict(data['meta'], mode='train')
+    md = render_markdown(dict(meta=old, results=data['results']))
+    assert 'no optimizer step' in md and 'Test CPU' in md

@@ -1,0 +1,10 @@
+"""Tests import the measurement helpers in tools/analysis_tools as the
+tools do (``import analysis_tools``). tools/ goes last on ``sys.path`` so
+that its scripts (``test.py``, ``train.py``...) never shadow a module of
+the same name."""
+import os.path as osp
+import sys
+
+TOOLS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools')
+if TOOLS not in sys.path:
+    sys.path.append(TOOLS)

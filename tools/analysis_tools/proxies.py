@@ -1,0 +1,101 @@
+"""Device-independent proxies of GPU cost for one training step.
+
+* **ops**: ATen operators dispatched during forward + backward (the
+  optimizer step is *not* included: it is the same fused AdamW for every
+  backbone and would only add a per-parameter constant). Views and
+  ``detach`` are not counted: they launch no kernel. On a GPU each counted
+  op is (at least) one kernel launch and one pass over its operands, so a
+  step that dispatches many small ops is launch- and memory-bound.
+* **saved bytes**: what autograd keeps alive for backward, from
+  ``torch.autograd.graph.saved_tensors_hooks``; each storage is counted
+  once however many tensors or views of it are saved (parameters included:
+  autograd saves them like any other tensor).
+"""
+from collections import Counter
+from typing import Callable, Dict
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+__all__ = ['OpCounter', 'SavedTensorBytes', 'training_step_proxies']
+
+
+class OpCounter(TorchDispatchMode):
+    """Count the ATen ops dispatched inside the ``with`` block.
+
+    ``counts`` maps each op (``aten.mm.default``...) to its count;
+    ``total`` is their sum. Views (ops whose output aliases an input, per
+    their schema) and ``detach`` are left out.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.counts: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not (func.is_view or func.overloadpacket is
+                torch.ops.aten.detach):
+            self.counts[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class SavedTensorBytes:
+    """Bytes of the distinct storages autograd saves for backward inside
+    the ``with`` block (``nbytes``, ``tensors``: how many were packed)."""
+
+    def __init__(self):
+        self._storages: Dict[tuple, int] = {}
+        self.tensors = 0
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(
+            self._pack, lambda t: t)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        self.tensors += 1
+        storage = t.untyped_storage()
+        key = (t.device.type, t.device.index, storage.data_ptr())
+        self._storages[key] = max(self._storages.get(key, 0),
+                                  storage.nbytes())
+        return t
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self._storages.values())
+
+    def __enter__(self):
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._hooks.__exit__(*exc)
+
+
+def training_step_proxies(model: torch.nn.Module,
+                          inputs: torch.Tensor,
+                          loss_fn: Callable = None) -> Dict[str, object]:
+    """Ops dispatched and bytes saved in one forward + backward of
+    ``model`` on ``inputs`` (train mode; loss: the sum of the outputs'
+    means unless ``loss_fn(outputs)`` is given). Gradients are cleared
+    after. Returns ``dict(ops, ops_by_name, saved_bytes, saved_tensors)``.
+    """
+    model.train()
+    if loss_fn is None:
+        loss_fn = _mean_of_outputs
+    with OpCounter() as ops:
+        with SavedTensorBytes() as saved:
+            loss = loss_fn(model(inputs))
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return dict(
+        ops=ops.total,
+        ops_by_name=dict(ops.counts.most_common()),
+        saved_bytes=saved.nbytes,
+        saved_tensors=saved.tensors)
+
+
+def _mean_of_outputs(out):
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    return sum(o.float().mean() for o in outs)

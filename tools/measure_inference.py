@@ -1,0 +1,43 @@
+"""Time and peak memory of one inference, whole-image or sliding-window (CPU).
+
+Runs ``mmseg.apis.inference_model`` on a random H x W image at its native
+resolution after a small warm-up call; peak memory is the process's
+``VmHWM`` from a fresh mark. Prints one JSON line. Run each mode in its own
+process::
+
+    python tools/measure_inference.py CONFIG --mode whole --shape 2048 2048
+    python tools/measure_inference.py CONFIG --mode slide --shape 2048 2048 \
+        --crop-size 512 512 --stride 341 341
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from analysis_tools.inference_cost import measure_inference  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('--mode', choices=['whole', 'slide'], required=True)
+    parser.add_argument('--shape', type=int, nargs=2, default=(2048, 2048),
+                        metavar=('H', 'W'))
+    parser.add_argument('--crop-size', type=int, nargs=2, default=None)
+    parser.add_argument('--stride', type=int, nargs=2, default=None)
+    parser.add_argument('--checkpoint', default=None)
+    parser.add_argument('--no-warmup', action='store_true')
+    args = parser.parse_args(argv)
+    res = measure_inference(args.config, args.mode, args.shape,
+                            args.crop_size, args.stride, args.checkpoint,
+                            warmup=not args.no_warmup)
+    print(json.dumps(res))
+    return res
+
+
+if __name__ == '__main__':
+    main()
