@@ -28,9 +28,8 @@ from .common import HW, AttentionWeights, MlpWeights
 
 def _in_clamp(t_abs: Tensor) -> Tensor:
     """Where ``clamp(|t|, lo, hi)`` passes the gradient (``lo <= |t| <= hi``,
-    as torch's clamp does), as a 0/1 mask of ``t``'s dtype."""
-    return ((t_abs >= common.CLAMP_MIN) &
-            (t_abs <= common.CLAMP_MAX)).to(t_abs.dtype)
+    as torch's clamp does), as a boolean mask (multiplied in as is)."""
+    return (t_abs >= common.CLAMP_MIN) & (t_abs <= common.CLAMP_MAX)
 
 
 def _modulate(t: Tensor, w: Tensor) -> Tensor:
@@ -96,10 +95,9 @@ class VicinityCore(torch.autograd.Function):
         num_abs = num.abs()
         p_abs = num_abs.clamp(lo, hi)
         o_abs = p_abs * z
-        o = num.sign() * o_abs.clamp(lo, hi)
-        if not keep:
-            return o, None
-        return o, (q_pos, kv_c, r, z, num, num_abs, p_abs, o_abs)
+        if keep:  # backward needs the pieces, not o
+            return None, (q_pos, kv_c, r, z, num, num_abs, p_abs, o_abs)
+        return num.sign() * o_abs.clamp(lo, hi), None
 
     @staticmethod
     def backward(ctx, grad_o):
@@ -149,10 +147,38 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
     wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
     o = VicinityCore.apply(q_lin, kv_lin, wq, wk, w.num_heads)
     p = F.linear(o.to(q_lin.dtype), w.out_weight, w.out_bias)
-    gate = 1.0 + common.channel_gate(x, w)
-    # signed_clamp(p' + p' g), p' = signed_clamp(p), 1 + g >= 1, folded
-    return p.sign() * (p.abs().clamp(common.CLAMP_MIN, common.CLAMP_MAX) *
-                       gate).clamp(max=common.CLAMP_MAX)
+    return GatedClamp.apply(p, 1.0 + common.channel_gate(x, w))
+
+
+class GatedClamp(torch.autograd.Function):
+    """The attention's last two clamps and its gate, on ``out_proj``'s
+    output ``p`` and the gate ``G = 1 + g`` (``B x 1 x C``).
+
+    ``signed_clamp(p' G)`` with ``p' = signed_clamp(p)`` and ``G >= 1`` is
+    ``sign(p) min(clamp(|p|) G, 1e4)``. Saves ``p`` and ``G`` only (autograd
+    on those ops keeps four token maps: the sign, the magnitudes before and
+    after each clamp).
+    """
+
+    @staticmethod
+    def forward(ctx, p, gate):
+        ctx.save_for_backward(p, gate)
+        return GatedClamp._forward(p, gate)[0]
+
+    @staticmethod
+    def _forward(p, gate):
+        a = p.abs().clamp(common.CLAMP_MIN, common.CLAMP_MAX)
+        y_abs = a * gate
+        return p.sign() * y_abs.clamp(max=common.CLAMP_MAX), a, y_abs
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        p, gate = ctx.saved_tensors
+        _, a, y_abs = GatedClamp._forward(p, gate)
+        g = grad_y * (y_abs <= common.CLAMP_MAX)
+        grad_p = g * gate * _in_clamp(p.abs())
+        grad_gate = (g * p.sign() * a).sum(dim=1, keepdim=True)
+        return grad_p, grad_gate
 
 
 class ConvGeluLinear(torch.autograd.Function):

@@ -70,7 +70,8 @@ def core_dtype(dtype: torch.dtype) -> torch.dtype:
     high resolution (and ``z`` then collapses to zero), in bf16 they lose
     the small terms.
     """
-    return torch.promote_types(dtype, torch.float32)
+    # plain Python: torch.promote_types would dispatch an op per call
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 class AttentionWeights(NamedTuple):

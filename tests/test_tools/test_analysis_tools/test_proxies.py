@@ -70,13 +70,15 @@ def test_training_step_proxies_of_a_toy_model():
     assert all(p.grad is None for p in model.parameters())
 
 
-# Measured on the unmodified model at commit 7294526 with
+# Measured with
 #   python tools/benchmark_scaling.py --proxies --models vvt-s swin-t
-# (256x256, batch 2, fp32, CPU; forward + backward, no optimizer step):
-# VVT-S 3429 ops, 915,506,576 bytes (873 MiB); Swin-T 1200 ops, 419 MiB.
-# The model work aims at Swin-T's figures; lower these as it lands.
+# (256x256, batch 2, fp32, CPU; forward + backward, no optimizer step).
+# Before the kernels package (commit 7294526): VVT-S 3429 ops and
+# 915,506,576 bytes (873 MiB); Swin-T 1200 ops and 439,161,712 bytes
+# (419 MiB). With the memory-lean training kernels VVT-S saves less than
+# Swin-T; its op count is still ~2.8x Swin-T's (docs/benchmark.md).
 VVT_S_MAX_OPS = 3429
-VVT_S_MAX_SAVED_BYTES = 915_506_576
+SWIN_T_SAVED_BYTES = 439_161_712
 
 
 def test_vvt_s_training_step_is_no_costlier_than_the_baseline():
@@ -84,8 +86,17 @@ def test_vvt_s_training_step_is_no_costlier_than_the_baseline():
     model = build_benchmark_model('vvt-s')
     r = training_step_proxies(model, torch.randn(2, 3, 256, 256))
     assert r['ops'] <= VVT_S_MAX_OPS, r['ops_by_name']
-    assert r['saved_bytes'] <= VVT_S_MAX_SAVED_BYTES
+    assert r['saved_bytes'] <= SWIN_T_SAVED_BYTES
     assert r['ops'] > 100 and r['saved_bytes'] > 50 * 2**20  # it measured
+
+
+def test_swin_t_baseline_is_what_the_counters_measure():
+    # the recorded peer figure must stay true for the comparison to hold
+    torch.manual_seed(0)
+    r = training_step_proxies(build_benchmark_model('swin-t'),
+                              torch.randn(2, 3, 256, 256))
+    assert r['saved_bytes'] == SWIN_T_SAVED_BYTES
+    assert r['ops'] == 1200
 
 
 @pytest.mark.parametrize('dtype', ['fp32'])
