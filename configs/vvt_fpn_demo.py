@@ -63,7 +63,12 @@ test_dataloader = val_dataloader
 norm_cfg = dict(type='BN', requires_grad=True)  # one CPU process: plain BN
 model = dict(
     pretrained=None,
-    data_preprocessor=dict(size=crop_size),
+    # Pad crops to 128x128 with -1 (after normalisation), not mmseg's 0:
+    # from scratch, an all-zero padded patch meets zero conv biases and
+    # chained LayerNorms divide its gradient by sqrt(eps) each, so the
+    # first step's gradient norm reaches 1e6..1e19 (docs/training.md,
+    # "Training without the ImageNet checkpoints"). Any constant but 0 does.
+    data_preprocessor=dict(size=crop_size, pad_val=-1),
     backbone=dict(
         _delete_=True,
         type='VVT',
