@@ -1,10 +1,11 @@
 """Loading transforms that fail loudly, naming the file, on bad data.
 
 Drop-in replacements for ``LoadImageFromFile`` (mmcv) and
-``LoadAnnotations`` (mmseg), same arguments:
+``LoadAnnotations`` (mmseg), same arguments (the label loader adds
+``num_classes`` and ``ignore_index``):
 
 * ``CheckedLoadImageFromFile``: an image that cannot be read or decoded
-  (missing, empty, not an image, header damaged) raises
+  (missing, empty, not an image, header damaged, cut off) raises
   :class:`DataFileError` whose message starts with the image path. mmcv's
   own transform raises a bare ``cv2.error`` / ``AssertionError`` /
   ``PIL.UnidentifiedImageError`` for most of these, some without the path.
