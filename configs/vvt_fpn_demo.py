@@ -24,10 +24,11 @@ img_scale = (640, 160)  # ADE20K's (2048, 512) scaled to the 160px images
 crop_size = (128, 128)
 
 # The standard ADE20K pipeline with the loading transforms that name the
-# offending file on a corrupt image or a label map of the wrong size.
+# offending file on a corrupt image, a label map of the wrong size or a
+# label value that is not one of the classes.
 train_pipeline = [
     dict(type='CheckedLoadImageFromFile'),
-    dict(type='CheckedLoadAnnotations'),
+    dict(type='CheckedLoadAnnotations', num_classes=num_classes),
     dict(
         type='RandomResize',
         scale=img_scale,
@@ -41,7 +42,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='CheckedLoadImageFromFile'),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='CheckedLoadAnnotations'),
+    dict(type='CheckedLoadAnnotations', num_classes=num_classes),
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(
@@ -65,7 +66,12 @@ test_evaluator = val_evaluator
 norm_cfg = dict(type='BN', requires_grad=True)  # one CPU process: plain BN
 model = dict(
     pretrained=None,
-    data_preprocessor=dict(size=crop_size),
+    # Pad crops to 128x128 with -1 (after normalisation), not mmseg's 0:
+    # from scratch, an all-zero padded patch meets zero conv biases and
+    # chained LayerNorms divide its gradient by sqrt(eps) each, so the
+    # first step's gradient norm reaches 1e6..1e19 (docs/training.md,
+    # "Training without the ImageNet checkpoints"). Any constant but 0 does.
+    data_preprocessor=dict(size=crop_size, pad_val=-1),
     backbone=dict(
         _delete_=True,
         type='VVT',

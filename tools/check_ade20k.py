@@ -11,7 +11,9 @@ Verifies, and reports every problem it finds with the path it concerns:
   those folders is reported too (mmseg would silently skip it);
 * every image decodes completely (truncated or corrupt files are caught);
 * labels are 8-bit single-channel PNGs with values in ``0..NUM_CLASSES``
-  (0 = "other", ignored with ``reduce_zero_label=True``);
+  or 255 (0 = "other" and 255 are ignored with ``reduce_zero_label=True``;
+  the same rule as the training pipeline's ``CheckedLoadAnnotations``,
+  ``mmseg_vvt/datasets/labels.py``);
 * image and label have the same width and height;
 * the number of image/label pairs per split: 20210 training and 2000
   validation for the real ADE20K (``--num-train`` / ``--num-val`` for other
@@ -33,6 +35,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from PIL import Image
+
+from mmseg_vvt.datasets.labels import (describe_invalid_labels,
+                                       invalid_label_values)
 
 ADE20K_NUM_TRAIN = 20210
 ADE20K_NUM_VAL = 2000
@@ -82,13 +87,13 @@ def check_pair(img_path, seg_path, num_classes):
                                  'expected an 8-bit single-channel PNG '
                                  '(mode L or P)'))
             else:
-                values = np.unique(np.asarray(seg))
-                bad = values[values > num_classes]
-                if bad.size:
-                    shown = ', '.join(str(v) for v in bad[:10])
-                    more = ' ...' if bad.size > 10 else ''
-                    problems.append((seg_path, f'label values {shown}{more} '
-                                     f'outside 0..{num_classes}'))
+                arr = np.asarray(seg)
+                bad = invalid_label_values(
+                    np.unique(arr), num_classes, reduce_zero_label=True)
+                if bad:
+                    problems.append((seg_path, describe_invalid_labels(
+                        bad, num_classes, reduce_zero_label=True,
+                        pixels=int(np.isin(arr, bad).sum()))))
     except Exception as e:
         problems.append((seg_path, f'label cannot be decoded ({e})'))
     if img_size is not None and seg_size is not None and img_size != seg_size:
@@ -188,8 +193,9 @@ def parse_args(argv=None):
                         help='expected validation pairs (default '
                         f'{ADE20K_NUM_VAL}); -1 skips the count check')
     parser.add_argument('--num-classes', type=int, default=ADE20K_NUM_CLASSES,
-                        help='largest allowed label value (default '
-                        f'{ADE20K_NUM_CLASSES}; 0 is "other")')
+                        help='number of classes: label values 1..K are the '
+                        'classes, 0 ("other") and 255 are ignored (default '
+                        f'{ADE20K_NUM_CLASSES})')
     parser.add_argument('--jobs', type=int, default=None,
                         help='decoding processes (default: one per CPU)')
     parser.add_argument('--quiet', action='store_true',

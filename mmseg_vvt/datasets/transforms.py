@@ -1,10 +1,11 @@
 """Loading transforms that fail loudly, naming the file, on bad data.
 
 Drop-in replacements for ``LoadImageFromFile`` (mmcv) and
-``LoadAnnotations`` (mmseg), same arguments:
+``LoadAnnotations`` (mmseg), same arguments (the label loader adds
+``num_classes`` and ``ignore_index``):
 
 * ``CheckedLoadImageFromFile``: an image that cannot be read or decoded
-  (missing, empty, not an image, header damaged) raises
+  (missing, empty, not an image, header damaged, cut off) raises
   :class:`DataFileError` whose message starts with the image path. mmcv's
   own transform raises a bare ``cv2.error`` / ``AssertionError`` /
   ``PIL.UnidentifiedImageError`` for most of these, some without the path.
@@ -12,21 +13,28 @@ Drop-in replacements for ``LoadImageFromFile`` (mmcv) and
   single-channel, or whose height x width differs from its image's raises
   :class:`DataFileError` naming the label file (and the image). mmseg would
   otherwise resize/crop the two independently and fail much later with a
-  shape mismatch in the loss or the metric, or not at all.
+  shape mismatch in the loss or the metric, or not at all. With
+  ``num_classes`` set, a value that is neither a class nor ignored (after
+  ``reduce_zero_label`` and the class subset's ``label_map``) raises too,
+  naming the file and the values: the loss would fail with a bare
+  ``IndexError: Target ... is out of bounds`` and the metric would leave the
+  pixels out without a word.
 
 Use them in place of the standard two in any mmseg pipeline::
 
     dict(type='CheckedLoadImageFromFile'),
-    dict(type='CheckedLoadAnnotations', reduce_zero_label=True),
-
-Note: with the default ``imdecode_backend='cv2'`` a JPEG cut off in the
-middle of its image data still decodes (libjpeg fills the rest with grey and
-only prints a warning); pass ``imdecode_backend='pillow'`` to turn that into
-an error too, or run ``tools/check_ade20k.py`` on the dataset once.
+    dict(type='CheckedLoadAnnotations', reduce_zero_label=True,
+         num_classes=150),
 """
+import logging
+
+import numpy as np
 from mmcv.transforms import LoadImageFromFile
+from mmengine.logging import print_log
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
+
+from .labels import IGNORE_INDEX, describe_invalid_labels, train_id_table
 
 
 class DataFileError(OSError):
@@ -69,11 +77,43 @@ class CheckedLoadAnnotations(LoadAnnotations):
     """mmseg's ``LoadAnnotations`` that checks the label map it loads.
 
     Raises :class:`DataFileError` naming the label file when it cannot be
-    read or decoded, when it is not a single-channel map, or when its size
+    read or decoded, when it is not a single-channel map, when its size
     differs from the image loaded before it (``results['ori_shape']``, set by
     the image loading transform; the check is skipped when that key is
-    absent, e.g. for a pipeline that loads only labels).
+    absent, e.g. for a pipeline that loads only labels), or when it holds
+    values that are not classes.
+
+    Args:
+        num_classes (int, optional): Number of classes of the model. Every
+            loaded value must then become a class id ``0..num_classes-1``
+            or ``ignore_index`` (after ``reduce_zero_label`` and the
+            dataset's ``label_map``); the error names the stored values,
+            their pixel count and the values expected. None: values are not
+            checked (a warning says so once). Default: None.
+        ignore_index (int): The train id the loss and the metric ignore.
+            Default: 255.
+        Other arguments: as mmseg's ``LoadAnnotations``.
     """
+
+    _warned_unchecked = False
+
+    def __init__(self, *args, num_classes=None, ignore_index=IGNORE_INDEX,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        if num_classes is not None and (not isinstance(num_classes, int)
+                                        or num_classes < 1):
+            raise ValueError(f'CheckedLoadAnnotations: num_classes must be a '
+                             f'positive int or None, got {num_classes!r}')
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        cls = CheckedLoadAnnotations
+        if num_classes is None and not cls._warned_unchecked:
+            cls._warned_unchecked = True
+            print_log(
+                'CheckedLoadAnnotations without num_classes: label values '
+                'are not checked against the classes (set num_classes to '
+                'the model\'s number of classes)',
+                logger='current', level=logging.WARNING)
 
     def _load_seg_map(self, results):
         path = results['seg_map_path']
@@ -95,3 +135,24 @@ class CheckedLoadAnnotations(LoadAnnotations):
                 f'{path}: label map is {seg.shape[1]}x{seg.shape[0]} (WxH) '
                 f'but image {img} is {ori_shape[1]}x{ori_shape[0]}; a label '
                 f'map must have exactly the size of its image')
+        if self.num_classes is not None:
+            self._check_values(path, seg, results.get('label_map'))
+
+    def _check_values(self, path, seg, label_map):
+        # one pass over the map; the table maps the few offending train ids
+        # back to the values stored in the file, which is what users fix
+        counts = np.bincount(seg.ravel(), minlength=256)
+        ids = np.flatnonzero(counts)
+        bad_ids = ids[(ids >= self.num_classes) & (ids != self.ignore_index)]
+        if not bad_ids.size:
+            return
+        table = train_id_table(self.reduce_zero_label, label_map)
+        stored = np.flatnonzero(np.isin(table, bad_ids)).tolist()
+        msg = describe_invalid_labels(
+            stored, self.num_classes, self.reduce_zero_label, label_map,
+            self.ignore_index, pixels=int(counts[bad_ids].sum()))
+        raise DataFileError(f'{path}: {msg}')
+
+    def __repr__(self):
+        return (f'{super().__repr__()[:-1]}, num_classes={self.num_classes}, '
+                f'ignore_index={self.ignore_index})')

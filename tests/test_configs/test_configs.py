@@ -276,13 +276,17 @@ def _plain(pipeline):
 
 
 def _swapped(pipeline):
-    """mmseg's pipeline with the expected swap of the loading transforms."""
+    """mmseg's pipeline with the expected swap of the loading transforms
+    (the label loader also checks the values against ADE20K's 150
+    classes)."""
     if isinstance(pipeline, list):
         return [_swapped(p) for p in pipeline]
     if isinstance(pipeline, dict):
         out = {k: _swapped(v) for k, v in pipeline.items()}
         if out.get('type') in CHECKED:
             out['type'] = CHECKED[out['type']]
+        if out.get('type') == 'CheckedLoadAnnotations':
+            out['num_classes'] = 150
         return out
     return pipeline
 

@@ -138,19 +138,106 @@ def test_missing_label_file_names_it(data):
     assert isinstance(exc.value.__cause__, FileNotFoundError)
 
 
-def test_truncated_jpeg_with_pillow_backend(data):
-    """OpenCV decodes a JPEG cut in its scan data (grey fill); the pillow
-    backend refuses it, and the checked transform names the file."""
+@pytest.mark.parametrize('backend', ['cv2', 'pillow'])
+@pytest.mark.parametrize('keep', [0.5, 0.67, 0.9])
+def test_truncated_jpeg_names_file(data, backend, keep):
+    """A JPEG cut off in its scan data is refused by both decoders (the
+    installed OpenCV returns no image, pillow raises), and the checked
+    transform names the file."""
     root, _ = data
     path = osp.join(root, 'images', 'training', 'ADE_train_00000001.jpg')
     with open(path, 'rb') as f:
         content = f.read()
     with open(path, 'wb') as f:
-        f.write(content[:len(content) * 2 // 3])
-    loader = CheckedLoadImageFromFile(imdecode_backend='pillow')
+        f.write(content[:int(len(content) * keep)])
+    loader = CheckedLoadImageFromFile(imdecode_backend=backend)
     with pytest.raises(DataFileError) as exc:
         loader(dict(img_path=path))
     assert str(exc.value).startswith(f'{path}: cannot load image')
+
+
+def _paint(seg_path, value, box=(slice(2, 6), slice(3, 7))):
+    arr = np.asarray(Image.open(seg_path)).copy()
+    arr[box] = value
+    Image.fromarray(arr).save(seg_path)
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_label_values_outside_classes_name_file_and_values(data, split):
+    """The demo config's loader (6 classes, reduce_zero_label, the class
+    subset's label_map) refuses a patch of 200 and names file and values;
+    0 (other) and 255 (ignore) pass."""
+    root, cfg = data
+    folder = 'training' if split == 'train' else 'validation'
+    prefix = 'train' if split == 'train' else 'val'
+    seg = osp.join(root, 'annotations', folder, f'ADE_{prefix}_00000002.png')
+    _paint(seg, 255)
+    _paint(seg, 0, box=(slice(10, 12), slice(0, 48)))
+    ds = _dataset(cfg, split)
+    ds[1]  # 0 and 255 are fine
+    _paint(seg, 200)
+    with pytest.raises(DataFileError) as exc:
+        ds[1]
+    assert str(exc.value) == (
+        f'{seg}: label values 200 (16 pixels) are not among the 6 classes; '
+        'expected values 0..150, 255 (with reduce_zero_label=True: v is '
+        "class v-1, 0 and 255 are ignored, then the class subset's "
+        'label_map)')
+    ds[0]  # the other files still load
+
+
+def test_loader_checks_values_with_and_without_reduce_zero_label(data):
+    root, _ = data
+    img = osp.join(root, 'images', 'training', 'ADE_train_00000001.jpg')
+    seg = osp.join(root, 'annotations', 'training', 'ADE_train_00000001.png')
+
+    def load(**kw):
+        reduce = kw.get('reduce_zero_label', True)
+        results = dict(img_path=img, seg_map_path=seg, seg_fields=[],
+                       reduce_zero_label=reduce, label_map=None)
+        CheckedLoadImageFromFile()(results)
+        return CheckedLoadAnnotations(**kw)(results)
+
+    _paint(seg, 6)
+    assert load(num_classes=6)['gt_seg_map'].max() <= 255
+    with pytest.raises(DataFileError) as exc:
+        load(num_classes=5)  # 6 is class 5: one too many
+    msg = str(exc.value)
+    assert msg.startswith(f'{seg}: label values 6 (') and msg.endswith(
+        'pixels) are not among the 5 classes; expected values 0..5, 255 '
+        '(with reduce_zero_label=True: v is class v-1, 0 and 255 are '
+        'ignored)')
+    # without reduce_zero_label the stored value is the class itself
+    with pytest.raises(DataFileError) as exc:
+        load(num_classes=6, reduce_zero_label=False)
+    msg = str(exc.value)
+    assert msg.startswith(f'{seg}: label values 6 (')
+    assert 'not among the 6 classes; expected values 0..5, 255 (with ' \
+        'reduce_zero_label=False' in msg
+    # another ignore index: 255 (stored 0) is now out of range
+    with pytest.raises(DataFileError) as exc:
+        load(num_classes=7, ignore_index=100)
+    assert 'label values 0, 255 (' in str(exc.value)
+    with pytest.raises(ValueError, match='num_classes must be a positive'):
+        CheckedLoadAnnotations(num_classes=0)
+
+
+def test_loader_without_num_classes_warns_once(data, monkeypatch):
+    import mmseg_vvt.datasets.transforms as transforms
+    root, _ = data
+    seg = osp.join(root, 'annotations', 'training', 'ADE_train_00000001.png')
+    _paint(seg, 200)
+    monkeypatch.setattr(CheckedLoadAnnotations, '_warned_unchecked', False)
+    logged = []
+    monkeypatch.setattr(transforms, 'print_log',
+                        lambda msg, **kw: logged.append(msg))
+    loader = CheckedLoadAnnotations()
+    CheckedLoadAnnotations()
+    assert len(logged) == 1 and 'without num_classes' in logged[0], logged
+    results = dict(seg_map_path=seg, seg_fields=[], reduce_zero_label=True,
+                   label_map=None)
+    seg_map = loader(results)['gt_seg_map']
+    assert (seg_map == 199).sum() == 16  # passed on unchecked, as mmseg's
 
 
 def _runner_cfg(cfg, work_dir):
@@ -197,3 +284,29 @@ def test_runner_val_reports_label_of_wrong_size(data, tmp_path):
         runner.val()
     assert str(exc.value).startswith(
         f'{seg}: label map is 48x41 (WxH) but image')
+
+
+def test_runner_train_reports_label_values_outside_classes(data, tmp_path):
+    """Training (mmengine's Runner on the demo config) stops at the first
+    batch, naming the file, instead of `Target 199 is out of bounds`."""
+    root, cfg = data
+    cfg = _runner_cfg(cfg, tmp_path / 'work')
+    seg = osp.join(root, 'annotations', 'training', 'ADE_train_00000003.png')
+    _paint(seg, 200)
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(DataFileError) as exc:
+        runner.train()
+    assert str(exc.value).startswith(f'{seg}: label values 200 (16 pixels)')
+
+
+def test_runner_test_reports_label_values_outside_classes(data, tmp_path):
+    """Testing stops with the file named instead of reporting an mIoU that
+    silently leaves the pixels out."""
+    root, cfg = data
+    cfg = _runner_cfg(cfg, tmp_path / 'work')
+    seg = osp.join(root, 'annotations', 'validation', 'ADE_val_00000002.png')
+    _paint(seg, 200)
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(DataFileError) as exc:
+        runner.test()
+    assert str(exc.value).startswith(f'{seg}: label values 200 (16 pixels)')

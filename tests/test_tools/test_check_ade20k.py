@@ -108,18 +108,23 @@ def test_label_values_out_of_range_and_wrong_mode(tree):
     seg = root / 'annotations' / 'training' / 'ADE_train_00000003.png'
     arr = np.asarray(Image.open(seg)).copy()
     arr[0, :3] = (7, 200, 7)
+    arr[1, :2] = 255  # ignored, as in training
     Image.fromarray(arr).save(seg)
     rgb = root / 'annotations' / 'validation' / 'ADE_val_00000001.png'
     Image.open(rgb).convert('RGB').save(rgb)
     problems = _problems(out)
     assert problems == [
-        (str(seg), 'label values 7, 200 outside 0..6'),
+        (str(seg), 'label values 7, 200 (3 pixels) are not among the 6 '
+         'classes; expected values 0..6, 255 (with reduce_zero_label=True: '
+         'v is class v-1, 0 and 255 are ignored)'),
         (str(rgb), 'label mode is RGB, expected an 8-bit single-channel PNG '
          '(mode L or P)'),
     ]
     # The real ADE20K allows 0..150: 7 passes, 200 does not.
     assert _problems(out, num_classes=150)[0] == (
-        str(seg), 'label values 200 outside 0..150')
+        str(seg), 'label values 200 (1 pixel) are not among the 150 '
+        'classes; expected values 0..150, 255 (with reduce_zero_label=True: '
+        'v is class v-1, 0 and 255 are ignored)')
 
 
 def test_label_size_differs_from_image(tree):
@@ -169,8 +174,8 @@ def test_cli_ok_and_parallel_decoding(tmp_path, capsys):
     argv = [str(out), '--num-train', '70', '--num-val', '1', '--jobs', '2',
             '--quiet']
     assert check.main(argv) == 1
-    assert f'{seg}: label values 151 outside 0..150' in capsys.readouterr(
-    ).out
+    assert f'{seg}: label values 151 (256 pixels) are not among the 150 ' \
+        'classes' in capsys.readouterr().out
     Image.new('L', (16, 16), 150).save(seg)
     assert check.main(argv) == 0
     assert 'OK:' in capsys.readouterr().out
