@@ -2,7 +2,7 @@
 # Both run the idempotent set-up first (seconds once the mmcv wheel is cached).
 PY := .venv/bin/python
 
-.PHONY: setup demo info test test-slow
+.PHONY: setup demo info lint test test-slow
 
 setup:
 	bash tools/setup_env.sh
@@ -12,6 +12,15 @@ demo: setup
 
 info: setup
 	$(PY) tools/vvt_info.py --arch small
+
+# OpenMMLab's checks (flake8, isort, yapf, codespell), as in
+# .pre-commit-config.yaml; settings in setup.cfg
+LINT_PATHS := mmseg_vvt tools tests configs setup.py
+lint: setup
+	$(PY) -m flake8 $(LINT_PATHS)
+	$(PY) -m isort --check-only --diff $(LINT_PATHS)
+	$(PY) -m yapf -r --diff $(LINT_PATHS)
+	$(PY) -m codespell_lib $(LINT_PATHS) docs README.md
 
 test: setup
 	$(PY) -m pytest tests

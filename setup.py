@@ -60,6 +60,7 @@ if __name__ == '__main__':
         install_requires=parse_requirements('requirements/runtime.txt'),
         extras_require={
             'tests': parse_requirements('requirements/tests.txt'),
+            'lint': parse_requirements('requirements/lint.txt'),
             'mim': parse_requirements('requirements/mminstall.txt'),
         },
         license='Apache-2.0',

@@ -89,14 +89,18 @@ model = dict(
 max_iters = 400
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999),
-                   weight_decay=1e-4),
+    optimizer=dict(
+        type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4),
     clip_grad=dict(max_norm=1.0))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0,
-         end=50),
-    dict(type='PolyLR', power=0.9, eta_min=1e-5, by_epoch=False, begin=50,
-         end=max_iters)
+    dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=50),
+    dict(
+        type='PolyLR',
+        power=0.9,
+        eta_min=1e-5,
+        by_epoch=False,
+        begin=50,
+        end=max_iters)
 ]
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
@@ -108,9 +112,11 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     # written to a temporary file and renamed into place: a killed job
     # never leaves a truncated checkpoint (mmseg_vvt/engine/fileio.py)
-    checkpoint=dict(type='CheckpointHook', by_epoch=False,
-                    interval=max_iters,
-                    backend_args=dict(backend='atomic_local')),
+    checkpoint=dict(
+        type='CheckpointHook',
+        by_epoch=False,
+        interval=max_iters,
+        backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 

@@ -137,8 +137,7 @@ def write_tiny_config(path,
     Returns the path as a string.
     """
     cfg = dict(
-        custom_imports=dict(imports=['mmseg_vvt'],
-                            allow_failed_imports=False),
+        custom_imports=dict(imports=['mmseg_vvt'], allow_failed_imports=False),
         default_scope='mmseg',
         crop_size=tuple(crop_size),
         model=tiny_segmentor(num_classes, decode_head, auxiliary_head,

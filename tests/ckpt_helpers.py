@@ -23,8 +23,15 @@ class RunsCode:
 
 def write_malicious(path, marker):
     """A checkpoint whose unpickling would create ``marker``."""
-    torch.save({'state_dict': {'w': torch.zeros(2)},
-                'meta': {'note': RunsCode(marker)}}, str(path))
+    torch.save(
+        {
+            'state_dict': {
+                'w': torch.zeros(2)
+            },
+            'meta': {
+                'note': RunsCode(marker)
+            }
+        }, str(path))
     return str(path)
 
 
@@ -55,7 +62,8 @@ def serve_directory(root, timeout=30):
     server.timeout = timeout
     server.daemon_threads = True
     thread = threading.Thread(
-        target=server.serve_forever, kwargs=dict(poll_interval=0.05),
+        target=server.serve_forever,
+        kwargs=dict(poll_interval=0.05),
         daemon=True)
     thread.start()
     try:
@@ -67,5 +75,7 @@ def serve_directory(root, timeout=30):
 
 
 #: environment that keeps requests to the local server off any proxy
-NO_PROXY_ENV = {'no_proxy': '127.0.0.1,localhost',
-                'NO_PROXY': '127.0.0.1,localhost'}
+NO_PROXY_ENV = {
+    'no_proxy': '127.0.0.1,localhost',
+    'NO_PROXY': '127.0.0.1,localhost'
+}

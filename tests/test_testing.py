@@ -26,8 +26,9 @@ def test_unknown_decode_head_is_named():
 @pytest.mark.parametrize('head,aux', [('fpn', False), ('fcn', True),
                                       ('uper', True)])
 def test_written_configs_build_and_segment(tmp_path, head, aux):
-    import mmseg_vvt  # noqa: F401
     from mmseg.registry import MODELS
+
+    import mmseg_vvt  # noqa: F401
     path = write_tiny_config(
         tmp_path / f'{head}.py',
         num_classes=3,

@@ -34,8 +34,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from analysis_tools.benchmark import (BENCHMARK_MODELS,  # noqa: E402
-                                      DEFAULT_MODELS, DEFAULT_RESOLUTIONS,
+from analysis_tools.benchmark import BENCHMARK_MODELS  # noqa: E402
+from analysis_tools.benchmark import (DEFAULT_MODELS, DEFAULT_RESOLUTIONS,
                                       DEVICES, DTYPES, MODES,
                                       check_model_names, output_stem,
                                       recount_flops, render_proxies,
@@ -74,60 +74,99 @@ def parse_args(argv=None):
         default=None,
         help=f'models to run (default {" ".join(DEFAULT_MODELS)}); '
         f'known: {models_help}')
-    p.add_argument('--mode', choices=MODES, default='forward',
-                   help='forward: eval forward under no_grad; train: '
-                   'forward + backward + AdamW step (default forward)')
-    p.add_argument('--device', choices=DEVICES, default='cpu',
-                   help='where to run (cuda: timed with CUDA events, peak '
-                   'from max_memory_allocated; default cpu)')
-    p.add_argument('--dtype', choices=sorted(DTYPES), default='fp32',
-                   help='fp32 (no autocast) or an autocast dtype '
-                   '(default fp32)')
-    p.add_argument('--compile', action='store_true',
-                   help='time torch.compile(model); a compile failure is '
-                   'reported in that model\'s row')
-    p.add_argument('--proxies', action='store_true',
-                   help='do not time: print the ops dispatched and bytes '
-                   'saved for backward in one training step (CPU, fp32, '
-                   '--proxy-resolution, --batch-size 2 unless given) and '
-                   'write proxies.json/.md to --out-dir')
+    p.add_argument(
+        '--mode',
+        choices=MODES,
+        default='forward',
+        help='forward: eval forward under no_grad; train: '
+        'forward + backward + AdamW step (default forward)')
+    p.add_argument(
+        '--device',
+        choices=DEVICES,
+        default='cpu',
+        help='where to run (cuda: timed with CUDA events, peak '
+        'from max_memory_allocated; default cpu)')
+    p.add_argument(
+        '--dtype',
+        choices=sorted(DTYPES),
+        default='fp32',
+        help='fp32 (no autocast) or an autocast dtype '
+        '(default fp32)')
+    p.add_argument(
+        '--compile',
+        action='store_true',
+        help='time torch.compile(model); a compile failure is '
+        'reported in that model\'s row')
+    p.add_argument(
+        '--proxies',
+        action='store_true',
+        help='do not time: print the ops dispatched and bytes '
+        'saved for backward in one training step (CPU, fp32, '
+        '--proxy-resolution, --batch-size 2 unless given) and '
+        'write proxies.json/.md to --out-dir')
     p.add_argument('--proxy-resolution', type=int, default=256)
-    p.add_argument('--repeats', type=int,
-                   help='timed repeats per model (interleaved; default 3, '
-                   '--quick: 1)')
-    p.add_argument('--warmup', type=int,
-                   help='warm-up rounds after the memory pass and the FLOP '
-                   'trace (default 1, --quick: 0)')
-    p.add_argument('--budget-s', type=float, default=None,
-                   help='stop repeating a model at a resolution once its '
-                   'timed repeats add up to this many seconds (at least one '
-                   'repeat always runs); default: no limit')
-    p.add_argument('--batch-size', type=int, default=None,
-                   help='default 1 (--proxies: 2)')
-    p.add_argument('--threads', type=int, default=None,
-                   help='torch threads per worker (default: torch default)')
-    p.add_argument('--no-flops', action='store_true',
-                   help='skip the FLOP count (it costs one traced pass)')
+    p.add_argument(
+        '--repeats',
+        type=int,
+        help='timed repeats per model (interleaved; default 3, '
+        '--quick: 1)')
+    p.add_argument(
+        '--warmup',
+        type=int,
+        help='warm-up rounds after the memory pass and the FLOP '
+        'trace (default 1, --quick: 0)')
+    p.add_argument(
+        '--budget-s',
+        type=float,
+        default=None,
+        help='stop repeating a model at a resolution once its '
+        'timed repeats add up to this many seconds (at least one '
+        'repeat always runs); default: no limit')
+    p.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='default 1 (--proxies: 2)')
+    p.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads per worker (default: torch default)')
+    p.add_argument(
+        '--no-flops',
+        action='store_true',
+        help='skip the FLOP count (it costs one traced pass)')
     default_lim = _mem_total_gb()
     default_lim = round(default_lim * 0.8, 1) if default_lim else None
-    p.add_argument('--mem-limit-gb', type=float, default=default_lim,
-                   help='address-space limit per worker so an oversized '
-                   'case fails with an error instead of waking the OOM '
-                   f'killer (default 80%% of RAM: {default_lim}; 0 = none)')
-    p.add_argument('--reference', default='vvt-s-reference',
-                   help='model the speed-up column compares with')
-    p.add_argument('--peer', default='swin-t',
-                   help='model the second speed-up / memory column compares '
-                   'with')
-    p.add_argument('--recount-flops', metavar='JSON',
-                   help='do not benchmark: count the FLOPs of the results in '
-                   'JSON again with the current code (of --models if given, '
-                   'else all) and rewrite its reports in --out-dir')
-    p.add_argument('--quick', action='store_true',
-                   help=f'CI-size defaults: {QUICK}')
-    p.add_argument('--out-dir', default=None,
-                   help='default benchmarks/cpu, or benchmarks/gpu with '
-                   '--device cuda')
+    p.add_argument(
+        '--mem-limit-gb',
+        type=float,
+        default=default_lim,
+        help='address-space limit per worker so an oversized '
+        'case fails with an error instead of waking the OOM '
+        f'killer (default 80%% of RAM: {default_lim}; 0 = none)')
+    p.add_argument(
+        '--reference',
+        default='vvt-s-reference',
+        help='model the speed-up column compares with')
+    p.add_argument(
+        '--peer',
+        default='swin-t',
+        help='model the second speed-up / memory column compares '
+        'with')
+    p.add_argument(
+        '--recount-flops',
+        metavar='JSON',
+        help='do not benchmark: count the FLOPs of the results in '
+        'JSON again with the current code (of --models if given, '
+        'else all) and rewrite its reports in --out-dir')
+    p.add_argument(
+        '--quick', action='store_true', help=f'CI-size defaults: {QUICK}')
+    p.add_argument(
+        '--out-dir',
+        default=None,
+        help='default benchmarks/cpu, or benchmarks/gpu with '
+        '--device cuda')
     args = p.parse_args(argv)
     if args.out_dir is None:
         args.out_dir = osp.join('benchmarks',
@@ -161,9 +200,11 @@ def parse_args(argv=None):
 
 
 def proxies_main(args):
-    data = run_proxies(args.models or ['vvt-s', 'swin-t'],
-                       resolution=args.proxy_resolution,
-                       batch_size=args.batch_size, threads=args.threads)
+    data = run_proxies(
+        args.models or ['vvt-s', 'swin-t'],
+        resolution=args.proxy_resolution,
+        batch_size=args.batch_size,
+        threads=args.threads)
     md = render_proxies(data, peer=args.peer)
     print(md)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -194,9 +235,9 @@ def main(argv=None):
         return 1 if any(r['errors'] for r in data['results']) else 0
     if args.models is None:
         args.models = list(DEFAULT_MODELS)
-    stem = osp.join(args.out_dir,
-                    output_stem(args.mode, args.device, args.dtype,
-                                args.compile))
+    stem = osp.join(
+        args.out_dir,
+        output_stem(args.mode, args.device, args.dtype, args.compile))
     for ext in ('.json', '.md', '.png'):
         if osp.exists(stem + ext):
             print(f'will replace existing {stem + ext}', file=sys.stderr)
@@ -210,8 +251,10 @@ def main(argv=None):
                 reference=args.reference,
                 peer=args.peer,
                 progress=quiet)
-            print(f'partial results written to {args.out_dir}',
-                  file=sys.stderr, flush=True)
+            print(
+                f'partial results written to {args.out_dir}',
+                file=sys.stderr,
+                flush=True)
 
     data = run_benchmark(
         models=args.models,

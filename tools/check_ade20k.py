@@ -91,9 +91,12 @@ def check_pair(img_path, seg_path, num_classes):
                 bad = invalid_label_values(
                     np.unique(arr), num_classes, reduce_zero_label=True)
                 if bad:
-                    problems.append((seg_path, describe_invalid_labels(
-                        bad, num_classes, reduce_zero_label=True,
-                        pixels=int(np.isin(arr, bad).sum()))))
+                    problems.append((seg_path,
+                                     describe_invalid_labels(
+                                         bad,
+                                         num_classes,
+                                         reduce_zero_label=True,
+                                         pixels=int(np.isin(arr, bad).sum()))))
     except Exception as e:
         problems.append((seg_path, f'label cannot be decoded ({e})'))
     if img_size is not None and seg_size is not None and img_size != seg_size:
@@ -107,8 +110,12 @@ def _check_pair_args(args):
     return check_pair(*args)
 
 
-def check_dataset(path, num_train=ADE20K_NUM_TRAIN, num_val=ADE20K_NUM_VAL,
-                  num_classes=ADE20K_NUM_CLASSES, jobs=None, progress=None):
+def check_dataset(path,
+                  num_train=ADE20K_NUM_TRAIN,
+                  num_val=ADE20K_NUM_VAL,
+                  num_classes=ADE20K_NUM_CLASSES,
+                  jobs=None,
+                  progress=None):
     """Check the dataset at ``path``; return a list of (path, message).
 
     ``num_train`` / ``num_val``: expected pair counts, None to skip that
@@ -138,16 +145,18 @@ def check_dataset(path, num_train=ADE20K_NUM_TRAIN, num_val=ADE20K_NUM_VAL,
             if rel.endswith(IMG_SUFFIX):
                 imgs[rel[:-len(IMG_SUFFIX)]] = osp.join(img_dir, rel)
             else:
-                problems.append((osp.join(img_dir, rel),
-                                 f'unexpected file in image folder (images '
-                                 f'must end with {IMG_SUFFIX})'))
+                problems.append(
+                    (osp.join(img_dir,
+                              rel), f'unexpected file in image folder (images '
+                     f'must end with {IMG_SUFFIX})'))
         for rel in _list_files(seg_dir):
             if rel.endswith(SEG_SUFFIX):
                 segs[rel[:-len(SEG_SUFFIX)]] = osp.join(seg_dir, rel)
             else:
-                problems.append((osp.join(seg_dir, rel),
-                                 f'unexpected file in annotation folder '
-                                 f'(labels must end with {SEG_SUFFIX})'))
+                problems.append(
+                    (osp.join(seg_dir,
+                              rel), f'unexpected file in annotation folder '
+                     f'(labels must end with {SEG_SUFFIX})'))
         for stem in sorted(set(imgs) - set(segs)):
             problems.append((imgs[stem], 'image has no label (expected '
                              f'{osp.join(seg_dir, stem + SEG_SUFFIX)})'))
@@ -184,22 +193,36 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Check a dataset in the ADE20K layout and list every '
         'problem with its path (exit status 1 if there are any).')
-    parser.add_argument('dir', help='dataset directory (the '
-                        'ADEChallengeData2016 folder or its parent)')
-    parser.add_argument('--num-train', type=int, default=ADE20K_NUM_TRAIN,
-                        help='expected training pairs (default '
-                        f'{ADE20K_NUM_TRAIN}); -1 skips the count check')
-    parser.add_argument('--num-val', type=int, default=ADE20K_NUM_VAL,
-                        help='expected validation pairs (default '
-                        f'{ADE20K_NUM_VAL}); -1 skips the count check')
-    parser.add_argument('--num-classes', type=int, default=ADE20K_NUM_CLASSES,
-                        help='number of classes: label values 1..K are the '
-                        'classes, 0 ("other") and 255 are ignored (default '
-                        f'{ADE20K_NUM_CLASSES})')
-    parser.add_argument('--jobs', type=int, default=None,
-                        help='decoding processes (default: one per CPU)')
-    parser.add_argument('--quiet', action='store_true',
-                        help='no progress output')
+    parser.add_argument(
+        'dir',
+        help='dataset directory (the '
+        'ADEChallengeData2016 folder or its parent)')
+    parser.add_argument(
+        '--num-train',
+        type=int,
+        default=ADE20K_NUM_TRAIN,
+        help='expected training pairs (default '
+        f'{ADE20K_NUM_TRAIN}); -1 skips the count check')
+    parser.add_argument(
+        '--num-val',
+        type=int,
+        default=ADE20K_NUM_VAL,
+        help='expected validation pairs (default '
+        f'{ADE20K_NUM_VAL}); -1 skips the count check')
+    parser.add_argument(
+        '--num-classes',
+        type=int,
+        default=ADE20K_NUM_CLASSES,
+        help='number of classes: label values 1..K are the '
+        'classes, 0 ("other") and 255 are ignored (default '
+        f'{ADE20K_NUM_CLASSES})')
+    parser.add_argument(
+        '--jobs',
+        type=int,
+        default=None,
+        help='decoding processes (default: one per CPU)')
+    parser.add_argument(
+        '--quiet', action='store_true', help='no progress output')
     return parser.parse_args(argv)
 
 
@@ -214,7 +237,8 @@ def main(argv=None):
         args.dir,
         num_train=None if args.num_train < 0 else args.num_train,
         num_val=None if args.num_val < 0 else args.num_val,
-        num_classes=args.num_classes, jobs=args.jobs,
+        num_classes=args.num_classes,
+        jobs=args.jobs,
         progress=None if args.quiet else progress)
     for path, msg in problems:
         print(f'{path}: {msg}')

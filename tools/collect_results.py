@@ -30,18 +30,30 @@ def parse_args(argv=None):
         description='Collect tools/test.py results (eval_*.json) of several '
         'work dirs into one markdown table.')
     parser.add_argument('work_dirs', nargs='+', metavar='WORK_DIR')
-    parser.add_argument('--out', default=None,
-                        help='write the table to this file (default: print)')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace an existing --out file')
-    parser.add_argument('--all', action='store_true',
-                        help='one row per result file instead of the newest '
-                        'per work dir')
-    parser.add_argument('--no-flops', action='store_true',
-                        help='do not count FLOPs (GFLOPs column shows -)')
-    parser.add_argument('--shape', type=int, nargs=2, default=None,
-                        metavar=('H', 'W'),
-                        help='input size for GFLOPs (default: crop size)')
+    parser.add_argument(
+        '--out',
+        default=None,
+        help='write the table to this file (default: print)')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an existing --out file')
+    parser.add_argument(
+        '--all',
+        action='store_true',
+        help='one row per result file instead of the newest '
+        'per work dir')
+    parser.add_argument(
+        '--no-flops',
+        action='store_true',
+        help='do not count FLOPs (GFLOPs column shows -)')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=('H', 'W'),
+        help='input size for GFLOPs (default: crop size)')
     args = parser.parse_args(argv)
     if args.shape is not None and min(args.shape) < 1:
         parser.error(f'--shape must be positive, got {args.shape}')
@@ -54,8 +66,9 @@ def main(argv=None) -> int:
 
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not args.overwrite:
-        print(f'error: {out} exists; pass --overwrite to replace it',
-              file=sys.stderr)
+        print(
+            f'error: {out} exists; pass --overwrite to replace it',
+            file=sys.stderr)
         return 2
     try:
         table = collect_results(

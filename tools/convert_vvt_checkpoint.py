@@ -1,6 +1,8 @@
-"""Convert an authors' ImageNet VVT checkpoint into an mmseg backbone checkpoint.
+"""Convert an authors' ImageNet VVT checkpoint into an mmseg backbone
+checkpoint.
 
-    python tools/convert_vvt_checkpoint.py vvt_small.pth checkpoints/vvt_small_backbone.pth
+    python tools/convert_vvt_checkpoint.py vvt_small.pth \
+        checkpoints/vvt_small_backbone.pth
 
 The output holds ``state_dict`` (backbone keys only, classifier dropped) and
 ``meta`` (arch, source); point a config's
@@ -21,8 +23,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('src', help='checkpoint as published by the authors')
     p.add_argument('dst', help='where to write the backbone checkpoint')
-    p.add_argument('--force', action='store_true',
-                   help='overwrite dst if it exists')
+    p.add_argument(
+        '--force', action='store_true', help='overwrite dst if it exists')
     return p.parse_args(argv)
 
 
@@ -47,9 +49,12 @@ def main(argv=None):
         sys.exit(f'error: {err}')
     buffer = io.BytesIO()
     torch.save(
-        dict(state_dict=state_dict,
-             meta=dict(arch=arch, source=osp.basename(args.src),
-                       converted_by='mmseg_vvt')), buffer)
+        dict(
+            state_dict=state_dict,
+            meta=dict(
+                arch=arch,
+                source=osp.basename(args.src),
+                converted_by='mmseg_vvt')), buffer)
     # a killed conversion leaves no truncated file under the output name
     atomic_write(buffer.getvalue(), args.dst)
     n = sum(v.numel() for v in state_dict.values())

@@ -32,9 +32,9 @@ import torch.nn as nn
 from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner import Runner, set_random_seed
+from mmseg.registry import MODELS
 
 import mmseg_vvt  # noqa: F401  (registers VVT and the checked transforms)
-from mmseg.registry import MODELS
 from mmseg_vvt.engine.runtime import replace_sync_bn
 
 
@@ -133,8 +133,11 @@ def analyse(cfg, batch_size=None, seed=0, top=8):
         input_size=list(inputs.shape[2:]),
         padded_fraction=float(padded),
         norms=[
-            dict(name=p.name, tokens=p.tokens, degenerate=p.degenerate,
-                 gain=p.gain) for p in probes
+            dict(
+                name=p.name,
+                tokens=p.tokens,
+                degenerate=p.degenerate,
+                gain=p.gain) for p in probes
         ])
 
 
@@ -143,17 +146,28 @@ def parse_args(argv=None):
         description="Gradient norm of a config's first training step and "
         'where it comes from (LayerNorms fed constant tokens).')
     parser.add_argument('config')
-    parser.add_argument('--batch-size', type=int, default=None,
-                        help='override train_dataloader.batch_size')
-    parser.add_argument('--seed', type=int, default=None,
-                        help="default: the config's randomness.seed, or 0")
-    parser.add_argument('--scratch', action='store_true',
-                        help='random initialisation (init_cfg=None): no '
-                        'pretrained file needed')
-    parser.add_argument('--json', action='store_true',
-                        help='print the result as JSON')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, as in train.py')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='override train_dataloader.batch_size')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=None,
+        help="default: the config's randomness.seed, or 0")
+    parser.add_argument(
+        '--scratch',
+        action='store_true',
+        help='random initialisation (init_cfg=None): no '
+        'pretrained file needed')
+    parser.add_argument(
+        '--json', action='store_true', help='print the result as JSON')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, as in train.py')
     return parser.parse_args(argv)
 
 

@@ -36,12 +36,21 @@ def parse_args(argv=None):
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', help='mmseg config file')
-    p.add_argument('--shape', type=int, nargs='+', default=[512, 512],
-                   help='input H W (one value: square; default 512 512)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config entries, key=value')
-    p.add_argument('--no-table', action='store_true',
-                   help='do not print the per-module table')
+    p.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        default=[512, 512],
+        help='input H W (one value: square; default 512 512)')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, key=value')
+    p.add_argument(
+        '--no-table',
+        action='store_true',
+        help='do not print the per-module table')
     p.add_argument('--out', help='also write the numbers to this JSON file')
     args = p.parse_args(argv)
     if len(args.shape) not in (1, 2):

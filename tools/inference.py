@@ -46,38 +46,62 @@ def parse_args(argv=None):
     parser.add_argument('config', help='model config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
-        'inputs', nargs='+', metavar='INPUT',
+        'inputs',
+        nargs='+',
+        metavar='INPUT',
         help='image file, folder (its image files, not recursive) or glob '
         "pattern (quote it; '**' recurses)")
-    parser.add_argument('--out-dir', required=True,
-                        help='folder for labels/ and overlays/')
-    parser.add_argument('--batch-size', type=int, default=1,
-                        help='images per forward pass (default 1)')
     parser.add_argument(
-        '--device', default=None,
+        '--out-dir', required=True, help='folder for labels/ and overlays/')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=1,
+        help='images per forward pass (default 1)')
+    parser.add_argument(
+        '--device',
+        default=None,
         help="'cpu', 'cuda' or 'cuda:N' (default: cuda if available)")
     parser.add_argument(
-        '--mode', choices=['whole', 'slide'], default=None,
+        '--mode',
+        choices=['whole', 'slide'],
+        default=None,
         help="'whole': the whole (resized) image in one pass; 'slide': "
         'overlapping windows. Default: the config\'s model.test_cfg')
-    parser.add_argument('--crop-size', type=int, nargs='+', default=None,
-                        metavar='N',
-                        help='slide window H [W] (default: from the config)')
-    parser.add_argument('--stride', type=int, nargs='+', default=None,
-                        metavar='N',
-                        help='slide stride H [W] (default: 2/3 of window)')
     parser.add_argument(
-        '--no-resize', action='store_true',
+        '--crop-size',
+        type=int,
+        nargs='+',
+        default=None,
+        metavar='N',
+        help='slide window H [W] (default: from the config)')
+    parser.add_argument(
+        '--stride',
+        type=int,
+        nargs='+',
+        default=None,
+        metavar='N',
+        help='slide stride H [W] (default: 2/3 of window)')
+    parser.add_argument(
+        '--no-resize',
+        action='store_true',
         help='drop the Resize steps of the test pipeline and run at each '
         "image's native resolution")
-    parser.add_argument('--opacity', type=float, default=0.5,
-                        help='overlay opacity in (0, 1] (default 0.5)')
-    parser.add_argument('--with-labels', action='store_true',
-                        help='write class names onto the overlays')
-    parser.add_argument('--no-overlay', action='store_true',
-                        help='write only the label PNGs')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace existing output files')
+    parser.add_argument(
+        '--opacity',
+        type=float,
+        default=0.5,
+        help='overlay opacity in (0, 1] (default 0.5)')
+    parser.add_argument(
+        '--with-labels',
+        action='store_true',
+        help='write class names onto the overlays')
+    parser.add_argument(
+        '--no-overlay', action='store_true', help='write only the label PNGs')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace existing output files')
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f'--batch-size must be >= 1, got {args.batch_size}')
@@ -100,9 +124,11 @@ def main(argv=None) -> int:
     # all checks that can refuse the job run before the model is built
     try:
         images, ignored = expand_inputs(args.inputs)
-        plans = plan_outputs(images, args.out_dir,
-                             overlay=not args.no_overlay,
-                             overwrite=args.overwrite)
+        plans = plan_outputs(
+            images,
+            args.out_dir,
+            overlay=not args.no_overlay,
+            overwrite=args.overwrite)
         if not Path(args.config).is_file():
             raise FileNotFoundError(f'config {args.config} does not exist')
         if not Path(args.checkpoint).is_file():
@@ -112,18 +138,25 @@ def main(argv=None) -> int:
         print(f'error: {err}', file=sys.stderr)
         return 2
     for path in ignored:
-        print(f'note: ignoring {path} (not an image file suffix)',
-              file=sys.stderr)
+        print(
+            f'note: ignoring {path} (not an image file suffix)',
+            file=sys.stderr)
 
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if device.startswith('cuda') and not torch.cuda.is_available():
-        print(f'error: --device {device} asked for, but torch sees no CUDA '
-              "device; use --device cpu", file=sys.stderr)
+        print(
+            f'error: --device {device} asked for, but torch sees no CUDA '
+            "device; use --device cpu",
+            file=sys.stderr)
         return 2
     try:
         inferencer = VVTSegInferencer(
-            args.config, args.checkpoint, device=device, mode=args.mode,
-            crop_size=args.crop_size, stride=args.stride,
+            args.config,
+            args.checkpoint,
+            device=device,
+            mode=args.mode,
+            crop_size=args.crop_size,
+            stride=args.stride,
             no_resize=args.no_resize)
     except (ValueError, pickle.UnpicklingError) as err:
         # bad mode/window settings, a refused (unsafe) checkpoint
@@ -137,9 +170,11 @@ def main(argv=None) -> int:
     print(f'{len(plans)} image(s), device {device}, {mode_desc} inference, '
           f'classes/palette from {inferencer.meta_source}')
 
-    summary = inferencer.run(plans, batch_size=args.batch_size,
-                             opacity=args.opacity,
-                             with_labels=args.with_labels)
+    summary = inferencer.run(
+        plans,
+        batch_size=args.batch_size,
+        opacity=args.opacity,
+        with_labels=args.with_labels)
     print(f'wrote {len(summary.written)} of {len(plans)} image(s) to '
           f'{args.out_dir}')
     if summary.failed:

@@ -65,8 +65,8 @@ DEFAULT_SIZE = (160, 160)  # (height, width)
 # shade) vary per instance so the network has to generalise a little.
 # --------------------------------------------------------------------------
 def _jitter(rng, rgb, amount=18):
-    return np.clip(np.asarray(rgb, np.float32) +
-                   rng.uniform(-amount, amount, 3), 0, 255)
+    return np.clip(
+        np.asarray(rgb, np.float32) + rng.uniform(-amount, amount, 3), 0, 255)
 
 
 def _grid(h, w):
@@ -169,15 +169,21 @@ def _shape_mask(rng, h, w):
     cx, cy = int(rng.integers(0, w)), int(rng.integers(0, h))
     kind = rng.integers(0, 4)
     if kind == 0:  # ellipse
-        axes = (int(rng.integers(s // 10, s // 3)),
-                int(rng.integers(s // 10, s // 3)))
-        cv2.ellipse(mask, (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360,
-                    1, thickness=-1)
+        axes = (int(rng.integers(s // 10,
+                                 s // 3)), int(rng.integers(s // 10, s // 3)))
+        cv2.ellipse(
+            mask, (cx, cy),
+            axes,
+            float(rng.uniform(0, 180)),
+            0,
+            360,
+            1,
+            thickness=-1)
     elif kind == 1:  # axis-aligned rectangle
         rw, rh = rng.integers(s // 6, s // 2, 2)
         x0, y0 = cx - int(rw) // 2, cy - int(rh) // 2
-        cv2.rectangle(mask, (x0, y0), (x0 + int(rw), y0 + int(rh)), 1,
-                      thickness=-1)
+        cv2.rectangle(
+            mask, (x0, y0), (x0 + int(rw), y0 + int(rh)), 1, thickness=-1)
     else:  # triangle (kind 2) or irregular polygon (kind 3)
         n = 3 if kind == 2 else int(rng.integers(5, 8))
         radius = rng.uniform(s / 8, s / 3)
@@ -236,8 +242,12 @@ def _encode(ext, array, params=()):
     return buf.tobytes()
 
 
-def generate(out_dir, seed=DEFAULT_SEED, num_train=DEFAULT_NUM_TRAIN,
-             num_val=DEFAULT_NUM_VAL, size=DEFAULT_SIZE, force=False,
+def generate(out_dir,
+             seed=DEFAULT_SEED,
+             num_train=DEFAULT_NUM_TRAIN,
+             num_val=DEFAULT_NUM_VAL,
+             size=DEFAULT_SIZE,
+             force=False,
              verbose=True):
     """Write the dataset under ``out_dir/ADEChallengeData2016``.
 
@@ -283,18 +293,24 @@ def generate(out_dir, seed=DEFAULT_SEED, num_train=DEFAULT_NUM_TRAIN,
             with open(osp.join(root, 'images', split, stem + '.jpg'),
                       'wb') as f:
                 f.write(jpg)
-            with open(osp.join(root, 'annotations', split, stem + '.png'),
-                      'wb') as f:
+            with open(
+                    osp.join(root, 'annotations', split, stem + '.png'),
+                    'wb') as f:
                 f.write(png)
         if verbose:
             print(f'wrote {counts[split]} {split} samples to '
                   f'{osp.join(root, "images", split)} and '
                   f'{osp.join(root, "annotations", split)}')
 
-    info = dict(seed=seed, num_train=num_train, num_val=num_val,
-                height=height, width=width, classes=list(CLASS_NAMES),
-                label_convention='0 = other/ignore, class k = label k '
-                '(1..%d); ADE20KDataset reduce_zero_label=True' % NUM_CLASSES)
+    info = dict(
+        seed=seed,
+        num_train=num_train,
+        num_val=num_val,
+        height=height,
+        width=width,
+        classes=list(CLASS_NAMES),
+        label_convention='0 = other/ignore, class k = label k '
+        '(1..%d); ADE20KDataset reduce_zero_label=True' % NUM_CLASSES)
     with open(osp.join(root, 'demo_info.json'), 'w') as f:
         json.dump(info, f, indent=2, sort_keys=True)
         f.write('\n')
@@ -307,20 +323,35 @@ def parse_args(argv=None):
         '(OUT/ADEChallengeData2016/{images,annotations}/'
         '{training,validation}).')
     parser.add_argument('out_dir', help='output directory, e.g. data/demo')
-    parser.add_argument('--seed', type=int, default=DEFAULT_SEED,
-                        help='random seed; same seed gives identical files '
-                        f'(default {DEFAULT_SEED})')
-    parser.add_argument('--num-train', type=int, default=DEFAULT_NUM_TRAIN,
-                        help=f'training samples (default {DEFAULT_NUM_TRAIN})')
-    parser.add_argument('--num-val', type=int, default=DEFAULT_NUM_VAL,
-                        help=f'validation samples (default {DEFAULT_NUM_VAL})')
-    parser.add_argument('--size', type=int, nargs='+', metavar='PX',
-                        default=list(DEFAULT_SIZE),
-                        help='image size: SIZE for square images or HEIGHT '
-                        f'WIDTH (default {DEFAULT_SIZE[0]} {DEFAULT_SIZE[1]})')
-    parser.add_argument('--force', action='store_true',
-                        help='replace OUT/ADEChallengeData2016 if OUT is '
-                        'not empty')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=DEFAULT_SEED,
+        help='random seed; same seed gives identical files '
+        f'(default {DEFAULT_SEED})')
+    parser.add_argument(
+        '--num-train',
+        type=int,
+        default=DEFAULT_NUM_TRAIN,
+        help=f'training samples (default {DEFAULT_NUM_TRAIN})')
+    parser.add_argument(
+        '--num-val',
+        type=int,
+        default=DEFAULT_NUM_VAL,
+        help=f'validation samples (default {DEFAULT_NUM_VAL})')
+    parser.add_argument(
+        '--size',
+        type=int,
+        nargs='+',
+        metavar='PX',
+        default=list(DEFAULT_SIZE),
+        help='image size: SIZE for square images or HEIGHT '
+        f'WIDTH (default {DEFAULT_SIZE[0]} {DEFAULT_SIZE[1]})')
+    parser.add_argument(
+        '--force',
+        action='store_true',
+        help='replace OUT/ADEChallengeData2016 if OUT is '
+        'not empty')
     args = parser.parse_args(argv)
     if len(args.size) == 1:
         args.size = [args.size[0], args.size[0]]
@@ -332,9 +363,13 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        root = generate(args.out_dir, seed=args.seed,
-                        num_train=args.num_train, num_val=args.num_val,
-                        size=tuple(args.size), force=args.force)
+        root = generate(
+            args.out_dir,
+            seed=args.seed,
+            num_train=args.num_train,
+            num_val=args.num_val,
+            size=tuple(args.size),
+            force=args.force)
     except (FileExistsError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

@@ -25,16 +25,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config')
     parser.add_argument('--mode', choices=['whole', 'slide'], required=True)
-    parser.add_argument('--shape', type=int, nargs=2, default=(2048, 2048),
-                        metavar=('H', 'W'))
+    parser.add_argument(
+        '--shape', type=int, nargs=2, default=(2048, 2048), metavar=('H', 'W'))
     parser.add_argument('--crop-size', type=int, nargs=2, default=None)
     parser.add_argument('--stride', type=int, nargs=2, default=None)
     parser.add_argument('--checkpoint', default=None)
     parser.add_argument('--no-warmup', action='store_true')
     args = parser.parse_args(argv)
-    res = measure_inference(args.config, args.mode, args.shape,
-                            args.crop_size, args.stride, args.checkpoint,
-                            warmup=not args.no_warmup)
+    res = measure_inference(
+        args.config,
+        args.mode,
+        args.shape,
+        args.crop_size,
+        args.stride,
+        args.checkpoint,
+        warmup=not args.no_warmup)
     print(json.dumps(res))
     return res
 

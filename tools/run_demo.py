@@ -57,12 +57,11 @@ from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
-
+from mmengine.structures import PixelData  # noqa: E402
 from mmseg.evaluation import IoUMetric  # noqa: E402
 from mmseg.registry import DATASETS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 from mmseg.visualization import SegLocalVisualizer  # noqa: E402
-from mmengine.structures import PixelData  # noqa: E402
 
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
 PICTURE = 'demo_predictions.png'
@@ -73,44 +72,75 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Run the VVT demo: generate data if missing, train, '
         'evaluate against a constant baseline, draw predictions.')
-    parser.add_argument('--config', default=DEFAULT_CONFIG,
-                        help='demo config (default configs/vvt_fpn_demo.py)')
-    parser.add_argument('--work-dir', default='work_dirs/demo',
-                        help='logs, checkpoint, picture and results '
-                        '(default work_dirs/demo)')
-    parser.add_argument('--data-dir', default='data/demo',
-                        help='demo data folder, generated if missing '
-                        '(default data/demo)')
+    parser.add_argument(
+        '--config',
+        default=DEFAULT_CONFIG,
+        help='demo config (default configs/vvt_fpn_demo.py)')
+    parser.add_argument(
+        '--work-dir',
+        default='work_dirs/demo',
+        help='logs, checkpoint, picture and results '
+        '(default work_dirs/demo)')
+    parser.add_argument(
+        '--data-dir',
+        default='data/demo',
+        help='demo data folder, generated if missing '
+        '(default data/demo)')
     gen = parser.add_argument_group(
         'data generation (only used when the data folder is missing)')
     gen.add_argument('--seed', type=int, default=None)
     gen.add_argument('--num-train', type=int, default=None)
     gen.add_argument('--num-val', type=int, default=None)
-    gen.add_argument('--size', type=int, nargs='+', default=None,
-                     metavar='PX', help='SIZE or HEIGHT WIDTH')
+    gen.add_argument(
+        '--size',
+        type=int,
+        nargs='+',
+        default=None,
+        metavar='PX',
+        help='SIZE or HEIGHT WIDTH')
     small = parser.add_argument_group(
         'schedule (defaults: the config\'s; for quick runs and tests)')
-    small.add_argument('--max-iters', type=int, default=None,
-                       help='training iterations (schedule, checkpoint and '
-                       'validation follow)')
+    small.add_argument(
+        '--max-iters',
+        type=int,
+        default=None,
+        help='training iterations (schedule, checkpoint and '
+        'validation follow)')
     small.add_argument('--batch-size', type=int, default=None)
-    small.add_argument('--crop-size', type=int, default=None,
-                       help='square training crop in pixels')
-    small.add_argument('--arch', default=None,
-                       help="VVT arch: a preset ('tiny', 'small', 'medium', "
-                       "'large') or a JSON dict with embed_dims, depths, "
-                       "num_heads, mlp_ratios, fr_ratios, sr_ratios "
-                       "(default: the config's)")
-    small.add_argument('--num-workers', type=int, default=None,
-                       help='data loader workers (0: load in this process)')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch CPU threads (default: torch\'s choice, '
-                        'one per core); 1 is faster on a machine busy with '
-                        'other work')
-    parser.add_argument('--num-vis', type=int, default=4,
-                        help='validation images in the picture (default 4)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='further config overrides, key=value')
+    small.add_argument(
+        '--crop-size',
+        type=int,
+        default=None,
+        help='square training crop in pixels')
+    small.add_argument(
+        '--arch',
+        default=None,
+        help="VVT arch: a preset ('tiny', 'small', 'medium', "
+        "'large') or a JSON dict with embed_dims, depths, "
+        "num_heads, mlp_ratios, fr_ratios, sr_ratios "
+        "(default: the config's)")
+    small.add_argument(
+        '--num-workers',
+        type=int,
+        default=None,
+        help='data loader workers (0: load in this process)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch CPU threads (default: torch\'s choice, '
+        'one per core); 1 is faster on a machine busy with '
+        'other work')
+    parser.add_argument(
+        '--num-vis',
+        type=int,
+        default=4,
+        help='validation images in the picture (default 4)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='further config overrides, key=value')
     args = parser.parse_args(argv)
     if args.arch is not None and args.arch.lstrip().startswith('{'):
         try:
@@ -136,8 +166,8 @@ def prepare_data(args, num_classes):
     """Generate the demo data if missing, then check it. Returns the
     dataset root (``.../ADEChallengeData2016``)."""
     root = osp.join(args.data_dir, make_demo_data.DATASET_DIRNAME)
-    requested = dict(seed=args.seed, num_train=args.num_train,
-                     num_val=args.num_val)
+    requested = dict(
+        seed=args.seed, num_train=args.num_train, num_val=args.num_val)
     if args.size is not None:
         size = args.size * 2 if len(args.size) == 1 else args.size
         requested.update(height=size[0], width=size[1])
@@ -145,8 +175,9 @@ def prepare_data(args, num_classes):
         size = make_demo_data.DEFAULT_SIZE
         if args.size is not None:
             size = (requested['height'], requested['width'])
-        print_log(f'Generating the demo data in {args.data_dir} ...',
-                  logger='current')
+        print_log(
+            f'Generating the demo data in {args.data_dir} ...',
+            logger='current')
         make_demo_data.generate(
             args.data_dir,
             seed=_default(args.seed, make_demo_data.DEFAULT_SEED),
@@ -155,8 +186,7 @@ def prepare_data(args, num_classes):
             num_val=_default(args.num_val, make_demo_data.DEFAULT_NUM_VAL),
             size=size)
     else:
-        print_log(f'Using the existing demo data in {root}',
-                  logger='current')
+        print_log(f'Using the existing demo data in {root}', logger='current')
     info_path = osp.join(root, 'demo_info.json')
     info = {}
     if osp.isfile(info_path):
@@ -174,8 +204,11 @@ def prepare_data(args, num_classes):
             f'{detail}; delete {args.data_dir} to regenerate it, or drop '
             'those options to use it as it is')
     problems = check_ade20k.check_dataset(
-        root, num_train=info.get('num_train'), num_val=info.get('num_val'),
-        num_classes=num_classes, jobs=1)
+        root,
+        num_train=info.get('num_train'),
+        num_val=info.get('num_val'),
+        num_classes=num_classes,
+        jobs=1)
     if problems:
         for path, msg in problems:
             print(f'{path}: {msg}', file=sys.stderr)
@@ -229,11 +262,11 @@ def set_max_iters(cfg, max_iters):
     cfg.train_cfg.max_iters = max_iters
     cfg.train_cfg.val_interval = max_iters
     cfg.default_hooks.checkpoint.interval = max_iters
-    cfg.default_hooks.logger.interval = min(
-        cfg.default_hooks.logger.interval, max_iters)
+    cfg.default_hooks.logger.interval = min(cfg.default_hooks.logger.interval,
+                                            max_iters)
     for sched in cfg.param_scheduler:
-        begin = min(int(round(sched.get('begin', 0) * max_iters / old)),
-                    max_iters - 1)
+        begin = min(
+            int(round(sched.get('begin', 0) * max_iters / old)), max_iters - 1)
         end = sched.get('end', old)
         end = max(begin + 1, int(round(end * max_iters / old)))
         sched.begin, sched.end = begin, end
@@ -280,9 +313,8 @@ def constant_baseline(cfg, cls):
         sample = dataset[i]['data_samples']
         gt = sample.gt_sem_seg.data
         pred = torch.full_like(gt, cls)
-        metric.process({}, [
-            dict(pred_sem_seg=dict(data=pred), gt_sem_seg=dict(data=gt))
-        ])
+        metric.process(
+            {}, [dict(pred_sem_seg=dict(data=pred), gt_sem_seg=dict(data=gt))])
     return metric.evaluate(len(dataset))
 
 
@@ -295,8 +327,7 @@ def draw_predictions(runner, out_file, num_vis):
     black. Returns the number of rows drawn."""
     dataset = runner.val_dataloader.dataset
     meta = dataset.metainfo
-    vis = SegLocalVisualizer(
-        name=f'vvt_demo_{time.time_ns()}', alpha=1.0)
+    vis = SegLocalVisualizer(name=f'vvt_demo_{time.time_ns()}', alpha=1.0)
     vis.dataset_meta = dict(classes=meta['classes'], palette=meta['palette'])
     model = runner.model
     model.eval()
@@ -307,27 +338,35 @@ def draw_predictions(runner, out_file, num_vis):
             with torch.no_grad():
                 pred = model.test_step(pseudo_collate([data]))[0]
             img = cv2.cvtColor(
-                cv2.imread(pred.img_path, cv2.IMREAD_COLOR),
-                cv2.COLOR_BGR2RGB)
+                cv2.imread(pred.img_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
             sample = SegDataSample()
-            sample.gt_sem_seg = PixelData(data=data['data_samples']
-                                          .gt_sem_seg.data)
+            sample.gt_sem_seg = PixelData(
+                data=data['data_samples'].gt_sem_seg.data)
             sample.pred_sem_seg = pred.pred_sem_seg
             tmp_file = osp.join(tmp, f'{i}.png')
             vis.add_datasample(
-                f'demo_{i}', np.zeros_like(img), sample, draw_gt=True,
-                draw_pred=True, with_labels=False, out_file=tmp_file)
+                f'demo_{i}',
+                np.zeros_like(img),
+                sample,
+                draw_gt=True,
+                draw_pred=True,
+                with_labels=False,
+                out_file=tmp_file)
             drawn = cv2.cvtColor(cv2.imread(tmp_file), cv2.COLOR_BGR2RGB)
             rows.append(np.concatenate([img, drawn], axis=1))
     width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)),
-                   constant_values=255) for r in rows]
+    rows = [
+        np.pad(
+            r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255)
+        for r in rows
+    ]
     picture = np.concatenate(
         [_header(width, rows[0].shape[1] // 3)] + rows +
-        [_legend(width, meta['classes'], meta['palette'])], axis=0)
+        [_legend(width, meta['classes'], meta['palette'])],
+        axis=0)
     scale = 2 if picture.shape[1] < 800 else 1
-    picture = cv2.resize(picture, None, fx=scale, fy=scale,
-                         interpolation=cv2.INTER_NEAREST)
+    picture = cv2.resize(
+        picture, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     cv2.imwrite(out_file, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     return len(rows)
@@ -336,8 +375,8 @@ def draw_predictions(runner, out_file, num_vis):
 def _header(width, col):
     bar = np.full((14, width, 3), 255, np.uint8)
     for j, text in enumerate(('image', 'ground truth', 'prediction')):
-        cv2.putText(bar, text, (j * col + 2, 11), cv2.FONT_HERSHEY_PLAIN,
-                    0.8, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(bar, text, (j * col + 2, 11), cv2.FONT_HERSHEY_PLAIN, 0.8,
+                    (0, 0, 0), 1, cv2.LINE_AA)
     return bar
 
 
@@ -383,10 +422,12 @@ def main(argv=None):
     model_metrics = keep.metrics
 
     cls, counts = most_frequent_train_class(cfg)
-    print_log(f'Constant baseline: predicting "{classes[cls].strip()}" '
-              f'(most frequent class in the training labels, '
-              f'{100 * counts[cls] / counts.sum():.1f}% of labelled pixels) '
-              'everywhere', logger='current')
+    print_log(
+        f'Constant baseline: predicting "{classes[cls].strip()}" '
+        f'(most frequent class in the training labels, '
+        f'{100 * counts[cls] / counts.sum():.1f}% of labelled pixels) '
+        'everywhere',
+        logger='current')
     base_metrics = constant_baseline(cfg, cls)
 
     picture = osp.join(args.work_dir, PICTURE)
@@ -394,11 +435,15 @@ def main(argv=None):
     total_s = time.time() - t_start
 
     results = dict(
-        model=dict(mIoU=model_metrics['mIoU'], aAcc=model_metrics['aAcc'],
-                   mAcc=model_metrics['mAcc']),
+        model=dict(
+            mIoU=model_metrics['mIoU'],
+            aAcc=model_metrics['aAcc'],
+            mAcc=model_metrics['mAcc']),
         constant_baseline=dict(
-            cls=classes[cls].strip(), mIoU=base_metrics['mIoU'],
-            aAcc=base_metrics['aAcc'], mAcc=base_metrics['mAcc']),
+            cls=classes[cls].strip(),
+            mIoU=base_metrics['mIoU'],
+            aAcc=base_metrics['aAcc'],
+            mAcc=base_metrics['mAcc']),
         max_iters=cfg.train_cfg.max_iters,
         batch_size=cfg.train_dataloader.batch_size,
         num_val=len(runner.val_dataloader.dataset),

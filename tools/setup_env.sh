@@ -51,7 +51,8 @@ say "installing torch==$TORCH_VERSION (CPU) and build tools"
 "${PIP[@]}" "torch==$TORCH_VERSION" "setuptools<81" wheel "numpy<2"
 
 say "installing the runtime requirements (requirements/runtime.txt)"
-"${PIP[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+"${PIP[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
+  -r "$ROOT/requirements/lint.txt"
 
 if "$PY" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" >/dev/null 2>&1; then
   say "mmcv $MMCV_VERSION with compiled ops already installed"

@@ -34,14 +34,14 @@ except ModuleNotFoundError as err:  # running from an uninstalled checkout
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmseg_vvt  # noqa: F401
 
-from mmseg_vvt.datasets.checks import (DatasetNotFoundError,  # noqa: E402
-                                       EmptyDatasetError,
+from mmseg_vvt.datasets.checks import DatasetNotFoundError  # noqa: E402
+from mmseg_vvt.datasets.checks import (EmptyDatasetError,
                                        check_dataloader_datasets,
                                        runner_dataloader_keys)
-from mmseg_vvt.engine import (CheckpointError,  # noqa: E402
-                              add_checkpoint_fit_hook)
-from mmseg_vvt.engine.runtime import (adapt_cfg_to_device,  # noqa: E402
-                                      close_distributed)
+from mmseg_vvt.engine import CheckpointError  # noqa: E402
+from mmseg_vvt.engine import add_checkpoint_fit_hook
+from mmseg_vvt.engine.runtime import adapt_cfg_to_device  # noqa: E402
+from mmseg_vvt.engine.runtime import close_distributed
 from mmseg_vvt.evaluation import write_eval_json  # noqa: E402
 
 
@@ -192,8 +192,8 @@ def main(argv=None):
                 dataset=cfg.test_dataloader.dataset.get('type', ''),
                 metrics=summary,
                 per_class=per_class)
-            print_log(f'evaluation results written to {path}',
-                      logger='current')
+            print_log(
+                f'evaluation results written to {path}', logger='current')
         else:
             print_log(
                 'the test evaluator returned no per-class results (it is '

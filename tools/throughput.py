@@ -25,11 +25,10 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from mmengine.config import DictAction  # noqa: E402
-
-from analysis_tools.throughput import (DTYPES,  # noqa: E402
-                                       segmentor_throughput,
+from analysis_tools.throughput import DTYPES  # noqa: E402
+from analysis_tools.throughput import (segmentor_throughput,
                                        segmentor_train_throughput)
+from mmengine.config import DictAction  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -37,29 +36,52 @@ def parse_args(argv=None):
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', help='mmseg config file')
-    p.add_argument('--shape', type=int, nargs='+', default=[512, 512],
-                   help='input H W (one value: square; default 512 512)')
+    p.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        default=[512, 512],
+        help='input H W (one value: square; default 512 512)')
     p.add_argument('--batch-size', type=int, default=2)
-    p.add_argument('--dtype', nargs='+', default=['fp32', 'bf16'],
-                   choices=sorted(DTYPES),
-                   help='inference: fp32 (no autocast) and/or autocast '
-                   'dtypes (default fp32 bf16)')
-    p.add_argument('--train', action='store_true',
-                   help='time training iterations instead of inference')
-    p.add_argument('--amp', nargs='+', choices=['fp32', 'fp16', 'bf16'],
-                   default=['fp32'],
-                   help='--train: fp32 and/or mixed precision (CUDA: '
-                   'AmpOptimWrapper), one fresh model each (default fp32)')
-    p.add_argument('--backbone', default=None,
-                   help='swap in this backbone of tools/benchmark_scaling.py '
-                   '(e.g. swin-t), the neck and heads kept')
+    p.add_argument(
+        '--dtype',
+        nargs='+',
+        default=['fp32', 'bf16'],
+        choices=sorted(DTYPES),
+        help='inference: fp32 (no autocast) and/or autocast '
+        'dtypes (default fp32 bf16)')
+    p.add_argument(
+        '--train',
+        action='store_true',
+        help='time training iterations instead of inference')
+    p.add_argument(
+        '--amp',
+        nargs='+',
+        choices=['fp32', 'fp16', 'bf16'],
+        default=['fp32'],
+        help='--train: fp32 and/or mixed precision (CUDA: '
+        'AmpOptimWrapper), one fresh model each (default fp32)')
+    p.add_argument(
+        '--backbone',
+        default=None,
+        help='swap in this backbone of tools/benchmark_scaling.py '
+        '(e.g. swin-t), the neck and heads kept')
     p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
-    p.add_argument('--iters', type=int, default=10,
-                   help='timed batches per dtype (default 10)')
-    p.add_argument('--warmup', type=int, default=2,
-                   help='untimed batches / iterations first (default 2)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config entries, key=value')
+    p.add_argument(
+        '--iters',
+        type=int,
+        default=10,
+        help='timed batches per dtype (default 10)')
+    p.add_argument(
+        '--warmup',
+        type=int,
+        default=2,
+        help='untimed batches / iterations first (default 2)')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, key=value')
     p.add_argument('--out', help='also write the results to this JSON file')
     args = p.parse_args(argv)
     if len(args.shape) not in (1, 2):
@@ -85,15 +107,20 @@ def train_main(args, shape):
     results = {}
     for amp in args.amp:
         results[amp] = segmentor_train_throughput(
-            args.config, shape=shape, batch_size=args.batch_size,
-            amp=None if amp == 'fp32' else amp, iters=args.iters,
-            warmup=args.warmup, cfg_options=args.cfg_options,
-            device=args.device, backbone=args.backbone)
+            args.config,
+            shape=shape,
+            batch_size=args.batch_size,
+            amp=None if amp == 'fp32' else amp,
+            iters=args.iters,
+            warmup=args.warmup,
+            cfg_options=args.cfg_options,
+            device=args.device,
+            backbone=args.backbone)
         if args.device == 'cuda':
             import torch
             torch.cuda.empty_cache()  # the next setting starts clean
-    print(f'config: {args.config}' + (f' with backbone {args.backbone}'
-                                      if args.backbone else ''))
+    print(f'config: {args.config}' +
+          (f' with backbone {args.backbone}' if args.backbone else ''))
     print(f'training on {args.device}: {args.batch_size} x 3 x {shape[0]} x '
           f'{shape[1]}, {args.iters} timed iterations after {args.warmup} '
           f'warm-up')
@@ -106,8 +133,11 @@ def train_main(args, shape):
               f'({r["memory"]}) | {r["losses_finite"]} |')
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(dict(config=args.config, backbone=args.backbone,
-                           train=results), f, indent=1)
+            json.dump(
+                dict(
+                    config=args.config, backbone=args.backbone, train=results),
+                f,
+                indent=1)
         print(f'wrote {args.out}')
     return 0 if all(r['losses_finite'] for r in results.values()) else 1
 
@@ -136,8 +166,7 @@ def main(argv=None):
               f'{r["ms_per_batch_median"]:.1f} | {r["output_finite"]} |')
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(dict(config=args.config, results=results), f,
-                      indent=1)
+            json.dump(dict(config=args.config, results=results), f, indent=1)
         print(f'wrote {args.out}')
     return 0
 

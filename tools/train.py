@@ -35,14 +35,15 @@ except ModuleNotFoundError as err:  # running from an uninstalled checkout
     import mmseg_vvt  # noqa: F401
 
 from mmseg.registry import RUNNERS  # noqa: E402
-from mmseg_vvt.datasets.checks import (DatasetNotFoundError,  # noqa: E402
-                                       EmptyDatasetError,
+
+from mmseg_vvt.datasets.checks import DatasetNotFoundError  # noqa: E402
+from mmseg_vvt.datasets.checks import (EmptyDatasetError,
                                        check_dataloader_datasets,
                                        runner_dataloader_keys)
-from mmseg_vvt.engine import (CheckpointError,  # noqa: E402
-                              add_checkpoint_fit_hook, latest_checkpoint)
-from mmseg_vvt.engine.runtime import (AmpNotAvailableError,  # noqa: E402
-                                      adapt_cfg_to_device, close_distributed,
+from mmseg_vvt.engine import CheckpointError  # noqa: E402
+from mmseg_vvt.engine import add_checkpoint_fit_hook, latest_checkpoint
+from mmseg_vvt.engine.runtime import AmpNotAvailableError  # noqa: E402
+from mmseg_vvt.engine.runtime import (adapt_cfg_to_device, close_distributed,
                                       enable_amp)
 
 

@@ -1,4 +1,4 @@
-"""Build a VVT backbone and print its stage shapes, parameters and forward time.
+"""Build a VVT backbone; print its stage shapes, parameters, forward time.
 
     python tools/vvt_info.py --arch small --shape 512 512
 """
@@ -13,13 +13,23 @@ import mmseg_vvt  # noqa: F401  (registers VVT)
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--arch', default='small',
-                   help='tiny | small | medium | large (default: small)')
-    p.add_argument('--shape', type=int, nargs=2, default=(512, 512),
-                   metavar=('H', 'W'), help='input size (default: 512 512)')
+    p.add_argument(
+        '--arch',
+        default='small',
+        help='tiny | small | medium | large (default: small)')
+    p.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=(512, 512),
+        metavar=('H', 'W'),
+        help='input size (default: 512 512)')
     p.add_argument('--batch-size', type=int, default=1)
-    p.add_argument('--repeats', type=int, default=3,
-                   help='timed forward passes after one warm-up (median)')
+    p.add_argument(
+        '--repeats',
+        type=int,
+        default=3,
+        help='timed forward passes after one warm-up (median)')
     return p.parse_args()
 
 
@@ -31,8 +41,8 @@ def main():
     x = torch.randn(args.batch_size, 3, *args.shape)
     with torch.no_grad():
         outs = model(x)  # the stage shapes (and the warm-up)
-        timing = time_calls(lambda: model(x), 'cpu', repeats=args.repeats,
-                            warmup=0)
+        timing = time_calls(
+            lambda: model(x), 'cpu', repeats=args.repeats, warmup=0)
     print(f'VVT-{args.arch}: {params / 1e6:.2f}M backbone parameters')
     print(f'input {tuple(x.shape)}')
     for i, o in enumerate(outs):

@@ -61,8 +61,9 @@ def to_bgr_uint8(img: np.ndarray, name: str = 'image') -> np.ndarray:
             conversion (see the module docstring).
     """
     if not isinstance(img, np.ndarray):
-        raise ImageReadError(name, 'expected a numpy array, got '
-                             f'{type(img).__name__}')
+        raise ImageReadError(
+            name, 'expected a numpy array, got '
+            f'{type(img).__name__}')
     if img.ndim not in (2, 3) or img.size == 0:
         raise ImageReadError(
             name, 'expected an H x W or H x W x C image, got shape '

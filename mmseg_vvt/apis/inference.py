@@ -46,8 +46,8 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMG_EXTENSIONS
 
 
-def expand_inputs(inputs: Sequence[Union[str, Path]]
-                  ) -> Tuple[List[Path], List[Path]]:
+def expand_inputs(
+        inputs: Sequence[Union[str, Path]]) -> Tuple[List[Path], List[Path]]:
     """Expand image files, folders and glob patterns into image paths.
 
     * an existing file is taken as given (whatever its suffix);
@@ -141,8 +141,10 @@ def plan_outputs(images: Sequence[Path],
                          f'{img.stem}.png') if overlay else None))
     clashes = {s: p for s, p in by_stem.items() if len(p) > 1}
     if clashes:
-        lines = [f'  {s}.png <- ' + ', '.join(map(str, p))
-                 for s, p in sorted(clashes.items())]
+        lines = [
+            f'  {s}.png <- ' + ', '.join(map(str, p))
+            for s, p in sorted(clashes.items())
+        ]
         raise ValueError(
             'several inputs would write the same output file (outputs are '
             'named after the input file name without its suffix); run them '
@@ -249,8 +251,8 @@ def drop_resize(cfg: Config) -> Config:
     pipeline = _test_pipeline(cfg)
     cfg.test_pipeline = [
         t for t in pipeline
-        if not str(t.get('type', '')).split('.')[-1].startswith(
-            ('Resize', 'RandomResize'))
+        if not str(t.get('type', '')).split('.')[-1].startswith((
+            'Resize', 'RandomResize'))
     ]
     return cfg
 
@@ -347,8 +349,8 @@ def resolve_dataset_meta(cfg: Config, checkpoint_meta: Optional[dict],
     if meta is None:
         for name in dataset_aliases:
             if len(get_classes(name)) == num_classes:
-                meta = dict(classes=get_classes(name),
-                            palette=get_palette(name))
+                meta = dict(
+                    classes=get_classes(name), palette=get_palette(name))
                 source = f'mmseg dataset {name!r} (same number of classes)'
                 break
     if meta is None:
@@ -377,7 +379,8 @@ class InferenceSummary:
         return not self.failed
 
 
-def load_weights(model, checkpoint: Union[str, Path],
+def load_weights(model,
+                 checkpoint: Union[str, Path],
                  allow_partial: bool = False) -> dict:
     """Load ``checkpoint`` into ``model``: the one place inference loads
     weights.
@@ -393,8 +396,11 @@ def load_weights(model, checkpoint: Union[str, Path],
 
     if not Path(checkpoint).is_file() and '://' not in str(checkpoint):
         raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
-    ckpt = load_model_checkpoint(model, str(checkpoint), map_location='cpu',
-                                 allow_partial=allow_partial)
+    ckpt = load_model_checkpoint(
+        model,
+        str(checkpoint),
+        map_location='cpu',
+        allow_partial=allow_partial)
     return ckpt if isinstance(ckpt, dict) else {}
 
 
@@ -457,12 +463,15 @@ class VVTSegInferencer(MMSegInferencer):
         self._allow_partial = allow_partial
         self.meta_source = None
         super().__init__(
-            cfg, str(weights) if weights is not None else None,
+            cfg,
+            str(weights) if weights is not None else None,
             device=device,
             scope=cfg.get('default_scope', 'mmseg'))
         self.visualizer.set_dataset_meta(**self.model.dataset_meta)
 
-    def _init_model(self, cfg: ConfigType, weights: Optional[str],
+    def _init_model(self,
+                    cfg: ConfigType,
+                    weights: Optional[str],
                     device: str = 'cpu'):
         from mmseg.registry import MODELS
 
@@ -485,7 +494,10 @@ class VVTSegInferencer(MMSegInferencer):
         return Compose(cfg.test_pipeline)
 
     # -- files in, files out ------------------------------------------------
-    def overlay(self, image_bgr: np.ndarray, pred, opacity: float = 0.5,
+    def overlay(self,
+                image_bgr: np.ndarray,
+                pred,
+                opacity: float = 0.5,
                 with_labels: bool = False) -> np.ndarray:
         """The prediction drawn over the image (BGR uint8), by mmseg's
         ``visualize`` (``SegLocalVisualizer``)."""
@@ -501,11 +513,16 @@ class VVTSegInferencer(MMSegInferencer):
         drawn.pred_sem_seg = PixelData(
             data=pred.pred_sem_seg.data.cpu().numpy())
         (vis, ) = self.visualize([np.ascontiguousarray(image_bgr[:, :, ::-1])],
-                                 [drawn], return_vis=True, opacity=opacity,
+                                 [drawn],
+                                 return_vis=True,
+                                 opacity=opacity,
                                  with_labels=with_labels)
         return np.ascontiguousarray(vis[:, :, ::-1])
 
-    def write_outputs(self, plan: OutputPlan, image_bgr: np.ndarray, pred,
+    def write_outputs(self,
+                      plan: OutputPlan,
+                      image_bgr: np.ndarray,
+                      pred,
                       opacity: float = 0.5,
                       with_labels: bool = False) -> None:
         """Write the label PNG (and the overlay) of one image: both are
@@ -557,8 +574,10 @@ class VVTSegInferencer(MMSegInferencer):
 
         def fail(plan, reason):
             summary.failed.append((plan.image, reason))
-            print(f'\nERROR: skipped {plan.image}: {reason}', file=err_stream,
-                  flush=True)
+            print(
+                f'\nERROR: skipped {plan.image}: {reason}',
+                file=err_stream,
+                flush=True)
             if bar:
                 bar.update()
 
@@ -572,8 +591,9 @@ class VVTSegInferencer(MMSegInferencer):
                     fail(plan, err.reason)
                     continue
                 except Exception as err:
-                    fail(plan, 'test pipeline failed: '
-                         f'{type(err).__name__}: {err}')
+                    fail(
+                        plan, 'test pipeline failed: '
+                        f'{type(err).__name__}: {err}')
                     continue
                 batch.append((plan, img, data))
             for run in _equal_size_runs(batch, key=lambda item: item[2]):
@@ -590,8 +610,9 @@ class VVTSegInferencer(MMSegInferencer):
                         self.write_outputs(plan, img, pred, opacity,
                                            with_labels)
                     except Exception as err:
-                        fail(plan, 'writing outputs failed: '
-                             f'{type(err).__name__}: {err}')
+                        fail(
+                            plan, 'writing outputs failed: '
+                            f'{type(err).__name__}: {err}')
                         continue
                     summary.written.append(plan)
                     if bar:
@@ -627,10 +648,15 @@ def load_segmentor(config: Union[str, Path, Config],
     ``model.dataset_meta`` holds ``classes`` and ``palette``, ``model.cfg``
     the config actually used; ``mmseg.apis.inference_model`` runs it.
     """
-    inferencer = VVTSegInferencer(config, checkpoint, device=device,
-                                  mode=mode, crop_size=crop_size,
-                                  stride=stride, no_resize=no_resize,
-                                  allow_partial=allow_partial)
+    inferencer = VVTSegInferencer(
+        config,
+        checkpoint,
+        device=device,
+        mode=mode,
+        crop_size=crop_size,
+        stride=stride,
+        no_resize=no_resize,
+        allow_partial=allow_partial)
     return inferencer.model, inferencer.meta_source
 
 

@@ -40,8 +40,12 @@ METHOD_NAMES = {
     'Mask2FormerHead': 'Mask2Former',
 }
 #: VVT presets -> the paper's short names
-VVT_NAMES = {'tiny': 'VVT-T', 'small': 'VVT-S', 'medium': 'VVT-M',
-             'large': 'VVT-L'}
+VVT_NAMES = {
+    'tiny': 'VVT-T',
+    'small': 'VVT-S',
+    'medium': 'VVT-M',
+    'large': 'VVT-L'
+}
 REQUIRED_KEYS = ('config', 'metrics')
 
 
@@ -101,8 +105,7 @@ def load_eval_file(path: Union[str, Path]) -> dict:
 
 def gather(work_dirs: Sequence[Union[str, Path]],
            all_results: bool = False,
-           notes: Optional[Callable[[str], None]] = None
-           ) -> List[EvalResult]:
+           notes: Optional[Callable[[str], None]] = None) -> List[EvalResult]:
     """Result files of each work dir: the newest one, or all with
     ``all_results``. Older files that are left out are mentioned through
     ``notes`` (default: stderr)."""
@@ -182,11 +185,16 @@ def describe_config(cfg: Config) -> Dict[str, str]:
         schedule = f'{int(train_cfg["max_epochs"])} epochs'
     else:
         schedule = '-'
-    return dict(method=method, backbone=backbone, crop=_fmt_size(crop),
-                crop_size=crop, schedule=schedule)
+    return dict(
+        method=method,
+        backbone=backbone,
+        crop=_fmt_size(crop),
+        crop_size=crop,
+        schedule=schedule)
 
 
-def complexity(cfg_path: Path, shape: Tuple[int, int],
+def complexity(cfg_path: Path,
+               shape: Tuple[int, int],
                flops: bool = True) -> Tuple[int, Optional[int]]:
     """``(params, flops)`` of the config's segmentor for one ``shape``
     image, from :func:`mmseg_vvt.utils.complexity.segmentor_complexity`
@@ -218,10 +226,10 @@ def _link(path: Path) -> str:
     return f'[{path.stem}]({path.as_posix()})'
 
 
-def build_rows(results: Sequence[EvalResult],
-               flops: bool = True,
-               flops_shape: Optional[Tuple[int, int]] = None
-               ) -> List[Dict[str, str]]:
+def build_rows(
+        results: Sequence[EvalResult],
+        flops: bool = True,
+        flops_shape: Optional[Tuple[int, int]] = None) -> List[Dict[str, str]]:
     """One table row (dict of formatted cells) per result."""
     rows = []
     cache: Dict[Tuple[str, Tuple[int, int], bool], Tuple[int, Optional[int]]]

@@ -144,8 +144,8 @@ def _where(dataset) -> str:
 def _check_paths(dataset, key: str, wrapped: bool) -> None:
     name = type(dataset).__name__
     data_root = getattr(dataset, 'data_root', None)
-    where = (f'the data_root of the dataset in {key}' if wrapped else
-             f'--cfg-options {key}.dataset.data_root=PATH')
+    where = (f'the data_root of the dataset in {key}'
+             if wrapped else f'--cfg-options {key}.dataset.data_root=PATH')
     hint = f' Put the data there, or point the config elsewhere ({where}).'
     if data_root and _is_local(data_root) and not osp.isdir(data_root):
         raise DatasetNotFoundError(

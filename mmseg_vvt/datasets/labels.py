@@ -55,8 +55,9 @@ def invalid_label_values(values: Iterable[int],
     valid = _valid(
         train_id_table(reduce_zero_label, label_map), num_classes,
         ignore_index)
-    return sorted({int(v) for v in values if not (0 <= v < 256) or
-                   not valid[int(v)]})
+    return sorted(
+        {int(v)
+         for v in values if not (0 <= v < 256) or not valid[int(v)]})
 
 
 def _ranges(values: List[int]) -> str:
@@ -66,9 +67,9 @@ def _ranges(values: List[int]) -> str:
         if start is None:
             start = v
         if i + 1 == len(values) or values[i + 1] != v + 1:
-            parts.append(str(v) if v == start else
-                         f'{start}..{v}' if v > start + 1 else
-                         f'{start}, {v}')
+            parts.append(
+                str(v) if v == start else f'{start}..{v}' if v > start +
+                1 else f'{start}, {v}')
             start = None
     return ', '.join(parts)
 

@@ -97,7 +97,10 @@ class CheckedLoadAnnotations(LoadAnnotations):
 
     _warned_unchecked = False
 
-    def __init__(self, *args, num_classes=None, ignore_index=IGNORE_INDEX,
+    def __init__(self,
+                 *args,
+                 num_classes=None,
+                 ignore_index=IGNORE_INDEX,
                  **kwargs):
         super().__init__(*args, **kwargs)
         if num_classes is not None and (not isinstance(num_classes, int)
@@ -113,7 +116,8 @@ class CheckedLoadAnnotations(LoadAnnotations):
                 'CheckedLoadAnnotations without num_classes: label values '
                 'are not checked against the classes (set num_classes to '
                 'the model\'s number of classes)',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
 
     def _load_seg_map(self, results):
         path = results['seg_map_path']
@@ -149,8 +153,12 @@ class CheckedLoadAnnotations(LoadAnnotations):
         table = train_id_table(self.reduce_zero_label, label_map)
         stored = np.flatnonzero(np.isin(table, bad_ids)).tolist()
         msg = describe_invalid_labels(
-            stored, self.num_classes, self.reduce_zero_label, label_map,
-            self.ignore_index, pixels=int(counts[bad_ids].sum()))
+            stored,
+            self.num_classes,
+            self.reduce_zero_label,
+            label_map,
+            self.ignore_index,
+            pixels=int(counts[bad_ids].sum()))
         raise DataFileError(f'{path}: {msg}')
 
     def __repr__(self):

@@ -19,6 +19,5 @@ __all__ = [
     'checkpoint_source', 'install_checkpoint_allowlist', 'load_from_http',
     'load_from_local', 'load_model_checkpoint', 'register_safe_scheme',
     'safe_torch_load', 'AtomicLocalBackend', 'atomic_write',
-    'latest_checkpoint',
-    'CheckpointFitHook', 'add_checkpoint_fit_hook'
+    'latest_checkpoint', 'CheckpointFitHook', 'add_checkpoint_fit_hook'
 ]

@@ -189,17 +189,19 @@ def _reason(err: BaseException) -> str:
     """
     text = str(err)
     # torch < 2.10: "... WeightsUnpickler error: <reason>"
-    match = re.search(r'WeightsUnpickler error:\s*(.*?)(?:\n\n|$)', text,
-                      re.S)
+    match = re.search(r'WeightsUnpickler error:\s*(.*?)(?:\n\n|$)', text, re.S)
     if match:
         text = match.group(1)
-    kept = [p for p in re.split(r'\n\s*\n', text)
-            if p.strip() and not _ADVICE_RE.search(p)]
+    kept = [
+        p for p in re.split(r'\n\s*\n', text)
+        if p.strip() and not _ADVICE_RE.search(p)
+    ]
     text = ' '.join(' '.join(kept).split()).rstrip('.')
     return text or 'an object outside the allow-list'
 
 
-def _refusal(source: str, err: BaseException,
+def _refusal(source: str,
+             err: BaseException,
              path: Optional[str] = None) -> UnsafeCheckpointError:
     offending = _offending_globals(path, err)
     what = (', '.join(f'`{g}`' for g in offending) +
@@ -463,8 +465,7 @@ def load_from_ceph(filename: str,
         filename, backend_args={'backend': backend})
     with io.BytesIO(file_backend.get(filename)) as buffer:
         return _loaded(
-            safe_torch_load(buffer, map_location, source=filename),
-            filename)
+            safe_torch_load(buffer, map_location, source=filename), filename)
 
 
 #: mmengine 0.10.7's schemes and the loader that replaces each
@@ -497,8 +498,9 @@ def _guarded_get_checkpoint_loader(cls, path: str) -> Callable:
     """mmengine's scheme lookup, refusing loaders that bypass the list."""
     loader = _mmengine_get_checkpoint_loader(cls, path)
     if loader is not None and not getattr(loader, _SAFE_LOADER_ATTR, False):
-        scheme = next((p for p in cls._schemes if cls._schemes[p] is loader
-                       and re.match(p, path)), '?')
+        scheme = next((p for p in cls._schemes
+                       if cls._schemes[p] is loader and re.match(p, path)),
+                      '?')
         name = getattr(loader, '__qualname__', repr(loader))
         raise UnsafeCheckpointError(
             f'Refusing to load checkpoint {path!r}: its scheme {scheme!r} '
@@ -543,11 +545,15 @@ def _first(keys: List[str]) -> str:
     return shown + (', ...' if len(keys) > _FIRST else '')
 
 
+# the key revision mmengine's loader applies by default (DDP's prefix)
+STRIP_DDP_PREFIX = ((r'^module\.', ''), )
+
+
 def check_checkpoint_fits(model: torch.nn.Module,
                           checkpoint: Any,
                           source: Optional[str] = None,
                           allow_partial: bool = False,
-                          revise_keys=((r'^module\.', ''), )) -> bool:
+                          revise_keys=STRIP_DDP_PREFIX) -> bool:
     """Compare a checkpoint's weights with ``model``'s before loading.
 
     Keys are compared after ``revise_keys`` (as mmengine's loader does);
@@ -580,8 +586,10 @@ def check_checkpoint_fits(model: torch.nn.Module,
             key = re.sub(pattern, repl, key)
         keys[key] = value
     own = _bare_model(model).state_dict()
-    missing = [k for k in own if k not in keys
-               and not k.endswith('num_batches_tracked')]
+    missing = [
+        k for k in own
+        if k not in keys and not k.endswith('num_batches_tracked')
+    ]
     unexpected = [k for k in keys if k not in own]
     mismatched = [
         f'{k} {tuple(keys[k].shape)} vs {tuple(own[k].shape)}' for k in own
@@ -600,8 +608,8 @@ def check_checkpoint_fits(model: torch.nn.Module,
     if mismatched:
         parts.append(f'{len(mismatched)} shapes differ (checkpoint vs '
                      f'model: {_first(mismatched)})')
-    summary = (f'checkpoint {source!r} does not fit the model: '
-               + '; '.join(parts))
+    summary = (f'checkpoint {source!r} does not fit the model: ' +
+               '; '.join(parts))
     if not allow_partial:
         raise CheckpointMismatchError(
             f'{summary}. Is it a checkpoint of this config? To load the '
@@ -621,7 +629,7 @@ def load_model_checkpoint(model: torch.nn.Module,
                           filename: str,
                           map_location: Any = 'cpu',
                           allow_partial: bool = False,
-                          revise_keys=((r'^module\.', ''), )) -> dict:
+                          revise_keys=STRIP_DDP_PREFIX) -> dict:
     """Load ``filename`` (any :class:`CheckpointLoader` scheme) into
     ``model`` through the allow-list, refusing a checkpoint that does not fit
     unless ``allow_partial``: what ``mmengine.runner.load_checkpoint`` does,
@@ -632,9 +640,14 @@ def load_model_checkpoint(model: torch.nn.Module,
     """
     checkpoint = mme_checkpoint._load_checkpoint(
         filename, map_location=map_location, logger='current')
-    check_checkpoint_fits(model, checkpoint, source=filename,
-                          allow_partial=allow_partial,
-                          revise_keys=revise_keys)
+    check_checkpoint_fits(
+        model,
+        checkpoint,
+        source=filename,
+        allow_partial=allow_partial,
+        revise_keys=revise_keys)
     return mme_checkpoint._load_checkpoint_to_model(
-        _bare_model(model), checkpoint, strict=False,
+        _bare_model(model),
+        checkpoint,
+        strict=False,
         revise_keys=list(revise_keys))

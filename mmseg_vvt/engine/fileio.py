@@ -130,8 +130,7 @@ def latest_checkpoint(work_dir: str) -> Optional[str]:
             found.append((match.group(1) == 'iter', int(match.group(2)),
                           osp.join(directory, name)))
     for _, number, path in sorted(found, reverse=True):
-        if recorded is not None and osp.abspath(path) == osp.abspath(
-                recorded):
+        if recorded is not None and osp.abspath(path) == osp.abspath(recorded):
             return recorded
         if _complete(path):
             if recorded is not None:
@@ -139,10 +138,12 @@ def latest_checkpoint(work_dir: str) -> Optional[str]:
                     f'--resume: {path} is newer than {recorded}, which '
                     'last_checkpoint names (the job stopped before it '
                     f'recorded {osp.basename(path)}); resuming from it.',
-                    logger='current', level=logging.WARNING)
+                    logger='current',
+                    level=logging.WARNING)
             return path
         print_log(
             f'--resume: skipping {path} ({osp.getsize(path)} bytes): it is '
             'not a complete checkpoint (a save that was interrupted).',
-            logger='current', level=logging.WARNING)
+            logger='current',
+            level=logging.WARNING)
     return recorded

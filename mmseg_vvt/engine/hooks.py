@@ -35,8 +35,8 @@ class CheckpointFitHook(Hook):
         self.allow_partial = allow_partial
 
     def after_load_checkpoint(self, runner, checkpoint: Optional[dict]):
-        check_checkpoint_fits(runner.model, checkpoint,
-                              allow_partial=self.allow_partial)
+        check_checkpoint_fits(
+            runner.model, checkpoint, allow_partial=self.allow_partial)
 
 
 def add_checkpoint_fit_hook(cfg, allow_partial: bool = False) -> None:
@@ -46,10 +46,12 @@ def add_checkpoint_fit_hook(cfg, allow_partial: bool = False) -> None:
     ``allow_partial_checkpoint = True``; either is logged when the
     checkpoint does not fit.
     """
-    allow_partial = bool(allow_partial
-                         or cfg.get('allow_partial_checkpoint', False))
+    allow_partial = bool(
+        allow_partial or cfg.get('allow_partial_checkpoint', False))
     cfg.allow_partial_checkpoint = allow_partial
-    hooks = [h for h in (cfg.get('custom_hooks') or [])
-             if h.get('type') not in ('CheckpointFitHook', CheckpointFitHook)]
+    hooks = [
+        h for h in (cfg.get('custom_hooks') or [])
+        if h.get('type') not in ('CheckpointFitHook', CheckpointFitHook)
+    ]
     hooks.append(dict(type='CheckpointFitHook', allow_partial=allow_partial))
     cfg.custom_hooks = hooks

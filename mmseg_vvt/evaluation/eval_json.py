@@ -29,12 +29,8 @@ def _percent(value: Any) -> Optional[float]:
     return None if math.isnan(value) else value
 
 
-def write_eval_json(work_dir: str,
-                    timestamp: str,
-                    config: str,
-                    checkpoint: str,
-                    dataset: str,
-                    metrics: Dict[str, Any],
+def write_eval_json(work_dir: str, timestamp: str, config: str,
+                    checkpoint: str, dataset: str, metrics: Dict[str, Any],
                     per_class: Optional[List[Dict[str, Any]]]) -> str:
     """Write ``<work_dir>/eval_<timestamp>.json``; never overwrites.
 

@@ -43,8 +43,8 @@ class PerClassIoUMetric(IoUMetric):
         # the same arithmetic as IoUMetric.compute_metrics
         columns = tuple(zip(*results))
         ret_metrics = self.total_area_to_metrics(
-            sum(columns[0]), sum(columns[1]), sum(columns[2]),
-            sum(columns[3]), self.metrics, self.nan_to_num, self.beta)
+            sum(columns[0]), sum(columns[1]), sum(columns[2]), sum(columns[3]),
+            self.metrics, self.nan_to_num, self.beta)
         ret_metrics.pop('aAcc', None)
         per_class: List[Dict[str, Any]] = []
         for i, name in enumerate(self.dataset_meta['classes']):

@@ -2,8 +2,8 @@
 ``tools/collect_results.py``). Timing and memory measurement live with the
 tools, in ``tools/analysis_tools/``."""
 from .complexity import (MATMUL_OPS, backbone_complexity, build_segmentor,
-                         count_flops, einsum_macs, flop_analyzer,
-                         flop_handles, segmentor_complexity)
+                         count_flops, einsum_macs, flop_analyzer, flop_handles,
+                         segmentor_complexity)
 
 __all__ = [
     'MATMUL_OPS', 'backbone_complexity', 'build_segmentor', 'count_flops',

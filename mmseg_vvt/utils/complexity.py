@@ -33,8 +33,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
-from mmengine.analysis.complexity_analysis import \
-    _DEFAULT_SUPPORTED_FLOP_OPS
+from mmengine.analysis.complexity_analysis import _DEFAULT_SUPPORTED_FLOP_OPS
 from mmengine.analysis.jit_handles import get_shape
 from mmengine.analysis.print_helper import complexity_stats_table
 
@@ -98,8 +97,9 @@ def _contraction_handle(op: str, first: int, second: int):
     return handle
 
 
-def _expand_einsum(equation: str, shapes: Sequence[Sequence[int]]
-                   ) -> Tuple[List[str], str, Dict[str, int]]:
+def _expand_einsum(
+        equation: str, shapes: Sequence[Sequence[int]]
+) -> Tuple[List[str], str, Dict[str, int]]:
     """Parse an einsum equation into per-operand subscripts, output
     subscripts and index sizes, expanding ``...`` and implicit outputs."""
     equation = equation.replace(' ', '')
@@ -112,8 +112,10 @@ def _expand_einsum(equation: str, shapes: Sequence[Sequence[int]]
         raise ValueError(f'einsum {equation!r}: {len(terms)} operands in the '
                          f'equation but {len(shapes)} tensors')
     used = set(c for c in equation if c.isalpha())
-    spare = [c for c in 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
-             if c not in used]
+    spare = [
+        c for c in 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
+        if c not in used
+    ]
     n_ell = 0
     for term, shape in zip(terms, shapes):
         if '...' in term:
@@ -134,8 +136,8 @@ def _expand_einsum(equation: str, shapes: Sequence[Sequence[int]]
         subs.append(term)
     if rhs is None:
         counts = Counter(''.join(subs))
-        rhs = ell + ''.join(sorted(c for c in counts
-                                   if counts[c] == 1 and c not in ell))
+        rhs = ell + ''.join(
+            sorted(c for c in counts if counts[c] == 1 and c not in ell))
     else:
         rhs = rhs.replace('...', ell)
     return subs, rhs, sizes
@@ -160,8 +162,8 @@ def einsum_macs(equation: str, shapes: Sequence[Sequence[int]]) -> int:
             np.zeros(1), shape=[sizes[c] for c in s], strides=[0] * len(s))
         for s in subs
     ]
-    path = np.einsum_path(','.join(subs) + '->' + out, *dummies,
-                          optimize='optimal')[0][1:]
+    path = np.einsum_path(
+        ','.join(subs) + '->' + out, *dummies, optimize='optimal')[0][1:]
     operands = list(subs)
     macs = 0
     for step in path:
@@ -282,8 +284,10 @@ def count_flops(model: nn.Module,
     return dict(
         flops=total,
         params=int(parameter_count(model)['']),
-        by_operator={k: int(v)
-                     for k, v in analyzer.by_operator().items()},
+        by_operator={
+            k: int(v)
+            for k, v in analyzer.by_operator().items()
+        },
         unsupported_ops=dict(analyzer.unsupported_ops()),
         analyzer=analyzer)
 

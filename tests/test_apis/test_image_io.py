@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mmseg_vvt.apis.image_io import ImageReadError, read_image_bgr, \
-    to_bgr_uint8
+from mmseg_vvt.apis.image_io import (ImageReadError, read_image_bgr,
+                                     to_bgr_uint8)
 
 
 def test_uint8_bgr_is_unchanged():
@@ -67,8 +67,8 @@ def test_read_image_bgr_reads_16bit_and_rgba_files(tmp_path):
 
     bgra = np.random.RandomState(2).randint(0, 256, (4, 6, 4), np.uint8)
     cv2.imwrite(str(tmp_path / 'b.png'), bgra)
-    np.testing.assert_array_equal(read_image_bgr(tmp_path / 'b.png'),
-                                  bgra[:, :, :3])
+    np.testing.assert_array_equal(
+        read_image_bgr(tmp_path / 'b.png'), bgra[:, :, :3])
 
 
 def test_read_image_bgr_names_unreadable_files(tmp_path):

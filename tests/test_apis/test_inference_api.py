@@ -76,8 +76,8 @@ def _cfg(**kw):
 def test_set_test_mode_switches_whole_and_slide():
     cfg = _cfg()
     slide = set_test_mode(cfg, 'slide')
-    assert slide.model.test_cfg == dict(mode='slide', crop_size=(512, 512),
-                                        stride=(341, 341))
+    assert slide.model.test_cfg == dict(
+        mode='slide', crop_size=(512, 512), stride=(341, 341))
     assert cfg.model.test_cfg == dict(mode='whole')  # input untouched
     custom = set_test_mode(cfg, 'slide', crop_size=[256], stride=[100, 80])
     assert custom.model.test_cfg.crop_size == (256, 256)
@@ -102,9 +102,8 @@ def test_set_test_mode_errors():
 
 def test_drop_resize_keeps_the_other_steps():
     cfg = drop_resize(_cfg())
-    assert [t['type'] for t in cfg.test_pipeline] == [
-        'LoadImageFromFile', 'LoadAnnotations', 'PackSegInputs'
-    ]
+    assert [t['type'] for t in cfg.test_pipeline
+            ] == ['LoadImageFromFile', 'LoadAnnotations', 'PackSegInputs']
 
 
 def test_inference_pipeline_loads_arrays_and_drops_annotations():
@@ -144,8 +143,8 @@ def test_resolve_dataset_meta_order():
     import mmseg_vvt  # noqa: F401  (mmseg registries)
     cfg = Config(
         dict(test_dataloader=dict(dataset=dict(type='ADE20KDataset'))))
-    ckpt = dict(dataset_meta=dict(classes=('a', 'b'),
-                                  palette=[[1, 2, 3], [4, 5, 6]]))
+    ckpt = dict(
+        dataset_meta=dict(classes=('a', 'b'), palette=[[1, 2, 3], [4, 5, 6]]))
     meta, source = resolve_dataset_meta(cfg, ckpt, 2)
     assert source == 'checkpoint meta'
     assert meta == dict(classes=['a', 'b'], palette=[[1, 2, 3], [4, 5, 6]])

@@ -54,7 +54,9 @@ def test_damaged_checkpoint_is_one_line(saved, tmp_path, capsys):
     import numpy as np
     cv2.imwrite(str(image), np.zeros((20, 20, 3), np.uint8))
     code = load_tool('inference').main(
-        [str(cfg), half, str(image), '--out-dir', str(tmp_path / 'out')])
+        [str(cfg), half,
+         str(image), '--out-dir',
+         str(tmp_path / 'out')])
     assert code != 0
     err = capsys.readouterr().err
     (line, ) = [ln for ln in err.splitlines() if ln.startswith('error:')]

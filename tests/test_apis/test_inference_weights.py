@@ -1,7 +1,6 @@
 """Loading weights for inference (mmseg_vvt.apis.load_weights through
 VVTSegInferencer / load_segmentor)."""
 import pytest
-import torch
 
 from mmseg_vvt.apis import load_segmentor
 

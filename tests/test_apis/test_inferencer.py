@@ -14,7 +14,8 @@ def test_mmseg_call_interface_on_paths_and_16bit(tiny_config, tmp_path):
     inferencer = VVTSegInferencer(tiny_config, None, device='cpu')
     assert inferencer.pipeline.transforms[0].__class__.__name__ == \
         'CheckedInferencerLoader'
-    out = inferencer([str(tmp_path / 'a.png'), str(tmp_path / 'a16.png')],
+    out = inferencer([str(tmp_path / 'a.png'),
+                      str(tmp_path / 'a16.png')],
                      return_vis=True)
     a, a16 = out['predictions']
     assert a.shape == (21, 17)

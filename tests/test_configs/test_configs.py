@@ -9,9 +9,9 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
+from mmseg.registry import MODELS
 
 import mmseg_vvt  # noqa: F401
-from mmseg.registry import MODELS
 from mmseg_vvt.engine.runtime import replace_sync_bn
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -93,8 +93,9 @@ def _check_ade20k_data(cfg):
     assert crops and tuple(crops[0].crop_size) == (512, 512)
     assert tuple(cfg.model.data_preprocessor.size) == (512, 512)
     # single-scale evaluation: short side 512, keep ratio
-    resize = [t for t in cfg.test_dataloader.dataset.pipeline
-              if t.type == 'Resize']
+    resize = [
+        t for t in cfg.test_dataloader.dataset.pipeline if t.type == 'Resize'
+    ]
     assert len(resize) == 1
     assert tuple(resize[0].scale) == (2048, 512)
     assert resize[0].keep_ratio is True
@@ -268,10 +269,7 @@ def _plain(pipeline):
     if isinstance(pipeline, (list, tuple)):
         return [_plain(p) for p in pipeline]
     if isinstance(pipeline, dict):
-        return {
-            k: _plain(v)
-            for k, v in pipeline.items() if k != '_scope_'
-        }
+        return {k: _plain(v) for k, v in pipeline.items() if k != '_scope_'}
     return pipeline
 
 
@@ -318,12 +316,12 @@ def test_ade20k_pipelines_load_with_checked_transforms(rel, mmseg_ade20k):
     cfg = _load(rel)
     ref = mmseg_ade20k
     pipelines = {
-        'train_dataloader': (cfg.train_dataloader.dataset.pipeline,
-                             ref.train_pipeline),
-        'val_dataloader': (cfg.val_dataloader.dataset.pipeline,
-                           ref.test_pipeline),
-        'test_dataloader': (cfg.test_dataloader.dataset.pipeline,
-                            ref.test_pipeline),
+        'train_dataloader':
+        (cfg.train_dataloader.dataset.pipeline, ref.train_pipeline),
+        'val_dataloader':
+        (cfg.val_dataloader.dataset.pipeline, ref.test_pipeline),
+        'test_dataloader':
+        (cfg.test_dataloader.dataset.pipeline, ref.test_pipeline),
         'train_pipeline': (cfg.train_pipeline, ref.train_pipeline),
         'test_pipeline': (cfg.test_pipeline, ref.test_pipeline),
         'tta_pipeline': (cfg.tta_pipeline, ref.tta_pipeline),
@@ -357,10 +355,7 @@ def _write_pair(tmp_path, img_hw, label_hw):
 
 def _sample(img, seg):
     return dict(
-        img_path=img,
-        seg_map_path=seg,
-        reduce_zero_label=True,
-        seg_fields=[])
+        img_path=img, seg_map_path=seg, reduce_zero_label=True, seg_fields=[])
 
 
 @pytest.mark.parametrize('which', ['train', 'test'])
@@ -383,6 +378,6 @@ def test_ade20k_pipeline_names_label_map_of_wrong_size(tmp_path, which):
         pipeline(_sample(img, seg))
 
     (tmp_path / 'broken.jpg').write_bytes(b'not an image')
-    with pytest.raises(DataFileError, match=re.escape(
-            str(tmp_path / 'broken.jpg'))):
+    with pytest.raises(
+            DataFileError, match=re.escape(str(tmp_path / 'broken.jpg'))):
         pipeline(_sample(str(tmp_path / 'broken.jpg'), seg))

@@ -8,7 +8,6 @@ import re
 import pytest
 from mmengine.config import Config
 from mmengine.fileio import load
-
 from paper_results import ARCHS, METHODS, REPO, VVT_ADE20K
 
 METAFILE = osp.join(REPO, 'configs', 'vvt', 'metafile.yaml')

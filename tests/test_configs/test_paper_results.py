@@ -6,11 +6,11 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from mmseg.registry import MODELS
+from paper_results import PARAMS_TOLERANCE_M, REPO, VVT_ADE20K, config_path
 
 import mmseg_vvt  # noqa: F401
-from mmseg.registry import MODELS
 from mmseg_vvt.engine.runtime import replace_sync_bn
-from paper_results import (PARAMS_TOLERANCE_M, REPO, VVT_ADE20K, config_path)
 
 
 def _build(rel):

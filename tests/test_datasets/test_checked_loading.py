@@ -7,18 +7,17 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
+from mmseg.registry import DATASETS, TRANSFORMS
 from PIL import Image
+from tool_modules import load_tool
 
 import mmseg_vvt.datasets  # noqa: F401  (registers the transforms)
-from mmseg.registry import DATASETS, TRANSFORMS
 from mmseg_vvt.datasets import (CheckedLoadAnnotations,
                                 CheckedLoadImageFromFile, DataFileError)
 from mmseg_vvt.testing import tiny_arch
-from tool_modules import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
-
 
 mdd = load_tool('make_demo_data')
 
@@ -26,8 +25,13 @@ mdd = load_tool('make_demo_data')
 @pytest.fixture
 def data(tmp_path):
     """A tiny demo set: (dataset root, demo config pointing at it)."""
-    root = mdd.generate(str(tmp_path / 'demo'), seed=0, num_train=3,
-                        num_val=2, size=(40, 48), verbose=False)
+    root = mdd.generate(
+        str(tmp_path / 'demo'),
+        seed=0,
+        num_train=3,
+        num_val=2,
+        size=(40, 48),
+        verbose=False)
     cfg = Config.fromfile(DEMO_CONFIG)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[name].dataset.data_root = root
@@ -58,8 +62,9 @@ def test_good_data_loads_with_reduce_zero_label(data):
     ds = _dataset(cfg, 'val')
     out = ds[1]
     raw = np.asarray(
-        Image.open(osp.join(root, 'annotations', 'validation',
-                            'ADE_val_00000002.png')))
+        Image.open(
+            osp.join(root, 'annotations', 'validation',
+                     'ADE_val_00000002.png')))
     gt = out['data_samples'].gt_sem_seg.data.numpy()[0]
     expected = np.where(raw == 0, 255, raw.astype(np.int64) - 1)
     np.testing.assert_array_equal(gt, expected)
@@ -78,9 +83,9 @@ def test_missing_dataset_directory_names_path(tmp_path):
     assert osp.join(missing, 'images', 'training') in str(exc.value)
 
 
-@pytest.mark.parametrize('content', [b'', b'not an image at all',
-                                     b'\xff\xd8\xff\xe0\x00\x10JFIF'],
-                         ids=['empty', 'garbage', 'cut-header'])
+@pytest.mark.parametrize(
+    'content', [b'', b'not an image at all', b'\xff\xd8\xff\xe0\x00\x10JFIF'],
+    ids=['empty', 'garbage', 'cut-header'])
 @pytest.mark.parametrize('split', ['train', 'val'])
 def test_corrupt_image_names_file(data, split, content):
     root, cfg = data
@@ -193,8 +198,12 @@ def test_loader_checks_values_with_and_without_reduce_zero_label(data):
 
     def load(**kw):
         reduce = kw.get('reduce_zero_label', True)
-        results = dict(img_path=img, seg_map_path=seg, seg_fields=[],
-                       reduce_zero_label=reduce, label_map=None)
+        results = dict(
+            img_path=img,
+            seg_map_path=seg,
+            seg_fields=[],
+            reduce_zero_label=reduce,
+            label_map=None)
         CheckedLoadImageFromFile()(results)
         return CheckedLoadAnnotations(**kw)(results)
 
@@ -234,8 +243,11 @@ def test_loader_without_num_classes_warns_once(data, monkeypatch):
     loader = CheckedLoadAnnotations()
     CheckedLoadAnnotations()
     assert len(logged) == 1 and 'without num_classes' in logged[0], logged
-    results = dict(seg_map_path=seg, seg_fields=[], reduce_zero_label=True,
-                   label_map=None)
+    results = dict(
+        seg_map_path=seg,
+        seg_fields=[],
+        reduce_zero_label=True,
+        label_map=None)
     seg_map = loader(results)['gt_seg_map']
     assert (seg_map == 199).sum() == 16  # passed on unchecked, as mmseg's
 
@@ -282,8 +294,8 @@ def test_runner_val_reports_label_of_wrong_size(data, tmp_path):
     runner = Runner.from_cfg(cfg)
     with pytest.raises(DataFileError) as exc:
         runner.val()
-    assert str(exc.value).startswith(
-        f'{seg}: label map is 48x41 (WxH) but image')
+    assert str(
+        exc.value).startswith(f'{seg}: label map is 48x41 (WxH) but image')
 
 
 def test_runner_train_reports_label_values_outside_classes(data, tmp_path):

@@ -7,8 +7,7 @@ import pytest
 from mmengine.config import Config
 
 import mmseg_vvt  # noqa: F401
-from mmseg_vvt.datasets.checks import (DatasetNotFoundError,
-                                       EmptyDatasetError,
+from mmseg_vvt.datasets.checks import (DatasetNotFoundError, EmptyDatasetError,
                                        check_dataloader_datasets,
                                        runner_dataloader_keys)
 
@@ -20,8 +19,7 @@ def _split(root, split, n):
         name = f'ADE_{split}_{i:08d}'
         # the check lists files, it does not decode them
         open(osp.join(root, 'images', split, name + '.jpg'), 'wb').close()
-        open(osp.join(root, 'annotations', split, name + '.png'),
-             'wb').close()
+        open(osp.join(root, 'annotations', split, name + '.png'), 'wb').close()
 
 
 def _dataset(root, split, pipeline=None):
@@ -40,8 +38,10 @@ def _cfg(**loaders):
     return Config(
         dict(
             default_scope='mmseg',
-            **{k: dict(dataset=v)
-               for k, v in loaders.items()}))
+            **{
+                k: dict(dataset=v)
+                for k, v in loaders.items()
+            }))
 
 
 def test_sizes_of_present_datasets(tmp_path):
@@ -81,13 +81,16 @@ def test_wrapped_datasets(tmp_path):
     repeat = dict(
         type='RepeatDataset', times=3, dataset=_dataset(root, 'training'))
     assert check_dataloader_datasets(
-        _cfg(train_dataloader=repeat),
-        ['train_dataloader']) == {'train_dataloader': 6}
+        _cfg(train_dataloader=repeat), ['train_dataloader']) == {
+            'train_dataloader': 6
+        }
 
     empty = dict(
         type='RepeatDataset', times=3, dataset=_dataset(root, 'validation'))
-    with pytest.raises(EmptyDatasetError, match='RepeatDataset has no '
-                       'samples.*images/validation'):
+    with pytest.raises(
+            EmptyDatasetError,
+            match='RepeatDataset has no '
+            'samples.*images/validation'):
         check_dataloader_datasets(
             _cfg(train_dataloader=empty), ['train_dataloader'])
 
@@ -97,8 +100,8 @@ def test_wrapped_datasets(tmp_path):
         datasets=[_dataset(root, 'training'),
                   _dataset(root, 'test')])
     missing = osp.join(root, 'images', 'test')
-    with pytest.raises(DatasetNotFoundError,
-                       match=f'image directory {missing!r}'):
+    with pytest.raises(
+            DatasetNotFoundError, match=f'image directory {missing!r}'):
         check_dataloader_datasets(
             _cfg(train_dataloader=concat), ['train_dataloader'])
 
@@ -110,12 +113,12 @@ def test_label_directory_only_needed_when_labels_load(tmp_path):
     no_labels = _dataset(
         root, 'test', pipeline=[dict(type='CheckedLoadImageFromFile')])
     assert check_dataloader_datasets(
-        _cfg(test_dataloader=no_labels),
-        ['test_dataloader']) == {'test_dataloader': 1}
+        _cfg(test_dataloader=no_labels), ['test_dataloader']) == {
+            'test_dataloader': 1
+        }
     with pytest.raises(DatasetNotFoundError, match='label map directory'):
         check_dataloader_datasets(
-            _cfg(test_dataloader=_dataset(root, 'test')),
-            ['test_dataloader'])
+            _cfg(test_dataloader=_dataset(root, 'test')), ['test_dataloader'])
 
 
 def test_runner_dataloader_keys():
@@ -126,9 +129,8 @@ def test_runner_dataloader_keys():
             val_cfg={},
             val_evaluator={},
             test_dataloader={}))
-    assert runner_dataloader_keys(full, 'train') == [
-        'train_dataloader', 'val_dataloader'
-    ]
+    assert runner_dataloader_keys(
+        full, 'train') == ['train_dataloader', 'val_dataloader']
     assert runner_dataloader_keys(full, 'test') == ['test_dataloader']
     no_val = Config(dict(train_dataloader={}, val_dataloader=None))
     assert runner_dataloader_keys(no_val, 'train') == ['train_dataloader']

@@ -19,8 +19,11 @@ def test_table_is_mmseg_mapping(tmp_path, reduce_zero_label, label_map):
     stored = np.arange(256, dtype=np.uint8).reshape(16, 16)
     path = str(tmp_path / 'label.png')
     assert cv2.imwrite(path, stored)
-    results = dict(seg_map_path=path, reduce_zero_label=reduce_zero_label,
-                   label_map=label_map, seg_fields=[])
+    results = dict(
+        seg_map_path=path,
+        reduce_zero_label=reduce_zero_label,
+        label_map=label_map,
+        seg_fields=[])
     LoadAnnotations(reduce_zero_label=reduce_zero_label)(results)
     np.testing.assert_array_equal(
         train_id_table(reduce_zero_label, label_map),

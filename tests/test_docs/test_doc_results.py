@@ -6,9 +6,9 @@ import os.path as osp
 import re
 
 import pytest
+from paper_results import ARCHS, PEERS_ADE20K, REPO, VVT_ADE20K, config_path
 
 from mmseg_vvt.models.backbones.vvt import VVT
-from paper_results import (ARCHS, PEERS_ADE20K, REPO, VVT_ADE20K, config_path)
 
 README = osp.join(REPO, 'README.md')
 ZOO_PAGE = osp.join(REPO, 'configs', 'vvt', 'README.md')

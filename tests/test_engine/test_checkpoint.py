@@ -27,11 +27,11 @@ from torch.utils.data import Dataset
 
 import mmseg_vvt  # noqa: F401  (installs the allow-list)
 from mmseg_vvt.engine import (CheckpointError, CheckpointFitHook,
-                              CheckpointMismatchError,
-                              CorruptCheckpointError, UnsafeCheckpointError,
-                              allowed_global_names, check_checkpoint_fits,
-                              load_from_local, load_model_checkpoint,
-                              register_safe_scheme, safe_torch_load)
+                              CheckpointMismatchError, CorruptCheckpointError,
+                              UnsafeCheckpointError, allowed_global_names,
+                              check_checkpoint_fits, load_from_local,
+                              load_model_checkpoint, register_safe_scheme,
+                              safe_torch_load)
 
 
 class ToyDataset(Dataset):
@@ -61,7 +61,11 @@ class ToyModel(BaseModel):
 _RUN_IDS = itertools.count()
 
 
-def _runner(work_dir, max_iters, resume=False, load_from=None, model=None,
+def _runner(work_dir,
+            max_iters,
+            resume=False,
+            load_from=None,
+            model=None,
             custom_hooks=None):
     return Runner(
         model=model or ToyModel(),
@@ -79,8 +83,7 @@ def _runner(work_dir, max_iters, resume=False, load_from=None, model=None,
         ],
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', interval=2,
-                            by_epoch=False),
+            checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
             logger=dict(type='LoggerHook', interval=1)),
         randomness=dict(seed=0),
         resume=resume,
@@ -134,11 +137,10 @@ def test_allowlist_is_what_mmengine_checkpoints_contain(tmp_path):
     ckpt = osp.join(tmp_path, 'iter_2.pth')
     # the globals a real runner checkpoint holds beyond torch's defaults
     with _without_allowlist():
-        found = set(
-            torch.serialization.get_unsafe_globals_in_checkpoint(ckpt))
+        found = set(torch.serialization.get_unsafe_globals_in_checkpoint(ckpt))
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in found
-    assert found <= set(allowed_global_names()), found - set(
-        allowed_global_names())
+    assert found <= set(
+        allowed_global_names()), found - set(allowed_global_names())
     # and the allow-list is installed in torch (import of mmseg_vvt)
     safe = torch.serialization.get_safe_globals()
     assert HistoryBuffer in safe
@@ -228,8 +230,7 @@ def test_missing_file_is_named(tmp_path):
 
 def test_plain_state_dict_still_loads(tmp_path):
     path = str(tmp_path / 'plain.pth')
-    torch.save({'state_dict': {'w': torch.arange(3.)}, 'meta': {'a': 1}},
-               path)
+    torch.save({'state_dict': {'w': torch.arange(3.)}, 'meta': {'a': 1}}, path)
     loaded = CheckpointLoader.load_checkpoint(path)
     assert torch.equal(loaded['state_dict']['w'], torch.arange(3.))
 
@@ -278,8 +279,9 @@ def test_http_url_is_refused_without_running_code(served):
 
 def test_pretrained_init_cfg_url_is_refused(served):
     """mmengine's generic ``init_cfg=dict(type='Pretrained')`` route."""
-    module = BaseModule(init_cfg=dict(
-        type='Pretrained', checkpoint=served['url'] + '/evil.pth'))
+    module = BaseModule(
+        init_cfg=dict(
+            type='Pretrained', checkpoint=served['url'] + '/evil.pth'))
     module.fc = nn.Linear(2, 2)
     _assert_refused(module.init_weights, served)
 
@@ -291,15 +293,17 @@ def test_pretrained_init_cfg_url_is_refused(served):
     ('openmmlab://', 'get_external_models'),
     ('mmcls://', 'get_mmcls_models'),
 ])
-def test_prefix_schemes_resolving_to_urls_are_refused(
-        served, monkeypatch, scheme, table):
+def test_prefix_schemes_resolving_to_urls_are_refused(served, monkeypatch,
+                                                      scheme, table):
     """The model tables mmengine resolves the prefixes with point at the
     local server, as a tampered table or mirror would."""
-    monkeypatch.setattr(mme_checkpoint, table,
-                        lambda: {'evil': served['url'] + '/evil.pth',
-                                 'good': served['url'] + '/good.pth'})
-    _assert_refused(
-        lambda: CheckpointLoader.load_checkpoint(scheme + 'evil'), served)
+    monkeypatch.setattr(
+        mme_checkpoint, table, lambda: {
+            'evil': served['url'] + '/evil.pth',
+            'good': served['url'] + '/good.pth'
+        })
+    _assert_refused(lambda: CheckpointLoader.load_checkpoint(scheme + 'evil'),
+                    served)
     if scheme != 'mmcls://':  # mmcls keeps backbone.* keys only
         good = CheckpointLoader.load_checkpoint(scheme + 'good')
         assert torch.equal(good['state_dict']['w'], torch.arange(3.))
@@ -315,7 +319,8 @@ def test_open_mmlab_local_table_entry_is_refused(served, tmp_path,
                         lambda: {'evil': 'evil_local.pth'})
     _assert_refused(
         lambda: CheckpointLoader.load_checkpoint('open-mmlab://evil'),
-        served, name='evil_local.pth')
+        served,
+        name='evil_local.pth')
 
 
 def test_pavi_and_ceph_schemes_are_refused(served, tmp_path, monkeypatch):
@@ -344,11 +349,10 @@ def test_pavi_and_ceph_schemes_are_refused(served, tmp_path, monkeypatch):
         def get(self, filepath):
             return evil.read_bytes()
 
-    monkeypatch.setattr(safe, 'get_file_backend',
-                        lambda *a, **k: Backend())
+    monkeypatch.setattr(safe, 'get_file_backend', lambda *a, **k: Backend())
     for path in ('s3://bucket/evil.pth', 'cluster:petrel://b/evil.pth'):
-        msg = _assert_refused(
-            lambda: CheckpointLoader.load_checkpoint(path), served)
+        msg = _assert_refused(lambda: CheckpointLoader.load_checkpoint(path),
+                              served)
         assert path in msg
 
 
@@ -418,8 +422,13 @@ def test_refusal_gives_no_advice_to_switch_the_check_off(tmp_path):
 def test_argparse_namespace_is_allowed(tmp_path):
     import argparse
     path = str(tmp_path / 'published.pth')
-    torch.save({'model': {'w': torch.ones(1)},
-                'args': argparse.Namespace(lr=1e-3, model='vvt_tiny')}, path)
+    torch.save(
+        {
+            'model': {
+                'w': torch.ones(1)
+            },
+            'args': argparse.Namespace(lr=1e-3, model='vvt_tiny')
+        }, path)
     loaded = CheckpointLoader.load_checkpoint(path)
     assert loaded['args'].model == 'vvt_tiny'
 
@@ -454,7 +463,10 @@ def test_check_checkpoint_fits_names_first_keys_and_counts(tmp_path):
     assert check_checkpoint_fits(model, {'state_dict': sd}, source='ok')
     # DDP-saved keys are fine, as for mmengine's loader
     assert check_checkpoint_fits(
-        model, {f'module.{k}': v for k, v in sd.items()}, source='ddp')
+        model, {
+            f'module.{k}': v
+            for k, v in sd.items()
+        }, source='ddp')
     # num_batches_tracked may be absent, as mmengine does not report it
     del sd['1.num_batches_tracked']
     assert check_checkpoint_fits(model, sd, source='old')
@@ -501,17 +513,23 @@ class WiderModel(ToyModel):
 def test_fit_hook_refuses_resume_of_another_model(tmp_path):
     first = _runner(tmp_path, max_iters=2)
     first.train()
-    resumed = _runner(tmp_path, max_iters=4, resume=True,
-                      model=WiderModel(), custom_hooks=[CheckpointFitHook()])
+    resumed = _runner(
+        tmp_path,
+        max_iters=4,
+        resume=True,
+        model=WiderModel(),
+        custom_hooks=[CheckpointFitHook()])
     with pytest.raises(CheckpointMismatchError) as info:
         resumed.train()
     msg = str(info.value)
     assert 'iter_2.pth' in msg
     assert 'fc.weight (2, 4) vs (3, 4)' in msg and '2 shapes differ' in msg
     # asked for, the partial load goes on
-    partial = _runner(tmp_path / 'p', max_iters=2,
-                      load_from=osp.join(tmp_path, 'iter_2.pth'),
-                      model=WiderModel(),
-                      custom_hooks=[CheckpointFitHook(allow_partial=True)])
+    partial = _runner(
+        tmp_path / 'p',
+        max_iters=2,
+        load_from=osp.join(tmp_path, 'iter_2.pth'),
+        model=WiderModel(),
+        custom_hooks=[CheckpointFitHook(allow_partial=True)])
     partial.train()
     assert partial.iter == 2

@@ -17,8 +17,8 @@ from mmseg_vvt.engine import (AtomicLocalBackend, atomic_write,
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 USER_CONFIGS = sorted(
-    p for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
-                         recursive=True)
+    p for p in glob.glob(
+        osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
     if '_base_' not in p.split(osp.sep))
 
 
@@ -70,8 +70,8 @@ def test_backend_is_registered_and_writes_text_atomically(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['iter_8.pth', 'last_checkpoint']
 
 
-@pytest.mark.parametrize('path', USER_CONFIGS,
-                         ids=lambda p: osp.relpath(p, REPO))
+@pytest.mark.parametrize(
+    'path', USER_CONFIGS, ids=lambda p: osp.relpath(p, REPO))
 def test_configs_save_checkpoints_atomically(path):
     cfg = Config.fromfile(path)
     hook = cfg.default_hooks.checkpoint

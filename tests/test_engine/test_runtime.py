@@ -4,12 +4,11 @@ import torch
 from mmengine.config import Config
 
 import mmseg_vvt  # noqa: F401
+from mmseg_vvt.engine import runtime
 from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
                                       adapt_cfg_to_device, close_distributed,
                                       enable_amp, init_cpu_distributed,
                                       replace_sync_bn)
-
-from mmseg_vvt.engine import runtime
 
 
 @pytest.fixture

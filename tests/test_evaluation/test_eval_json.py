@@ -25,8 +25,7 @@ def test_write_eval_json_schema_and_no_overwrite(tmp_path):
 
     record = json.loads(before)
     assert set(record) == {
-        'config', 'checkpoint', 'dataset', 'metrics', 'per_class',
-        'timestamp'
+        'config', 'checkpoint', 'dataset', 'metrics', 'per_class', 'timestamp'
     }
     assert record['config'] == 'configs/x.py'
     assert record['checkpoint'] == 'work/iter_2.pth'

@@ -57,8 +57,10 @@ def test_extra_iou_metrics_are_kept():
 
 def test_format_only_returns_nothing(tmp_path):
     evaluator = Evaluator([
-        dict(type='mmseg.PerClassIoUMetric', format_only=True,
-             output_dir=str(tmp_path))
+        dict(
+            type='mmseg.PerClassIoUMetric',
+            format_only=True,
+            output_dir=str(tmp_path))
     ])
     evaluator.dataset_meta = dict(classes=('sky', 'road'))
     sample = _sample([[0, 1]], [[0, 1]])

@@ -23,8 +23,8 @@ def _png_size(path):
     with open(path, 'rb') as f:
         head = f.read(24)
     assert head[:8] == b'\x89PNG\r\n\x1a\n', 'not a PNG file'
-    return int.from_bytes(head[16:20], 'big'), int.from_bytes(
-        head[20:24], 'big')
+    return int.from_bytes(head[16:20],
+                          'big'), int.from_bytes(head[20:24], 'big')
 
 
 def test_forward_benchmark_writes_valid_json_markdown_png(tmp_path):
@@ -50,8 +50,8 @@ def test_forward_benchmark_writes_valid_json_markdown_png(tmp_path):
         assert r['latency_ms'] == pytest.approx(
             sum(r['latency_samples_ms']) / 2)  # median of two
         assert r['mem_peak_mb'] >= r['mem_baseline_mb'] > 0
-        assert r['mem_extra_mb'] == pytest.approx(
-            r['mem_peak_mb'] - r['mem_baseline_mb'])
+        assert r['mem_extra_mb'] == pytest.approx(r['mem_peak_mb'] -
+                                                  r['mem_baseline_mb'])
     # same network, same parameter count and FLOPs in both formulations
     assert res['vvt-test']['params'] == res['vvt-test-reference']['params']
     assert res['swin-t']['params'] > 20e6  # the real Swin-T settings
@@ -117,8 +117,7 @@ def test_bad_arguments_name_the_problem(tmp_path):
     assert proc.returncode == 2 and "--reference 'nope'" in proc.stderr
     import torch
     if not torch.cuda.is_available():  # this machine: say so, clearly
-        proc = _run('--quick', '--device', 'cuda', '--out-dir',
-                    str(tmp_path))
+        proc = _run('--quick', '--device', 'cuda', '--out-dir', str(tmp_path))
         assert proc.returncode == 2 and 'sees no CUDA GPU' in proc.stderr
 
 

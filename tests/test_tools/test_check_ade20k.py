@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 from tool_modules import load_tool
 
-
 check = load_tool('check_ade20k')
 mdd = load_tool('make_demo_data')
 
@@ -18,8 +17,8 @@ COUNTS = dict(num_train=4, num_val=2, num_classes=mdd.NUM_CLASSES, jobs=1)
 @pytest.fixture(scope='module')
 def clean_tree(tmp_path_factory):
     out = tmp_path_factory.mktemp('clean') / 'ade'
-    mdd.generate(str(out), seed=0, num_train=4, num_val=2, size=(32, 40),
-                 verbose=False)
+    mdd.generate(
+        str(out), seed=0, num_train=4, num_val=2, size=(32, 40), verbose=False)
     return out
 
 
@@ -67,8 +66,10 @@ def test_missing_split_directories(tree):
     shutil.rmtree(root / 'images' / 'training')
     problems = _problems(out)
     paths = [p for p, _ in problems]
-    assert paths == [str(root / 'images' / 'training'),
-                     str(root / 'annotations' / 'validation')]
+    assert paths == [
+        str(root / 'images' / 'training'),
+        str(root / 'annotations' / 'validation')
+    ]
     assert all('directory missing' in m for _, m in problems)
 
 
@@ -77,8 +78,8 @@ def test_unpaired_files_both_ways_and_stray_files(tree):
     os.remove(root / 'annotations' / 'training' / 'ADE_train_00000002.png')
     os.remove(root / 'images' / 'validation' / 'ADE_val_00000001.jpg')
     (root / 'images' / 'training' / 'notes.txt').write_text('x')
-    (root / 'annotations' / 'validation' / 'ADE_val_00000002.jpg'
-     ).write_bytes(b'x')
+    (root / 'annotations' / 'validation' /
+     'ADE_val_00000002.jpg').write_bytes(b'x')
     problems = dict(_problems(out, num_train=None, num_val=None))
     img2 = str(root / 'images' / 'training' / 'ADE_train_00000002.jpg')
     seg1 = str(root / 'annotations' / 'validation' / 'ADE_val_00000001.png')
@@ -121,7 +122,9 @@ def test_label_values_out_of_range_and_wrong_mode(tree):
          '(mode L or P)'),
     ]
     # The real ADE20K allows 0..150: 7 passes, 200 does not.
-    assert _problems(out, num_classes=150)[0] == (
+    assert _problems(
+        out, num_classes=150
+    )[0] == (
         str(seg), 'label values 200 (1 pixel) are not among the 150 '
         'classes; expected values 0..150, 255 (with reduce_zero_label=True: '
         'v is class v-1, 0 and 255 are ignored)')
@@ -148,31 +151,41 @@ def test_every_problem_reported_and_cli_exit_code(tree, capsys):
     for p in paths:
         p.write_bytes(b'\xff\xd8garbage')
     os.remove(root / 'annotations' / 'training' / 'ADE_train_00000003.png')
-    argv = [str(out), '--num-train', '4', '--num-val', '2', '--num-classes',
-            '6', '--jobs', '1', '--quiet']
+    argv = [
+        str(out), '--num-train', '4', '--num-val', '2', '--num-classes', '6',
+        '--jobs', '1', '--quiet'
+    ]
     assert check.main(argv) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     for p in paths:
-        assert any(line.startswith(f'{p}: image cannot be decoded')
-                   for line in lines)
+        assert any(
+            line.startswith(f'{p}: image cannot be decoded') for line in lines)
     seg3 = root / 'annotations' / 'training' / 'ADE_train_00000003.png'
     img3 = root / 'images' / 'training' / 'ADE_train_00000003.jpg'
     assert f'{img3}: image has no label (expected {seg3})' in lines
-    assert any(line.startswith(str(root / 'annotations' / 'training')) and
-               'found 4 images and 3 labels' in line for line in lines)
+    assert any(
+        line.startswith(str(root / 'annotations' / 'training'))
+        and 'found 4 images and 3 labels' in line for line in lines)
     assert lines[-1] == f'5 problem(s) found in {root}'
 
 
 def test_cli_ok_and_parallel_decoding(tmp_path, capsys):
     # More than 64 pairs: the process pool path is used.
     out = tmp_path / 'demo'
-    mdd.generate(str(out), seed=0, num_train=70, num_val=1, size=(16, 16),
-                 verbose=False)
+    mdd.generate(
+        str(out),
+        seed=0,
+        num_train=70,
+        num_val=1,
+        size=(16, 16),
+        verbose=False)
     seg = out / 'ADEChallengeData2016/annotations/training/' \
         'ADE_train_00000070.png'
     Image.new('L', (16, 16), 151).save(seg)
-    argv = [str(out), '--num-train', '70', '--num-val', '1', '--jobs', '2',
-            '--quiet']
+    argv = [
+        str(out), '--num-train', '70', '--num-val', '1', '--jobs', '2',
+        '--quiet'
+    ]
     assert check.main(argv) == 1
     assert f'{seg}: label values 151 (256 pixels) are not among the 150 ' \
         'classes' in capsys.readouterr().out

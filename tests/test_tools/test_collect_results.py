@@ -3,10 +3,10 @@ markdown table (tiny VVT configs written by the test)."""
 import json
 
 import pytest
+from tool_modules import load_tool
 
 from mmseg_vvt.apis.results import fmt_number
 from mmseg_vvt.testing import write_tiny_config
-from tool_modules import load_tool
 
 
 @pytest.fixture(scope='module')
@@ -21,7 +21,11 @@ def _eval_json(work_dir, cfg_path, miou, timestamp, dataset='ADE20KDataset'):
         checkpoint=str(work_dir / 'iter_4.pth'),
         dataset=dataset,
         metrics=dict(aAcc=80.0, mIoU=miou, mAcc=50.0),
-        per_class=[dict({'class': 'a', 'IoU': miou, 'Acc': 50.0})],
+        per_class=[dict({
+            'class': 'a',
+            'IoU': miou,
+            'Acc': 50.0
+        })],
         timestamp=timestamp)
     path = work_dir / f'eval_{timestamp}.json'
     path.write_text(json.dumps(record))
@@ -36,8 +40,7 @@ def two_work_dirs(tmp_path):
     write_tiny_config(
         fpn,
         num_classes=5,
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=4,
-                       val_interval=4))
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=4, val_interval=4))
     uper = cfgs / 'upernet_vvt-x_1xb2-8_demo-64x96.py'
     write_tiny_config(
         uper,
@@ -45,8 +48,7 @@ def two_work_dirs(tmp_path):
         decode_head='uper',
         auxiliary_head=True,
         crop_size=(64, 96),
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=8,
-                       val_interval=8))
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=8, val_interval=8))
     wd1, wd2 = tmp_path / 'work' / 'fpn', tmp_path / 'work' / 'uper'
     _eval_json(wd1, fpn, 12.3456, '20261125_170000')
     _eval_json(wd2, uper, 7.5, '20261125_171500')
@@ -73,8 +75,10 @@ def test_two_results_become_two_rows(tool, two_work_dirs, capsys):
     out = root / 'results.md'
     assert tool.main([str(wd1), str(wd2), '--out', str(out)]) == 0
     header, rows = _rows(out.read_text())
-    assert header == ['Method', 'Backbone', 'Crop Size', 'Lr schd',
-                      'Params (M)', 'GFLOPs', 'mIoU', 'config']
+    assert header == [
+        'Method', 'Backbone', 'Crop Size', 'Lr schd', 'Params (M)', 'GFLOPs',
+        'mIoU', 'config'
+    ]
     assert len(rows) == 2
     r1, r2 = rows
     assert (r1['Method'], r1['Crop Size'], r1['Lr schd'], r1['mIoU']) == \
@@ -156,6 +160,7 @@ def test_refuses_to_overwrite_out(tool, two_work_dirs, capsys):
     out.write_text('keep me')
     assert tool.main([str(wd1), '--no-flops', '--out', str(out)]) == 2
     assert out.read_text() == 'keep me'
-    assert tool.main([str(wd1), '--no-flops', '--out', str(out),
-                      '--overwrite']) == 0
+    assert tool.main(
+        [str(wd1), '--no-flops', '--out',
+         str(out), '--overwrite']) == 0
     assert 'Semantic FPN' in out.read_text()

@@ -1,4 +1,5 @@
-"""tools/convert_vvt_checkpoint.py: published ImageNet checkpoint -> backbone."""
+"""tools/convert_vvt_checkpoint.py: published ImageNet checkpoint to
+backbone."""
 import argparse
 import os.path as osp
 import subprocess
@@ -25,14 +26,20 @@ def published(tmp_path_factory):
     sd['head.weight'] = torch.randn(1000, 512)
     sd['head.bias'] = torch.randn(1000)
     path = tmp_path_factory.mktemp('ckpt') / 'vvt_tiny.pth'
-    torch.save({'model': sd, 'epoch': 299,
-                'args': argparse.Namespace(model='vvt_tiny', lr=1e-3)}, path)
+    torch.save(
+        {
+            'model': sd,
+            'epoch': 299,
+            'args': argparse.Namespace(model='vvt_tiny', lr=1e-3)
+        }, path)
     return path, backbone
 
 
 def _run(*args):
     return subprocess.run([sys.executable, TOOL, *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True,
+                          text=True,
+                          cwd=ROOT)
 
 
 def test_convert_then_load_as_pretrained(tmp_path, published):
@@ -44,8 +51,8 @@ def test_convert_then_load_as_pretrained(tmp_path, published):
     ckpt = torch.load(dst, weights_only=True)
     assert ckpt['meta']['arch'] == 'tiny'
     assert not any(k.startswith('head') for k in ckpt['state_dict'])
-    model = VVT(arch='tiny',
-                init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
+    model = VVT(
+        arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
     model.init_weights()
     for k, v in backbone.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
@@ -81,8 +88,8 @@ def test_published_file_loads_directly_as_pretrained(published):
     """The authors' file (with its argparse.Namespace) loads through
     init_cfg as it does through the converter: one loader, one list."""
     src, backbone = published
-    model = VVT(arch='tiny',
-                init_cfg=dict(type='Pretrained', checkpoint=str(src)))
+    model = VVT(
+        arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=str(src)))
     model.init_weights()
     for k, v in backbone.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
@@ -127,8 +134,9 @@ def test_pretrained_url_that_runs_code_is_refused(tmp_path, monkeypatch):
     (tmp_path / 'www').mkdir()
     write_malicious(tmp_path / 'www' / 'vvt_tiny.pth', marker)
     with serve_directory(tmp_path / 'www') as url:
-        model = VVT(arch='tiny', init_cfg=dict(
-            type='Pretrained', checkpoint=url + '/vvt_tiny.pth'))
+        model = VVT(
+            arch='tiny',
+            init_cfg=dict(type='Pretrained', checkpoint=url + '/vvt_tiny.pth'))
         with pytest.raises(UnsafeCheckpointError, match='vvt_tiny.pth'):
             model.init_weights()
     assert not marker.exists()

@@ -10,18 +10,17 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmseg.registry import MODELS
 from PIL import Image
+from tool_modules import load_tool
 
 import mmseg_vvt.datasets  # noqa: F401  (registers VVT and the transforms)
-from mmseg.registry import MODELS
 from mmseg_vvt.testing import tiny_arch
-from tool_modules import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
 # A very small VVT for fast tests (the demo itself uses arch='tiny').
 TINY_ARCH = tiny_arch()
-
 
 mdd = load_tool('make_demo_data')
 run_demo = load_tool('run_demo')
@@ -73,10 +72,12 @@ def test_tiny_demo_end_to_end(tmp_path, capsys):
     work = tmp_path / 'work'
     data = tmp_path / 'demo'
     argv = [
-        '--work-dir', str(work), '--data-dir', str(data), '--num-train', '4',
-        '--num-val', '2', '--size', '48', '--max-iters', '2',
-        '--batch-size', '2', '--crop-size', '32', '--num-workers', '0',
-        '--num-vis', '2', '--arch', json.dumps(TINY_ARCH)
+        '--work-dir',
+        str(work), '--data-dir',
+        str(data), '--num-train', '4', '--num-val', '2', '--size', '48',
+        '--max-iters', '2', '--batch-size', '2', '--crop-size', '32',
+        '--num-workers', '0', '--num-vis', '2', '--arch',
+        json.dumps(TINY_ARCH)
     ]
     assert run_demo.main(argv) == 0
     out = capsys.readouterr().out
@@ -115,8 +116,13 @@ def test_constant_baseline_uses_iou_metric(tmp_path):
     """The baseline really is IoUMetric on a constant prediction: with
     one class everywhere, its IoU is its pixel share among predictions and
     labels, and every other class scores 0."""
-    root = mdd.generate(str(tmp_path / 'demo'), seed=0, num_train=3,
-                        num_val=2, size=(32, 32), verbose=False)
+    root = mdd.generate(
+        str(tmp_path / 'demo'),
+        seed=0,
+        num_train=3,
+        num_val=2,
+        size=(32, 32),
+        verbose=False)
     cfg = Config.fromfile(DEMO_CONFIG)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[name].dataset.data_root = root
@@ -124,9 +130,10 @@ def test_constant_baseline_uses_iou_metric(tmp_path):
     assert counts.sum() > 0 and counts[cls] == counts.max()
 
     gts = [
-        np.asarray(Image.open(osp.join(
-            root, 'annotations', 'validation', f'ADE_val_0000000{i}.png')))
-        for i in (1, 2)
+        np.asarray(
+            Image.open(
+                osp.join(root, 'annotations', 'validation',
+                         f'ADE_val_0000000{i}.png'))) for i in (1, 2)
     ]
     labelled = sum(int((g > 0).sum()) for g in gts)
     hit = sum(int((g == cls + 1).sum()) for g in gts)
@@ -145,24 +152,34 @@ def test_full_demo_learns_far_above_constant(tmp_path):
     """The real demo command (default data and schedule; about 6 minutes on
     2 cores), run as a user runs it."""
     work = tmp_path / 'work'
-    proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'run_demo.py'),
-         '--work-dir', str(work), '--data-dir', str(tmp_path / 'demo')],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(REPO, 'tools', 'run_demo.py'), '--work-dir',
+        str(work), '--data-dir',
+        str(tmp_path / 'demo')
+    ],
+                          cwd=str(tmp_path),
+                          capture_output=True,
+                          text=True,
+                          timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'VVT-T + Semantic FPN      mIoU' in proc.stdout
     results = json.loads((work / 'demo_results.json').read_text())
     assert results['max_iters'] == 400
-    assert results['model']['mIoU'] > 3 * results['constant_baseline'][
-        'mIoU']
+    assert results['model']['mIoU'] > 3 * results['constant_baseline']['mIoU']
     assert results['model']['mIoU'] > 50
     assert (work / 'demo_predictions.png').is_file()
 
 
 def test_broken_existing_data_stops_before_training(tmp_path, capsys):
     data = tmp_path / 'demo'
-    mdd.generate(str(data), seed=0, num_train=3, num_val=2, size=(32, 32),
-                 verbose=False)
+    mdd.generate(
+        str(data),
+        seed=0,
+        num_train=3,
+        num_val=2,
+        size=(32, 32),
+        verbose=False)
     root = data / 'ADEChallengeData2016'
     bad = root / 'images' / 'validation' / 'ADE_val_00000002.jpg'
     bad.write_bytes(b'not a jpeg')

@@ -23,8 +23,12 @@ SEED = 5
 
 @pytest.fixture(scope='module')
 def demo_cfg(tmp_path_factory):
-    root = mdd.generate(str(tmp_path_factory.mktemp('demo') / 'demo'),
-                        seed=0, num_train=16, num_val=1, verbose=False)
+    root = mdd.generate(
+        str(tmp_path_factory.mktemp('demo') / 'demo'),
+        seed=0,
+        num_train=16,
+        num_val=1,
+        verbose=False)
     cfg = Config.fromfile(DEMO_CONFIG)
     cfg.train_dataloader.dataset.data_root = root
     assert cfg.train_dataloader.batch_size == 8

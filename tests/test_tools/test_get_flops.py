@@ -48,13 +48,12 @@ def test_get_flops_prints_and_writes_the_counts(cfg_file, tmp_path):
 
 
 def test_get_flops_reports_a_missing_config(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, TOOL,
-         str(tmp_path / 'missing.py')],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120)
+    proc = subprocess.run([sys.executable, TOOL,
+                           str(tmp_path / 'missing.py')],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
     assert proc.returncode == 2
     assert 'config file not found' in proc.stderr
     assert 'missing.py' in proc.stderr
@@ -67,5 +66,7 @@ def test_why_mmseg_packaged_get_flops_fails_on_this_mmengine():
     model = nn.Conv2d(3, 4, 3)
     with pytest.raises(ValueError, match='cannot be both set'):
         get_model_complexity_info(
-            model, (3, 8, 8), inputs=torch.randn(1, 3, 8, 8),
-            show_table=False, show_arch=False)
+            model, (3, 8, 8),
+            inputs=torch.randn(1, 3, 8, 8),
+            show_table=False,
+            show_arch=False)

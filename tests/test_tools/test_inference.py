@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tool_modules import load_tool
 
 from mmseg_vvt.testing import write_tiny_config
-from tool_modules import load_tool
 
 NUM_CLASSES = 5
 CLASSES = ('sky', 'tree', 'road', 'car', 'person')
@@ -52,8 +52,9 @@ def tiny_model(tmp_path_factory):
     model.eval()
     ckpt_path = root / 'tiny.pth'
     save_checkpoint(
-        dict(state_dict=model.state_dict(),
-             meta=dict(dataset_meta=dict(classes=CLASSES, palette=PALETTE))),
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=dict(classes=CLASSES, palette=PALETTE))),
         str(ckpt_path))
     model.cfg = cfg
     return cfg_path, ckpt_path, model
@@ -68,23 +69,29 @@ def _write(path, img):
 def _images(folder):
     rng = np.random.RandomState(0)
     return {
-        'odd': _write(folder / 'odd.jpg',
-                      rng.randint(0, 256, (45, 67, 3), np.uint8)),
-        'gray': _write(folder / 'gray.png',
-                       rng.randint(0, 256, (33, 50), np.uint8)),
-        'rgba': _write(folder / 'rgba.png',
-                       rng.randint(0, 256, (40, 37, 4), np.uint8)),
-        'gray16': _write(folder / 'gray16.png',
-                         rng.randint(0, 65536, (29, 31), np.uint16)),
-        'bgr16': _write(folder / 'bgr16.tif',
-                        rng.randint(0, 65536, (27, 35, 3), np.uint16)),
+        'odd':
+        _write(folder / 'odd.jpg', rng.randint(0, 256, (45, 67, 3), np.uint8)),
+        'gray':
+        _write(folder / 'gray.png', rng.randint(0, 256, (33, 50), np.uint8)),
+        'rgba':
+        _write(folder / 'rgba.png', rng.randint(0, 256, (40, 37, 4),
+                                                np.uint8)),
+        'gray16':
+        _write(folder / 'gray16.png', rng.randint(0, 65536, (29, 31),
+                                                  np.uint16)),
+        'bgr16':
+        _write(folder / 'bgr16.tif',
+               rng.randint(0, 65536, (27, 35, 3), np.uint16)),
     }
 
 
 def _run(tool, tiny_model, inputs, out_dir, *extra):
     cfg_path, ckpt_path, _ = tiny_model
-    argv = [str(cfg_path), str(ckpt_path), *map(str, inputs), '--out-dir',
-            str(out_dir), '--device', 'cpu', *extra]
+    argv = [
+        str(cfg_path),
+        str(ckpt_path), *map(str, inputs), '--out-dir',
+        str(out_dir), '--device', 'cpu', *extra
+    ]
     return tool.main(argv)
 
 
@@ -92,17 +99,17 @@ def test_odd_sizes_gray_rgba_16bit_write_correct_pngs(tool, tiny_model,
                                                       tmp_path, capsys):
     imgs = _images(tmp_path / 'in')
     out = tmp_path / 'out'
-    assert _run(tool, tiny_model, [tmp_path / 'in'], out,
-                '--batch-size', '2') == 0
+    assert _run(tool, tiny_model, [tmp_path / 'in'], out, '--batch-size',
+                '2') == 0
     printed = capsys.readouterr().out
     assert 'classes/palette from checkpoint meta' in printed
     for name, path in imgs.items():
         src = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         h, w = src.shape[:2]
-        label = cv2.imread(str(out / 'labels' / f'{name}.png'),
-                           cv2.IMREAD_UNCHANGED)
-        overlay = cv2.imread(str(out / 'overlays' / f'{name}.png'),
-                             cv2.IMREAD_UNCHANGED)
+        label = cv2.imread(
+            str(out / 'labels' / f'{name}.png'), cv2.IMREAD_UNCHANGED)
+        overlay = cv2.imread(
+            str(out / 'overlays' / f'{name}.png'), cv2.IMREAD_UNCHANGED)
         assert label is not None and overlay is not None, name
         assert label.shape == (h, w) and label.dtype == np.uint8, name
         assert label.max() < NUM_CLASSES, name
@@ -128,8 +135,8 @@ def test_labels_come_from_the_checkpoint(tool, tiny_model, tmp_path):
     overlay = cv2.imread(str(out / 'overlays' / 'a.png')).astype(np.float64)
     # overlay = 0.5 * image + 0.5 * palette colour (RGB palette, BGR file)
     colour_bgr = np.array(PALETTE)[label][..., ::-1]
-    np.testing.assert_allclose(overlay, 0.5 * img + 0.5 * colour_bgr,
-                               atol=1.01)
+    np.testing.assert_allclose(
+        overlay, 0.5 * img + 0.5 * colour_bgr, atol=1.01)
 
 
 def test_16bit_and_gray_inputs_match_their_8bit_colour_version(
@@ -141,7 +148,8 @@ def test_16bit_and_gray_inputs_match_their_8bit_colour_version(
     gray8 = img8[:, :, 1].copy()
     inputs = [
         _write(tmp_path / 'in' / 'c8.png', img8),
-        _write(tmp_path / 'in' / 'c16.png', img8.astype(np.uint16) * 257),
+        _write(tmp_path / 'in' / 'c16.png',
+               img8.astype(np.uint16) * 257),
         _write(tmp_path / 'in' / 'rgba.png',
                np.dstack([img8, rng.randint(0, 256, (38, 42), np.uint8)])),
         _write(tmp_path / 'in' / 'g8.png', gray8),
@@ -149,8 +157,12 @@ def test_16bit_and_gray_inputs_match_their_8bit_colour_version(
     ]
     out = tmp_path / 'out'
     assert _run(tool, tiny_model, inputs, out, '--no-overlay') == 0
-    read = {p.stem: cv2.imread(str(out / 'labels' / f'{p.stem}.png'),
-                               cv2.IMREAD_UNCHANGED) for p in inputs}
+    read = {
+        p.stem:
+        cv2.imread(
+            str(out / 'labels' / f'{p.stem}.png'), cv2.IMREAD_UNCHANGED)
+        for p in inputs
+    }
     np.testing.assert_array_equal(read['c16'], read['c8'])
     np.testing.assert_array_equal(read['rgba'], read['c8'])
     np.testing.assert_array_equal(read['g8'], read['g3'])
@@ -175,8 +187,8 @@ def test_corrupt_file_is_reported_and_skipped(tool, tiny_model, tmp_path,
     assert 'ignoring' in captured.err and 'notes.txt' in captured.err
     assert 'wrote 2 of 3' in captured.out
     for name, shape in (('good1', (30, 30)), ('good2', (41, 23))):
-        label = cv2.imread(str(out / 'labels' / f'{name}.png'),
-                           cv2.IMREAD_UNCHANGED)
+        label = cv2.imread(
+            str(out / 'labels' / f'{name}.png'), cv2.IMREAD_UNCHANGED)
         assert label.shape == shape
         assert (out / 'overlays' / f'{name}.png').is_file()
     assert not (out / 'labels' / 'broken.png').exists()
@@ -213,9 +225,8 @@ def test_glob_input_and_missing_input(tool, tiny_model, tmp_path, capsys):
     out = tmp_path / 'out'
     assert _run(tool, tiny_model, [tmp_path / 'in' / 'x*.png'], out,
                 '--with-labels', '--opacity', '0.8') == 0
-    assert sorted(p.name for p in (out / 'labels').iterdir()) == [
-        'x1.png', 'x2.png'
-    ]
+    assert sorted(p.name
+                  for p in (out / 'labels').iterdir()) == ['x1.png', 'x2.png']
     code = _run(tool, tiny_model, [tmp_path / 'nope' / '*.png'],
                 tmp_path / 'out2')
     assert code == 2
@@ -230,8 +241,12 @@ def test_slide_and_whole_agree_on_an_image_within_one_window(tiny_model):
     from mmseg_vvt.apis import load_segmentor
     cfg_path, ckpt_path, _ = tiny_model
     whole, _ = load_segmentor(cfg_path, str(ckpt_path), mode='whole')
-    slide, _ = load_segmentor(cfg_path, str(ckpt_path), mode='slide',
-                              crop_size=(64, 64), stride=(48, 48))
+    slide, _ = load_segmentor(
+        cfg_path,
+        str(ckpt_path),
+        mode='slide',
+        crop_size=(64, 64),
+        stride=(48, 48))
     assert whole.test_cfg.mode == 'whole'
     assert slide.test_cfg.mode == 'slide'
     assert tuple(slide.test_cfg.crop_size) == (64, 64)
@@ -258,10 +273,10 @@ def test_slide_mode_covers_an_image_larger_than_the_window(
         capsys.readouterr().out
     assert _run(tool, tiny_model, [path], tmp_path / 'whole', '--mode',
                 'whole') == 0
-    s = cv2.imread(str(tmp_path / 'slide' / 'labels' / 'big.png'),
-                   cv2.IMREAD_UNCHANGED)
-    w = cv2.imread(str(tmp_path / 'whole' / 'labels' / 'big.png'),
-                   cv2.IMREAD_UNCHANGED)
+    s = cv2.imread(
+        str(tmp_path / 'slide' / 'labels' / 'big.png'), cv2.IMREAD_UNCHANGED)
+    w = cv2.imread(
+        str(tmp_path / 'whole' / 'labels' / 'big.png'), cv2.IMREAD_UNCHANGED)
     assert s.shape == w.shape == (101, 75)
     assert s.max() < NUM_CLASSES
 
@@ -277,8 +292,7 @@ class _RunsCode:
         return (os.makedirs, (self.path, ))
 
 
-def test_malicious_checkpoint_is_refused(tool, tiny_model, tmp_path,
-                                         capsys):
+def test_malicious_checkpoint_is_refused(tool, tiny_model, tmp_path, capsys):
     """A checkpoint whose pickle would run code is refused by name, before
     anything is written, and the code does not run."""
     cfg_path, ckpt_path, _ = tiny_model
@@ -288,8 +302,12 @@ def test_malicious_checkpoint_is_refused(tool, tiny_model, tmp_path,
     ckpt['meta']['x'] = _RunsCode(str(target))
     torch.save(ckpt, evil)
     img = _write(tmp_path / 'a.png', np.zeros((8, 8, 3), np.uint8))
-    code = tool.main([str(cfg_path), str(evil), str(img), '--out-dir',
-                      str(tmp_path / 'o'), '--device', 'cpu'])
+    code = tool.main([
+        str(cfg_path),
+        str(evil),
+        str(img), '--out-dir',
+        str(tmp_path / 'o'), '--device', 'cpu'
+    ])
     err = capsys.readouterr().err
     assert code == 2
     assert 'error: Refusing to load checkpoint' in err and str(evil) in err
@@ -317,8 +335,12 @@ def test_every_size_from_1x1_works(tool, tiny_model, tmp_path, with_labels):
     """1x1, 1xN and Nx1 images (mmseg's visualizer failed on them) give a
     label map and an overlay of the image's size."""
     rng = np.random.RandomState(8)
-    shapes = {'p1x1': (1, 1), 'row1x9': (1, 9), 'col7x1': (7, 1),
-              'p2x2': (2, 2)}
+    shapes = {
+        'p1x1': (1, 1),
+        'row1x9': (1, 9),
+        'col7x1': (7, 1),
+        'p2x2': (2, 2)
+    }
     folder = tmp_path / 'in'
     for name, shape in shapes.items():
         _write(folder / f'{name}.png',
@@ -327,10 +349,10 @@ def test_every_size_from_1x1_works(tool, tiny_model, tmp_path, with_labels):
     extra = ['--with-labels'] if with_labels else []
     assert _run(tool, tiny_model, [folder], out, *extra) == 0
     for name, shape in shapes.items():
-        label = cv2.imread(str(out / 'labels' / f'{name}.png'),
-                           cv2.IMREAD_UNCHANGED)
-        overlay = cv2.imread(str(out / 'overlays' / f'{name}.png'),
-                             cv2.IMREAD_UNCHANGED)
+        label = cv2.imread(
+            str(out / 'labels' / f'{name}.png'), cv2.IMREAD_UNCHANGED)
+        overlay = cv2.imread(
+            str(out / 'overlays' / f'{name}.png'), cv2.IMREAD_UNCHANGED)
         assert label.shape == shape and label.max() < NUM_CLASSES, name
         assert overlay.shape == shape + (3, ), name
 
@@ -359,9 +381,7 @@ def test_a_failed_image_leaves_no_partial_output(tool, tiny_model, tmp_path,
     err = capsys.readouterr().err
     assert str(bad) in err and 'IndexError: drawing failed' in err
     assert sorted(p.name for p in (out / 'labels').iterdir()) == ['good.png']
-    assert sorted(p.name for p in (out / 'overlays').iterdir()) == [
-        'good.png'
-    ]
+    assert sorted(p.name for p in (out / 'overlays').iterdir()) == ['good.png']
     monkeypatch.setattr(VVTSegInferencer, 'overlay', overlay)
     assert _run(tool, tiny_model, [bad], out) == 0  # not refused
     assert (out / 'labels' / 'bad.png').is_file()

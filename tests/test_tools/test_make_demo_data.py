@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from tool_modules import load_tool
 
-
 mdd = load_tool('make_demo_data')
 
 SMALL = dict(num_train=4, num_val=3, size=(48, 40))
@@ -22,12 +21,11 @@ def _all_files(root):
 
 
 def test_layout_names_and_pairing(tmp_path):
-    root = mdd.generate(str(tmp_path / 'demo'), seed=3, verbose=False,
-                        **SMALL)
+    root = mdd.generate(str(tmp_path / 'demo'), seed=3, verbose=False, **SMALL)
     assert root == str(tmp_path / 'demo' / 'ADEChallengeData2016')
     expected = ['demo_info.json']
-    for split, prefix, n in (('training', 'train', 4),
-                             ('validation', 'val', 3)):
+    for split, prefix, n in (('training', 'train', 4), ('validation', 'val',
+                                                        3)):
         for i in range(1, n + 1):
             expected.append(f'images/{split}/ADE_{prefix}_{i:08d}.jpg')
             expected.append(f'annotations/{split}/ADE_{prefix}_{i:08d}.png')
@@ -37,8 +35,11 @@ def test_layout_names_and_pairing(tmp_path):
             img = cv2.imread(osp.join(root, rel), cv2.IMREAD_UNCHANGED)
             assert img.shape == (48, 40, 3)  # height, width, colour
             seg = cv2.imread(
-                osp.join(root, rel.replace('images', 'annotations').replace(
-                    '.jpg', '.png')), cv2.IMREAD_UNCHANGED)
+                osp.join(
+                    root,
+                    rel.replace('images',
+                                'annotations').replace('.jpg', '.png')),
+                cv2.IMREAD_UNCHANGED)
             assert seg.shape == (48, 40) and seg.dtype == np.uint8
 
 
@@ -56,10 +57,20 @@ def test_same_seed_gives_identical_bytes(tmp_path):
 
 
 def test_more_samples_keep_existing_ones(tmp_path):
-    a = mdd.generate(str(tmp_path / 'a'), seed=1, num_train=2, num_val=1,
-                     size=(32, 32), verbose=False)
-    b = mdd.generate(str(tmp_path / 'b'), seed=1, num_train=3, num_val=1,
-                     size=(32, 32), verbose=False)
+    a = mdd.generate(
+        str(tmp_path / 'a'),
+        seed=1,
+        num_train=2,
+        num_val=1,
+        size=(32, 32),
+        verbose=False)
+    b = mdd.generate(
+        str(tmp_path / 'b'),
+        seed=1,
+        num_train=3,
+        num_val=1,
+        size=(32, 32),
+        verbose=False)
     shared = [f for f in _all_files(a) if f != 'demo_info.json']
     _, mismatch, errors = filecmp.cmpfiles(a, b, shared, shallow=False)
     assert mismatch == [] and errors == []
@@ -98,8 +109,8 @@ def test_label_convention_and_textures():
 def test_class_names_are_ade20k_prefix():
     """mmseg maps custom classes by name; the names must be ADE20K's first K
     for label k to stay train id k-1."""
-    ade_first = ('wall', 'building', 'sky', 'floor', 'tree', 'ceiling',
-                 'road', 'bed ')
+    ade_first = ('wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road',
+                 'bed ')
     assert mdd.CLASS_NAMES == ade_first[:mdd.NUM_CLASSES]
 
 
@@ -107,32 +118,36 @@ def test_refuses_to_overwrite_without_force(tmp_path, capsys):
     out = tmp_path / 'demo'
     out.mkdir()
     (out / 'precious.txt').write_text('keep me')
-    rc = mdd.main([str(out), '--num-train', '2', '--num-val', '1',
-                   '--size', '32'])
+    rc = mdd.main(
+        [str(out), '--num-train', '2', '--num-val', '1', '--size', '32'])
     assert rc == 1
     err = capsys.readouterr().err
     assert str(out) in err and '--force' in err
     assert sorted(os.listdir(out)) == ['precious.txt']
 
-    rc = mdd.main([str(out), '--num-train', '2', '--num-val', '1',
-                   '--size', '32', '--force'])
+    rc = mdd.main([
+        str(out), '--num-train', '2', '--num-val', '1', '--size', '32',
+        '--force'
+    ])
     assert rc == 0
     root = out / 'ADEChallengeData2016'
     assert len(os.listdir(root / 'images' / 'training')) == 2
     # --force replaces the dataset folder, nothing else in OUT.
     assert (out / 'precious.txt').read_text() == 'keep me'
     (root / 'images' / 'training' / 'stale.jpg').write_bytes(b'x')
-    assert mdd.main([str(out), '--num-train', '1', '--num-val', '1',
-                     '--size', '32', '--force']) == 0
-    assert os.listdir(root / 'images' / 'training') == [
-        'ADE_train_00000001.jpg'
-    ]
+    assert mdd.main([
+        str(out), '--num-train', '1', '--num-val', '1', '--size', '32',
+        '--force'
+    ]) == 0
+    assert os.listdir(root / 'images' /
+                      'training') == ['ADE_train_00000001.jpg']
 
 
 def test_cli_size_and_bad_arguments(tmp_path, capsys):
     out = tmp_path / 'demo'
-    assert mdd.main([str(out), '--num-train', '1', '--num-val', '1',
-                     '--size', '40', '24']) == 0
+    assert mdd.main(
+        [str(out), '--num-train', '1', '--num-val', '1', '--size', '40',
+         '24']) == 0
     img = cv2.imread(
         str(out / 'ADEChallengeData2016/images/validation/'
             'ADE_val_00000001.jpg'))

@@ -30,8 +30,12 @@ def test_whole_and_slide_at_native_resolution(tiny_config):
     # image's own size
     assert whole['output_shape'] == [70, 90]
     assert whole['mode'] == 'whole' and whole['crop_size'] is None
-    slide = measure_inference(str(tiny_config), 'slide', shape=(70, 90),
-                              crop_size=(32, 32), stride=(20, 20))
+    slide = measure_inference(
+        str(tiny_config),
+        'slide',
+        shape=(70, 90),
+        crop_size=(32, 32),
+        stride=(20, 20))
     assert slide['output_shape'] == [70, 90]
     assert (slide['mode'], slide['crop_size'], slide['stride']) == \
         ('slide', [32, 32], [20, 20])
@@ -44,8 +48,10 @@ def test_whole_and_slide_at_native_resolution(tiny_config):
 
 def test_command_line_prints_json(tiny_config, capsys):
     import json
-    res = main([str(tiny_config), '--mode', 'slide', '--shape', '40', '33',
-                '--crop-size', '32', '32', '--no-warmup'])
+    res = main([
+        str(tiny_config), '--mode', 'slide', '--shape', '40', '33',
+        '--crop-size', '32', '32', '--no-warmup'
+    ])
     printed = json.loads(capsys.readouterr().out)
     assert printed == res
     assert printed['output_shape'] == [40, 33]

@@ -125,8 +125,8 @@ def kill_right_after_checkpoint(cmd, work_dir, env, log_path, timeout=300):
     """Start ``cmd``, SIGKILL it as soon as a file named like a checkpoint
     appears in ``work_dir``; return the highest iteration saved by then."""
     with open(log_path, 'w') as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         try:
             while not _checkpoints(work_dir):
@@ -149,9 +149,14 @@ def kill_right_after_checkpoint(cmd, work_dir, env, log_path, timeout=300):
 
 
 def _run(cmd, env, timeout=300):
-    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-4000:]
     return proc.stdout
 
@@ -189,9 +194,12 @@ def test_sigkill_right_after_a_checkpoint_then_resume(toy_script, tmp_path):
 def test_sigkill_during_a_save_then_resume(toy_script, tmp_path):
     work_dir = str(tmp_path / 'work')
     proc = subprocess.run([PYTHON, toy_script, work_dir, 'new', '6'],
-                          cwd=REPO, env=_env(KILL_DURING_SAVE='4'),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=300)
+                          cwd=REPO,
+                          env=_env(KILL_DURING_SAVE='4'),
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stdout[-3000:]
     # the interrupted save left its temporary file, not an iter_4.pth
     assert sorted(_checkpoints(work_dir)) == [1, 2, 3]

@@ -25,9 +25,9 @@ def cfg_file(tmp_path):
 def test_throughput_runs_in_fp32_and_bf16(cfg_file, tmp_path):
     out = tmp_path / 'tp.json'
     proc = subprocess.run([
-        sys.executable, TOOL, cfg_file, '--shape', '64', '64',
-        '--batch-size', '2', '--dtype', 'fp32', 'bf16', '--iters', '2',
-        '--warmup', '1', '--out',
+        sys.executable, TOOL, cfg_file, '--shape', '64', '64', '--batch-size',
+        '2', '--dtype', 'fp32', 'bf16', '--iters', '2', '--warmup', '1',
+        '--out',
         str(out)
     ],
                           cwd=ROOT,
@@ -50,17 +50,21 @@ def test_throughput_runs_in_fp32_and_bf16(cfg_file, tmp_path):
 def test_bf16_really_runs_under_autocast(cfg_file):
     """The bf16 pass must run the linear layers in bf16 (autocast on)."""
     import torch
+    from analysis_tools.throughput import segmentor_throughput
 
     from mmseg_vvt.utils.complexity import build_segmentor
-    from analysis_tools.throughput import segmentor_throughput
     model = build_segmentor(cfg_file)
     seen = []
-    linear = next(m for m in model.modules()
-                  if isinstance(m, torch.nn.Linear))
+    linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
     linear.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    segmentor_throughput(None, shape=(64, 64), batch_size=1,
-                         dtypes=['fp32', 'bf16'], iters=1, warmup=0,
-                         model=model)
+    segmentor_throughput(
+        None,
+        shape=(64, 64),
+        batch_size=1,
+        dtypes=['fp32', 'bf16'],
+        iters=1,
+        warmup=0,
+        model=model)
     assert seen == [torch.float32, torch.bfloat16]
 
 
@@ -72,7 +76,10 @@ def test_throughput_rejects_bad_arguments(cfg_file):
         segmentor_throughput(cfg_file, shape=(64, 64), batch_size=0)
     proc = subprocess.run(
         [sys.executable, TOOL, cfg_file, '--shape', '1', '2', '3'],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120)
     assert proc.returncode == 2 and '--shape' in proc.stderr
 
 
@@ -81,14 +88,18 @@ def test_training_throughput_runs_the_runner_step(tmp_path):
     measured iterations, peak memory reported, losses finite."""
     cfg = write_tiny_config(
         tmp_path / 'fpn_tiny.py',
-        optim_wrapper=dict(type='OptimWrapper',
-                           optimizer=dict(type='AdamW', lr=1e-4)))
+        optim_wrapper=dict(
+            type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4)))
     out = tmp_path / 'train.json'
     proc = subprocess.run([
-        sys.executable, TOOL, cfg, '--train', '--shape', '64',
-        '--batch-size', '2', '--iters', '2', '--warmup', '1', '--out',
+        sys.executable, TOOL, cfg, '--train', '--shape', '64', '--batch-size',
+        '2', '--iters', '2', '--warmup', '1', '--out',
         str(out)
-    ], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    ],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.load(open(out))['train']['fp32']
     assert r['optim_wrapper'] == 'OptimWrapper' and r['amp'] is None
@@ -107,8 +118,9 @@ def test_swap_backbone_sets_the_input_widths():
     swap_backbone(fpn, 'swin-t')
     assert fpn.model.backbone.type == 'SwinTransformer'
     assert fpn.model.neck.in_channels == [96, 192, 384, 768]
-    uper = Config.fromfile(osp.join(
-        ROOT, 'configs/vvt/upernet_vvt-s_8xb2-160k_ade20k-512x512.py'))
+    uper = Config.fromfile(
+        osp.join(ROOT,
+                 'configs/vvt/upernet_vvt-s_8xb2-160k_ade20k-512x512.py'))
     swap_backbone(uper, 'swin-t')
     assert uper.model.decode_head.in_channels == [96, 192, 384, 768]
     assert uper.model.auxiliary_head.in_channels == 384

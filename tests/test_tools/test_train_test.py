@@ -126,11 +126,15 @@ def write_config(path, root, iters, base=FPN_T, arch=None):
 def run(cmd, timeout=240, env=None, check=True):
     full_env = dict(os.environ)
     full_env.update({
-        'PYTHONPATH': REPO + os.pathsep + full_env.get('PYTHONPATH', ''),
-        'OMP_NUM_THREADS': '1',
-        'MKL_NUM_THREADS': '1',
+        'PYTHONPATH':
+        REPO + os.pathsep + full_env.get('PYTHONPATH', ''),
+        'OMP_NUM_THREADS':
+        '1',
+        'MKL_NUM_THREADS':
+        '1',
         # behave as on a machine without GPU also on GPU hosts
-        'CUDA_VISIBLE_DEVICES': '',
+        'CUDA_VISIBLE_DEVICES':
+        '',
     })
     full_env.update(env or {})
     proc = subprocess.run(
@@ -149,8 +153,8 @@ def run(cmd, timeout=240, env=None, check=True):
 
 def scalars(work_dir):
     """Training scalars per iteration from mmengine's LocalVisBackend."""
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                      'scalars.json')))
+    files = sorted(
+        glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     assert files, f'no scalars.json under {work_dir}'
     runs = []
     for path in files:
@@ -202,8 +206,7 @@ def test_checkpoint_holds_only_allowlisted_globals(trained):
     saved = torch.serialization.get_safe_globals()
     torch.serialization.clear_safe_globals()
     try:
-        found = set(
-            torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        found = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     finally:
         torch.serialization.add_safe_globals(saved)
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in found
@@ -298,14 +301,16 @@ def test_interrupted_run_resumes(ade_root, tmp_path):
         "    dict(type='HardStopAfterIter', at=3, priority='LOWEST')]\n")
     work_dir = str(tmp_path / 'work')
     # killed after iteration 3; the last checkpoint is iter_2
-    proc = run([PYTHON, TRAIN, str(crashing), '--work-dir', work_dir],
-               env={'PYTHONPATH': f'{REPO}{os.pathsep}{tmp_path}'},
-               check=False)
+    proc = run(
+        [PYTHON, TRAIN, str(crashing), '--work-dir', work_dir],
+        env={'PYTHONPATH': f'{REPO}{os.pathsep}{tmp_path}'},
+        check=False)
     assert proc.returncode == 17, proc.stdout[-3000:]
     assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
     assert not osp.isfile(osp.join(work_dir, 'iter_4.pth'))
-    step_at_2 = int(load_ckpt(osp.join(
-        work_dir, 'iter_2.pth'))['optimizer']['state'][0]['step'])
+    step_at_2 = int(
+        load_ckpt(osp.join(work_dir,
+                           'iter_2.pth'))['optimizer']['state'][0]['step'])
     assert step_at_2 == 2
 
     proc = run([PYTHON, TRAIN, cfg, '--work-dir', work_dir, '--resume'])
@@ -331,9 +336,10 @@ def test_resume_without_checkpoint_warns(ade_root, tmp_path):
 
 def test_amp_on_cpu_is_refused(ade_root, tmp_path):
     cfg = write_config(tmp_path / 'tiny_fpn.py', ade_root, iters=1)
-    proc = run([PYTHON, TRAIN, cfg, '--amp', '--work-dir',
-                str(tmp_path / 'w')],
-               check=False)
+    proc = run(
+        [PYTHON, TRAIN, cfg, '--amp', '--work-dir',
+         str(tmp_path / 'w')],
+        check=False)
     assert proc.returncode == 2
     assert '--amp' in proc.stdout and 'CUDA' in proc.stdout
     assert not osp.exists(osp.join(tmp_path, 'w', 'iter_1.pth'))
@@ -364,13 +370,12 @@ def test_dist_train_two_cpu_processes(ade_root, tmp_path):
 def test_dist_test_two_cpu_processes(trained, tmp_path):
     ckpt = osp.join(trained['work_dir'], 'iter_8.pth')
     work_dir = str(tmp_path / 'eval')
-    proc = run([
-        'bash', DIST_TEST, trained['cfg'], ckpt, '2', '--work-dir', work_dir
-    ],
-               env={
-                   'PYTHON': PYTHON,
-                   'PORT': str(free_port())
-               })
+    proc = run(
+        ['bash', DIST_TEST, trained['cfg'], ckpt, '2', '--work-dir', work_dir],
+        env={
+            'PYTHON': PYTHON,
+            'PORT': str(free_port())
+        })
     assert 'per class results' in proc.stdout
     assert 'terminate called' not in proc.stdout
     # rank 0 alone writes the results
@@ -416,8 +421,8 @@ def test_mmseg_config_with_vvt_backbone_trains(ade_root, tmp_path):
     work_dir = str(tmp_path / 'work')
     run([PYTHON, TRAIN, str(cfg), '--work-dir', work_dir])
     ckpt = load_ckpt(osp.join(work_dir, 'iter_2.pth'))
-    assert any(k.startswith('backbone.block1.0.attn.')
-               for k in ckpt['state_dict'])
+    assert any(
+        k.startswith('backbone.block1.0.attn.') for k in ckpt['state_dict'])
     assert 'decode_head.fusion_conv.conv.weight' in ckpt['state_dict']
     (rows, ) = scalars(work_dir)
     assert [r['step'] for r in rows] == [1, 2]
@@ -439,8 +444,9 @@ def test_slurm_scripts_call_srun(tmp_path, script):
     args_file = tmp_path / 'args.txt'
     extra = ['ckpt.pth'] if script == 'slurm_test.sh' else []
     proc = subprocess.run(
-        ['bash', osp.join(REPO, 'tools', script), 'gpu', 'job', 'cfg.py'] +
-        extra + ['--work-dir', 'w'],
+        ['bash',
+         osp.join(REPO, 'tools', script), 'gpu', 'job', 'cfg.py'] + extra +
+        ['--work-dir', 'w'],
         env=dict(
             os.environ,
             PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
@@ -523,10 +529,12 @@ def test_test_py_empty_image_folder_stops_with_its_path(tmp_path):
     # never loaded: the dataset check comes before the runner
     ckpt = tmp_path / 'unused.pth'
     ckpt.write_bytes(b'')
-    proc = run([PYTHON, TEST, cfg, str(ckpt), '--work-dir',
-                str(tmp_path / 'eval')],
-               timeout=120,
-               check=False)
+    proc = run(
+        [PYTHON, TEST, cfg,
+         str(ckpt), '--work-dir',
+         str(tmp_path / 'eval')],
+        timeout=120,
+        check=False)
     out = proc.stdout
     assert proc.returncode == 1, out[-3000:]
     assert 'error: test_dataloader: the ADE20KDataset has no samples' in out
@@ -572,8 +580,9 @@ def _one_line_error(proc, *parts):
     traceback."""
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert 'Traceback' not in proc.stdout, proc.stdout[-3000:]
-    (line, ) = [ln for ln in proc.stdout.splitlines()
-                if ln.startswith('error: ')]
+    (line, ) = [
+        ln for ln in proc.stdout.splitlines() if ln.startswith('error: ')
+    ]
     for part in parts:
         assert part in line, line
     return line
@@ -591,8 +600,10 @@ def test_test_py_refuses_url_checkpoint_that_runs_code(trained, tmp_path):
     write_malicious(root / 'evil.pth', marker)
     work_dir = str(tmp_path / 'eval')
     with serve_directory(root) as url:
-        proc = run([PYTHON, TEST, trained['cfg'], url + '/evil.pth',
-                    '--work-dir', work_dir],
+        proc = run([
+            PYTHON, TEST, trained['cfg'], url + '/evil.pth', '--work-dir',
+            work_dir
+        ],
                    env=dict(NO_PROXY_ENV, TORCH_HOME=str(tmp_path / 'hub')),
                    check=False)
     _one_line_error(proc, 'Refusing to load checkpoint', url + '/evil.pth',
@@ -611,8 +622,9 @@ def test_test_py_damaged_checkpoint_is_one_line(trained, tmp_path):
     for path, parts in ((str(empty), ('0 bytes', 'empty')),
                         (half, (f'{size} bytes', 'truncated'))):
         work_dir = str(tmp_path / ('eval_of_' + osp.basename(path)))
-        proc = run([PYTHON, TEST, trained['cfg'], path, '--work-dir',
-                    work_dir], check=False)
+        proc = run(
+            [PYTHON, TEST, trained['cfg'], path, '--work-dir', work_dir],
+            check=False)
         _one_line_error(proc, path, *parts)
         assert not _eval_jsons(work_dir)
 
@@ -621,7 +633,6 @@ def test_test_py_refuses_checkpoint_of_another_arch(ade_root, tmp_path):
     """The issue's case: a VVT-T demo checkpoint tested as VVT-S."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-
     from mmseg.registry import MODELS
     init_default_scope('mmseg')
     cfg = Config.fromfile(DEMO_CFG)
@@ -634,9 +645,11 @@ def test_test_py_refuses_checkpoint_of_another_arch(ade_root, tmp_path):
     ckpt = str(tmp_path / 'vvt_t_demo.pth')
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
     work_dir = str(tmp_path / 'eval')
-    proc = run([PYTHON, TEST, DEMO_CFG, ckpt, '--work-dir', work_dir,
-                '--cfg-options', 'model.backbone.arch=small',
-                f'test_dataloader.dataset.data_root={ade_root}'],
+    proc = run([
+        PYTHON, TEST, DEMO_CFG, ckpt, '--work-dir', work_dir, '--cfg-options',
+        'model.backbone.arch=small',
+        f'test_dataloader.dataset.data_root={ade_root}'
+    ],
                check=False)
     line = _one_line_error(proc, ckpt, 'does not fit the model',
                            '--allow-partial-checkpoint')
@@ -656,8 +669,10 @@ def test_test_py_partial_load_only_when_asked(trained, tmp_path):
     _one_line_error(proc, path, 'keys missing (decode_head.conv_seg.bias)')
     assert not _eval_jsons(work_dir)
 
-    proc = run([PYTHON, TEST, trained['cfg'], path, '--work-dir', work_dir,
-                '--allow-partial-checkpoint'])
+    proc = run([
+        PYTHON, TEST, trained['cfg'], path, '--work-dir', work_dir,
+        '--allow-partial-checkpoint'
+    ])
     assert 'Partial load asked for' in proc.stdout
     assert 'decode_head.conv_seg.bias' in proc.stdout
     assert len(_eval_jsons(work_dir)) == 1
@@ -667,11 +682,13 @@ def test_resume_from_truncated_checkpoint_is_one_line(trained, tmp_path):
     from ckpt_helpers import write_truncated
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
-    half = write_truncated(osp.join(trained['work_dir'], 'iter_8.pth'),
-                           work_dir / 'iter_8.pth')
+    half = write_truncated(
+        osp.join(trained['work_dir'], 'iter_8.pth'), work_dir / 'iter_8.pth')
     (work_dir / 'last_checkpoint').write_text(half)
-    proc = run([PYTHON, TRAIN, trained['cfg'], '--work-dir', str(work_dir),
-                '--resume', '--cfg-options', 'train_cfg.max_iters=10'],
+    proc = run([
+        PYTHON, TRAIN, trained['cfg'], '--work-dir',
+        str(work_dir), '--resume', '--cfg-options', 'train_cfg.max_iters=10'
+    ],
                check=False)
     _one_line_error(proc, half, f'{osp.getsize(half)} bytes', 'truncated')
     assert not osp.exists(work_dir / 'iter_10.pth')

@@ -8,11 +8,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 
+from mmseg_vvt.testing import TINY_ARCH, write_tiny_config
 from mmseg_vvt.utils.complexity import (MATMUL_OPS, backbone_complexity,
                                         count_flops, einsum_macs,
                                         segmentor_complexity)
-from mmseg_vvt.testing import TINY_ARCH, write_tiny_config
-
 
 # ---------------------------------------------------------------- einsum
 
@@ -166,8 +165,8 @@ def test_vvt_flops_grow_linearly_with_pixels():
     assert 3.8 < f128 / f64 <= 4.0, f128 / f64
     assert 1.9 < f64x128 / f64 <= 2.0, f64x128 / f64
     # the attention products alone are linear too (no N x N matrix)
-    a64 = f64 - backbone_complexity(model, (64, 64), count_matmuls=False)[
-        'flops']
+    a64 = f64 - backbone_complexity(
+        model, (64, 64), count_matmuls=False)['flops']
     a128 = f128 - backbone_complexity(
         model, (128, 128), count_matmuls=False)['flops']
     assert a128 / a64 == pytest.approx(4.0, rel=0.05)
@@ -237,8 +236,10 @@ def test_inplace_gemm_forms_are_counted():
     x, w, res = torch.randn(5, 7), torch.randn(7, 4), torch.randn(5, 4)
     b1, b2 = torch.randn(6, 3, 7), torch.randn(6, 7, 4)
     res_on = count_flops(Fused(), (x, w, res, b1, b2))
-    assert res_on['by_operator'] == {'addmm_': 5 * 7 * 4,
-                                     'addbmm_': 6 * 3 * 7 * 4}
+    assert res_on['by_operator'] == {
+        'addmm_': 5 * 7 * 4,
+        'addbmm_': 6 * 3 * 7 * 4
+    }
     # addmm_ is a linear layer's GEMM: counted with or without matmuls
     res_off = count_flops(Fused(), (x, w, res, b1, b2), count_matmuls=False)
     assert res_off['by_operator'] == {'addmm_': 5 * 7 * 4}

@@ -71,14 +71,30 @@ TEST_ARCH = TINY_ARCH
 # (stage widths) lets tools/throughput.py swap a backbone into a config.
 _VVT_WIDTHS = (96, 160, 320, 512)  # all four presets
 BENCHMARK_MODELS: Dict[str, Dict[str, Any]] = {
-    'vvt-t': dict(label='VVT-T', kind='vvt', kwargs=dict(arch='tiny'),
-         out_channels=_VVT_WIDTHS),
-    'vvt-s': dict(label='VVT-S', kind='vvt', kwargs=dict(arch='small'),
-         out_channels=_VVT_WIDTHS),
-    'vvt-m': dict(label='VVT-M', kind='vvt', kwargs=dict(arch='medium'),
-         out_channels=_VVT_WIDTHS),
-    'vvt-l': dict(label='VVT-L', kind='vvt', kwargs=dict(arch='large'),
-         out_channels=_VVT_WIDTHS),
+    'vvt-t':
+    dict(
+        label='VVT-T',
+        kind='vvt',
+        kwargs=dict(arch='tiny'),
+        out_channels=_VVT_WIDTHS),
+    'vvt-s':
+    dict(
+        label='VVT-S',
+        kind='vvt',
+        kwargs=dict(arch='small'),
+        out_channels=_VVT_WIDTHS),
+    'vvt-m':
+    dict(
+        label='VVT-M',
+        kind='vvt',
+        kwargs=dict(arch='medium'),
+        out_channels=_VVT_WIDTHS),
+    'vvt-l':
+    dict(
+        label='VVT-L',
+        kind='vvt',
+        kwargs=dict(arch='large'),
+        out_channels=_VVT_WIDTHS),
     'vvt-s-reference':
     dict(
         label='VVT-S straightforward',
@@ -103,8 +119,7 @@ BENCHMARK_MODELS: Dict[str, Dict[str, Any]] = {
         kind='mmseg',
         config='twins/twins_pcpvt-s_uperhead_8xb4-160k_ade20k-512x512.py'),
     'vvt-test':
-    dict(
-        label='VVT tiny test arch', kind='vvt', kwargs=dict(arch=TEST_ARCH)),
+    dict(label='VVT tiny test arch', kind='vvt', kwargs=dict(arch=TEST_ARCH)),
     'vvt-test-reference':
     dict(
         label='VVT tiny test arch, straightforward',
@@ -152,9 +167,10 @@ def build_benchmark_model(name: str):
     """Build a benchmark model by name (random init, no checkpoint)."""
     check_model_names([name])
     spec = BENCHMARK_MODELS[name]
-    import mmseg_vvt  # noqa: F401  (registers VVT)
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
+
+    import mmseg_vvt  # noqa: F401  (registers VVT)
     init_default_scope('mmseg')
     if spec['kind'] in ('vvt', 'vvt-reference'):
         # the reference runs the same module under reference_formulation()
@@ -199,7 +215,10 @@ def autocast(dtype: str, device: str):
 # worker process
 
 
-def make_step(model, x, mode: str, dtype: str = 'fp32',
+def make_step(model,
+              x,
+              mode: str,
+              dtype: str = 'fp32',
               compile: bool = False) -> Callable[[], None]:
     """One benchmark step of ``model`` on ``x`` (see the module
     docstring); the model is put in eval / train mode here."""
@@ -214,8 +233,7 @@ def make_step(model, x, mode: str, dtype: str = 'fp32',
 
         def step():
             with torch.no_grad(), autocast(dtype, device):
-                out = run(x)
-            del out
+                run(x)
 
         return step
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -255,21 +273,26 @@ def _worker_init(spec: Dict[str, Any]) -> None:
         res = int(spec['resolution'])
         x = torch.randn(
             int(spec.get('batch_size', 1)), 3, res, res, device=device)
-        ctx = (reference_formulation
-               if runs_reference(spec['model']) else contextlib.nullcontext)
+        ctx = (
+            reference_formulation
+            if runs_reference(spec['model']) else contextlib.nullcontext)
         with ctx():
-            step = make_step(model, x, spec['mode'],
-                             spec.get('dtype', 'fp32'),
+            step = make_step(model, x, spec['mode'], spec.get('dtype', 'fp32'),
                              spec.get('compile', False))
 
         def in_formulation():
             with ctx():
                 step()
 
-        _W.update(spec=spec, model=model, x=x, step=in_formulation,
-                  device=device, error=None,
-                  params=sum(p.numel() for p in model.parameters()),
-                  threads=torch.get_num_threads())
+        _W.update(
+            spec=spec,
+            model=model,
+            x=x,
+            step=in_formulation,
+            device=device,
+            error=None,
+            params=sum(p.numel() for p in model.parameters()),
+            threads=torch.get_num_threads())
     except BaseException as e:  # noqa: B902  reported by hello()
         _W.update(error=_short_error(e))
 
@@ -285,8 +308,7 @@ def _worker_call(cmd: str) -> Dict[str, Any]:
         from .timing import time_call
         step, device = _W['step'], _W['device']
         if cmd == 'hello':
-            return dict(ok=True, params=_W['params'],
-                        threads=_W['threads'])
+            return dict(ok=True, params=_W['params'], threads=_W['threads'])
         if cmd == 'memory':
             gc.collect()
             seconds, mem = measure_peak(lambda: time_call(step, device),
@@ -309,8 +331,9 @@ def _worker_call(cmd: str) -> Dict[str, Any]:
                 unsupported_ops=result['unsupported_ops'])
         if cmd == 'proxies':
             from .proxies import training_step_proxies
-            ctx = (reference_formulation if runs_reference(
-                _W['spec']['model']) else contextlib.nullcontext)
+            ctx = (
+                reference_formulation if runs_reference(_W['spec']['model'])
+                else contextlib.nullcontext)
             with ctx():
                 result = training_step_proxies(_W['model'], _W['x'])
             return dict(ok=True, **result)
@@ -323,7 +346,6 @@ def _short_error(e: BaseException, limit: int = 600) -> str:
     # compiler errors run to pages; the head names the failure
     text = ' '.join(f'{type(e).__name__}: {e}'.split())  # one line
     return text if len(text) <= limit else text[:limit] + ' [...]'
-
 
 
 class _Worker:
@@ -438,8 +460,8 @@ def machine_meta(device: str = 'cpu') -> Dict[str, Any]:
     from mmengine.utils.dl_utils import collect_env
     env = collect_env()
     meta = dict(
-        date_utc=datetime.datetime.now(datetime.timezone.utc).strftime(
-            '%Y-%m-%d %H:%M UTC'),
+        date_utc=datetime.datetime.now(
+            datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         git_commit=_git_commit(),
         cpu=_cpu_name(),
         cpu_count=os.cpu_count(),
@@ -474,8 +496,15 @@ def device_label(meta: Dict[str, Any]) -> str:
             f'{meta["torch"]} ({meta.get("torch_threads")} threads)')
 
 
-def _worker_spec(name, res, mode, batch_size, threads, mem_limit_gb,
-                 device='cpu', dtype='fp32', compile=False) -> Dict[str, Any]:
+def _worker_spec(name,
+                 res,
+                 mode,
+                 batch_size,
+                 threads,
+                 mem_limit_gb,
+                 device='cpu',
+                 dtype='fp32',
+                 compile=False) -> Dict[str, Any]:
     """What a worker process measures (see :func:`_worker_call`)."""
     return dict(
         model=name,
@@ -489,8 +518,8 @@ def _worker_spec(name, res, mode, batch_size, threads, mem_limit_gb,
         mem_limit_bytes=int(mem_limit_gb * 2**30) if mem_limit_gb else None)
 
 
-def _count_flops_alone(models, res, mode, batch_size, threads,
-                       mem_limit_gb, progress) -> Dict[str, Dict[str, Any]]:
+def _count_flops_alone(models, res, mode, batch_size, threads, mem_limit_gb,
+                       progress) -> Dict[str, Dict[str, Any]]:
     """FLOPs of each model at ``res``, each in a fresh CPU worker of its own
     (FLOPs do not depend on the device).
 
@@ -515,23 +544,23 @@ def _count_flops_alone(models, res, mode, batch_size, threads,
     return counts
 
 
-def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
-                  resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
-                  mode: str = 'forward',
-                  repeats: int = 3,
-                  warmup: int = 1,
-                  batch_size: int = 1,
-                  budget_s: Optional[float] = None,
-                  flops: bool = True,
-                  threads: Optional[int] = None,
-                  mem_limit_gb: Optional[float] = None,
-                  device: str = 'cpu',
-                  dtype: str = 'fp32',
-                  compile: bool = False,
-                  progress: Callable[[str], None] = _stderr_progress,
-                  on_resolution_done: Optional[Callable[[Dict[str, Any]],
-                                                        None]] = None
-                  ) -> Dict[str, Any]:
+def run_benchmark(
+    models: Sequence[str] = DEFAULT_MODELS,
+    resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
+    mode: str = 'forward',
+    repeats: int = 3,
+    warmup: int = 1,
+    batch_size: int = 1,
+    budget_s: Optional[float] = None,
+    flops: bool = True,
+    threads: Optional[int] = None,
+    mem_limit_gb: Optional[float] = None,
+    device: str = 'cpu',
+    dtype: str = 'fp32',
+    compile: bool = False,
+    progress: Callable[[str], None] = _stderr_progress,
+    on_resolution_done: Optional[Callable[[Dict[str, Any]], None]] = None
+) -> Dict[str, Any]:
     """Run the benchmark and return ``dict(meta=..., results=[...])`` (one
     result per model and resolution; a failed measurement is recorded in its
     ``errors`` and the run goes on). See the module docstring for method.
@@ -545,8 +574,8 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
     resolutions = list(resolutions)
-    if not resolutions or any(
-            not isinstance(r, int) or r < 32 for r in resolutions):
+    if not resolutions or any(not isinstance(r, int) or r < 32
+                              for r in resolutions):
         raise ValueError(f'resolutions must be ints >= 32, got {resolutions}')
     if repeats < 1:
         raise ValueError(f'repeats must be >= 1, got {repeats}')
@@ -585,9 +614,9 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
         workers = {}
         started = {}
         try:
-            flop_counts = (_count_flops_alone(models, res, mode, batch_size,
-                                              threads, mem_limit_gb, progress)
-                           if flops else {})
+            flop_counts = (
+                _count_flops_alone(models, res, mode, batch_size, threads,
+                                   mem_limit_gb, progress) if flops else {})
             started = {}
             for mi, name in enumerate(models):
                 progress(f'[{ri * len(models) + mi + 1}/{n_cells}] {res}px '
@@ -665,8 +694,8 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
                     progress(f'  {res}px {name}: FAILED: {reply["error"]}')
 
             order = [
-                n for n in workers if not workers[n].dead
-                and not (compile and cell[n]['errors'])
+                n for n in workers
+                if not workers[n].dead and not (compile and cell[n]['errors'])
             ]
             for i in range(warmup):
                 for name in order:
@@ -718,10 +747,10 @@ def run_benchmark(models: Sequence[str] = DEFAULT_MODELS,
     return dict(meta=meta, results=results)
 
 
-def recount_flops(data: Dict[str, Any],
-                  models: Optional[Sequence[str]] = None,
-                  progress: Callable[[str], None] = _stderr_progress
-                  ) -> Dict[str, Any]:
+def recount_flops(
+        data: Dict[str, Any],
+        models: Optional[Sequence[str]] = None,
+        progress: Callable[[str], None] = _stderr_progress) -> Dict[str, Any]:
     """Count the FLOPs of finished results again with the current code
     (e.g. after a counter fix), in a worker process per model and
     resolution; latency and memory are left as measured. ``models`` limits
@@ -739,8 +768,11 @@ def recount_flops(data: Dict[str, Any],
             continue
         res = rec['resolution']
         reply = _ask_fresh_worker(
-            dict(model=rec['model'], resolution=res, mode='forward',
-                 batch_size=data['meta'].get('batch_size', 1)), 'flops')
+            dict(
+                model=rec['model'],
+                resolution=res,
+                mode='forward',
+                batch_size=data['meta'].get('batch_size', 1)), 'flops')
         if not reply.get('ok'):
             rec['errors'].append(f'flops recount: {reply["error"]}')
             progress(f'{res}px {rec["model"]}: recount FAILED: '
@@ -755,8 +787,8 @@ def recount_flops(data: Dict[str, Any],
         progress(f'{res}px {rec["model"]}: {rec["gflops"]:.2f} GFLOPs '
                  f'(was {_fmt(old, ".2f")})')
     data['meta']['flops_recount'] = dict(
-        date_utc=datetime.datetime.now(datetime.timezone.utc).strftime(
-            '%Y-%m-%d %H:%M UTC'),
+        date_utc=datetime.datetime.now(
+            datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         git_commit=_git_commit(),
         models=list(models),
         command=' '.join(sys.argv))
@@ -804,8 +836,8 @@ def render_markdown(data: Dict[str, Any],
                     f'{meta["optimizer_step"]} step)')
     else:  # results measured before the optimizer step was timed
         mode_txt = 'training step (forward + backward, no optimizer step)'
-    dtype_txt = meta['dtype'] + (' autocast' if meta['dtype'] != 'fp32'
-                                 else '')
+    dtype_txt = meta['dtype'] + (' autocast'
+                                 if meta['dtype'] != 'fp32' else '')
     if meta.get('compiled'):
         dtype_txt += ', torch.compile'
     lines = [
@@ -817,19 +849,21 @@ def render_markdown(data: Dict[str, Any],
         f'{meta["repeats"]} interleaved timed repeats after '
         f'{meta["warmup"]} warm-up round(s)' +
         (f', at most {meta["budget_s"]:g} s of repeats per cell'
-         if meta.get('budget_s') else ''),
-        f'- load average at start: '
+         if meta.get('budget_s') else ''), f'- load average at start: '
         f'{", ".join(f"{x:.2f}" for x in meta["load_avg_at_start"])}',
         f'- command: `{meta.get("command", "")}`', ''
     ]
     if meta.get('flops_recount'):
         rc = meta['flops_recount']
-        lines.insert(-1, f'- GFLOPs of {", ".join(rc["models"])} recounted '
-                     f'{rc["date_utc"]} at commit `{rc["git_commit"]}` '
-                     f'(`{rc["command"]}`)')
+        lines.insert(
+            -1, f'- GFLOPs of {", ".join(rc["models"])} recounted '
+            f'{rc["date_utc"]} at commit `{rc["git_commit"]}` '
+            f'(`{rc["command"]}`)')
     if meta.get('complete') is False:
-        lines[1:1] = ['', '**Partial results: the run was still going or '
-                      'was interrupted after the resolutions shown.**']
+        lines[1:1] = [
+            '', '**Partial results: the run was still going or '
+            'was interrupted after the resolutions shown.**'
+        ]
     cols = ['input', 'model', 'params (M)', 'GFLOPs', 'latency (ms)', 'n']
     if ref:
         cols.append(f'speed-up vs {labels[ref]}')
@@ -859,8 +893,10 @@ def render_markdown(data: Dict[str, Any],
                 row.append(_ratio(ref_r and ref_r['latency_ms'], lat))
             if peer:
                 row.append(_ratio(peer_r and peer_r['latency_ms'], lat))
-            row += [_fmt(r['mem_extra_mb'], '.0f'),
-                    _fmt(r['mem_peak_mb'], '.0f')]
+            row += [
+                _fmt(r['mem_extra_mb'], '.0f'),
+                _fmt(r['mem_peak_mb'], '.0f')
+            ]
             if peer:
                 row.append(
                     _ratio(r['mem_extra_mb'], peer_r
@@ -873,11 +909,11 @@ def render_markdown(data: Dict[str, Any],
         '(above 1 = this model is faster). Peak extra memory = the peak '
         'resident memory during the first pass in a fresh process minus the '
         'resident memory just before it (model and input loaded), from '
-        '`/proc/self/clear_refs` + `VmHWM`' + (
-            ' (on CUDA: `max_memory_allocated` after '
-            '`reset_peak_memory_stats` minus `memory_allocated` before; '
-            'the "peak RSS" column is then the peak allocated)'
-            if meta.get('device') == 'cuda' else '') +
+        '`/proc/self/clear_refs` + `VmHWM`' +
+        (' (on CUDA: `max_memory_allocated` after '
+         '`reset_peak_memory_stats` minus `memory_allocated` before; '
+         'the "peak RSS" column is then the peak allocated)'
+         if meta.get('device') == 'cuda' else '') +
         '. GFLOPs: mmengine FlopAnalyzer, '
         'forward pass, one multiply-add = 1 FLOP, attention products '
         'included (mmseg_vvt.utils.complexity).'
@@ -903,8 +939,8 @@ def render_markdown(data: Dict[str, Any],
     if failed:
         lines += ['', '## Failures', '']
         for r in failed:
-            lines.append(f'- {r["resolution"]}px {labels[r["model"]]}: '
-                         + '; '.join(r['errors']))
+            lines.append(f'- {r["resolution"]}px {labels[r["model"]]}: ' +
+                         '; '.join(r['errors']))
     return '\n'.join(lines) + '\n'
 
 
@@ -937,13 +973,23 @@ def plot_results(data: Dict[str, Any], path: str) -> None:
                 if pts[0][0] == resolutions[0]:
                     lowest = min(lowest or pts[0][1], pts[0][1])
         if lowest is None:
-            ax.text(0.5, 0.5, 'not measured', ha='center', va='center',
-                    transform=ax.transAxes, color='grey')
+            ax.text(
+                0.5,
+                0.5,
+                'not measured',
+                ha='center',
+                va='center',
+                transform=ax.transAxes,
+                color='grey')
         elif len(resolutions) > 1:
             # guide: cost proportional to the number of pixels
             lo = resolutions[0]
-            ax.plot(resolutions, [lowest * (r / lo)**2 for r in resolutions],
-                    '--', color='grey', lw=1, label='∝ pixels')
+            ax.plot(
+                resolutions, [lowest * (r / lo)**2 for r in resolutions],
+                '--',
+                color='grey',
+                lw=1,
+                label='∝ pixels')
         ax.set_xscale('log', base=2)
         ax.set_yscale('log')
         ax.set_xticks(resolutions)
@@ -960,8 +1006,9 @@ def plot_results(data: Dict[str, Any], path: str) -> None:
             ax.legend(fontsize=8)
             break
     mode = 'forward' if meta['mode'] == 'forward' else 'training step'
-    where = (meta.get('gpu') if meta.get('device') == 'cuda' else
-             f'{meta["cpu_count"]}-core CPU')
+    where = (
+        meta.get('gpu')
+        if meta.get('device') == 'cuda' else f'{meta["cpu_count"]}-core CPU')
     fig.suptitle(f'Backbone scaling, {mode}, batch {meta["batch_size"]}, '
                  f'{meta["dtype"]}, {where} ({meta["date_utc"]})')
     fig.tight_layout()
@@ -969,7 +1016,9 @@ def plot_results(data: Dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
-def output_stem(mode: str, device: str = 'cpu', dtype: str = 'fp32',
+def output_stem(mode: str,
+                device: str = 'cpu',
+                dtype: str = 'fp32',
                 compile: bool = False) -> str:
     """``scaling_{mode}`` for the CPU fp32 eager run (the name of the
     published CPU results), with ``_{device}_{dtype}[_compiled]`` added for
@@ -980,12 +1029,12 @@ def output_stem(mode: str, device: str = 'cpu', dtype: str = 'fp32',
     return stem
 
 
-def write_outputs(data: Dict[str, Any],
-                  out_dir: str,
-                  reference: Optional[str] = 'vvt-s-reference',
-                  peer: Optional[str] = 'swin-t',
-                  progress: Callable[[str], None] = _stderr_progress
-                  ) -> Dict[str, str]:
+def write_outputs(
+        data: Dict[str, Any],
+        out_dir: str,
+        reference: Optional[str] = 'vvt-s-reference',
+        peer: Optional[str] = 'swin-t',
+        progress: Callable[[str], None] = _stderr_progress) -> Dict[str, str]:
     """Write ``<output_stem>.json/.md/.png`` to ``out_dir``; returns the
     paths. Existing files of the same name are replaced, with a notice."""
     os.makedirs(out_dir, exist_ok=True)
@@ -1010,34 +1059,43 @@ def write_outputs(data: Dict[str, Any],
 # device-independent proxies of GPU cost
 
 
-def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
-                resolution: int = 256,
-                batch_size: int = 2,
-                threads: Optional[int] = None,
-                progress: Callable[[str], None] = _stderr_progress
-                ) -> Dict[str, Any]:
+def run_proxies(
+        models: Sequence[str] = ('vvt-s', 'swin-t'),
+        resolution: int = 256,
+        batch_size: int = 2,
+        threads: Optional[int] = None,
+        progress: Callable[[str], None] = _stderr_progress) -> Dict[str, Any]:
     """Ops dispatched and bytes saved for backward in one training step
     (forward + backward, no optimizer step; fp32, CPU; see
     :mod:`.proxies`) of each model, each in a fresh worker process.
     Returns ``dict(meta=..., results=[...])``."""
     models = check_model_names(list(models))
     meta = machine_meta('cpu')
-    meta.update(resolution=resolution, batch_size=batch_size, dtype='fp32',
-                step='forward + backward (no optimizer step)',
-                command=' '.join(sys.argv))
+    meta.update(
+        resolution=resolution,
+        batch_size=batch_size,
+        dtype='fp32',
+        step='forward + backward (no optimizer step)',
+        command=' '.join(sys.argv))
     results = []
     for name in models:
         reply = _ask_fresh_worker(
-            _worker_spec(name, resolution, 'train', batch_size, threads,
-                         None), 'proxies')
-        rec = dict(model=name, label=BENCHMARK_MODELS[name]['label'],
-                   ops=None, saved_mib=None, errors=[])
+            _worker_spec(name, resolution, 'train', batch_size, threads, None),
+            'proxies')
+        rec = dict(
+            model=name,
+            label=BENCHMARK_MODELS[name]['label'],
+            ops=None,
+            saved_mib=None,
+            errors=[])
         if reply.get('ok'):
             top = list(reply['ops_by_name'].items())[:20]
-            rec.update(ops=reply['ops'], saved_bytes=reply['saved_bytes'],
-                       saved_mib=reply['saved_bytes'] / 2**20,
-                       saved_tensors=reply['saved_tensors'],
-                       top_ops=dict(top))
+            rec.update(
+                ops=reply['ops'],
+                saved_bytes=reply['saved_bytes'],
+                saved_mib=reply['saved_bytes'] / 2**20,
+                saved_tensors=reply['saved_tensors'],
+                top_ops=dict(top))
             progress(f'{name}: {rec["ops"]} ops, '
                      f'{rec["saved_mib"]:.0f} MiB saved for backward')
         else:
@@ -1047,8 +1105,8 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
     return dict(meta=meta, results=results)
 
 
-def render_proxies(data: Dict[str, Any], peer: Optional[str] = 'swin-t'
-                   ) -> str:
+def render_proxies(data: Dict[str, Any],
+                   peer: Optional[str] = 'swin-t') -> str:
     """Markdown table of :func:`run_proxies`' results (with the ratio to
     ``peer`` when it was measured)."""
     from prettytable import PrettyTable, TableStyle
@@ -1061,11 +1119,16 @@ def render_proxies(data: Dict[str, Any], peer: Optional[str] = 'swin-t'
     table.set_style(TableStyle.MARKDOWN)
     table.align = 'l'
     for r in results:
-        row = [r['label'] + (' (failed: see JSON)' if r['errors'] else ''),
-               _fmt(r['ops'], 'd'), _fmt(r['saved_mib'], '.0f')]
+        row = [
+            r['label'] + (' (failed: see JSON)' if r['errors'] else ''),
+            _fmt(r['ops'], 'd'),
+            _fmt(r['saved_mib'], '.0f')
+        ]
         if peer_r:
-            row += [_ratio(r['ops'], peer_r['ops']),
-                    _ratio(r['saved_mib'], peer_r['saved_mib'])]
+            row += [
+                _ratio(r['ops'], peer_r['ops']),
+                _ratio(r['saved_mib'], peer_r['saved_mib'])
+            ]
         table.add_row(row)
     res = meta['resolution']
     return '\n'.join([

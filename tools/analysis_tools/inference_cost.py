@@ -34,9 +34,14 @@ def measure_inference(config: str,
     from .memory import measure_peak_rss
     from .timing import time_call
 
-    model, _ = load_segmentor(config, checkpoint, device='cpu', mode=mode,
-                              crop_size=crop_size, stride=stride,
-                              no_resize=True)
+    model, _ = load_segmentor(
+        config,
+        checkpoint,
+        device='cpu',
+        mode=mode,
+        crop_size=crop_size,
+        stride=stride,
+        no_resize=True)
     img = np.random.RandomState(0).randint(0, 256, (*shape, 3), np.uint8)
     with torch.no_grad():
         if warmup:

@@ -2,10 +2,10 @@
 allocated GPU memory on CUDA.
 
 CPU (Linux): ``ru_maxrss`` cannot be reset and Linux carries a parent's
-value into its children, so it measures "the biggest the process ever
-was", not the peak of one forward pass. Writing ``5`` to ``/proc/self/clear_refs`` resets the
-kernel's high-water mark ``VmHWM`` to the current ``VmRSS``; reading
-``VmHWM`` after the work gives the peak since that mark.
+value into its children, so it measures "the biggest the process ever was",
+not the peak of one forward pass. Writing ``5`` to ``/proc/self/clear_refs``
+resets the kernel's high-water mark ``VmHWM`` to the current ``VmRSS``;
+reading ``VmHWM`` after the work gives the peak since that mark.
 
 CUDA: ``torch.cuda.reset_peak_memory_stats`` then
 ``torch.cuda.max_memory_allocated`` (what torch's caching allocator handed

@@ -33,8 +33,7 @@ class OpCounter(TorchDispatchMode):
         self.counts: Counter = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not (func.is_view or func.overloadpacket is
-                torch.ops.aten.detach):
+        if not (func.is_view or func.overloadpacket is torch.ops.aten.detach):
             self.counts[str(func)] += 1
         return func(*args, **(kwargs or {}))
 
@@ -57,8 +56,7 @@ class SavedTensorBytes:
         self.tensors += 1
         storage = t.untyped_storage()
         key = (t.device.type, t.device.index, storage.data_ptr())
-        self._storages[key] = max(self._storages.get(key, 0),
-                                  storage.nbytes())
+        self._storages[key] = max(self._storages.get(key, 0), storage.nbytes())
         return t
 
     @property

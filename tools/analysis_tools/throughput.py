@@ -6,8 +6,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
-from mmseg_vvt.utils.complexity import (_check_shape, _load_cfg,
-                                        build_segmentor)
+from mmseg_vvt.utils.complexity import _check_shape, _load_cfg, build_segmentor
 from .benchmark import BENCHMARK_MODELS, DTYPES, autocast, backbone_cfg
 from .memory import measure_peak
 from .timing import device_type, time_call
@@ -126,28 +125,29 @@ def _train_batch(model, batch_size, shape, num_classes):
     inputs, samples = [], []
     for _ in range(batch_size):
         inputs.append(
-            torch.randint(0, 256, (3, *shape), generator=g,
-                          dtype=torch.uint8))
+            torch.randint(0, 256, (3, *shape), generator=g, dtype=torch.uint8))
         sample = SegDataSample()
-        sample.gt_sem_seg = PixelData(data=torch.randint(
-            0, num_classes, (1, *shape), generator=g))
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(0, num_classes, (1, *shape), generator=g))
         sample.set_metainfo(
-            dict(img_shape=tuple(shape), ori_shape=tuple(shape),
-                 pad_shape=tuple(shape)))
+            dict(
+                img_shape=tuple(shape),
+                ori_shape=tuple(shape),
+                pad_shape=tuple(shape)))
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
 
 
-def segmentor_train_throughput(cfg_or_path: Any,
-                               shape: Sequence[int] = (512, 512),
-                               batch_size: int = 8,
-                               amp: Optional[str] = None,
-                               iters: int = 10,
-                               warmup: int = 3,
-                               cfg_options: Optional[dict] = None,
-                               device: str = 'cpu',
-                               backbone: Optional[str] = None
-                               ) -> Dict[str, Any]:
+def segmentor_train_throughput(
+        cfg_or_path: Any,
+        shape: Sequence[int] = (512, 512),
+        batch_size: int = 8,
+        amp: Optional[str] = None,
+        iters: int = 10,
+        warmup: int = 3,
+        cfg_options: Optional[dict] = None,
+        device: str = 'cpu',
+        backbone: Optional[str] = None) -> Dict[str, Any]:
     """Training images/s and peak memory of the segmentor in a config.
 
     Each iteration is ``model.train_step(data, optim_wrapper)``, what
@@ -214,5 +214,5 @@ def segmentor_train_throughput(cfg_or_path: Any,
         warmup=warmup,
         device=device,
         backbone=backbone,
-        losses_finite=all(map(lambda v: v == v and abs(v) != float('inf'),
-                              losses)))
+        losses_finite=all(
+            map(lambda v: v == v and abs(v) != float('inf'), losses)))

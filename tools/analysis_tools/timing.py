@@ -2,11 +2,11 @@
 
 On CPU it is the wall clock (``time.perf_counter``) around one call:
 ``torch.utils.benchmark.Timer`` would run the statement for warm-up before
-timing it, which the benchmark cannot have (its first pass is the
-memory measurement; each repeat is one interleaved sample). On CUDA the host returns before the kernels finish,
-so a call is timed with CUDA events recorded on the current stream around
-it, then the stream is synchronised: the time is the GPU's, not the
-launch's.
+timing it, which the benchmark cannot have (its first pass is the memory
+measurement; each repeat is one interleaved sample). On CUDA the host
+returns before the kernels finish, so a call is timed with CUDA events
+recorded on the current stream around it, then the stream is synchronised:
+the time is the GPU's, not the launch's.
 """
 import statistics
 import time

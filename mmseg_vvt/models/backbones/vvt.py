@@ -20,9 +20,9 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import (constant_init, normal_init,
                                         trunc_normal_init)
 from mmengine.runner.checkpoint import CheckpointLoader
+from mmseg.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmseg.registry import MODELS
 from .. import kernels
 from ..layers.vicinity_attention import VicinityAttention
 
@@ -41,7 +41,11 @@ class OverlapPatchEmbed(BaseModule):
         init_cfg (dict, optional): Initialization config. Default: None.
     """
 
-    def __init__(self, in_channels, embed_dims, kernel_size, stride,
+    def __init__(self,
+                 in_channels,
+                 embed_dims,
+                 kernel_size,
+                 stride,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.proj = nn.Conv2d(
@@ -108,9 +112,8 @@ class Mlp(BaseModule):
     def kernel_weights(self) -> kernels.MlpWeights:
         """The parameters as the kernels take them."""
         conv = self.dwconv.dwconv
-        return kernels.MlpWeights(self.fc1.weight, self.fc1.bias,
-                                  conv.weight, conv.bias, self.fc2.weight,
-                                  self.fc2.bias)
+        return kernels.MlpWeights(self.fc1.weight, self.fc1.bias, conv.weight,
+                                  conv.bias, self.fc2.weight, self.fc2.bias)
 
 
 def _norm_weights(norm: nn.LayerNorm) -> kernels.NormWeights:
@@ -168,9 +171,13 @@ class VVTBlock(BaseModule):
         if (kernels.select(x, self) == 'cpu'
                 and kernels.cpu.fuses_block(x, self.attn.sr_ratio)):
             return kernels.cpu.block(
-                x, hw_shape, _norm_weights(self.norm1),
-                self.attn.kernel_weights(), _norm_weights(self.norm2),
-                self.mlp.kernel_weights(), inplace=inplace)
+                x,
+                hw_shape,
+                _norm_weights(self.norm1),
+                self.attn.kernel_weights(),
+                _norm_weights(self.norm2),
+                self.mlp.kernel_weights(),
+                inplace=inplace)
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
         return x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
 
@@ -213,22 +220,38 @@ class VVT(BaseModule):
     """
 
     arch_zoo: Dict[str, Dict[str, list]] = {
-        **dict.fromkeys(['t', 'tiny'], dict(
-            embed_dims=[96, 160, 320, 512], depths=[2, 2, 2, 2],
-            num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
-            fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])),
-        **dict.fromkeys(['s', 'small'], dict(
-            embed_dims=[96, 160, 320, 512], depths=[3, 3, 9, 3],
-            num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
-            fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])),
-        **dict.fromkeys(['m', 'medium'], dict(
-            embed_dims=[96, 160, 320, 512], depths=[3, 3, 27, 3],
-            num_heads=[1, 2, 5, 8], mlp_ratios=[8, 8, 4, 4],
-            fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])),
-        **dict.fromkeys(['l', 'large'], dict(
-            embed_dims=[96, 160, 320, 512], depths=[4, 4, 36, 4],
-            num_heads=[1, 2, 5, 8], mlp_ratios=[4, 4, 4, 4],
-            fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])),
+        **dict.fromkeys(['t', 'tiny'],
+                        dict(
+                            embed_dims=[96, 160, 320, 512],
+                            depths=[2, 2, 2, 2],
+                            num_heads=[1, 2, 5, 8],
+                            mlp_ratios=[8, 8, 4, 4],
+                            fr_ratios=[2, 2, 2, 2],
+                            sr_ratios=[1, 1, 1, 1])),
+        **dict.fromkeys(['s', 'small'],
+                        dict(
+                            embed_dims=[96, 160, 320, 512],
+                            depths=[3, 3, 9, 3],
+                            num_heads=[1, 2, 5, 8],
+                            mlp_ratios=[8, 8, 4, 4],
+                            fr_ratios=[2, 2, 2, 2],
+                            sr_ratios=[1, 1, 1, 1])),
+        **dict.fromkeys(['m', 'medium'],
+                        dict(
+                            embed_dims=[96, 160, 320, 512],
+                            depths=[3, 3, 27, 3],
+                            num_heads=[1, 2, 5, 8],
+                            mlp_ratios=[8, 8, 4, 4],
+                            fr_ratios=[2, 2, 2, 2],
+                            sr_ratios=[1, 1, 1, 1])),
+        **dict.fromkeys(['l', 'large'],
+                        dict(
+                            embed_dims=[96, 160, 320, 512],
+                            depths=[4, 4, 36, 4],
+                            num_heads=[1, 2, 5, 8],
+                            mlp_ratios=[4, 4, 4, 4],
+                            fr_ratios=[2, 2, 2, 2],
+                            sr_ratios=[1, 1, 1, 1])),
     }
 
     def __init__(self,
@@ -250,16 +273,16 @@ class VVT(BaseModule):
         if isinstance(out_indices, int):
             out_indices = (out_indices, )
         out_indices = tuple(out_indices)
-        if not out_indices or any(
-                not isinstance(i, int) or not 0 <= i < 4
-                for i in out_indices) or len(set(out_indices)) != len(
-                    out_indices):
+        if not out_indices or any(not isinstance(i, int) or not 0 <= i < 4
+                                  for i in out_indices) or len(
+                                      set(out_indices)) != len(out_indices):
             raise ValueError('out_indices must be distinct stage indices in '
                              f'0..3, got {out_indices!r}')
         self.out_indices = out_indices
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
             raise ValueError(
-                f'frozen_stages must be an int in -1..4, got {frozen_stages!r}')
+                f'frozen_stages must be an int in -1..4, got {frozen_stages!r}'
+            )
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -327,9 +350,9 @@ class VVT(BaseModule):
             fr = settings['fr_ratios'][i]
             for k in ARCH_KEYS:
                 val = settings[k][i]
-                if isinstance(val, bool) or not isinstance(
-                        val, (int, float)) or val <= 0 or (
-                            k != 'mlp_ratios' and int(val) != val):
+                integral = k != 'mlp_ratios'
+                if (isinstance(val, bool) or not isinstance(val, (int, float))
+                        or val <= 0 or (integral and int(val) != val)):
                     raise ValueError(
                         f'arch {k}[{i}] must be a positive '
                         f'{"number" if k == "mlp_ratios" else "int"}, '
@@ -359,8 +382,9 @@ class VVT(BaseModule):
         if cfg is None:
             self._random_init()
         elif cfg.get('type') == 'Pretrained':
-            unknown = set(cfg) - {'type', 'checkpoint', 'prefix',
-                                  'map_location'}
+            unknown = set(cfg) - {
+                'type', 'checkpoint', 'prefix', 'map_location'
+            }
             if unknown or 'checkpoint' not in cfg:
                 raise ValueError(
                     'Pretrained init_cfg of VVT takes checkpoint (required), '
@@ -391,7 +415,8 @@ class VVT(BaseModule):
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             raise ValueError(
                 'VVT expects a 4-D tensor B x C x H x W, got '
-                f'{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)}')
+                f'{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)}'
+            )
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f'VVT was built for {self.in_channels} input channels, got an '
@@ -409,8 +434,8 @@ class VVT(BaseModule):
             x = x.unflatten(1, hw_shape).permute(0, 3, 1, 2)  # NCHW view
             if i in self.out_indices:
                 # necks and heads expect contiguous NCHW maps
-                outs.append(x.contiguous() if kernels.select(x, self) != 'cpu'
-                            else kernels.cpu.contiguous_nchw(x))
+                outs.append(x.contiguous() if kernels.select(x, self) !=
+                            'cpu' else kernels.cpu.contiguous_nchw(x))
             if i == max(self.out_indices):
                 break
         return tuple(outs)
@@ -474,7 +499,9 @@ def extract_backbone_state_dict(checkpoint, prefix=None, source='checkpoint'):
     }
 
 
-def load_backbone_state_dict(module: nn.Module, state_dict, source='checkpoint'):
+def load_backbone_state_dict(module: nn.Module,
+                             state_dict,
+                             source='checkpoint'):
     """Load ``state_dict`` into a VVT, strictly about shapes.
 
     Raises:
@@ -503,9 +530,12 @@ def load_backbone_state_dict(module: nn.Module, state_dict, source='checkpoint')
         print_log(
             f'{source}: {len(missing)} backbone keys missing from the '
             f'checkpoint (left randomly initialised): {missing}',
-            logger='current', level=30)
+            logger='current',
+            level=30)
     if unexpected:
         print_log(
             f'{source}: {len(unexpected)} unexpected keys in the checkpoint '
-            f'(ignored): {unexpected}', logger='current', level=30)
+            f'(ignored): {unexpected}',
+            logger='current',
+            level=30)
     return missing, unexpected

@@ -11,8 +11,8 @@ from . import autograd, common, cpu, whole
 from .common import (CLAMP_MAX, CLAMP_MIN, DENOMINATOR_EPS, AttentionWeights,
                      MlpWeights, NormWeights, core_dtype, position_weights,
                      signed_clamp)
-from .dispatch import (IMPLEMENTATIONS, current_implementation,
-                       implementation, select)
+from .dispatch import (IMPLEMENTATIONS, current_implementation, implementation,
+                       select)
 
 __all__ = [
     'autograd', 'common', 'cpu', 'whole', 'CLAMP_MAX', 'CLAMP_MIN',

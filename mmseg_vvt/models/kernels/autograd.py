@@ -36,7 +36,8 @@ def _modulate(t: Tensor, w: Tensor) -> Tensor:
     """``B x N x h x d`` to ``B x h x N x 4d``: ``[t cos a, ..., t sin b]``."""
     B, N, h, d = t.shape
     return (t.unsqueeze(3) * w.view(N, 1, 4, 1)).reshape(B, N, h,
-                                                         4 * d).transpose(1, 2)
+                                                         4 * d).transpose(
+                                                             1, 2)
 
 
 def _demodulate(g: Tensor, w: Tensor) -> Tensor:
@@ -122,9 +123,9 @@ class VicinityCore(torch.autograd.Function):
             g_q = g_q * (q_lin.view(B, N, h, d) > 0)
             g_kvs = q_pos.transpose(-2, -1) @ g_out  # B x h x 4d x (d+1)
             g_kvs = torch.cat([
-                g_kvs[..., :d] * _in_clamp(kvs[..., :d].abs()),
-                g_kvs[..., d:]
-            ], dim=-1)
+                g_kvs[..., :d] * _in_clamp(kvs[..., :d].abs()), g_kvs[..., d:]
+            ],
+                              dim=-1)
             # kvs = k~^T [v | 1]
             Nk = kv_lin.shape[1]
             k, v = kv_lin.to(ct).view(B, Nk, 2, h, d).unbind(2)
@@ -192,8 +193,12 @@ class ConvGeluLinear(torch.autograd.Function):
     @staticmethod
     def _hidden(t, hw, dw_weight, dw_bias):
         B, N, C = t.shape
-        c = F.conv2d(t.view(B, *hw, C).permute(0, 3, 1, 2), dw_weight,
-                     dw_bias, padding=1, groups=C)
+        c = F.conv2d(
+            t.view(B, *hw, C).permute(0, 3, 1, 2),
+            dw_weight,
+            dw_bias,
+            padding=1,
+            groups=C)
         return c.permute(0, 2, 3, 1).reshape(B, N, C)
 
     @staticmethod
@@ -223,9 +228,8 @@ class ConvGeluLinear(torch.autograd.Function):
                 (g @ fc2_weight.to(dtype)).view(B, N, C), c)
             g_t, g_dw_w, g_dw_b = torch.ops.aten.convolution_backward(
                 g_c.view(B, *ctx.hw, C).permute(0, 3, 1, 2),
-                t.view(B, *ctx.hw, C).permute(0, 3, 1, 2), dw_w, [C],
-                [1, 1], [1, 1], [1, 1], False, [0, 0], C,
-                [True, True, True])
+                t.view(B, *ctx.hw, C).permute(0, 3, 1, 2), dw_w, [C], [1, 1],
+                [1, 1], [1, 1], False, [0, 0], C, [True, True, True])
         g_t = g_t.permute(0, 2, 3, 1).reshape(B, N, C)
         return (g_t, None, g_dw_w.to(dw_weight.dtype),
                 g_dw_b.to(dw_bias.dtype), g_fc2_w.to(fc2_weight.dtype),

@@ -26,7 +26,9 @@ def signed_clamp(t: Tensor) -> Tensor:
     return t.sign() * t.abs().clamp(CLAMP_MIN, CLAMP_MAX)
 
 
-def position_weights(height: int, width: int, device=None,
+def position_weights(height: int,
+                     width: int,
+                     device=None,
                      dtype=torch.float32) -> Tensor:
     """The ``N x 4`` factors ``[cos a, sin a, cos b, sin b]`` of a grid.
 
@@ -112,8 +114,8 @@ class NormWeights(NamedTuple):
 
 def channel_gate(x: Tensor, w: AttentionWeights) -> Tensor:
     """``sigmoid(W2 relu(W1 mean_tokens(x)))``: ``B x 1 x C``."""
-    hidden = torch.relu(torch.nn.functional.linear(x.mean(dim=1),
-                                                   w.gate_weight1))
+    hidden = torch.relu(
+        torch.nn.functional.linear(x.mean(dim=1), w.gate_weight1))
     return torch.sigmoid(torch.nn.functional.linear(
         hidden, w.gate_weight2)).unsqueeze(1)
 

@@ -34,8 +34,8 @@ def _signed_clamp_(t: Tensor) -> Tensor:
 
 def _kv_weights(w: AttentionWeights):
     """The k and v projections stacked, to run as one GEMM."""
-    return (torch.cat([w.k_weight, w.v_weight]),
-            torch.cat([w.k_bias, w.v_bias]))
+    return (torch.cat([w.k_weight,
+                       w.v_weight]), torch.cat([w.k_bias, w.v_bias]))
 
 
 def _key_value_sums(src, wk, kv_weights, h, d):
@@ -103,8 +103,11 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
     return out
 
 
-def attention_residual(x: Tensor, hw: HW, norm: NormWeights,
-                       w: AttentionWeights, inplace: bool = False) -> Tensor:
+def attention_residual(x: Tensor,
+                       hw: HW,
+                       norm: NormWeights,
+                       w: AttentionWeights,
+                       inplace: bool = False) -> Tensor:
     """``x + attention(norm(x))`` with keys from the queries' own grid.
 
     The normalised tokens are never made whole: one pass over chunks
@@ -118,8 +121,7 @@ def attention_residual(x: Tensor, hw: HW, norm: NormWeights,
     h = w.num_heads
     d = w.q_weight.shape[0] // h
     step = CHUNK_TOKENS
-    wq = common.cached_position_weights(*hw, x.device,
-                                            x.dtype)
+    wq = common.cached_position_weights(*hw, x.device, x.dtype)
     kv_w = _kv_weights(w)
     kv, total = 0, 0
     for i in range(0, N, step):
@@ -131,8 +133,13 @@ def attention_residual(x: Tensor, hw: HW, norm: NormWeights,
     gate = 1.0 + torch.sigmoid(F.linear(hidden, w.gate_weight2)).unsqueeze(1)
     out = x if inplace else x.clone()
     for i in range(0, N, step):
-        _attend(norm(x[:, i:i + step]), wq[i:i + step], kv, gate, w,
-                residual=out[:, i:i + step])
+        _attend(
+            norm(x[:, i:i + step]),
+            wq[i:i + step],
+            kv,
+            gate,
+            w,
+            residual=out[:, i:i + step])
     return out
 
 
@@ -156,9 +163,10 @@ def dwconv_gelu(x: Tensor, weight: Tensor, bias: Tensor,
     """
     groups = weight.shape[0]
     if fused_conv_gelu_available(x):
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, weight, bias, list(padding), [1, 1], [1, 1], groups, 'gelu',
-            [], 'none')
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias,
+                                                       list(padding), [1, 1],
+                                                       [1, 1], groups, 'gelu',
+                                                       [], 'none')
     return F.gelu(F.conv2d(x, weight, bias, 1, padding, 1, groups))
 
 
@@ -169,13 +177,16 @@ def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
     B, N, _ = x.shape
     H, W = hw
     t = F.linear(x, w.fc1_weight, w.fc1_bias)
-    t = dwconv_gelu(t.view(B, H, W, -1).permute(0, 3, 1, 2), w.dw_weight,
-                    w.dw_bias)
-    return F.linear(t.permute(0, 2, 3, 1).reshape(B, N, -1), w.fc2_weight,
-                    w.fc2_bias)
+    t = dwconv_gelu(
+        t.view(B, H, W, -1).permute(0, 3, 1, 2), w.dw_weight, w.dw_bias)
+    return F.linear(
+        t.permute(0, 2, 3, 1).reshape(B, N, -1), w.fc2_weight, w.fc2_bias)
 
 
-def mlp_banded(x: Tensor, hw: HW, w: MlpWeights, norm: NormWeights = None,
+def mlp_banded(x: Tensor,
+               hw: HW,
+               w: MlpWeights,
+               norm: NormWeights = None,
                residual: bool = False) -> Tensor:
     """The MLP a band of rows at a time.
 
@@ -234,11 +245,11 @@ def mlp_banded(x: Tensor, hw: HW, w: MlpWeights, norm: NormWeights = None,
                 t = t[0].permute(1, 2, 0)[done - first:stop - first]
             rows_out = out[b, done:stop].view(-1, out_dims)
             if residual:
-                rows_out.addmm_(t.reshape(-1, hidden_dims), w2).add_(
-                    w.fc2_bias)
+                rows_out.addmm_(t.reshape(-1, hidden_dims),
+                                w2).add_(w.fc2_bias)
             else:
-                torch.addmm(w.fc2_bias, t.reshape(-1, hidden_dims), w2,
-                            out=rows_out)
+                torch.addmm(
+                    w.fc2_bias, t.reshape(-1, hidden_dims), w2, out=rows_out)
             kept = min(2, n)
             if n >= 2 * kept:  # no overlap: copy the rows directly
                 buf[:kept].copy_(buf[n - kept:n])
@@ -253,8 +264,12 @@ def fuses_block(x: Tensor, sr_ratio: int) -> bool:
     return sr_ratio == 1 and x.shape[1] > max(BAND_TOKENS, CHUNK_TOKENS)
 
 
-def block(x: Tensor, hw: HW, norm1: NormWeights, attn: AttentionWeights,
-          norm2: NormWeights, mlp_weights: MlpWeights,
+def block(x: Tensor,
+          hw: HW,
+          norm1: NormWeights,
+          attn: AttentionWeights,
+          norm2: NormWeights,
+          mlp_weights: MlpWeights,
           inplace: bool = False) -> Tensor:
     """``x + attn(norm1(x))``, then ``+ mlp(norm2(.))``, at inference.
 

@@ -51,8 +51,9 @@ def current_implementation() -> str:
 
 
 def _needs_grad(x: Tensor, module: nn.Module) -> bool:
-    return torch.is_grad_enabled() and (
-        x.requires_grad or any(p.requires_grad for p in module.parameters()))
+    return torch.is_grad_enabled() and (x.requires_grad
+                                        or any(p.requires_grad
+                                               for p in module.parameters()))
 
 
 def select(x: Tensor, module: nn.Module) -> str:

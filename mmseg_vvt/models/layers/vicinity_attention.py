@@ -63,9 +63,9 @@ class VicinityAttention(BaseModule):
                  sr_ratio: int = 1,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        for name, value in (('embed_dims', embed_dims),
-                            ('num_heads', num_heads), ('fr_ratio', fr_ratio),
-                            ('sr_ratio', sr_ratio)):
+        for name, value in (('embed_dims', embed_dims), ('num_heads',
+                                                         num_heads),
+                            ('fr_ratio', fr_ratio), ('sr_ratio', sr_ratio)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(
                     f'{name} must be a positive int, got {value!r}')
@@ -124,14 +124,16 @@ class VicinityAttention(BaseModule):
         # token sums in at least fp32: in fp16 they overflow (core_dtype)
         ct = kernels.core_dtype(q.dtype)
         with torch.autocast(x.device.type, enabled=False):
-            q = expand_by_position(q.to(ct), position_weights(
-                H, W, x.device, ct))  # B x h x N x 4d
-            k = expand_by_position(k.to(ct), position_weights(
-                *kv_hw, x.device, ct))  # B x h x Nk x 4d
+            q = expand_by_position(
+                q.to(ct), position_weights(H, W, x.device,
+                                           ct))  # B x h x N x 4d
+            k = expand_by_position(
+                k.to(ct), position_weights(*kv_hw, x.device,
+                                           ct))  # B x h x Nk x 4d
             kv = signed_clamp(k.transpose(-2, -1) @ v.to(ct))  # 4d x d
             k_sum = k.sum(dim=2, keepdim=True)  # 1 x 4d
-            z = signed_clamp(1.0 / (q @ k_sum.transpose(-2, -1) +
-                                    kernels.DENOMINATOR_EPS))
+            z = signed_clamp(
+                1.0 / (q @ k_sum.transpose(-2, -1) + kernels.DENOMINATOR_EPS))
             o = signed_clamp(signed_clamp(q @ kv) * z)
         o = o.transpose(1, 2).reshape(B, N, -1).to(v.dtype)
         o = signed_clamp(self.out_proj(o))

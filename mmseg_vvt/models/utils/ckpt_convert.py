@@ -1,4 +1,5 @@
-"""Turn the authors' ImageNet VVT checkpoints into mmseg backbone checkpoints."""
+"""Turn the authors' ImageNet VVT checkpoints into mmseg backbone
+checkpoints."""
 import re
 from typing import Dict, Tuple
 
@@ -27,12 +28,18 @@ def detect_vvt_arch(state_dict: Dict[str, torch.Tensor]) -> str:
             s, j = int(m.group(1)) - 1, int(m.group(2))
             depths[s] = max(depths[s], j + 1)
     try:
-        dims = [state_dict[f'patch_embed{s}.proj.weight'].shape[0]
-                for s in range(1, 5)]
-        mlp = [state_dict[f'block{s}.0.mlp.fc1.weight'].shape[0] / dims[s - 1]
-               for s in range(1, 5)]
-        fr = [dims[s - 1] / state_dict[f'block{s}.0.attn.q_proj.weight'].shape[0]
-              for s in range(1, 5)]
+        dims = [
+            state_dict[f'patch_embed{s}.proj.weight'].shape[0]
+            for s in range(1, 5)
+        ]
+        mlp = [
+            state_dict[f'block{s}.0.mlp.fc1.weight'].shape[0] / dims[s - 1]
+            for s in range(1, 5)
+        ]
+        fr = [
+            dims[s - 1] / state_dict[f'block{s}.0.attn.q_proj.weight'].shape[0]
+            for s in range(1, 5)
+        ]
     except KeyError as e:
         raise ValueError(f'not a VVT backbone state dict: no key {e}') from e
     found = dict(depths=depths, embed_dims=dims, mlp_ratios=mlp, fr_ratios=fr)

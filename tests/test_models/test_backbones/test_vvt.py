@@ -81,7 +81,8 @@ def test_stage_maps_are_contiguous_nchw(grad):
             o.view(o.shape[0], o.shape[1], -1)
             # the chunked copy puts every value where the plain one does
             assert torch.equal(
-                o, kernels.cpu.contiguous_nchw(
+                o,
+                kernels.cpu.contiguous_nchw(
                     o.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2),
                     step=5))
 
@@ -90,8 +91,9 @@ def test_out_indices_selects_stages():
     model = VVT(arch=TINY_ARCH, out_indices=(1, 3)).eval()
     outs = model(torch.randn(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [32, 128]
-    outs = VVT(arch=TINY_ARCH, out_indices=(0, )).eval()(
-        torch.randn(1, 3, 64, 64))
+    outs = VVT(
+        arch=TINY_ARCH, out_indices=(0, )).eval()(
+            torch.randn(1, 3, 64, 64))
     assert len(outs) == 1 and outs[0].shape == (1, 16, 16, 16)
 
 
@@ -161,8 +163,8 @@ def test_fast_path_gradients_equal_reference(continuous_clamp):
     fast.zero_grad()
     sum(o.square().mean() for o in ref(x)).backward()
     for name, p in fast.named_parameters():
-        torch.testing.assert_close(grads[name], p.grad, atol=1e-5,
-                                   rtol=1e-4, msg=name)
+        torch.testing.assert_close(
+            grads[name], p.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def _quadratic_vicinity_attention(attn, x, hw):
@@ -234,7 +236,8 @@ def test_random_initialisation_as_specified():
     assert abs(conv.weight.std().item() - want) / want < 0.05
     dw = model.block1[0].mlp.dwconv.dwconv  # groups = channels: fan_out 9
     assert abs(dw.weight.std().item() - math.sqrt(2 / 9)) < 0.05
-    assert torch.all(model.norm2.weight == 1) and torch.all(model.norm2.bias == 0)
+    assert torch.all(model.norm2.weight == 1) and torch.all(
+        model.norm2.bias == 0)
 
 
 # -- pretrained checkpoints ------------------------------------------------
@@ -245,8 +248,8 @@ def _published_checkpoint(tmp_path, wrap, arch=TINY_ARCH, seed=1):
     ref = VVT(arch=arch)
     ref.init_weights()
     sd = dict(ref.state_dict())
-    sd['head.weight'] = torch.randn(1000, arch['embed_dims'][-1]
-                                    if isinstance(arch, dict) else 512)
+    sd['head.weight'] = torch.randn(
+        1000, arch['embed_dims'][-1] if isinstance(arch, dict) else 512)
     sd['head.bias'] = torch.zeros(1000)
     obj = sd if wrap is None else {wrap: sd, 'epoch': 300}
     path = tmp_path / f'published_{wrap}.pth'
@@ -258,8 +261,8 @@ def _published_checkpoint(tmp_path, wrap, arch=TINY_ARCH, seed=1):
 def test_pretrained_checkpoint_computes_the_authors_network(
         tmp_path, wrap, continuous_clamp):
     path, ref = _published_checkpoint(tmp_path, wrap)
-    model = VVT(arch=TINY_ARCH,
-                init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model = VVT(
+        arch=TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with mock.patch.object(vvt_module, 'print_log') as log:
         model.init_weights()
     log.assert_not_called()  # nothing missing, nothing unexpected
@@ -273,8 +276,8 @@ def test_pretrained_checkpoint_computes_the_authors_network(
 def test_pretrained_shape_mismatch_names_key_and_shapes(tmp_path):
     path, _ = _published_checkpoint(tmp_path, 'model')
     other = dict(TINY_ARCH, mlp_ratios=[4, 2, 2, 2])
-    model = VVT(arch=other,
-                init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model = VVT(
+        arch=other, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(ValueError) as e:
         model.init_weights()
     msg = str(e.value)
@@ -289,8 +292,8 @@ def test_pretrained_missing_and_unexpected_keys_are_reported(tmp_path):
     sd['extra.weight'] = torch.zeros(3)
     path = tmp_path / 'partial.pth'
     torch.save(sd, path)
-    model = VVT(arch=TINY_ARCH,
-                init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model = VVT(
+        arch=TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with mock.patch.object(vvt_module, 'print_log') as log:
         model.init_weights()
     text = ' '.join(str(c.args[0]) for c in log.call_args_list)
@@ -308,8 +311,10 @@ def test_pretrained_with_prefix_selects_backbone(tmp_path):
     sd['decode_head.conv_seg.weight'] = torch.zeros(2, 2, 1, 1)
     path = tmp_path / 'segmentor.pth'
     torch.save({'state_dict': sd, 'meta': {}}, path)
-    model = VVT(arch=TINY_ARCH, init_cfg=dict(
-        type='Pretrained', checkpoint=str(path), prefix='backbone.'))
+    model = VVT(
+        arch=TINY_ARCH,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=str(path), prefix='backbone.'))
     model.init_weights()
     for k, v in src.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v)
@@ -318,8 +323,8 @@ def test_pretrained_with_prefix_selects_backbone(tmp_path):
 def test_checkpoint_of_something_else_is_refused(tmp_path):
     path = tmp_path / 'resnet.pth'
     torch.save({'conv1.weight': torch.zeros(64, 3, 7, 7)}, path)
-    model = VVT(arch=TINY_ARCH,
-                init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model = VVT(
+        arch=TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(ValueError, match='none of the model'):
         model.init_weights()
 
@@ -356,7 +361,8 @@ def test_input_errors():
     model = VVT(arch=TINY_ARCH)
     with pytest.raises(ValueError, match='4-D'):
         model(torch.randn(3, 32, 32))
-    with pytest.raises(ValueError, match='3 input channels, got an input with 1'):
+    with pytest.raises(
+            ValueError, match='3 input channels, got an input with 1'):
         model(torch.randn(1, 1, 32, 32))
     gray = VVT(arch=TINY_ARCH, in_channels=1)
     assert gray(torch.randn(1, 1, 32, 32))[0].shape == (1, 16, 8, 8)
@@ -373,7 +379,8 @@ def test_frozen_stages():
     assert not model.block2.training and model.block3.training
     only_embed = VVT(arch=TINY_ARCH, frozen_stages=0)
     only_embed.train()
-    assert not any(p.requires_grad for p in only_embed.patch_embed1.parameters())
+    assert not any(p.requires_grad
+                   for p in only_embed.patch_embed1.parameters())
     assert all(p.requires_grad for p in only_embed.block1.parameters())
 
 
@@ -400,9 +407,11 @@ def test_registered_and_built_from_config():
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
-    cfg = Config(dict(
-        custom_imports=dict(imports=['mmseg_vvt'], allow_failed_imports=False),
-        backbone=dict(type='VVT', arch='tiny', out_indices=(3, ))))
+    cfg = Config(
+        dict(
+            custom_imports=dict(
+                imports=['mmseg_vvt'], allow_failed_imports=False),
+            backbone=dict(type='VVT', arch='tiny', out_indices=(3, ))))
     # as under a runner of an mmseg config (default_scope='mmseg'); other
     # tests of the session may have left another scope current
     with DefaultScope.overwrite_default_scope('mmseg'):
@@ -421,8 +430,8 @@ def test_banded_inference_paths_equal_reference(monkeypatch, band_tokens,
     # (one-row bands, bands shorter than the conv context, ragged ends).
     monkeypatch.setattr(kernels.cpu, 'BAND_TOKENS', band_tokens)
     monkeypatch.setattr(kernels.cpu, 'CHUNK_TOKENS', chunk_tokens)
-    fast, ref = _pair(dict(TINY_ARCH, sr_ratios=[2, 1, 1, 1]),
-                      drop_path_rate=0.)
+    fast, ref = _pair(
+        dict(TINY_ARCH, sr_ratios=[2, 1, 1, 1]), drop_path_rate=0.)
     fast.eval()
     x = torch.randn(2, 3, 61, 47)
     with torch.no_grad():
@@ -491,10 +500,11 @@ def test_dwconv_gelu_fused_kernel_matches_conv_then_gelu():
     x = torch.randn(2, 7, 9, 24).permute(0, 3, 1, 2)  # channels-last view
     for padding in ((1, 1), (0, 1)):
         with torch.no_grad():
-            want = F.gelu(F.conv2d(x, conv.weight, conv.bias,
-                                   padding=padding, groups=24))
-            got = kernels.cpu.dwconv_gelu(x, conv.weight, conv.bias,
-                                          padding=padding)
+            want = F.gelu(
+                F.conv2d(
+                    x, conv.weight, conv.bias, padding=padding, groups=24))
+            got = kernels.cpu.dwconv_gelu(
+                x, conv.weight, conv.bias, padding=padding)
         assert got.shape == want.shape
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     if torch.backends.mkldnn.is_available():

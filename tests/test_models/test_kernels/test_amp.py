@@ -70,13 +70,15 @@ def test_backbone_inference_under_autocast_at_512(dtype, cuda_like_norms):
 
 def _training_step(model, x, dtype=None):
     model.zero_grad()
-    with torch.autocast('cpu', dtype=dtype or torch.float32,
-                        enabled=dtype is not None):
+    with torch.autocast(
+            'cpu', dtype=dtype or torch.float32, enabled=dtype is not None):
         outs = model(x)
         loss = sum(o.float().square().mean() for o in outs)
     loss.backward()
-    return loss.detach(), {n: p.grad.clone()
-                           for n, p in model.named_parameters()}
+    return loss.detach(), {
+        n: p.grad.clone()
+        for n, p in model.named_parameters()
+    }
 
 
 def _check_training_under_autocast(dtype, size):

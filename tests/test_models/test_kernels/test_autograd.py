@@ -16,8 +16,8 @@ def test_vicinity_core_gradcheck(heads, hw, kv_hw):
     d = 2
     n, nk = hw[0] * hw[1], kv_hw[0] * kv_hw[1]
     q = torch.randn(2, n, heads * d, dtype=torch.float64, requires_grad=True)
-    kv = torch.randn(2, nk, 2 * heads * d, dtype=torch.float64,
-                     requires_grad=True)
+    kv = torch.randn(
+        2, nk, 2 * heads * d, dtype=torch.float64, requires_grad=True)
     wq = kernels.position_weights(*hw, dtype=torch.float64)
     wk = kernels.position_weights(*kv_hw, dtype=torch.float64)
     assert torch.autograd.gradcheck(
@@ -27,8 +27,10 @@ def test_vicinity_core_gradcheck(heads, hw, kv_hw):
 def test_conv_gelu_linear_gradcheck():
     torch.manual_seed(0)
     t = torch.randn(1, 6, 2, dtype=torch.float64, requires_grad=True)
-    ws = [torch.randn(s, dtype=torch.float64, requires_grad=True)
-          for s in [(2, 1, 3, 3), (2, ), (3, 2), (3, )]]
+    ws = [
+        torch.randn(s, dtype=torch.float64, requires_grad=True)
+        for s in [(2, 1, 3, 3), (2, ), (3, 2), (3, )]
+    ]
     assert torch.autograd.gradcheck(
         lambda *a: ConvGeluLinear.apply(a[0], (2, 3), *a[1:]), (t, *ws))
 
@@ -41,10 +43,9 @@ def _grads(module, x, hw, reference):
             y = module(x, hw)
     else:
         y = module(x, hw)
-    (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)
-     ).sum().backward()
-    return [y.detach(), x.grad] + [p.grad.clone()
-                                   for p in module.parameters()]
+    (y * torch.linspace(-1, 1, y.numel(),
+                        dtype=y.dtype).view_as(y)).sum().backward()
+    return [y.detach(), x.grad] + [p.grad.clone() for p in module.parameters()]
 
 
 @pytest.mark.parametrize('sr_ratio', [1, 2])

@@ -44,8 +44,7 @@ def _check_compiled_equals_eager(backend):
     model.zero_grad()
     sum(o.square().mean() for o in model(x)).backward()
     for n, p in model.named_parameters():
-        torch.testing.assert_close(got[n], p.grad, atol=1e-5, rtol=1e-3,
-                                   msg=n)
+        torch.testing.assert_close(got[n], p.grad, atol=1e-5, rtol=1e-3, msg=n)
 
 
 def test_compiled_eval_and_training_step_equal_eager():

@@ -43,8 +43,11 @@ def test_cpu_autocast_and_other_dtypes_take_the_whole_tensor_kernels(
 
 def test_cuda_tensors_never_take_the_cpu_kernels(attn):
     # the loops over bands and chunks are thousands of launches on a GPU
-    x = mock.Mock(spec=torch.Tensor, device=torch.device('cuda'),
-                  dtype=torch.float32, requires_grad=False)
+    x = mock.Mock(
+        spec=torch.Tensor,
+        device=torch.device('cuda'),
+        dtype=torch.float32,
+        requires_grad=False)
     with torch.no_grad():
         assert select(x, attn) == 'whole'
 
@@ -58,8 +61,8 @@ def test_reference_tracing_and_compiling_take_the_readable_code(attn):
         assert kernels.current_implementation() == 'auto'
         with mock.patch.object(torch.jit, 'is_tracing', return_value=True):
             assert select(x, attn) == 'reference'
-        with mock.patch.object(torch.compiler, 'is_compiling',
-                               return_value=True):
+        with mock.patch.object(
+                torch.compiler, 'is_compiling', return_value=True):
             assert select(x, attn) == 'reference'
 
 

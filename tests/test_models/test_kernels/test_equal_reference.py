@@ -39,8 +39,7 @@ def test_attention_kernels_equal_the_readable_formulation(
 
 @pytest.mark.parametrize('scale', [1e6, 1e-7])
 @pytest.mark.parametrize('path', ['cpu', 'whole', 'autograd'])
-def test_kernels_clamp_where_the_readable_formulation_does(
-        path, scale):
+def test_kernels_clamp_where_the_readable_formulation_does(path, scale):
     # large out_proj outputs are cut at 1e4; tiny ones are lifted to 1e-4
     # before the gate (1 + g in (1, 2)) scales them: the published numerics
     # pin the outputs, identically in every kernel
@@ -62,8 +61,7 @@ def test_kernels_clamp_where_the_readable_formulation_does(
 
 
 @pytest.mark.parametrize('band_tokens', [1, 7, 4096])
-def test_mlp_kernels_equal_the_readable_formulation(band_tokens,
-                                                    monkeypatch):
+def test_mlp_kernels_equal_the_readable_formulation(band_tokens, monkeypatch):
     monkeypatch.setattr(kernels.cpu, 'BAND_TOKENS', band_tokens)
     torch.manual_seed(0)
     mlp = Mlp(16, 48).double().eval()

@@ -2,24 +2,37 @@
 import json
 
 import pytest
-
 from analysis_tools.benchmark import (check_model_names, plot_results,
-                                       render_markdown, write_outputs)
+                                      render_markdown, write_outputs)
 
 
 def _rec(model, label, res, gflops, ms, mem, errors=()):
-    return dict(model=model, label=label, resolution=res, mode='forward',
-                params=25_000_000, flops=int(gflops * 1e9), gflops=gflops,
-                latency_ms=ms, latency_samples_ms=[ms], repeats=1,
-                first_pass_ms=ms, mem_baseline_mb=300.0,
-                mem_peak_mb=300.0 + mem, mem_extra_mb=mem,
-                unsupported_ops={}, errors=list(errors))
+    return dict(
+        model=model,
+        label=label,
+        resolution=res,
+        mode='forward',
+        params=25_000_000,
+        flops=int(gflops * 1e9),
+        gflops=gflops,
+        latency_ms=ms,
+        latency_samples_ms=[ms],
+        repeats=1,
+        first_pass_ms=ms,
+        mem_baseline_mb=300.0,
+        mem_peak_mb=300.0 + mem,
+        mem_extra_mb=mem,
+        unsupported_ops={},
+        errors=list(errors))
 
 
 @pytest.fixture
 def data():
-    labels = {'vvt-s': 'VVT-S', 'vvt-s-reference': 'VVT-S straightforward',
-              'swin-t': 'Swin-T'}
+    labels = {
+        'vvt-s': 'VVT-S',
+        'vvt-s-reference': 'VVT-S straightforward',
+        'swin-t': 'Swin-T'
+    }
     results = [
         _rec('vvt-s', 'VVT-S', 512, 10.0, 400.0, 100.0),
         _rec('vvt-s-reference', 'VVT-S straightforward', 512, 10.0, 1000.0,
@@ -28,15 +41,35 @@ def data():
         _rec('vvt-s', 'VVT-S', 1024, 40.0, 1700.0, 400.0),
         _rec('vvt-s-reference', 'VVT-S straightforward', 1024, 40.0, 5100.0,
              1200.0),
-        _rec('swin-t', 'Swin-T', 1024, 48.0, 3400.0, 800.0,
-             errors=['memory: boom']),
+        _rec(
+            'swin-t',
+            'Swin-T',
+            1024,
+            48.0,
+            3400.0,
+            800.0,
+            errors=['memory: boom']),
     ]
-    meta = dict(date_utc='2026-01-01 00:00 UTC', git_commit='abc123',
-                cpu='Test CPU', cpu_count=2, load_avg_at_start=[0.5, 0.4, 0.3],
-                python='3.11', torch='2.x', mmengine='0.10.7', mmseg='1.2.2',
-                torch_threads=2, mode='forward', batch_size=1, dtype='fp32',
-                repeats=3, warmup=1, budget_s=None, models=labels,
-                resolutions=[512, 1024], command='x')
+    meta = dict(
+        date_utc='2026-01-01 00:00 UTC',
+        git_commit='abc123',
+        cpu='Test CPU',
+        cpu_count=2,
+        load_avg_at_start=[0.5, 0.4, 0.3],
+        python='3.11',
+        torch='2.x',
+        mmengine='0.10.7',
+        mmseg='1.2.2',
+        torch_threads=2,
+        mode='forward',
+        batch_size=1,
+        dtype='fp32',
+        repeats=3,
+        warmup=1,
+        budget_s=None,
+        models=labels,
+        resolutions=[512, 1024],
+        command='x')
     return dict(meta=meta, results=results)
 
 
@@ -102,8 +135,8 @@ def test_plot_has_one_line_per_model_in_each_panel(data, tmp_path):
     finally:
         plt.Figure.savefig = orig
     axes = captured['fig'].axes
-    assert [a.get_title() for a in axes] == [
-        'GFLOPs', 'latency (ms)', 'peak extra memory (MB)']
+    assert [a.get_title() for a in axes
+            ] == ['GFLOPs', 'latency (ms)', 'peak extra memory (MB)']
     # three models and the 'proportional to pixels' guide
     assert [len(a.get_lines()) for a in axes] == [4, 4, 4]
     ys = axes[1].get_lines()[0].get_ydata()
@@ -146,8 +179,8 @@ def test_plot_leaves_out_panels_that_were_not_measured(data, tmp_path):
         plot_results(data, str(tmp_path / 'p.png'))
     finally:
         plt.Figure.savefig = orig
-    assert [a.get_title() for a in captured['fig'].axes] == [
-        'latency (ms)', 'peak extra memory (MB)']
+    assert [a.get_title() for a in captured['fig'].axes
+            ] == ['latency (ms)', 'peak extra memory (MB)']
 
 
 def test_output_names_keep_cpu_fp32_and_separate_the_rest():
@@ -159,10 +192,17 @@ def test_output_names_keep_cpu_fp32_and_separate_the_rest():
 
 
 def test_gpu_run_names_the_gpu_and_its_setting(data):
-    meta = dict(data['meta'], device='cuda', gpu='NVIDIA H100 80GB HBM3',
-                gpu_memory_gb=79.1, cuda='12.8', nvidia_driver='570.1',
-                dtype='fp16', compiled=True, mode='train',
-                optimizer_step='AdamW')
+    meta = dict(
+        data['meta'],
+        device='cuda',
+        gpu='NVIDIA H100 80GB HBM3',
+        gpu_memory_gb=79.1,
+        cuda='12.8',
+        nvidia_driver='570.1',
+        dtype='fp16',
+        compiled=True,
+        mode='train',
+        optimizer_step='AdamW')
     md = render_markdown(dict(meta=meta, results=data['results']))
     assert 'GPU: NVIDIA H100 80GB HBM3 (79.1 GB), CUDA 12.8' in md
     assert 'fp16 autocast, torch.compile' in md

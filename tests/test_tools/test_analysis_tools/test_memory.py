@@ -1,6 +1,5 @@
 """Peak-RSS measurement from a fresh mark (/proc/self/clear_refs + VmHWM)."""
 import numpy as np
-
 from analysis_tools.memory import measure_peak_rss, read_rss, reset_peak_rss
 
 MB = 2**20

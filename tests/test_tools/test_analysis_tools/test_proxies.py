@@ -29,8 +29,11 @@ def test_op_counter_counts_compute_ops_not_views_or_detach():
         y.add_(1)  # 1
         torch.mm(y, y.t())  # t() is a view; mm: 1
     assert c.total == 3
-    assert c.counts == {'aten.mul.Tensor': 1, 'aten.add_.Tensor': 1,
-                        'aten.mm.default': 1}
+    assert c.counts == {
+        'aten.mul.Tensor': 1,
+        'aten.add_.Tensor': 1,
+        'aten.mm.default': 1
+    }
 
 
 def test_saved_bytes_counts_each_storage_once():
@@ -57,11 +60,16 @@ def test_training_step_proxies_of_a_toy_model():
     # div (mean), threshold_backward (relu), mm (weight grad), sum (bias
     # grad); the input needs no gradient, so nothing else
     assert r['ops_by_name'] == {
-        'aten.addmm.default': 1, 'aten.relu.default': 1,
-        'aten.mean.default': 1, 'aten.add.Tensor': 1,
-        'aten.ones_like.default': 1, 'aten.div.Scalar': 1,
-        'aten.threshold_backward.default': 1, 'aten.mm.default': 1,
-        'aten.sum.dim_IntList': 1}
+        'aten.addmm.default': 1,
+        'aten.relu.default': 1,
+        'aten.mean.default': 1,
+        'aten.add.Tensor': 1,
+        'aten.ones_like.default': 1,
+        'aten.div.Scalar': 1,
+        'aten.threshold_backward.default': 1,
+        'aten.mm.default': 1,
+        'aten.sum.dim_IntList': 1
+    }
     assert r['ops'] == 9
     # saved: x (5x4) for the weight's gradient and relu's output (15);
     # the weight itself is not saved (x needs no gradient)
@@ -93,8 +101,8 @@ def test_vvt_s_training_step_is_no_costlier_than_the_baseline():
 def test_swin_t_baseline_is_what_the_counters_measure():
     # the recorded peer figure must stay true for the comparison to hold
     torch.manual_seed(0)
-    r = training_step_proxies(build_benchmark_model('swin-t'),
-                              torch.randn(2, 3, 256, 256))
+    r = training_step_proxies(
+        build_benchmark_model('swin-t'), torch.randn(2, 3, 256, 256))
     assert r['saved_bytes'] == SWIN_T_SAVED_BYTES
     assert r['ops'] == 1200
 
@@ -110,7 +118,11 @@ def test_proxies_are_printed_by_the_benchmark(dtype, tmp_path):
         sys.executable, f'{REPO}/tools/benchmark_scaling.py', '--proxies',
         '--models', 'vvt-test', '--proxy-resolution', '64', '--out-dir',
         str(tmp_path)
-    ], cwd=REPO, capture_output=True, text=True, timeout=600)
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.load(open(tmp_path / 'proxies.json'))
     (r, ) = data['results']

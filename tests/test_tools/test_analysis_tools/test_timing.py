@@ -37,10 +37,11 @@ def test_cuda_branch_times_between_events(monkeypatch):
     log = []
 
     class FakeEvent:
+
         def __init__(self, enable_timing):
             assert enable_timing
-            self.name = 'start' if not any(
-                e.startswith('new') for e in log) else 'end'
+            self.name = 'start' if not any(e.startswith('new')
+                                           for e in log) else 'end'
             log.append(f'new {self.name}')
 
         def record(self):
@@ -56,5 +57,7 @@ def test_cuda_branch_times_between_events(monkeypatch):
     monkeypatch.setattr(timing.torch.cuda, 'Event', FakeEvent)
     seconds = time_call(lambda: log.append('call'), 'cuda')
     assert seconds == 0.25
-    assert log == ['new start', 'new end', 'record start', 'call',
-                   'record end', 'sync end']
+    assert log == [
+        'new start', 'new end', 'record start', 'call', 'record end',
+        'sync end'
+    ]
