@@ -7,6 +7,7 @@ data and a config that inherits the repository's VVT-T Semantic FPN recipe
 """
 import glob
 import json
+import math
 import os
 import os.path as osp
 import socket
@@ -703,3 +704,20 @@ def test_checkpoints_are_saved_atomically(trained):
         last = f.read().strip()
     assert last == osp.join(work_dir, 'iter_8.pth')
     assert load_ckpt(last)['meta']['iter'] == 8
+
+
+@pytest.mark.slow
+def test_train_py_with_compile_trains(ade_root, tmp_path):
+    # mmengine compiles the model when the config says compile=True; VVT
+    # compiles its readable formulation (inductor: minutes on 2 cores)
+    cfg = write_config(tmp_path / 'tiny_fpn.py', ade_root, iters=2)
+    work_dir = str(tmp_path / 'w')
+    proc = run([
+        PYTHON, TRAIN, cfg, '--work-dir', work_dir, '--cfg-options',
+        'compile=True'
+    ],
+               timeout=1800)
+    assert osp.isfile(osp.join(work_dir, 'iter_2.pth')), proc.stdout[-3000:]
+    (rows, ) = scalars(work_dir)
+    assert len(rows) == 2
+    assert all(math.isfinite(r['loss']) for r in rows)
