@@ -3,8 +3,9 @@
 
 Steps (all on CPU, about 15 minutes on 2 cores with the defaults):
 
-1. ``data/demo`` is generated with ``tools/make_demo_data.py`` if it does not
-   exist, and checked with ``tools/check_ade20k.py`` either way;
+1. ``data/demo`` is generated as ``tools/make_demo_data.py`` does if it does
+   not exist, and checked as ``tools/check_ade20k.py`` does either way (both
+   through ``mmseg_vvt.datasets``);
 2. ``configs/vvt_fpn_demo.py`` is trained with mmengine's ``Runner`` (its
    usual progress and log output), which validates at the end with mmseg's
    ``IoUMetric``;
@@ -34,21 +35,6 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-TOOLS = osp.dirname(osp.abspath(__file__))
-REPO = osp.dirname(TOOLS)
-sys.path.insert(0, TOOLS)
-
-import check_ade20k  # noqa: E402
-import make_demo_data  # noqa: E402
-
-try:
-    import mmseg_vvt.datasets  # noqa: F401,E402
-except ModuleNotFoundError as err:  # running from an uninstalled checkout
-    if err.name != 'mmseg_vvt':
-        raise
-    sys.path.insert(0, REPO)
-    import mmseg_vvt.datasets  # noqa: F401,E402
-
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -63,6 +49,10 @@ from mmseg.registry import DATASETS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 from mmseg.visualization import SegLocalVisualizer  # noqa: E402
 
+from mmseg_vvt.datasets import demo_data  # noqa: E402
+from mmseg_vvt.datasets.ade20k_check import check_dataset  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
 PICTURE = 'demo_predictions.png'
 RESULTS = 'demo_results.json'
@@ -165,25 +155,24 @@ def parse_args(argv=None):
 def prepare_data(args, num_classes):
     """Generate the demo data if missing, then check it. Returns the
     dataset root (``.../ADEChallengeData2016``)."""
-    root = osp.join(args.data_dir, make_demo_data.DATASET_DIRNAME)
+    root = osp.join(args.data_dir, demo_data.DATASET_DIRNAME)
     requested = dict(
         seed=args.seed, num_train=args.num_train, num_val=args.num_val)
     if args.size is not None:
         size = args.size * 2 if len(args.size) == 1 else args.size
         requested.update(height=size[0], width=size[1])
     if not osp.isdir(root):
-        size = make_demo_data.DEFAULT_SIZE
+        size = demo_data.DEFAULT_SIZE
         if args.size is not None:
             size = (requested['height'], requested['width'])
         print_log(
             f'Generating the demo data in {args.data_dir} ...',
             logger='current')
-        make_demo_data.generate(
+        demo_data.generate(
             args.data_dir,
-            seed=_default(args.seed, make_demo_data.DEFAULT_SEED),
-            num_train=_default(args.num_train,
-                               make_demo_data.DEFAULT_NUM_TRAIN),
-            num_val=_default(args.num_val, make_demo_data.DEFAULT_NUM_VAL),
+            seed=_default(args.seed, demo_data.DEFAULT_SEED),
+            num_train=_default(args.num_train, demo_data.DEFAULT_NUM_TRAIN),
+            num_val=_default(args.num_val, demo_data.DEFAULT_NUM_VAL),
             size=size)
     else:
         print_log(f'Using the existing demo data in {root}', logger='current')
@@ -203,7 +192,7 @@ def prepare_data(args, num_classes):
             f'error: {root} exists but was not generated with the requested '
             f'{detail}; delete {args.data_dir} to regenerate it, or drop '
             'those options to use it as it is')
-    problems = check_ade20k.check_dataset(
+    problems = check_dataset(
         root,
         num_train=info.get('num_train'),
         num_val=info.get('num_val'),

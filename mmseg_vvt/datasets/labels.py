@@ -1,6 +1,6 @@
 """Which values a label map may hold, shared by the checked annotation
 loader (:class:`~mmseg_vvt.datasets.CheckedLoadAnnotations`) and the
-offline check ``tools/check_ade20k.py``.
+offline check (``ade20k_check.py``, ``tools/check_ade20k.py``).
 
 A stored 8-bit value becomes a train id the way mmseg's ``LoadAnnotations``
 maps it (``reduce_zero_label``, then the ``label_map`` of a class subset).

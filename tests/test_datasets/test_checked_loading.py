@@ -9,23 +9,21 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from mmseg.registry import DATASETS, TRANSFORMS
 from PIL import Image
-from tool_modules import load_tool
 
 import mmseg_vvt.datasets  # noqa: F401  (registers the transforms)
 from mmseg_vvt.datasets import (CheckedLoadAnnotations,
-                                CheckedLoadImageFromFile, DataFileError)
+                                CheckedLoadImageFromFile, DataFileError,
+                                demo_data)
 from mmseg_vvt.testing import tiny_arch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
 
-mdd = load_tool('make_demo_data')
-
 
 @pytest.fixture
 def data(tmp_path):
     """A tiny demo set: (dataset root, demo config pointing at it)."""
-    root = mdd.generate(
+    root = demo_data.generate(
         str(tmp_path / 'demo'),
         seed=0,
         num_train=3,

@@ -1,148 +1,26 @@
-"""Tests for tools/check_ade20k.py: every kind of defect is found and
-reported with its path."""
+"""tools/check_ade20k.py: the command line of
+mmseg_vvt.datasets.ade20k_check (tests/test_datasets/test_ade20k_check.py
+tests the checks themselves): every problem printed with its path, the
+exit status, the process pool."""
 import os
-import shutil
 
-import numpy as np
-import pytest
 from PIL import Image
 from tool_modules import load_tool
 
+from mmseg_vvt.datasets import demo_data
+
 check = load_tool('check_ade20k')
-mdd = load_tool('make_demo_data')
-
-COUNTS = dict(num_train=4, num_val=2, num_classes=mdd.NUM_CLASSES, jobs=1)
 
 
-@pytest.fixture(scope='module')
-def clean_tree(tmp_path_factory):
-    out = tmp_path_factory.mktemp('clean') / 'ade'
-    mdd.generate(
-        str(out), seed=0, num_train=4, num_val=2, size=(32, 40), verbose=False)
-    return out
-
-
-@pytest.fixture
-def tree(clean_tree, tmp_path):
-    """A fresh copy of a valid tree; returns (parent dir, dataset root)."""
+def _tree(tmp_path):
     out = tmp_path / 'ade'
-    shutil.copytree(clean_tree, out)
+    demo_data.generate(
+        str(out), seed=0, num_train=4, num_val=2, size=(32, 40), verbose=False)
     return out, out / 'ADEChallengeData2016'
 
 
-def _problems(path, **kw):
-    args = dict(COUNTS)
-    args.update(kw)
-    return check.check_dataset(str(path), **args)
-
-
-def test_clean_tree_passes_from_parent_or_root(tree):
-    out, root = tree
-    assert _problems(out) == []
-    assert _problems(root) == []
-
-
-def test_real_ade20k_counts_are_the_default(tree):
-    out, root = tree
-    problems = check.check_dataset(str(out), num_classes=6, jobs=1)
-    assert problems == [
-        (str(root / 'images' / 'training'),
-         'training: found 4 images and 4 labels, expected 20210 of each'),
-        (str(root / 'images' / 'validation'),
-         'validation: found 2 images and 2 labels, expected 2000 of each'),
-    ]
-    assert _problems(out, num_train=None, num_val=None) == []
-
-
-def test_missing_dataset_directory(tmp_path):
-    missing = tmp_path / 'nope'
-    assert _problems(missing) == [(str(missing),
-                                   'dataset directory does not exist')]
-
-
-def test_missing_split_directories(tree):
-    out, root = tree
-    shutil.rmtree(root / 'annotations' / 'validation')
-    shutil.rmtree(root / 'images' / 'training')
-    problems = _problems(out)
-    paths = [p for p, _ in problems]
-    assert paths == [
-        str(root / 'images' / 'training'),
-        str(root / 'annotations' / 'validation')
-    ]
-    assert all('directory missing' in m for _, m in problems)
-
-
-def test_unpaired_files_both_ways_and_stray_files(tree):
-    out, root = tree
-    os.remove(root / 'annotations' / 'training' / 'ADE_train_00000002.png')
-    os.remove(root / 'images' / 'validation' / 'ADE_val_00000001.jpg')
-    (root / 'images' / 'training' / 'notes.txt').write_text('x')
-    (root / 'annotations' / 'validation' /
-     'ADE_val_00000002.jpg').write_bytes(b'x')
-    problems = dict(_problems(out, num_train=None, num_val=None))
-    img2 = str(root / 'images' / 'training' / 'ADE_train_00000002.jpg')
-    seg1 = str(root / 'annotations' / 'validation' / 'ADE_val_00000001.png')
-    assert 'image has no label' in problems.pop(img2)
-    assert 'label has no image' in problems.pop(seg1)
-    assert 'unexpected file' in problems.pop(
-        str(root / 'images' / 'training' / 'notes.txt'))
-    assert 'unexpected file' in problems.pop(
-        str(root / 'annotations' / 'validation' / 'ADE_val_00000002.jpg'))
-    assert problems == {}
-
-
-def test_corrupt_and_truncated_images(tree):
-    out, root = tree
-    bad = root / 'images' / 'training' / 'ADE_train_00000001.jpg'
-    bad.write_bytes(b'this is not a jpeg')
-    cut = root / 'images' / 'validation' / 'ADE_val_00000002.jpg'
-    data = cut.read_bytes()
-    cut.write_bytes(data[:len(data) // 2])
-    problems = _problems(out)
-    assert [p for p, _ in problems] == [str(bad), str(cut)]
-    assert all('cannot be decoded' in m for _, m in problems)
-
-
-def test_label_values_out_of_range_and_wrong_mode(tree):
-    out, root = tree
-    seg = root / 'annotations' / 'training' / 'ADE_train_00000003.png'
-    arr = np.asarray(Image.open(seg)).copy()
-    arr[0, :3] = (7, 200, 7)
-    arr[1, :2] = 255  # ignored, as in training
-    Image.fromarray(arr).save(seg)
-    rgb = root / 'annotations' / 'validation' / 'ADE_val_00000001.png'
-    Image.open(rgb).convert('RGB').save(rgb)
-    problems = _problems(out)
-    assert problems == [
-        (str(seg), 'label values 7, 200 (3 pixels) are not among the 6 '
-         'classes; expected values 0..6, 255 (with reduce_zero_label=True: '
-         'v is class v-1, 0 and 255 are ignored)'),
-        (str(rgb), 'label mode is RGB, expected an 8-bit single-channel PNG '
-         '(mode L or P)'),
-    ]
-    # The real ADE20K allows 0..150: 7 passes, 200 does not.
-    assert _problems(
-        out, num_classes=150
-    )[0] == (
-        str(seg), 'label values 200 (1 pixel) are not among the 150 '
-        'classes; expected values 0..150, 255 (with reduce_zero_label=True: '
-        'v is class v-1, 0 and 255 are ignored)')
-
-
-def test_label_size_differs_from_image(tree):
-    out, root = tree
-    seg = root / 'annotations' / 'training' / 'ADE_train_00000004.png'
-    Image.open(seg).resize((20, 32), Image.NEAREST).save(seg)
-    img = root / 'images' / 'training' / 'ADE_train_00000004.jpg'
-    assert _problems(out) == [
-        (str(seg), f'label size 20x32 (WxH) differs from image {img} size '
-         '40x32')
-    ]
-
-
-def test_every_problem_reported_and_cli_exit_code(tree, capsys):
-    out, root = tree
+def test_every_problem_reported_and_cli_exit_code(tmp_path, capsys):
+    out, root = _tree(tmp_path)
     paths = [
         root / 'images' / 'training' / 'ADE_train_00000001.jpg',
         root / 'images' / 'training' / 'ADE_train_00000002.jpg',
@@ -172,7 +50,7 @@ def test_every_problem_reported_and_cli_exit_code(tree, capsys):
 def test_cli_ok_and_parallel_decoding(tmp_path, capsys):
     # More than 64 pairs: the process pool path is used.
     out = tmp_path / 'demo'
-    mdd.generate(
+    demo_data.generate(
         str(out),
         seed=0,
         num_train=70,

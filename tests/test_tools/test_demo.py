@@ -15,6 +15,7 @@ from PIL import Image
 from tool_modules import load_tool
 
 import mmseg_vvt.datasets  # noqa: F401  (registers VVT and the transforms)
+from mmseg_vvt.datasets import demo_data
 from mmseg_vvt.testing import tiny_arch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -22,16 +23,15 @@ DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
 # A very small VVT for fast tests (the demo itself uses arch='tiny').
 TINY_ARCH = tiny_arch()
 
-mdd = load_tool('make_demo_data')
 run_demo = load_tool('run_demo')
 
 
 def test_demo_config_matches_the_demo_data_and_builds():
     cfg = Config.fromfile(DEMO_CONFIG)
     classes = tuple(cfg.train_dataloader.dataset.metainfo['classes'])
-    assert classes == mdd.CLASS_NAMES
+    assert classes == demo_data.CLASS_NAMES
     assert tuple(cfg.val_dataloader.dataset.metainfo['classes']) == classes
-    assert cfg.model.decode_head.num_classes == mdd.NUM_CLASSES
+    assert cfg.model.decode_head.num_classes == demo_data.NUM_CLASSES
     assert cfg.train_dataloader.dataset.type == 'ADE20KDataset'
     assert cfg.model.backbone.type == 'VVT'
     assert cfg.model.backbone.arch == 'tiny'
@@ -49,7 +49,7 @@ def test_demo_config_matches_the_demo_data_and_builds():
     with torch.no_grad():
         logits = model(torch.rand(1, 3, 64, 96) * 255, mode='tensor')
     # FPN head predicts at stride 4.
-    assert logits.shape == (1, mdd.NUM_CLASSES, 16, 24)
+    assert logits.shape == (1, demo_data.NUM_CLASSES, 16, 24)
 
 
 def test_set_max_iters_keeps_schedule_consistent():
@@ -91,7 +91,7 @@ def test_tiny_demo_end_to_end(tmp_path, capsys):
     for key in ('model', 'constant_baseline'):
         miou = results[key]['mIoU']
         assert math.isfinite(miou) and 0 <= miou <= 100
-    assert results['constant_baseline']['cls'] in mdd.CLASS_NAMES
+    assert results['constant_baseline']['cls'] in demo_data.CLASS_NAMES
     assert (work / 'iter_2.pth').is_file()
     cfg = Config.fromfile(next(work.glob('*/vis_data/config.py')))
     assert cfg.model.backbone.arch == TINY_ARCH
@@ -116,7 +116,7 @@ def test_constant_baseline_uses_iou_metric(tmp_path):
     """The baseline really is IoUMetric on a constant prediction: with
     one class everywhere, its IoU is its pixel share among predictions and
     labels, and every other class scores 0."""
-    root = mdd.generate(
+    root = demo_data.generate(
         str(tmp_path / 'demo'),
         seed=0,
         num_train=3,
@@ -173,7 +173,7 @@ def test_full_demo_learns_far_above_constant(tmp_path):
 
 def test_broken_existing_data_stops_before_training(tmp_path, capsys):
     data = tmp_path / 'demo'
-    mdd.generate(
+    demo_data.generate(
         str(data),
         seed=0,
         num_train=3,

@@ -10,11 +10,12 @@ import torch
 from mmengine.config import Config
 from tool_modules import load_tool
 
+from mmseg_vvt.datasets import demo_data
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
 
 fsg = load_tool('first_step_grad')
-mdd = load_tool('make_demo_data')
 
 # seed 5 of this 16-image set: 10.7% of the batch's pixels are padding,
 # the worst batch of seeds 0-5 (grad norm 1e19 with the zero pad)
@@ -23,7 +24,7 @@ SEED = 5
 
 @pytest.fixture(scope='module')
 def demo_cfg(tmp_path_factory):
-    root = mdd.generate(
+    root = demo_data.generate(
         str(tmp_path_factory.mktemp('demo') / 'demo'),
         seed=0,
         num_train=16,
