@@ -30,14 +30,9 @@ import os
 import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from analysis_tools.benchmark import BENCHMARK_MODELS  # noqa: E402
-from analysis_tools.benchmark import (DEFAULT_MODELS, DEFAULT_RESOLUTIONS,
-                                      DEVICES, DTYPES, MODES,
-                                      check_model_names, output_stem,
+from analysis_tools.benchmark import (BENCHMARK_MODELS, DEFAULT_MODELS,
+                                      DEFAULT_RESOLUTIONS, DEVICES, DTYPES,
+                                      MODES, check_model_names, output_stem,
                                       recount_flops, render_proxies,
                                       run_benchmark, run_proxies,
                                       write_outputs)

@@ -20,10 +20,6 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(REPO_ROOT))
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(

@@ -21,14 +21,10 @@ import json
 import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from mmengine.analysis.print_helper import _format_size
+from mmengine.config import DictAction
 
-from mmengine.analysis.print_helper import _format_size  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-
-from mmseg_vvt.utils.complexity import segmentor_complexity  # noqa: E402
+from mmseg_vvt.utils.complexity import segmentor_complexity
 
 
 def parse_args(argv=None):

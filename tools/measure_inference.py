@@ -11,14 +11,8 @@ process::
 """
 import argparse
 import json
-import os.path as osp
-import sys
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from analysis_tools.inference_cost import measure_inference  # noqa: E402
+from analysis_tools.inference_cost import measure_inference
 
 
 def main(argv=None):

@@ -19,30 +19,19 @@ import argparse
 import logging
 import os
 import os.path as osp
-import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-try:
-    import mmseg_vvt  # noqa: F401
-except ModuleNotFoundError as err:  # running from an uninstalled checkout
-    if err.name != 'mmseg_vvt':
-        raise
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import mmseg_vvt  # noqa: F401
-
-from mmseg_vvt.datasets.checks import DatasetNotFoundError  # noqa: E402
-from mmseg_vvt.datasets.checks import (EmptyDatasetError,
+import mmseg_vvt  # noqa: F401
+from mmseg_vvt.datasets.checks import (DatasetNotFoundError, EmptyDatasetError,
                                        check_dataloader_datasets,
                                        runner_dataloader_keys)
-from mmseg_vvt.engine import CheckpointError  # noqa: E402
-from mmseg_vvt.engine import add_checkpoint_fit_hook
-from mmseg_vvt.engine.runtime import adapt_cfg_to_device  # noqa: E402
-from mmseg_vvt.engine.runtime import close_distributed
-from mmseg_vvt.evaluation import write_eval_json  # noqa: E402
+from mmseg_vvt.engine import CheckpointError, add_checkpoint_fit_hook
+from mmseg_vvt.engine.runtime import adapt_cfg_to_device, close_distributed
+from mmseg_vvt.evaluation import write_eval_json
 
 
 # TODO: support fuse_conv_bn, visualization, and format_only

@@ -21,14 +21,9 @@ import json
 import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from analysis_tools.throughput import DTYPES  # noqa: E402
-from analysis_tools.throughput import (segmentor_throughput,
+from analysis_tools.throughput import (DTYPES, segmentor_throughput,
                                        segmentor_train_throughput)
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
 
 def parse_args(argv=None):

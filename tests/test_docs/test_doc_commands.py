@@ -143,7 +143,7 @@ def module_file(name):
 # Runs each tool's ``--help`` in one interpreter: the tools all import
 # torch and mmseg first, which costs seconds per start on a small machine.
 HELP_DRIVER = r"""
-import contextlib, io, json, runpy, sys, traceback
+import contextlib, io, json, os, runpy, sys, traceback
 out = {}
 for argv in json.loads(sys.argv[1]):
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -156,7 +156,13 @@ for argv in json.loads(sys.argv[1]):
                 runpy.run_module(argv[1], run_name='__main__',
                                  alter_sys=True)
             else:
-                runpy.run_path(argv[0], run_name='__main__')
+                # As `python tools/x.py` does: the script's folder first on
+                # sys.path (tools import analysis_tools through it).
+                sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
+                try:
+                    runpy.run_path(argv[0], run_name='__main__')
+                finally:
+                    del sys.path[0]
         except SystemExit as e:
             rc = e.code if isinstance(e.code, int) else (e.code is not None)
         except BaseException:

@@ -2,6 +2,8 @@
 
 Not part of the ``mmseg_vvt`` package: nothing a user's training or
 inference imports lives here. ``tools/*.py`` import it as ``analysis_tools``
-(the script's own folder is first on ``sys.path``); tests find it through
-``tests/conftest.py``.
+with no ``sys.path`` edits: Python puts the script's own folder, ``tools/``,
+first on ``sys.path`` when it runs ``python tools/<name>.py``. Tests find it
+through ``tests/conftest.py``; tests/test_tools/test_tool_imports.py holds
+every tool to this.
 """
