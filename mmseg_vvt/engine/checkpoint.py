@@ -183,9 +183,9 @@ def _reason(err: BaseException) -> str:
     """torch's own explanation without its advice to drop weights_only.
 
     torch (2.6 .. 2.13) wraps the reason in paragraphs saying that
-    re-running with ``weights_only=False`` "will likely succeed"; a refusal
-    of this project must never suggest that, so only the paragraphs that
-    state what was found are kept.
+    re-running with the weights_only safety turned off "will likely
+    succeed"; a refusal of this project must never suggest that, so only
+    the paragraphs that state what was found are kept.
     """
     text = str(err)
     # torch < 2.10: "... WeightsUnpickler error: <reason>"
