@@ -168,8 +168,10 @@ class VVTBlock(BaseModule):
         return self._forward(x, hw_shape, inplace)
 
     def _forward(self, x, hw_shape, inplace=False):
-        if (kernels.select(x, self) == 'cpu'
-                and kernels.cpu.fuses_block(x, self.attn.sr_ratio)):
+        path = kernels.select(x, self)
+        if path == 'autograd':
+            return self._forward_training(x, hw_shape)
+        if path == 'cpu' and kernels.cpu.fuses_block(x, self.attn.sr_ratio):
             return kernels.cpu.block(
                 x,
                 hw_shape,
@@ -180,6 +182,19 @@ class VVTBlock(BaseModule):
                 inplace=inplace)
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
         return x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
+
+    def _forward_training(self, x, hw_shape):
+        """The same block with stochastic depth folded into the residual
+        adds: one pass each instead of three, and one random draw for both
+        branches (the same distribution as ``DropPath``)."""
+        scales = (None, None)
+        if self.training and isinstance(self.drop_path, DropPath):
+            scales = kernels.autograd.drop_path_scales(
+                x, self.drop_path.drop_prob, 2)
+        x = kernels.autograd.add_dropped_path(
+            x, self.attn(self.norm1(x), hw_shape), scales[0])
+        return kernels.autograd.add_dropped_path(
+            x, self.mlp(self.norm2(x), hw_shape), scales[1])
 
 
 @MODELS.register_module()

@@ -9,11 +9,18 @@ backward as its own kernel. The functions here save only what cannot be
 recomputed cheaply and write their backward by hand:
 
 * :class:`VicinityCore` saves the projections' outputs ``q`` and ``[k|v]``
-  (in their autocast dtype) and the small ``[KV | sum_j k~_j]``; the
-  modulated copies, the normaliser and every clamp mask are recomputed.
+  (in their autocast dtype), the small ``[KV | sum_j k~_j]`` and the
+  normaliser (one value per query and head); the modulated copies and the
+  query-side clamp masks are recomputed.
+* :class:`GatedClamp` (``out_proj``'s clamp, the gate, the last clamp)
+  saves its input and the gate.
 * :class:`ConvGeluLinear` (the MLP after ``fc1``) saves only ``fc1``'s
   output; the conv output and the GELU are recomputed, so one hidden map
   is kept instead of three.
+
+Each op here is a kernel launch on a GPU, so they are also written for few
+ops: heads as batches of one ``bmm`` each, one comparison per clamp mask,
+stochastic depth folded into the residual add (:func:`add_dropped_path`).
 
 Their forward and gradients equal the readable formulation's, published
 clamps included (tests/test_models/test_kernels, gradcheck in float64).
@@ -26,26 +33,39 @@ from . import common
 from .common import HW, AttentionWeights, MlpWeights
 
 
-def _in_clamp(t_abs: Tensor) -> Tensor:
-    """Where ``clamp(|t|, lo, hi)`` passes the gradient (``lo <= |t| <= hi``,
-    as torch's clamp does), as a boolean mask (multiplied in as is)."""
-    return (t_abs >= common.CLAMP_MIN) & (t_abs <= common.CLAMP_MAX)
+def _by_head(t: Tensor, h: int, dtype: torch.dtype) -> Tensor:
+    """``B x N x h*d`` (``t``'s last dim may be a slice) to ``B*h x N x d``,
+    contiguous, in ``dtype``: one copy at most (none for one head in place)."""
+    B, N, hd = t.shape
+    return _contiguous(t.view(B, N, h, hd // h).transpose(1, 2),
+                       dtype).view(B * h, N, hd // h)
+
+
+def _from_heads(t: Tensor, B: int, dtype: torch.dtype) -> Tensor:
+    """The inverse of :func:`_by_head`: ``B*h x N x d`` to ``B x N x h*d``."""
+    Bh, N, d = t.shape
+    return _contiguous(t.view(B, Bh // B, N, d).transpose(1, 2),
+                       dtype).view(B, N, Bh // B * d)
+
+
+def _contiguous(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` contiguous in ``dtype``, by one copy at most (the cast lays it
+    out; ``to`` alone would keep a transposed layout)."""
+    if t.dtype != dtype:
+        return t.to(dtype, memory_format=torch.contiguous_format)
+    return t.contiguous()
 
 
 def _modulate(t: Tensor, w: Tensor) -> Tensor:
-    """``B x N x h x d`` to ``B x h x N x 4d``: ``[t cos a, ..., t sin b]``."""
-    B, N, h, d = t.shape
-    return (t.unsqueeze(3) * w.view(N, 1, 4, 1)).reshape(B, N, h,
-                                                         4 * d).transpose(
-                                                             1, 2)
+    """``B*h x N x d`` to ``B*h x N x 4d``: ``[t cos a, ..., t sin b]``."""
+    Bh, N, d = t.shape
+    return (t.unsqueeze(2) * w.view(N, 4, 1)).view(Bh, N, 4 * d)
 
 
 def _demodulate(g: Tensor, w: Tensor) -> Tensor:
-    """The adjoint of :func:`_modulate`: ``B x h x N x 4d`` to
-    ``B x N x h x d``."""
-    B, h, N, d4 = g.shape
-    g = g.transpose(1, 2).reshape(B, N, h, 4, d4 // 4)
-    return (g * w.view(N, 1, 4, 1)).sum(dim=3)
+    """The adjoint of :func:`_modulate`: ``B*h x N x 4d`` to ``d``."""
+    Bh, N, d4 = g.shape
+    return (g.view(Bh, N, 4, d4 // 4) * w.view(N, 4, 1)).sum(dim=2)
 
 
 class VicinityCore(torch.autograd.Function):
@@ -56,86 +76,97 @@ class VicinityCore(torch.autograd.Function):
     projections before the ReLUs; ``wq`` / ``wk`` the grids' position
     factors. Returns ``B x N x hd`` (the clamped ``o_i``) in the token sums'
     dtype (:func:`~.common.core_dtype`).
+
+    Heads are laid out as batches (``B*h x N x d``) so every product is one
+    ``bmm`` without hidden copies. Saves the projections, the small clamped
+    ``[KV | s]`` with its clamp mask, and the reciprocal normaliser ``r``
+    (one value per query and head); the ``4d``-wide modulated copies and
+    the query-side clamps are recomputed in backward. Clamp masks are
+    ``clamp(a) == a``: one comparison, the same bounds as torch's clamp
+    gradient (``lo <= a <= hi``).
     """
 
     @staticmethod
     def forward(ctx, q_lin, kv_lin, wq, wk, num_heads):
-        ct = common.core_dtype(q_lin.dtype)
-        with torch.autocast(q_lin.device.type, enabled=False):
-            kvs = VicinityCore._key_value_sums(kv_lin, wk, num_heads, ct)
-            o, _ = VicinityCore._queries(q_lin, wq, kvs, num_heads, ct)
-        ctx.save_for_backward(q_lin, kv_lin, wq, wk, kvs)
-        ctx.num_heads = num_heads
-        B, h, N, d = o.shape
-        return o.transpose(1, 2).reshape(B, N, h * d)
-
-    @staticmethod
-    def _key_value_sums(kv_lin, wk, h, ct):
-        """``[KV | s]`` before KV's clamp: ``B x h x 4d x (d+1)``."""
-        B, Nk, hd2 = kv_lin.shape
-        d = hd2 // 2 // h
-        k, v = kv_lin.to(ct).view(B, Nk, 2, h, d).unbind(2)
-        k_pos = _modulate(F.relu(k), wk)  # B x h x Nk x 4d
-        v1 = F.pad(v.transpose(1, 2), (0, 1), value=1.0)
-        return k_pos.transpose(-2, -1) @ v1
-
-    @staticmethod
-    def _queries(q_lin, wq, kvs, h, ct, keep=False):
-        """The output ``o`` (``B x h x N x d``) and, with ``keep``, what its
-        backward needs."""
+        h = num_heads
         B, N, hd = q_lin.shape
         d = hd // h
         lo, hi = common.CLAMP_MIN, common.CLAMP_MAX
-        q_pos = _modulate(F.relu(q_lin.to(ct).view(B, N, h, d)), wq)
-        kv = kvs[..., :d]
-        kv_c = torch.cat([common.signed_clamp(kv), kvs[..., d:]], dim=-1)
-        out = q_pos @ kv_c  # B x h x N x (d+1)
-        r = (out[..., d:] + common.DENOMINATOR_EPS).reciprocal()
-        z = r.clamp(lo, hi)  # r > 0: the signed clamp is a clamp
-        num = out[..., :d]
-        num_abs = num.abs()
-        p_abs = num_abs.clamp(lo, hi)
-        o_abs = p_abs * z
-        if keep:  # backward needs the pieces, not o
-            return None, (q_pos, kv_c, r, z, num, num_abs, p_abs, o_abs)
-        return num.sign() * o_abs.clamp(lo, hi), None
+        ct = common.core_dtype(q_lin.dtype)
+        with torch.autocast(q_lin.device.type, enabled=False):
+            _, k_pos, v1 = VicinityCore._keys_values(kv_lin, wk, h, ct)
+            kvs = torch.bmm(k_pos.transpose(1, 2), v1)  # B*h x 4d x (d+1)
+            kv_abs = kvs[..., :d].abs()
+            kv_abs_c = kv_abs.clamp(lo, hi)
+            kv_c = torch.cat([kvs[..., :d].sign() * kv_abs_c, kvs[..., d:]],
+                             dim=-1)
+            out = torch.bmm(
+                _modulate(F.relu(_by_head(q_lin, h, ct)), wq), kv_c)
+            r = (out[..., d:] + common.DENOMINATOR_EPS).reciprocal()
+            num = out[..., :d]
+            # r > 0, so z's signed clamp is a plain clamp
+            o_abs = num.abs().clamp(lo, hi) * r.clamp(lo, hi)
+            o = num.sign() * o_abs.clamp(lo, hi)
+        ctx.save_for_backward(q_lin, kv_lin, wq, wk, kv_c, kv_abs_c == kv_abs,
+                              r)
+        ctx.num_heads = num_heads
+        return _from_heads(o, B, ct)
+
+    @staticmethod
+    def _keys_values(kv_lin, wk, h, ct):
+        """``k`` after its ReLU, ``k~`` (``B*h x Nk x 4d``) and ``[v | 1]``
+        (``B*h x Nk x (d+1)``)."""
+        B, Nk, hd2 = kv_lin.shape
+        hd = hd2 // 2
+        k = F.relu(_by_head(kv_lin[..., :hd], h, ct))
+        v = kv_lin[..., hd:].view(B, Nk, h, hd // h).transpose(1, 2)
+        # the pad writes [v | 1] contiguously: no copy of its own
+        v1 = F.pad(v.to(ct), (0, 1), value=1.0)
+        return k, _modulate(k, wk), v1.reshape(B * h, Nk, hd // h + 1)
 
     @staticmethod
     def backward(ctx, grad_o):
-        q_lin, kv_lin, wq, wk, kvs = ctx.saved_tensors
+        q_lin, kv_lin, wq, wk, kv_c, kv_pass, r = ctx.saved_tensors
         h = ctx.num_heads
         B, N, hd = q_lin.shape
         d = hd // h
+        lo, hi = common.CLAMP_MIN, common.CLAMP_MAX
         ct = common.core_dtype(q_lin.dtype)
         with torch.autocast(q_lin.device.type, enabled=False):
-            _, (q_pos, kv_c, r, z, num, num_abs, p_abs,
-                o_abs) = VicinityCore._queries(
-                    q_lin, wq, kvs, h, ct, keep=True)
-            g = grad_o.to(ct).view(B, N, h, d).transpose(1, 2)
+            q = F.relu(_by_head(q_lin, h, ct))
+            q_pos = _modulate(q, wq)
+            num = torch.bmm(q_pos, kv_c[..., :d])
+            num_abs = num.abs()
+            p_abs = num_abs.clamp(lo, hi)
+            z = r.clamp(lo, hi)
+            o_abs = p_abs * z
             # o = sign(num) clamp(p_abs z), p_abs = clamp(|num|)
-            g = g * _in_clamp(o_abs)
-            g_num = g * z * _in_clamp(num_abs)
+            g = _by_head(grad_o, h, ct)
+            g = g * (o_abs.clamp(lo, hi) == o_abs)
+            g_num = g * z * (p_abs == num_abs)
             g_z = (g * num.sign() * p_abs).sum(dim=-1, keepdim=True)
             # z = clamp(r), r = 1 / den: d r / d den = -r^2
-            g_den = -g_z * _in_clamp(r) * r * r
-            g_out = torch.cat([g_num, g_den], dim=-1)  # B x h x N x (d+1)
-            g_q = _demodulate(g_out @ kv_c.transpose(-2, -1), wq)
-            g_q = g_q * (q_lin.view(B, N, h, d) > 0)
-            g_kvs = q_pos.transpose(-2, -1) @ g_out  # B x h x 4d x (d+1)
-            g_kvs = torch.cat([
-                g_kvs[..., :d] * _in_clamp(kvs[..., :d].abs()), g_kvs[..., d:]
-            ],
+            g_den = (g_z * r * r * (z == r)).neg()
+            g_out = torch.cat([g_num, g_den], dim=-1)  # B*h x N x (d+1)
+            g_q = _demodulate(torch.bmm(g_out, kv_c.transpose(1, 2)), wq)
+            g_q = torch.ops.aten.threshold_backward(g_q, q, 0)
+            g_kvs = torch.bmm(q_pos.transpose(1, 2), g_out)  # B*h x 4d x d+1
+            g_kvs = torch.cat([g_kvs[..., :d] * kv_pass, g_kvs[..., d:]],
                               dim=-1)
             # kvs = k~^T [v | 1]
+            k, k_pos, v1 = VicinityCore._keys_values(kv_lin, wk, h, ct)
+            g_k = _demodulate(torch.bmm(v1, g_kvs.transpose(1, 2)), wk)
+            g_k = torch.ops.aten.threshold_backward(g_k, k, 0)
+            g_v = torch.bmm(k_pos, g_kvs[..., :d])
             Nk = kv_lin.shape[1]
-            k, v = kv_lin.to(ct).view(B, Nk, 2, h, d).unbind(2)
-            k_pos = _modulate(F.relu(k), wk)
-            v1 = F.pad(v.transpose(1, 2), (0, 1), value=1.0)
-            g_k = _demodulate(v1 @ g_kvs.transpose(-2, -1), wk) * (k > 0)
-            g_v = (k_pos @ g_kvs[..., :d]).transpose(1, 2)
-            g_kv = torch.stack([g_k, g_v], dim=2).view(B, Nk, 2 * hd)
-        return (g_q.reshape(B, N, hd).to(q_lin.dtype), g_kv.to(kv_lin.dtype),
-                None, None, None)
+            g_kv = torch.cat([
+                g_k.view(B, h, Nk, d).transpose(1, 2),
+                g_v.view(B, h, Nk, d).transpose(1, 2)
+            ],
+                             dim=2)  # B x Nk x 2h x d
+        return (_from_heads(g_q, B, q_lin.dtype),
+                _contiguous(g_kv, kv_lin.dtype).view(B, Nk,
+                                                     2 * hd), None, None, None)
 
 
 def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
@@ -164,21 +195,17 @@ class GatedClamp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p, gate):
         ctx.save_for_backward(p, gate)
-        return GatedClamp._forward(p, gate)[0]
-
-    @staticmethod
-    def _forward(p, gate):
         a = p.abs().clamp(common.CLAMP_MIN, common.CLAMP_MAX)
-        y_abs = a * gate
-        return p.sign() * y_abs.clamp(max=common.CLAMP_MAX), a, y_abs
+        return p.sign() * (a * gate).clamp(max=common.CLAMP_MAX)
 
     @staticmethod
     def backward(ctx, grad_y):
         p, gate = ctx.saved_tensors
-        _, a, y_abs = GatedClamp._forward(p, gate)
-        g = grad_y * (y_abs <= common.CLAMP_MAX)
-        grad_p = g * gate * _in_clamp(p.abs())
-        grad_gate = (g * p.sign() * a).sum(dim=1, keepdim=True)
+        p_abs = p.abs()
+        a = p_abs.clamp(common.CLAMP_MIN, common.CLAMP_MAX)
+        g = grad_y * (a * gate <= common.CLAMP_MAX)
+        grad_p = g * gate * (a == p_abs)  # clamp's mask, as in VicinityCore
+        grad_gate = (g * (p.sign() * a)).sum(dim=1, keepdim=True)
         return grad_p, grad_gate
 
 
@@ -241,3 +268,43 @@ def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
     t = F.linear(x, w.fc1_weight, w.fc1_bias)
     return ConvGeluLinear.apply(t, tuple(hw), w.dw_weight, w.dw_bias,
                                 w.fc2_weight, w.fc2_bias)
+
+
+def drop_path_scales(x: Tensor, drop_prob: float, count: int) -> Tensor:
+    """Stochastic depth's per-sample factors for ``count`` residual
+    branches of one block: ``count x B x 1 x 1``, each ``0`` or
+    ``1 / (1 - drop_prob)``.
+
+    Drawn as mmcv's ``DropPath`` draws them, branch after branch (the same
+    random numbers on CPU under the same seed), in one call.
+    """
+    keep = 1.0 - drop_prob
+    shape = (count, x.shape[0]) + (1, ) * (x.dim() - 1)
+    return (
+        keep +
+        torch.rand(shape, dtype=x.dtype, device=x.device)).floor_().div_(keep)
+
+
+def add_dropped_path(x: Tensor, y: Tensor, scale: Tensor = None) -> Tensor:
+    """``x + y * scale`` (``x + y`` without ``scale``), one pass over the
+    tokens instead of DropPath's two and the add."""
+    if scale is None:
+        return x + y
+    return _AddScaled.apply(x, y, scale)
+
+
+class _AddScaled(torch.autograd.Function):
+    """``x + y * scale`` for a constant ``scale``: one op each way
+    (autograd's ``addcmul`` backward multiplies twice)."""
+
+    @staticmethod
+    def forward(ctx, x, y, scale):
+        ctx.save_for_backward(scale)
+        ctx.dtypes = x.dtype, y.dtype
+        return torch.addcmul(x, y, scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        scale, = ctx.saved_tensors
+        x_dtype, y_dtype = ctx.dtypes
+        return grad.to(x_dtype), (grad * scale).to(y_dtype), None

@@ -120,3 +120,32 @@ def test_token_sums_do_not_overflow_fp16():
             got = attn(x, (128, 128))
     assert got.abs().max() > 0.1 * want.abs().max()
     assert _rel_err(got, want) < TOLERANCE[torch.float16]
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_block_with_stochastic_depth_under_autocast(dtype):
+    # the training path folds DropPath into the residual add: fp32 tokens
+    # plus a half-precision branch, gradients back in each input's dtype
+    from mmseg_vvt.models.backbones.vvt import VVTBlock
+    torch.manual_seed(0)
+    block = VVTBlock(64, 2, 4, 2, 1, drop_path_rate=0.5).train()
+    x = torch.randn(4, 8 * 8, 64)
+
+    def step(autocast_dtype=None):
+        torch.manual_seed(1)
+        block.zero_grad()
+        xg = x.clone().requires_grad_()
+        with torch.autocast(
+                'cpu',
+                dtype=autocast_dtype or torch.float32,
+                enabled=autocast_dtype is not None):
+            y = block(xg, (8, 8))
+        y.float().square().mean().backward()
+        return y.float(), xg.grad, block.attn.q_proj.weight.grad
+
+    want = step()
+    got = step(dtype)
+    assert got[1].dtype == got[2].dtype == torch.float32
+    for g, w in zip(got, want):
+        assert torch.isfinite(g).all()
+        assert _rel_err(g, w) < 5 * TOLERANCE[dtype]

@@ -98,3 +98,71 @@ def test_training_kernels_save_less_than_autograd_on_the_readable_code():
     with implementation('reference'):
         plain = _saved_bytes(run)
     assert lean < 0.5 * plain, (lean, plain)
+
+
+@pytest.mark.parametrize('heads,sr_ratio,drop_path', [(1, 1, 0.), (2, 2, 0.3),
+                                                      (3, 1, 0.5)])
+def test_block_training_path_equals_the_readable_block(heads, sr_ratio,
+                                                       drop_path):
+    # float64, train mode: the same stochastic depth draws (same seed), the
+    # same outputs and gradients, whichever samples are dropped
+    from mmseg_vvt.models.backbones.vvt import VVTBlock
+    torch.manual_seed(0)
+    block = VVTBlock(
+        12 * heads, heads, 2, 2, sr_ratio, drop_path_rate=drop_path).double()
+    for p in block.parameters():
+        p.data.normal_(0, 0.3)
+    x = torch.randn(4, 6 * 8, 12 * heads, dtype=torch.float64) * 3
+    got, want = [], []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        got.append(_grads(block, x, (6, 8), reference=False))
+        torch.manual_seed(seed)
+        want.append(_grads(block, x, (6, 8), reference=True))
+    for g_run, w_run in zip(got, want):
+        for g, w in zip(g_run, w_run):
+            torch.testing.assert_close(g, w, atol=1e-9, rtol=1e-8)
+    if drop_path:  # some sample's branch was dropped in some run, not all
+        outs = torch.stack([run[0] for run in got])
+        assert not torch.equal(outs[0], outs[1]) or not torch.equal(
+            outs[1], outs[2])
+
+
+def test_drop_path_scales_are_zero_or_one_over_keep():
+    from mmseg_vvt.models.kernels.autograd import drop_path_scales
+    torch.manual_seed(0)
+    s = drop_path_scales(torch.zeros(1000, 5, 3, dtype=torch.float64), 0.25, 2)
+    assert s.shape == (2, 1000, 1, 1) and s.dtype == torch.float64
+    assert set(s.unique().tolist()) == {0.0, 1 / 0.75}
+    assert abs((s == 0).double().mean().item() - 0.25) < 0.03
+
+
+def test_block_training_ops_per_step():
+    # the training kernels' reason to exist: few ops per step (each is a
+    # kernel launch on a GPU); the readable block under autograd, for scale
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from mmseg_vvt.models.backbones.vvt import VVTBlock
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not (func.is_view
+                    or func.overloadpacket is torch.ops.aten.detach):
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    def ops(reference):
+        torch.manual_seed(0)
+        block = VVTBlock(64, 2, 4, 2, 1, drop_path_rate=0.1)
+        x = torch.randn(2, 8 * 8, 64, requires_grad=True)
+        block(x, (8, 8)).sum()  # builds the cached position factors
+        Count.n = 0
+        with Count(), implementation(reference and 'reference' or 'auto'):
+            block(x, (8, 8)).sum().backward()
+        return Count.n
+
+    lean, plain = ops(False), ops(True)
+    assert lean <= 145, lean  # measured: 145 (2 heads, drop path)
+    assert plain > 1.4 * lean, (lean, plain)
