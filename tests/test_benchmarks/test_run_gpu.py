@@ -1,0 +1,82 @@
+"""benchmarks/run_gpu.sh, dry: every step it would run on a GPU machine.
+
+No GPU here, so the steps themselves do not run. ``PY`` is replaced by a
+shim that records each tool call (then parsed by that tool's own
+``parse_args``, with CUDA reported present) and runs the script's inline
+Python for real. A renamed flag, a wrong path or a step the script
+no longer reaches fails here instead of on the next lent GPU.
+"""
+import importlib.util
+import json
+import os
+import os.path as osp
+import stat
+import subprocess
+import sys
+
+import torch
+from tool_modules import REPO
+
+SHIM = '''#!{python}
+import json, os, sys
+args = sys.argv[1:]
+if args[:1] == ['-']:  # the script's inline Python: run it
+    sys.argv = args
+    code = compile(sys.stdin.read(), '<stdin>', 'exec')
+    exec(code, {{'__name__': '__main__'}})
+    sys.exit(0)
+with open(os.environ['SHIM_LOG'], 'a') as f:  # a tool: parsed by the test
+    f.write(json.dumps(args) + '\\n')
+'''
+
+
+def _parse(tool, argv):
+    """``tool``'s own ``parse_args`` on ``argv``, as on a GPU machine."""
+    spec = importlib.util.spec_from_file_location(
+        'tool_under_test_' + osp.basename(tool)[:-3], osp.join(REPO, tool))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.parse_args(argv)
+
+
+def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
+    shim = tmp_path / 'python'
+    shim.write_text(SHIM.format(python=sys.executable))
+    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / 'calls.jsonl'
+    out = tmp_path / 'out'
+    env = dict(
+        os.environ,
+        PY=str(shim),
+        OUT=str(out),
+        SHIM_LOG=str(log),
+        PYTHONPATH=REPO)
+    proc = subprocess.run(['bash', 'benchmarks/run_gpu.sh'],
+                          cwd=REPO,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'FAILED' not in proc.stdout and 'SKIPPED' not in proc.stdout
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    tools = [c[0] for c in calls]
+    # 4 backbone tables, 4 segmentor rows, 2 compiled, the proxies
+    assert tools.count('tools/benchmark_scaling.py') == 7, calls
+    assert tools.count('tools/throughput.py') == 4, calls
+    cuda = [c for c in calls if '--proxies' not in c]
+    assert all(c[c.index('--device') + 1] == 'cuda' for c in cuda), cuda
+    # results land in $OUT, not in the repository
+    for c in calls:
+        if '--out-dir' in c:
+            assert c[c.index('--out-dir') + 1] == str(out)
+        if '--out' in c:
+            assert c[c.index('--out') + 1].startswith(str(out))
+    env_json = json.loads((out / 'environment.json').read_text())
+    assert env_json['torch'] and env_json['gpu'] is None  # no GPU here
+    assert (out / 'summary.md').exists()
+    # each tool accepts its arguments (argparse exits 2 naming a bad one)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.chdir(REPO)  # the script's paths are relative to it
+    for tool, *argv in calls:
+        _parse(tool, argv)
