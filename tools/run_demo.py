@@ -279,7 +279,12 @@ def most_frequent_train_class(cfg):
     """Train id of the class with most pixels in the training labels (the
     same label loading as training, without augmentation)."""
     ds_cfg = cfg.train_dataloader.dataset.copy()
-    ds_cfg.pipeline = [dict(type='CheckedLoadAnnotations')]
+    # the training pipeline's own label loader (its value checks included)
+    ds_cfg.pipeline = [
+        next(
+            dict(t) for t in ds_cfg.pipeline
+            if t['type'].endswith('LoadAnnotations'))
+    ]
     dataset = DATASETS.build(ds_cfg)
     num_classes = len(dataset.metainfo['classes'])
     counts = np.zeros(num_classes, np.int64)

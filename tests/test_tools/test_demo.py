@@ -193,3 +193,23 @@ def test_broken_existing_data_stops_before_training(tmp_path, capsys):
     assert 'ADE_train_00000001.jpg: image has no label' in err
     assert 'training: found 3 images and 2 labels, expected 3 of each' in err
     assert not work.exists()  # nothing trained
+
+
+def test_baseline_reads_labels_with_the_training_checks(tmp_path):
+    # most_frequent_train_class loads labels as training does: a value
+    # beyond the classes stops it, naming the file, instead of being counted
+    root = demo_data.generate(
+        str(tmp_path / 'demo'),
+        seed=0,
+        num_train=2,
+        num_val=1,
+        size=(16, 16),
+        verbose=False)
+    bad = osp.join(root, 'annotations', 'training', 'ADE_train_00000001.png')
+    label = np.asarray(Image.open(bad)).copy()
+    label[0, 0] = 250
+    Image.fromarray(label).save(bad)
+    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg.train_dataloader.dataset.data_root = root
+    with pytest.raises(Exception, match='ADE_train_00000001.png'):
+        run_demo.most_frequent_train_class(cfg)
