@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The runs behind benchmarks/cpu/: forward pass of all six backbones at
-# 512/1024/2048, then the training step (forward + backward + AdamW step;
-# the committed scaling_train.* predate the AdamW step) of VVT-T/S, the
-# straightforward VVT-S and Swin-T at 512/1024, then the cost proxies
-# (ops per training step, bytes saved for backward). About 20 minutes on
-# the 2-core CPU machine; run it on a quiet machine (latency is wall-clock
-# time).
+# 512/1024/2048, then the training step (forward + backward + AdamW step)
+# of VVT-T/S, the straightforward VVT-S and Swin-T at 512/1024, then the
+# cost proxies (ops per training step, bytes saved for backward). About 20
+# minutes on a 2-core Intel Xeon, twice that on a 2-core AMD EPYC; run it
+# on a quiet machine (latency is wall-clock time). The committed files
+# name the machine and commit of their run: scaling_forward.* is older
+# than scaling_train.* and proxies.*.
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
