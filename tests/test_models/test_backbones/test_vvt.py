@@ -391,13 +391,18 @@ def test_norm_eval_keeps_batchnorm_in_eval():
     assert not model.extra_bn.training and model.block1.training
 
 
-def test_with_cp_gives_the_same_gradients():
+@pytest.mark.parametrize('drop_path_rate', [0., 0.5])
+def test_with_cp_gives_the_same_gradients(drop_path_rate):
+    # with stochastic depth, the recomputation must draw what the forward
+    # drew (checkpoint restores the RNG state)
     torch.manual_seed(0)
-    a = VVT(arch=TINY_ARCH, drop_path_rate=0., with_cp=True)
-    b = VVT(arch=TINY_ARCH, drop_path_rate=0.)
+    a = VVT(arch=TINY_ARCH, drop_path_rate=drop_path_rate, with_cp=True)
+    b = VVT(arch=TINY_ARCH, drop_path_rate=drop_path_rate)
     b.load_state_dict(a.state_dict())
-    x = torch.randn(1, 3, 40, 40)
+    x = torch.randn(4, 3, 40, 40)
+    torch.manual_seed(1)
     sum(o.sum() for o in a(x)).backward()
+    torch.manual_seed(1)
     sum(o.sum() for o in b(x)).backward()
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4)
