@@ -102,8 +102,9 @@ class Mlp(BaseModule):
 
     def forward(self, x, hw_shape):
         path = kernels.select(x, self)
-        if path == 'cpu':
-            return kernels.cpu.mlp(x, hw_shape, self.kernel_weights())
+        if path in ('cpu', 'whole'):
+            kernel = getattr(kernels, path).mlp
+            return kernel(x, hw_shape, self.kernel_weights())
         if path == 'autograd' and self.drop.p == 0:
             return kernels.autograd.mlp(x, hw_shape, self.kernel_weights())
         x = self.act(self.dwconv(self.fc1(x), hw_shape))

@@ -7,6 +7,10 @@ op over the whole token map. Compared with the readable formulation it
 makes fewer passes: the key sum rides along the ``KV`` product as an extra
 column of ones (numerator and normaliser come out of one matmul per side),
 and the six published clamps fold into four chains (see :func:`attention`).
+The MLP's hidden map (``mlp_ratio`` times the tokens' width) is the
+largest tensor at high resolution; above :data:`MLP_BAND_BYTES` it is made a
+few large bands of rows at a time (:func:`mlp`), so peak memory stops
+growing with it while each band is still a handful of large kernels.
 
 Under autocast the projections run in the autocast dtype while the token
 sums run in float32 (:func:`~.common.core_dtype`).
@@ -16,7 +20,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import common
-from .common import HW, AttentionWeights
+from .common import HW, AttentionWeights, MlpWeights
+
+# Largest hidden map (bytes) :func:`mlp` makes in one piece: above it, bands
+# of rows about this size (each a few kernels; 2048x2048 fp32 at stage 1:
+# 13 bands of 42 rows).
+MLP_BAND_BYTES = 64 * 2**20
 
 
 def key_value_sums(k: Tensor, v: Tensor, wk: Tensor) -> Tensor:
@@ -49,6 +58,7 @@ def attend(q: Tensor, wq: Tensor, kv: Tensor) -> Tensor:
     lo, hi = common.CLAMP_MIN, common.CLAMP_MAX
     q_pos = (q.unsqueeze(3) * wq.view(N, 1, 4, 1)).reshape(B, N, h, 4 * d)
     out = torch.matmul(q_pos.transpose(1, 2), kv)  # B x h x N x (d+1)
+    del q_pos  # 4d wide: at high resolution, the peak if kept to the end
     # q, k >= 0 and the factors are >= 0, so z > 0: a plain clamp
     z = (out[..., d:] + common.DENOMINATOR_EPS).reciprocal().clamp(lo, hi)
     num = out[..., :d]
@@ -91,4 +101,50 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
                 F.relu(k).to(ct).view(B, Nk, h, d),
                 v.to(ct).view(B, Nk, h, d), wk))
         o = attend(F.relu(q).to(ct).view(B, N, h, d), wq, kv)
-    return gated_output(o.to(q.dtype), x, w)
+    o = o.to(q.dtype)
+    del q, kv_proj, k, v  # dead: free them before the gate's C-wide maps
+    return gated_output(o, x, w)
+
+
+def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
+    """``fc2(gelu(dwconv3x3(fc1(x))))`` of tokens ``x`` (``B x N x C``) on
+    grid ``hw``, by bands of rows when the hidden map would pass
+    :data:`MLP_BAND_BYTES`.
+
+    A band of rows ``[r0, r1)`` runs ``fc1`` on one extra row each side
+    (where the image has one) as the 3x3 conv's context, and keeps the conv
+    rows of the band: the conv's zero padding then only touches rows that
+    are dropped, or the image's own border.
+    """
+    B, N, C = x.shape
+    H, W = hw
+    hidden = w.fc1_weight.shape[0]
+    row_bytes = B * W * hidden * x.element_size()
+    rows = max(1, MLP_BAND_BYTES // row_bytes)
+    if rows >= H:
+        return _mlp_rows(x, hw, w, 0, H)
+    out = None
+    for r0 in range(0, H, rows):
+        r1 = min(r0 + rows, H)
+        band = _mlp_rows(x, hw, w, r0, r1)
+        if out is None:  # fc2's output dtype (under autocast, not x's)
+            out = band.new_empty(B, H, W, band.shape[-1])
+        out[:, r0:r1] = band.view(B, r1 - r0, W, -1)
+    return out.view(B, N, -1)
+
+
+def _mlp_rows(x: Tensor, hw: HW, w: MlpWeights, r0: int, r1: int) -> Tensor:
+    """The MLP's output rows ``[r0, r1)``: ``B x (r1 - r0) W x C_out``."""
+    B, _, C = x.shape
+    H, W = hw
+    lo, hi = max(r0 - 1, 0), min(r1 + 1, H)
+    t = F.linear(x.view(B, H, W, C)[:, lo:hi], w.fc1_weight, w.fc1_bias)
+    # NHWC viewed as a channels-last NCHW map: the conv reads it in place
+    c = F.conv2d(
+        t.permute(0, 3, 1, 2),
+        w.dw_weight,
+        w.dw_bias,
+        padding=1,
+        groups=t.shape[-1])[:, :, r0 - lo:r1 - lo]
+    a = F.gelu(c).permute(0, 2, 3, 1)
+    return F.linear(a, w.fc2_weight, w.fc2_bias).reshape(B, (r1 - r0) * W, -1)

@@ -73,3 +73,40 @@ def test_mlp_kernels_equal_the_readable_formulation(band_tokens, monkeypatch):
         got_ag = kernels.autograd.mlp(x, (9, 11), mlp.kernel_weights())
     torch.testing.assert_close(got_cpu, want, atol=1e-10, rtol=1e-9)
     torch.testing.assert_close(got_ag, want, atol=1e-10, rtol=1e-9)
+
+
+@pytest.mark.parametrize('band_rows', [1, 4, 9, 100])
+def test_whole_tensor_mlp_bands_equal_the_readable_formulation(
+        band_rows, monkeypatch):
+    # bands of 1 row, uneven bands (9 rows in 4s), one band, no banding
+    torch.manual_seed(0)
+    mlp = Mlp(16, 48).double().eval()
+    x = torch.randn(2, 9 * 11, 16, dtype=torch.float64)
+    row_bytes = 2 * 11 * 48 * 8
+    monkeypatch.setattr(kernels.whole, 'MLP_BAND_BYTES', band_rows * row_bytes)
+    with torch.no_grad():
+        with implementation('reference'):
+            want = mlp(x, (9, 11))
+        got = kernels.whole.mlp(x, (9, 11), mlp.kernel_weights())
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
+
+
+@pytest.mark.parametrize('cuda_like', [False, True])
+def test_whole_tensor_mlp_bands_under_autocast(cuda_like, monkeypatch):
+    # fp32 tokens (CUDA's LayerNorm) or bf16 tokens (CPU's) under bf16
+    # autocast: the same dtype and values as the readable MLP, banded or not
+    torch.manual_seed(0)
+    mlp = Mlp(16, 48).eval()
+    x = torch.randn(1, 8 * 8, 16)
+    if not cuda_like:
+        x = x.bfloat16()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        with implementation('reference'):
+            want = mlp(x, (8, 8))
+        assert kernels.select(x, mlp) == 'whole'
+        whole = mlp(x, (8, 8))
+        monkeypatch.setattr(kernels.whole, 'MLP_BAND_BYTES', 1)
+        banded = mlp(x, (8, 8))
+    for got in (whole, banded):
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-2)
