@@ -1,9 +1,10 @@
 """The memory-lean training kernels: exact gradients, little saved."""
 import pytest
 import torch
+from analysis_tools.proxies import OpCounter
 
 from mmseg_vvt.models import kernels
-from mmseg_vvt.models.backbones.vvt import Mlp
+from mmseg_vvt.models.backbones.vvt import Mlp, VVTBlock
 from mmseg_vvt.models.kernels import implementation
 from mmseg_vvt.models.kernels.autograd import ConvGeluLinear, VicinityCore
 from mmseg_vvt.models.layers import VicinityAttention
@@ -106,7 +107,6 @@ def test_block_training_path_equals_the_readable_block(heads, sr_ratio,
                                                        drop_path):
     # float64, train mode: the same stochastic depth draws (same seed), the
     # same outputs and gradients, whichever samples are dropped
-    from mmseg_vvt.models.backbones.vvt import VVTBlock
     torch.manual_seed(0)
     block = VVTBlock(
         12 * heads, heads, 2, 2, sr_ratio, drop_path_rate=drop_path).double()
@@ -140,28 +140,15 @@ def test_drop_path_scales_are_zero_or_one_over_keep():
 def test_block_training_ops_per_step():
     # the training kernels' reason to exist: few ops per step (each is a
     # kernel launch on a GPU); the readable block under autograd, for scale
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    from mmseg_vvt.models.backbones.vvt import VVTBlock
-
-    class Count(TorchDispatchMode):
-        n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if not (func.is_view
-                    or func.overloadpacket is torch.ops.aten.detach):
-                Count.n += 1
-            return func(*args, **(kwargs or {}))
-
     def ops(reference):
         torch.manual_seed(0)
         block = VVTBlock(64, 2, 4, 2, 1, drop_path_rate=0.1)
         x = torch.randn(2, 8 * 8, 64, requires_grad=True)
         block(x, (8, 8)).sum()  # builds the cached position factors
-        Count.n = 0
-        with Count(), implementation(reference and 'reference' or 'auto'):
+        with OpCounter() as count, implementation(reference and 'reference'
+                                                  or 'auto'):
             block(x, (8, 8)).sum().backward()
-        return Count.n
+        return count.total
 
     lean, plain = ops(False), ops(True)
     assert lean <= 145, lean  # measured: 145 (2 heads, drop path)
