@@ -58,14 +58,16 @@ BENCH=("$PY" tools/benchmark_scaling.py --device cuda --no-flops
        --out-dir "$DEST")
 ALL=(--models vvt-s vvt-t vvt-s-reference swin-t mit-b2)
 PAIR=(--models vvt-s swin-t)
+# training also with the attention core in Triton kernels (opt-in so far)
+TRAIN=(--models vvt-s vvt-s-triton swin-t)
 # the backbone tables: batch 1, median of 10 after 3 warm-ups
 step 150 'forward fp32 512/1024/2048' "${BENCH[@]}" "${ALL[@]}" \
     --resolutions 512 1024 2048 --repeats 10 --warmup 3
 step 60 'forward fp16 2048' "${BENCH[@]}" "${ALL[@]}" --dtype fp16 \
     --resolutions 2048 --repeats 10 --warmup 3
-step 60 'train fp32 512 batch 8' "${BENCH[@]}" "${PAIR[@]}" --mode train \
+step 75 'train fp32 512 batch 8' "${BENCH[@]}" "${TRAIN[@]}" --mode train \
     --resolutions 512 --batch-size 8 --repeats 10 --warmup 3
-step 60 'train AMP fp16 512 batch 8' "${BENCH[@]}" "${PAIR[@]}" \
+step 75 'train AMP fp16 512 batch 8' "${BENCH[@]}" "${TRAIN[@]}" \
     --mode train --dtype fp16 --resolutions 512 --batch-size 8 \
     --repeats 10 --warmup 3
 
@@ -83,6 +85,9 @@ step 60 'segmentor VVT-S + UperNet' "$PY" tools/throughput.py "$UPER" \
     "${TP[@]}" --out "$DEST/train_upernet_vvt-s.json"
 step 60 'segmentor Swin-T + UperNet' "$PY" tools/throughput.py "$UPER" \
     "${TP[@]}" --backbone swin-t --out "$DEST/train_upernet_swin-t.json"
+step 60 'segmentor VVT-S (Triton attention) + FPN' "$PY" tools/throughput.py \
+    "$FPN" "${TP[@]}" --backbone vvt-s-triton \
+    --out "$DEST/train_fpn_vvt-s-triton.json"
 
 # compiled beside eager (a compile failure is that row's error)
 step 120 'forward fp32 2048 compiled' "${BENCH[@]}" "${ALL[@]}" --compile \

@@ -61,9 +61,13 @@ def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
     assert 'FAILED' not in proc.stdout and 'SKIPPED' not in proc.stdout
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     tools = [c[0] for c in calls]
-    # 4 backbone tables, 4 segmentor rows, 2 compiled, the proxies
+    # 4 backbone tables, 5 segmentor rows, 2 compiled, the proxies
     assert tools.count('tools/benchmark_scaling.py') == 7, calls
-    assert tools.count('tools/throughput.py') == 4, calls
+    assert tools.count('tools/throughput.py') == 5, calls
+    # the Triton attention is measured in the eager training rows
+    triton = [c for c in calls if 'vvt-s-triton' in c]
+    assert len(triton) == 3 and all('--compile' not in c
+                                    for c in triton), triton
     cuda = [c for c in calls if '--proxies' not in c]
     assert all(c[c.index('--device') + 1] == 'cuda' for c in cuda), cuda
     # results land in $OUT, not in the repository

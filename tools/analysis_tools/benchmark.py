@@ -100,6 +100,12 @@ BENCHMARK_MODELS: Dict[str, Dict[str, Any]] = {
         label='VVT-S straightforward',
         kind='vvt-reference',
         kwargs=dict(arch='small')),
+    'vvt-s-triton':
+    dict(
+        label='VVT-S, Triton attention',
+        kind='vvt-triton',
+        kwargs=dict(arch='small'),
+        out_channels=_VVT_WIDTHS),
     'swin-t':
     dict(
         label='Swin-T',
@@ -125,7 +131,14 @@ BENCHMARK_MODELS: Dict[str, Dict[str, Any]] = {
         label='VVT tiny test arch, straightforward',
         kind='vvt-reference',
         kwargs=dict(arch=TEST_ARCH)),
+    'vvt-test-triton':
+    dict(
+        label='VVT tiny test arch, Triton attention',
+        kind='vvt-triton',
+        kwargs=dict(arch=TEST_ARCH)),
 }
+# model kind -> the implementation() it runs under
+_FORMULATIONS = {'vvt-reference': 'reference', 'vvt-triton': 'triton'}
 
 DEFAULT_MODELS = ('vvt-t', 'vvt-s', 'vvt-s-reference', 'swin-t', 'mit-b2',
                   'pcpvt-s')
@@ -172,8 +185,8 @@ def build_benchmark_model(name: str):
 
     import mmseg_vvt  # noqa: F401  (registers VVT)
     init_default_scope('mmseg')
-    if spec['kind'] in ('vvt', 'vvt-reference'):
-        # the reference runs the same module under reference_formulation()
+    if spec['kind'] in ('vvt', *_FORMULATIONS):
+        # the same module, run under formulation(name)
         return MODELS.build(dict(type='VVT', **spec['kwargs']))
     if spec['kind'] == 'mmseg':
         return MODELS.build(backbone_cfg(name))
@@ -195,9 +208,14 @@ def backbone_cfg(name: str) -> Dict[str, Any]:
     return backbone
 
 
-def runs_reference(name: str) -> bool:
-    """Whether ``name`` must run inside :func:`reference_formulation`."""
-    return BENCHMARK_MODELS[name]['kind'] == 'vvt-reference'
+def formulation(name: str):
+    """The context model ``name`` runs in: ``implementation('reference')``
+    or ``implementation('triton')`` for those kinds, else a no-op."""
+    impl = _FORMULATIONS.get(BENCHMARK_MODELS[name]['kind'])
+    if impl is None:
+        return contextlib.nullcontext()
+    from mmseg_vvt.models.kernels import implementation
+    return implementation(impl)
 
 
 def autocast(dtype: str, device: str):
@@ -264,24 +282,26 @@ def _worker_init(spec: Dict[str, Any]) -> None:
         if spec.get('mem_limit_bytes'):
             lim = int(spec['mem_limit_bytes'])
             resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+        device = spec.get('device', 'cpu')
+        if BENCHMARK_MODELS[spec['model']]['kind'] == 'vvt-triton' and (
+                device == 'cpu'):
+            # Triton kernels run on CPU tensors only in its interpreter,
+            # chosen when they are defined: before anything imports them
+            os.environ['TRITON_INTERPRET'] = '1'
         import torch
         if spec.get('threads'):
             torch.set_num_threads(int(spec['threads']))
         torch.manual_seed(0)
-        device = spec.get('device', 'cpu')
         model = build_benchmark_model(spec['model']).to(device)
         res = int(spec['resolution'])
         x = torch.randn(
             int(spec.get('batch_size', 1)), 3, res, res, device=device)
-        ctx = (
-            reference_formulation
-            if runs_reference(spec['model']) else contextlib.nullcontext)
-        with ctx():
+        with formulation(spec['model']):
             step = make_step(model, x, spec['mode'], spec.get('dtype', 'fp32'),
                              spec.get('compile', False))
 
         def in_formulation():
-            with ctx():
+            with formulation(spec['model']):
                 step()
 
         _W.update(
@@ -331,10 +351,7 @@ def _worker_call(cmd: str) -> Dict[str, Any]:
                 unsupported_ops=result['unsupported_ops'])
         if cmd == 'proxies':
             from .proxies import training_step_proxies
-            ctx = (
-                reference_formulation if runs_reference(_W['spec']['model'])
-                else contextlib.nullcontext)
-            with ctx():
+            with formulation(_W['spec']['model']):
                 result = training_step_proxies(_W['model'], _W['x'])
             return dict(ok=True, **result)
         return dict(ok=False, error=f'unknown command {cmd!r}')

@@ -1,13 +1,15 @@
 """Throughput of the segmentor in an mmseg config: inference images/s
 (eval, ``no_grad``) and training images/s with peak memory (the runner's
 own per-iteration call, ``model.train_step(data, optim_wrapper)``)."""
+import contextlib
 import statistics
 from typing import Any, Dict, Optional, Sequence
 
 import torch
 
 from mmseg_vvt.utils.complexity import _check_shape, _load_cfg, build_segmentor
-from .benchmark import BENCHMARK_MODELS, DTYPES, autocast, backbone_cfg
+from .benchmark import (BENCHMARK_MODELS, DTYPES, autocast, backbone_cfg,
+                        formulation)
 from .memory import measure_peak
 from .timing import device_type, time_call
 
@@ -188,11 +190,13 @@ def segmentor_train_throughput(
     losses = []
 
     def step():
-        if amp is not None and kind == 'cpu':
-            with autocast(amp, 'cpu'):
+        # a backbone such as vvt-s-triton runs under its implementation()
+        with (formulation(backbone) if backbone else contextlib.nullcontext()):
+            if amp is not None and kind == 'cpu':
+                with autocast(amp, 'cpu'):
+                    log = model.train_step(data, optim_wrapper)
+            else:
                 log = model.train_step(data, optim_wrapper)
-        else:
-            log = model.train_step(data, optim_wrapper)
         losses.append(float(log['loss']))
 
     for _ in range(warmup):

@@ -105,7 +105,7 @@ class Mlp(BaseModule):
         if path in ('cpu', 'whole'):
             kernel = getattr(kernels, path).mlp
             return kernel(x, hw_shape, self.kernel_weights())
-        if path == 'autograd' and self.drop.p == 0:
+        if path in kernels.TRAINING_PATHS and self.drop.p == 0:
             return kernels.autograd.mlp(x, hw_shape, self.kernel_weights())
         x = self.act(self.dwconv(self.fc1(x), hw_shape))
         return self.drop(self.fc2(self.drop(x)))
@@ -170,7 +170,7 @@ class VVTBlock(BaseModule):
 
     def _forward(self, x, hw_shape, inplace=False):
         path = kernels.select(x, self)
-        if path == 'autograd':
+        if path in kernels.TRAINING_PATHS:
             return self._forward_training(x, hw_shape)
         if path == 'cpu' and kernels.cpu.fuses_block(x, self.attn.sr_ratio):
             return kernels.cpu.block(

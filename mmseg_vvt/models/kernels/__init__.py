@@ -6,17 +6,19 @@ The modules in :mod:`mmseg_vvt.models` compute the readable formulation;
 one of these kernels instead. Kernels are functions of tensors and weight
 bundles (:mod:`.common`); they import nothing from the modules that call
 them. The published numerical constants live in :mod:`.common`.
+:mod:`.triton_attention` needs the optional triton package and is imported
+only when ``implementation('triton')`` runs a training step.
 """
 from . import autograd, common, cpu, whole
 from .common import (CLAMP_MAX, CLAMP_MIN, DENOMINATOR_EPS, AttentionWeights,
                      MlpWeights, NormWeights, core_dtype, position_weights,
                      signed_clamp)
-from .dispatch import (IMPLEMENTATIONS, current_implementation, implementation,
-                       select)
+from .dispatch import (IMPLEMENTATIONS, TRAINING_PATHS, current_implementation,
+                       implementation, select)
 
 __all__ = [
     'autograd', 'common', 'cpu', 'whole', 'CLAMP_MAX', 'CLAMP_MIN',
     'DENOMINATOR_EPS', 'AttentionWeights', 'MlpWeights', 'NormWeights',
     'core_dtype', 'position_weights', 'signed_clamp', 'IMPLEMENTATIONS',
-    'current_implementation', 'implementation', 'select'
+    'TRAINING_PATHS', 'current_implementation', 'implementation', 'select'
 ]

@@ -169,14 +169,26 @@ class VicinityCore(torch.autograd.Function):
                                                      2 * hd), None, None, None)
 
 
-def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
-              w: AttentionWeights) -> Tensor:
-    """Vicinity attention for training (see :class:`VicinityCore`)."""
+def attention(x: Tensor,
+              src: Tensor,
+              hw: HW,
+              kv_hw: HW,
+              w: AttentionWeights,
+              fused: bool = False) -> Tensor:
+    """Vicinity attention for training (see :class:`VicinityCore`);
+    ``fused``: its core and its gated clamps in Triton kernels
+    (:mod:`.triton_attention`)."""
     q_lin = F.linear(x, w.q_weight, w.q_bias)
     kv_lin = F.linear(src, torch.cat([w.k_weight, w.v_weight]),
                       torch.cat([w.k_bias, w.v_bias]))
     ct = common.core_dtype(q_lin.dtype)
     wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
+    if fused:
+        # imported here: triton is an optional dependency
+        from .triton_attention import FusedGatedClamp, FusedVicinityCore
+        o = FusedVicinityCore.apply(q_lin, kv_lin, wq, wk, w.num_heads)
+        p = F.linear(o, w.out_weight, w.out_bias)
+        return FusedGatedClamp.apply(p, common.channel_gate(x, w))
     o = VicinityCore.apply(q_lin, kv_lin, wq, wk, w.num_heads)
     p = F.linear(o.to(q_lin.dtype), w.out_weight, w.out_bias)
     return GatedClamp.apply(p, 1.0 + common.channel_gate(x, w))

@@ -19,6 +19,11 @@ either runs that formulation or hands its tensors to a kernel:
                cache (:mod:`.cpu`).
 ``whole``      inference elsewhere (CUDA, or CPU under autocast): whole-
                tensor ops, a few large kernels (:mod:`.whole`).
+``triton``     training under ``implementation('triton')``: ``autograd``
+               with the attention's core in fused Triton kernels
+               (:mod:`.triton_attention`). Opt-in, and Triton optional,
+               until its speed is measured on a GPU; on CPU tensors it
+               runs in Triton's interpreter (``TRITON_INTERPRET=1``).
 =============  ==========================================================
 """
 import contextlib
@@ -27,18 +32,29 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-IMPLEMENTATIONS = ('auto', 'reference')
+IMPLEMENTATIONS = ('auto', 'reference', 'triton')
+# the paths that compute gradients
+TRAINING_PATHS = ('autograd', 'triton')
 _current = 'auto'
 
 
 @contextlib.contextmanager
 def implementation(name: str) -> Iterator[None]:
-    """Run VVT modules with ``'auto'`` (dispatched) or ``'reference'``
-    (the readable formulation everywhere) inside the ``with`` block."""
+    """Run VVT modules with ``'auto'`` (dispatched), ``'reference'`` (the
+    readable formulation everywhere) or ``'triton'`` (``'auto'``, with
+    training's attention core in Triton kernels) inside the ``with``
+    block."""
     global _current
     if name not in IMPLEMENTATIONS:
         raise ValueError(f'implementation must be one of {IMPLEMENTATIONS}, '
                          f'got {name!r}')
+    if name == 'triton':
+        try:
+            import triton  # noqa: F401
+        except ImportError as e:
+            raise ImportError(
+                "implementation('triton') needs the triton package "
+                "(pip install triton; CUDA builds of torch bring it)") from e
     previous, _current = _current, name
     try:
         yield
@@ -62,7 +78,7 @@ def select(x: Tensor, module: nn.Module) -> str:
             or torch.compiler.is_compiling()):
         return 'reference'
     if module.training or _needs_grad(x, module):
-        return 'autograd'
+        return 'triton' if _current == 'triton' else 'autograd'
     if (x.device.type == 'cpu' and x.dtype == torch.float32
             and not torch.is_autocast_enabled('cpu')):
         return 'cpu'

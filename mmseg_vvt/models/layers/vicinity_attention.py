@@ -114,9 +114,14 @@ class VicinityAttention(BaseModule):
         if path in ('cpu', 'whole'):
             kernel = getattr(kernels, path).attention
             return kernel(x, src, hw_shape, kv_hw, self.kernel_weights())
-        if path == 'autograd':
-            return kernels.autograd.attention(x, src, hw_shape, kv_hw,
-                                              self.kernel_weights())
+        if path in kernels.TRAINING_PATHS:
+            return kernels.autograd.attention(
+                x,
+                src,
+                hw_shape,
+                kv_hw,
+                self.kernel_weights(),
+                fused=path == 'triton')
 
         q = self._heads(F.relu(self.q_proj(x)))  # B x h x N x d
         k = self._heads(F.relu(self.k_proj(src)))  # B x h x Nk x d

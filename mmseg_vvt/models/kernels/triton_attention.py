@@ -1,0 +1,554 @@
+# Copyright (c) mmseg-vvt contributors.
+"""The vicinity attention's core and gated clamps as Triton kernels, for
+training.
+
+:class:`FusedVicinityCore` is the function of
+:class:`~.autograd.VicinityCore` (from the projections ``q_lin``, ``kv_lin``
+to the clamped ``o``), in two passes over the tokens each way instead of
+some seventy small ops:
+
+forward
+    * keys pass: ``KV_f = sum_j (k_j w_jf)^T v_j`` and the key sums
+      ``s_f = sum_j k_j w_jf`` for each of the four position factors
+      ``f``, in partial sums over token chunks (summed by one reduction);
+    * queries pass: ``q~_i KV`` and ``q~_i . s``, the normaliser and the
+      published clamps, written straight into the ``B x N x h*d`` layout.
+
+backward
+    * queries pass: the gradient of ``q`` and ``g_out = [g_num | g_den]``
+      (the gradients of ``q~ KV`` and of the normaliser), then the
+      query-side sums ``q~^T g_out`` in chunked partial sums;
+    * keys pass: the gradients of ``k`` and ``v``.
+
+ReLUs, the position modulation and every clamp run in registers; nothing
+``4d``-wide reaches memory. What backward needs is saved as in
+``VicinityCore``: the projections, the small unclamped ``[KV | s]`` and the
+reciprocal normaliser ``r``. Token sums run in :func:`~.common.core_dtype`
+(float32, or float64), products in IEEE precision (no TF32), so results
+match the readable formulation to rounding.
+
+:class:`FusedGatedClamp` is :class:`~.autograd.GatedClamp` (``out_proj``'s
+clamp, the feature-preserving gate, the last clamp): one pass forward, one
+backward plus the gate gradient's reduction, instead of nineteen ops.
+
+Each launch is a ``torch.library`` custom op, so it is one op to autograd,
+to a ``TorchDispatchMode`` and to ``torch.compile``. Triton is optional: this
+module is imported only when ``implementation('triton')`` asks for it. On CPU
+tensors the kernels run in Triton's interpreter (``TRITON_INTERPRET=1`` set
+before this module is imported), which is how the tests check them without
+a GPU.
+"""
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from . import common
+
+_OP = 'mmseg_vvt::'
+BLOCK_N = 64  # tokens per program and loop step
+# enough programs to fill a GPU's SMs when a pass reduces over tokens
+_TARGET_PROGRAMS = 512
+
+
+@triton.jit
+def _signed_clamp(t, lo, hi):
+    mag = tl.minimum(tl.maximum(tl.abs(t), lo), hi)
+    return tl.where(t > 0, mag, tl.where(t < 0, -mag, 0.0))
+
+
+@triton.jit
+def _passes(t, lo, hi):
+    """Where ``clamp(|t|, lo, hi)`` passes its gradient."""
+    return (tl.abs(t) >= lo) & (tl.abs(t) <= hi)
+
+
+@triton.jit
+def _sign(t):
+    return tl.where(t > 0, 1.0, tl.where(t < 0, -1.0, 0.0))
+
+
+@triton.jit
+def _load_tokens(ptr, n, nmask, cols, dmask, row_stride, CT: tl.constexpr):
+    """``BLOCK_N x D`` tokens of one head, zero outside, in ``CT``."""
+    return tl.load(
+        ptr + n[:, None] * row_stride + cols[None, :],
+        mask=nmask[:, None] & dmask[None, :],
+        other=0.0).to(CT)
+
+
+@triton.jit
+def _token_sums_kernel(a_ptr, a_stride, b_ptr, b_stride, w_ptr, out_ptr, N, H,
+                       d, chunk, a_batch, b_batch, B_HEADS: tl.constexpr,
+                       D: tl.constexpr, BLOCK: tl.constexpr):
+    """Partial sums over one chunk of tokens, for one head and factor ``f``:
+    ``P_f = sum_j (relu(a_j) w_jf)^T b_j`` (``d x d``) and
+    ``p_f = sum_j relu(a_j) w_jf`` (``d``), with the last column of ``b``
+    given by ``b_ptr`` (``B_HEADS``: ``b`` is laid out by heads as ``a``;
+    else ``b`` is ``B*h x N x (d+1)`` and its column ``d`` multiplies ``p``).
+    Writes ``out[bh, chunk, f] = [P_f | p_f]`` (``d x (d+1)``)."""
+    bh = tl.program_id(0)
+    c = tl.program_id(1)
+    f = tl.program_id(2)
+    CT: tl.constexpr = out_ptr.dtype.element_ty
+    b = bh // H
+    h = bh % H
+    cols = tl.arange(0, D)
+    dmask = cols < d
+    a_base = a_ptr + b * a_batch + h * d
+    if B_HEADS:
+        b_base = b_ptr + b * b_batch + h * d
+    else:
+        b_base = b_ptr + bh * b_batch
+    acc = tl.zeros((D, D), dtype=CT)
+    acc_s = tl.zeros((D, ), dtype=CT)
+    start = c * chunk
+    end = tl.minimum(start + chunk, N)
+    for n0 in range(start, end, BLOCK):
+        n = n0 + tl.arange(0, BLOCK)
+        nmask = n < end
+        a = _load_tokens(a_base, n, nmask, cols, dmask, a_stride, CT)
+        w = tl.load(w_ptr + n * 4 + f, mask=nmask, other=0.0).to(CT)
+        a = tl.maximum(a, 0.0) * w[:, None]
+        bt = _load_tokens(b_base, n, nmask, cols, dmask, b_stride, CT)
+        acc += tl.dot(tl.trans(a), bt, input_precision='ieee')
+        if B_HEADS:
+            acc_s += tl.sum(a, 0)
+        else:
+            last = tl.load(
+                b_base + n * b_stride + d, mask=nmask, other=0.0).to(CT)
+            acc_s += tl.sum(a * last[:, None], 0)
+    nc = tl.num_programs(1)
+    out = out_ptr + ((bh * nc + c) * 4 + f) * d * (d + 1)
+    tl.store(
+        out + cols[:, None] * (d + 1) + cols[None, :],
+        acc,
+        mask=dmask[:, None] & dmask[None, :])
+    tl.store(out + cols * (d + 1) + d, acc_s, mask=dmask)
+
+
+@triton.jit
+def _queries_kernel(q_ptr, w_ptr, kvs_ptr, o_ptr, r_ptr, N, H, d,
+                    lo: tl.constexpr, hi: tl.constexpr, eps: tl.constexpr,
+                    D: tl.constexpr, BLOCK: tl.constexpr):
+    """``o = sign(num) clamp(clamp(|num|) clamp(r))`` with
+    ``num = q~ clamp(KV)`` and ``r = 1 / (q~ . s + eps)``, for one block of
+    queries of one head."""
+    bh = tl.program_id(0)
+    b = bh // H
+    h = bh % H
+    CT: tl.constexpr = kvs_ptr.dtype.element_ty
+    hd = H * d
+    n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    nmask = n < N
+    cols = tl.arange(0, D)
+    dmask = cols < d
+    m2 = dmask[:, None] & dmask[None, :]
+    q = _load_tokens(q_ptr + b * N * hd + h * d, n, nmask, cols, dmask, hd, CT)
+    q = tl.maximum(q, 0.0)
+    num = tl.zeros((BLOCK, D), dtype=CT)
+    den = tl.zeros((BLOCK, ), dtype=CT)
+    for f in tl.static_range(4):
+        kv_f = kvs_ptr + (bh * 4 + f) * d * (d + 1)
+        kv = tl.load(
+            kv_f + cols[:, None] * (d + 1) + cols[None, :], mask=m2, other=0.0)
+        s = tl.load(kv_f + cols * (d + 1) + d, mask=dmask, other=0.0)
+        w = tl.load(w_ptr + n * 4 + f, mask=nmask, other=0.0).to(CT)
+        qf = q * w[:, None]
+        num += tl.dot(qf, _signed_clamp(kv, lo, hi), input_precision='ieee')
+        den += tl.sum(qf * s[None, :], 1)
+    r = 1.0 / (den + eps)
+    z = tl.minimum(tl.maximum(r, lo), hi)
+    o_abs = tl.minimum(tl.maximum(tl.abs(num), lo), hi) * z[:, None]
+    o = _sign(num) * tl.minimum(tl.maximum(o_abs, lo), hi)
+    tl.store(
+        o_ptr + b * N * hd + h * d + n[:, None] * hd + cols[None, :],
+        o.to(o_ptr.dtype.element_ty),
+        mask=nmask[:, None] & dmask[None, :])
+    tl.store(r_ptr + bh * N + n, r, mask=nmask)
+
+
+@triton.jit
+def _queries_backward_kernel(g_ptr, q_ptr, w_ptr, kvs_ptr, r_ptr, gq_ptr,
+                             gout_ptr, N, H, d, lo: tl.constexpr,
+                             hi: tl.constexpr, D: tl.constexpr,
+                             BLOCK: tl.constexpr):
+    """From ``o``'s gradient to ``q``'s and to ``g_out = [g_num | g_den]``
+    (``B*h x N x (d+1)``), for one block of queries of one head."""
+    bh = tl.program_id(0)
+    b = bh // H
+    h = bh % H
+    CT: tl.constexpr = kvs_ptr.dtype.element_ty
+    hd = H * d
+    n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    nmask = n < N
+    cols = tl.arange(0, D)
+    dmask = cols < d
+    m2 = dmask[:, None] & dmask[None, :]
+    tokens = b * N * hd + h * d
+    q_lin = _load_tokens(q_ptr + tokens, n, nmask, cols, dmask, hd, CT)
+    q = tl.maximum(q_lin, 0.0)
+    num = tl.zeros((BLOCK, D), dtype=CT)
+    for f in tl.static_range(4):
+        kv = tl.load(
+            kvs_ptr + (bh * 4 + f) * d * (d + 1) + cols[:, None] * (d + 1) +
+            cols[None, :],
+            mask=m2,
+            other=0.0)
+        w = tl.load(w_ptr + n * 4 + f, mask=nmask, other=0.0).to(CT)
+        num += tl.dot(
+            q * w[:, None], _signed_clamp(kv, lo, hi), input_precision='ieee')
+    r = tl.load(r_ptr + bh * N + n, mask=nmask, other=1.0)
+    z = tl.minimum(tl.maximum(r, lo), hi)
+    p_abs = tl.minimum(tl.maximum(tl.abs(num), lo), hi)
+    g = _load_tokens(g_ptr + tokens, n, nmask, cols, dmask, hd, CT)
+    g = tl.where(_passes(p_abs * z[:, None], lo, hi), g, 0.0)
+    g_num = tl.where(_passes(num, lo, hi), g * z[:, None], 0.0)
+    g_z = tl.sum(g * _sign(num) * p_abs, 1)
+    g_den = tl.where(_passes(r, lo, hi), -(g_z * r * r), 0.0)
+    g_q = tl.zeros((BLOCK, D), dtype=CT)
+    for f in tl.static_range(4):
+        kv_f = kvs_ptr + (bh * 4 + f) * d * (d + 1)
+        kv = tl.load(
+            kv_f + cols[:, None] * (d + 1) + cols[None, :], mask=m2, other=0.0)
+        s = tl.load(kv_f + cols * (d + 1) + d, mask=dmask, other=0.0)
+        w = tl.load(w_ptr + n * 4 + f, mask=nmask, other=0.0).to(CT)
+        g_qf = tl.dot(
+            g_num, tl.trans(_signed_clamp(kv, lo, hi)),
+            input_precision='ieee') + g_den[:, None] * s[None, :]
+        g_q += w[:, None] * g_qf
+    g_q = tl.where(q_lin > 0, g_q, 0.0)
+    nm2 = nmask[:, None] & dmask[None, :]
+    tl.store(
+        gq_ptr + tokens + n[:, None] * hd + cols[None, :],
+        g_q.to(gq_ptr.dtype.element_ty),
+        mask=nm2)
+    gout = gout_ptr + bh * N * (d + 1) + n * (d + 1)
+    tl.store(gout[:, None] + cols[None, :], g_num, mask=nm2)
+    tl.store(gout + d, g_den, mask=nmask)
+
+
+@triton.jit
+def _keys_backward_kernel(kv_ptr, w_ptr, kvs_ptr, gkvs_ptr, gkv_ptr, N, H, d,
+                          lo: tl.constexpr, hi: tl.constexpr, D: tl.constexpr,
+                          BLOCK: tl.constexpr):
+    """From the gradient of ``[KV | s]`` to those of ``k`` and ``v``, for
+    one block of keys of one head; writes ``B x Nk x 2hd`` like ``kv_lin``.
+    """
+    bh = tl.program_id(0)
+    b = bh // H
+    h = bh % H
+    CT: tl.constexpr = kvs_ptr.dtype.element_ty
+    hd = H * d
+    n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    nmask = n < N
+    cols = tl.arange(0, D)
+    dmask = cols < d
+    m2 = dmask[:, None] & dmask[None, :]
+    tokens = b * N * 2 * hd + h * d
+    k_lin = _load_tokens(kv_ptr + tokens, n, nmask, cols, dmask, 2 * hd, CT)
+    k = tl.maximum(k_lin, 0.0)
+    v = _load_tokens(kv_ptr + tokens + hd, n, nmask, cols, dmask, 2 * hd, CT)
+    g_k = tl.zeros((BLOCK, D), dtype=CT)
+    g_v = tl.zeros((BLOCK, D), dtype=CT)
+    for f in tl.static_range(4):
+        at = (bh * 4 + f) * d * (d + 1)
+        square = cols[:, None] * (d + 1) + cols[None, :]
+        kv = tl.load(kvs_ptr + at + square, mask=m2, other=0.0)
+        gkv = tl.load(gkvs_ptr + at + square, mask=m2, other=0.0)
+        gkv = tl.where(_passes(kv, lo, hi), gkv, 0.0)
+        gs = tl.load(gkvs_ptr + at + cols * (d + 1) + d, mask=dmask, other=0.0)
+        w = tl.load(w_ptr + n * 4 + f, mask=nmask, other=0.0).to(CT)
+        g_k += w[:, None] * (
+            tl.dot(v, tl.trans(gkv), input_precision='ieee') + gs[None, :])
+        g_v += tl.dot(k * w[:, None], gkv, input_precision='ieee')
+    g_k = tl.where(k_lin > 0, g_k, 0.0)
+    nm2 = nmask[:, None] & dmask[None, :]
+    out = gkv_ptr + tokens + n[:, None] * 2 * hd + cols[None, :]
+    tl.store(out, g_k.to(gkv_ptr.dtype.element_ty), mask=nm2)
+    tl.store(out + hd, g_v.to(gkv_ptr.dtype.element_ty), mask=nm2)
+
+
+@triton.jit
+def _gated_clamp_kernel(p_ptr, g_ptr, y_ptr, N, C, lo: tl.constexpr,
+                        hi: tl.constexpr, CT: tl.constexpr,
+                        BLOCK: tl.constexpr, BLOCK_C: tl.constexpr):
+    """``y = sign(p) min(a + a g, hi)``, ``a = clamp(|p|, lo, hi)``: the
+    last two clamps and the gate, on a ``BLOCK x BLOCK_C`` tile."""
+    b = tl.program_id(0)
+    n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    m = (n < N)[:, None] & (c < C)[None, :]
+    at = b * N * C + n[:, None] * C + c[None, :]
+    p = tl.load(p_ptr + at, mask=m, other=0.0).to(CT)
+    g = tl.load(g_ptr + b * C + c, mask=c < C, other=0.0).to(CT)
+    a = tl.minimum(tl.maximum(tl.abs(p), lo), hi)
+    y = _sign(p) * tl.minimum(a + a * g[None, :], hi)
+    tl.store(y_ptr + at, y.to(y_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _gated_clamp_backward_kernel(gy_ptr, p_ptr, g_ptr, gp_ptr, gg_ptr, N, C,
+                                 chunk, lo: tl.constexpr, hi: tl.constexpr,
+                                 BLOCK: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The gradients of ``p`` and, in partial sums over one chunk of
+    tokens, of the gate ``g``."""
+    b = tl.program_id(0)
+    k = tl.program_id(1)
+    CT: tl.constexpr = gg_ptr.dtype.element_ty
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = c < C
+    g = tl.load(g_ptr + b * C + c, mask=cmask, other=0.0).to(CT)
+    acc = tl.zeros((BLOCK_C, ), dtype=CT)
+    end = tl.minimum(k * chunk + chunk, N)
+    for n0 in range(k * chunk, end, BLOCK):
+        n = n0 + tl.arange(0, BLOCK)
+        m = (n < end)[:, None] & cmask[None, :]
+        at = b * N * C + n[:, None] * C + c[None, :]
+        p = tl.load(p_ptr + at, mask=m, other=0.0).to(CT)
+        gy = tl.load(gy_ptr + at, mask=m, other=0.0).to(CT)
+        a = tl.minimum(tl.maximum(tl.abs(p), lo), hi)
+        gy = tl.where(a + a * g[None, :] <= hi, gy, 0.0)
+        gp = tl.where(_passes(p, lo, hi), gy * (1.0 + g[None, :]), 0.0)
+        tl.store(gp_ptr + at, gp.to(gp_ptr.dtype.element_ty), mask=m)
+        acc += tl.sum(gy * _sign(p) * a, 0)
+    tl.store(gg_ptr + (b * tl.num_programs(1) + k) * C + c, acc, mask=cmask)
+
+
+def _width(d: int) -> int:
+    """The power-of-two tile width for head width ``d`` (``tl.dot`` needs
+    at least 16)."""
+    return max(16, triton.next_power_of_2(d))
+
+
+def _chunks(programs: int, n: int, chunks) -> int:
+    """How many chunks a token-sum pass of ``programs`` programs per chunk
+    splits ``n`` tokens into."""
+    blocks = triton.cdiv(n, BLOCK_N)
+    if chunks is None:
+        chunks = triton.cdiv(_TARGET_PROGRAMS, programs)
+    return max(1, min(int(chunks), blocks))
+
+
+def _check_device(*tensors: Tensor) -> None:
+    from triton import knobs
+    if tensors[0].device.type == 'cpu' and not knobs.runtime.interpret:
+        raise RuntimeError(
+            'the Triton vicinity attention got CPU tensors; it runs on CUDA, '
+            'or on CPU in Triton\'s interpreter: set TRITON_INTERPRET=1 '
+            'before mmseg_vvt.models.kernels.triton_attention is imported')
+
+
+@torch.library.custom_op(_OP + 'vicinity_token_sums', mutates_args=())
+def token_sums(a: Tensor, b: Tensor, w: Tensor, num_heads: int,
+               b_by_heads: bool, dtype: torch.dtype, chunks: int) -> Tensor:
+    """Partial ``[sum_j relu(a_j)~^T b_j | sum_j relu(a_j)~ b_jd]`` per chunk
+    of tokens: ``B*h x chunks x 4 x d x (d+1)`` in ``dtype``.
+
+    ``a`` is a ``B x N x (..., h*d)`` slice of heads (keys, or queries);
+    ``b`` the same layout (values, with the key sums' ones implied) when
+    ``b_by_heads``, else ``B*h x N x (d+1)`` (the backward's ``g_out``).
+    """
+    _check_device(a)
+    B, N, hd = a.shape
+    d = hd // num_heads
+    bh = B * num_heads
+    out = a.new_empty((bh, chunks, 4, d, d + 1), dtype=dtype)
+    chunk = triton.cdiv(triton.cdiv(N, chunks), BLOCK_N) * BLOCK_N
+    _token_sums_kernel[(bh, chunks, 4)](a, a.stride(1), b, b.stride(1),
+                                        w, out, N, num_heads, d, chunk,
+                                        a.stride(0), b.stride(0), b_by_heads,
+                                        _width(d), BLOCK_N)
+    return out
+
+
+@token_sums.register_fake
+def _(a, b, w, num_heads, b_by_heads, dtype, chunks):
+    B, N, hd = a.shape
+    d = hd // num_heads
+    return a.new_empty((B * num_heads, chunks, 4, d, d + 1), dtype=dtype)
+
+
+@torch.library.custom_op(_OP + 'vicinity_queries', mutates_args=())
+def queries(q_lin: Tensor, wq: Tensor, kvs: Tensor,
+            num_heads: int) -> tuple[Tensor, Tensor]:
+    """``(o, r)``: ``o`` as ``q_lin`` (``B x N x h*d``, its dtype), the
+    reciprocal normaliser ``r`` (``B*h x N``, in ``kvs``' dtype)."""
+    _check_device(q_lin)
+    B, N, hd = q_lin.shape
+    d = hd // num_heads
+    o = torch.empty_like(q_lin)
+    r = kvs.new_empty((B * num_heads, N))
+    grid = (B * num_heads, triton.cdiv(N, BLOCK_N))
+    _queries_kernel[grid](q_lin, wq, kvs, o, r, N, num_heads, d,
+                          common.CLAMP_MIN, common.CLAMP_MAX,
+                          common.DENOMINATOR_EPS, _width(d), BLOCK_N)
+    return o, r
+
+
+@queries.register_fake
+def _(q_lin, wq, kvs, num_heads):
+    B, N, _ = q_lin.shape
+    return torch.empty_like(q_lin), kvs.new_empty((B * num_heads, N))
+
+
+@torch.library.custom_op(_OP + 'vicinity_queries_backward', mutates_args=())
+def queries_backward(grad_o: Tensor, q_lin: Tensor, wq: Tensor, kvs: Tensor,
+                     r: Tensor, num_heads: int) -> tuple[Tensor, Tensor]:
+    """``(grad_q_lin, g_out)``; ``g_out`` is ``B*h x N x (d+1)``."""
+    _check_device(q_lin)
+    B, N, hd = q_lin.shape
+    d = hd // num_heads
+    grad_q = torch.empty_like(q_lin)
+    g_out = kvs.new_empty((B * num_heads, N, d + 1))
+    grid = (B * num_heads, triton.cdiv(N, BLOCK_N))
+    _queries_backward_kernel[grid](grad_o.contiguous(), q_lin, wq, kvs, r,
+                                   grad_q, g_out, N, num_heads,
+                                   d, common.CLAMP_MIN, common.CLAMP_MAX,
+                                   _width(d), BLOCK_N)
+    return grad_q, g_out
+
+
+@queries_backward.register_fake
+def _(grad_o, q_lin, wq, kvs, r, num_heads):
+    B, N, hd = q_lin.shape
+    return torch.empty_like(q_lin), kvs.new_empty(
+        (B * num_heads, N, hd // num_heads + 1))
+
+
+@torch.library.custom_op(_OP + 'vicinity_keys_backward', mutates_args=())
+def keys_backward(kv_lin: Tensor, wk: Tensor, kvs: Tensor, g_kvs: Tensor,
+                  num_heads: int) -> Tensor:
+    """The gradient of ``kv_lin`` (``B x Nk x 2hd``, its dtype)."""
+    _check_device(kv_lin)
+    B, N, hd2 = kv_lin.shape
+    d = hd2 // 2 // num_heads
+    grad = torch.empty_like(kv_lin)
+    grid = (B * num_heads, triton.cdiv(N, BLOCK_N))
+    _keys_backward_kernel[grid](kv_lin, wk, kvs, g_kvs, grad, N, num_heads, d,
+                                common.CLAMP_MIN, common.CLAMP_MAX, _width(d),
+                                BLOCK_N)
+    return grad
+
+
+@keys_backward.register_fake
+def _(kv_lin, wk, kvs, g_kvs, num_heads):
+    return torch.empty_like(kv_lin)
+
+
+def _reduce_chunks(partials: Tensor) -> Tensor:
+    """``B*h x chunks x 4 x d x (d+1)`` to ``B*h x 4 x d x (d+1)``."""
+    if partials.shape[1] == 1:
+        return partials.squeeze(1)
+    return partials.sum(dim=1)
+
+
+class FusedVicinityCore(torch.autograd.Function):
+    """:class:`~.autograd.VicinityCore` in Triton kernels.
+
+    ``forward(q_lin, kv_lin, wq, wk, num_heads, chunks)``; ``chunks``: how
+    many partial sums a token-sum pass uses (None: enough programs for a
+    GPU). Returns ``o`` (``B x N x h*d``) in ``q_lin``'s dtype: the cast
+    happens as it is stored.
+    """
+
+    @staticmethod
+    def forward(ctx, q_lin, kv_lin, wq, wk, num_heads, chunks=None):
+        q_lin, kv_lin = q_lin.contiguous(), kv_lin.contiguous()
+        B, Nk, hd2 = kv_lin.shape
+        hd = hd2 // 2
+        ct = common.core_dtype(q_lin.dtype)
+        wq, wk = wq.to(ct), wk.to(ct)
+        ctx.chunks = chunks
+        c = _chunks(4 * B * num_heads, Nk, chunks)
+        kvs = _reduce_chunks(
+            token_sums(kv_lin[..., :hd], kv_lin[..., hd:], wk, num_heads, True,
+                       ct, c))
+        o, r = queries(q_lin, wq, kvs, num_heads)
+        ctx.save_for_backward(q_lin, kv_lin, wq, wk, kvs, r)
+        ctx.num_heads = num_heads
+        return o
+
+    @staticmethod
+    def backward(ctx, grad_o):
+        q_lin, kv_lin, wq, wk, kvs, r = ctx.saved_tensors
+        h = ctx.num_heads
+        grad_q, g_out = queries_backward(
+            grad_o.to(q_lin.dtype), q_lin, wq, kvs, r, h)
+        B, N, _ = q_lin.shape
+        c = _chunks(4 * B * h, N, ctx.chunks)
+        g_kvs = _reduce_chunks(
+            token_sums(q_lin, g_out, wq, h, False, kvs.dtype, c))
+        grad_kv = keys_backward(kv_lin, wk, kvs, g_kvs, h)
+        return grad_q, grad_kv, None, None, None, None
+
+
+GATE_BLOCK_C = 64  # channels per program of the gated clamp
+
+
+@torch.library.custom_op(_OP + 'gated_clamp', mutates_args=())
+def gated_clamp(p: Tensor, g: Tensor) -> Tensor:
+    """``signed_clamp(o + o g)`` with ``o = signed_clamp(p)``; ``p``:
+    ``B x N x C`` (``out_proj``'s output), ``g``: ``B x 1 x C`` (the gate)."""
+    _check_device(p)
+    B, N, C = p.shape
+    y = torch.empty_like(p)
+    grid = (B, triton.cdiv(N, BLOCK_N), triton.cdiv(C, GATE_BLOCK_C))
+    ct = tl.float64 if p.dtype == torch.float64 else tl.float32
+    _gated_clamp_kernel[grid](p, g.contiguous(), y, N, C, common.CLAMP_MIN,
+                              common.CLAMP_MAX, ct, BLOCK_N, GATE_BLOCK_C)
+    return y
+
+
+@gated_clamp.register_fake
+def _(p, g):
+    return torch.empty_like(p)
+
+
+@torch.library.custom_op(_OP + 'gated_clamp_backward', mutates_args=())
+def gated_clamp_backward(grad_y: Tensor, p: Tensor, g: Tensor,
+                         chunks: int) -> tuple[Tensor, Tensor]:
+    """``(grad_p, partial grad_g)``; the second is ``B x chunks x C`` in
+    :func:`~.common.core_dtype`, to be summed over the chunks."""
+    _check_device(p)
+    B, N, C = p.shape
+    grad_p = torch.empty_like(p)
+    partial = p.new_empty((B, chunks, C), dtype=common.core_dtype(p.dtype))
+    chunk = triton.cdiv(triton.cdiv(N, chunks), BLOCK_N) * BLOCK_N
+    grid = (B, chunks, triton.cdiv(C, GATE_BLOCK_C))
+    _gated_clamp_backward_kernel[grid](grad_y.contiguous(), p, g.contiguous(),
+                                       grad_p, partial, N, C, chunk,
+                                       common.CLAMP_MIN, common.CLAMP_MAX,
+                                       BLOCK_N, GATE_BLOCK_C)
+    return grad_p, partial
+
+
+@gated_clamp_backward.register_fake
+def _(grad_y, p, g, chunks):
+    B, N, C = p.shape
+    return torch.empty_like(p), p.new_empty((B, chunks, C),
+                                            dtype=common.core_dtype(p.dtype))
+
+
+class FusedGatedClamp(torch.autograd.Function):
+    """:class:`~.autograd.GatedClamp` in Triton kernels, on the gate ``g``
+    itself (``B x 1 x C``, not ``1 + g``): one pass each way.
+    ``forward(p, g, chunks=None)``; ``chunks`` as in
+    :class:`FusedVicinityCore`."""
+
+    @staticmethod
+    def forward(ctx, p, g, chunks=None):
+        p = p.contiguous()
+        ctx.save_for_backward(p, g)
+        ctx.chunks = chunks
+        return gated_clamp(p, g)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        p, g = ctx.saved_tensors
+        B, N, C = p.shape
+        blocks = B * triton.cdiv(C, GATE_BLOCK_C)
+        c = _chunks(blocks, N, ctx.chunks)
+        grad_p, partial = gated_clamp_backward(grad_y, p, g, c)
+        grad_g = partial.sum(dim=1, keepdim=True, dtype=g.dtype)
+        return grad_p, grad_g, None

@@ -1,0 +1,260 @@
+"""The attention core in Triton kernels, run in Triton's interpreter on CPU
+(tests/conftest.py sets ``TRITON_INTERPRET=1``): the same forward and
+gradients as :class:`VicinityCore` and the readable formulation."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from analysis_tools.proxies import OpCounter
+
+from mmseg_vvt.models import kernels
+from mmseg_vvt.models.backbones.vvt import VVTBlock
+from mmseg_vvt.models.kernels import common, implementation
+from mmseg_vvt.models.kernels.autograd import GatedClamp, VicinityCore
+from mmseg_vvt.models.kernels.triton_attention import (FusedGatedClamp,
+                                                       FusedVicinityCore)
+from mmseg_vvt.models.layers import VicinityAttention
+
+REPO = os.path.dirname(
+    os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def _inputs(batch, heads, d, hw, kv_hw, dtype, seed=0):
+    """Projections for the core. From the second sample on, small keys and
+    large values: ``q~ KV`` large where the normaliser is small, so the
+    upper bounds of the later clamps are reached too."""
+    g = torch.Generator().manual_seed(seed)
+    n, nk = hw[0] * hw[1], kv_hw[0] * kv_hw[1]
+    q = torch.randn(batch, n, heads * d, generator=g, dtype=dtype) * 0.7
+    kv = torch.randn(batch, nk, 2 * heads * d, generator=g, dtype=dtype)
+    scale = torch.ones(batch, 1, 2 * heads * d, dtype=dtype) * 0.7
+    scale[1:, :, :heads * d], scale[1:, :, heads * d:] = 0.05, 20.0
+    ct = common.core_dtype(dtype)
+    wq = common.position_weights(*hw, dtype=ct)
+    wk = common.position_weights(*kv_hw, dtype=ct)
+    return q.requires_grad_(), (kv * scale).requires_grad_(), wq, wk
+
+
+def _clamp_hits(q, kv, wq, wk, heads, lo, hi):
+    """Which bound each clamp of the core reaches: ``{name: (lo, hi)}``."""
+    from mmseg_vvt.models.kernels.autograd import _by_head, _modulate
+    hd = q.shape[-1]
+    qt = _modulate(_by_head(q, heads, q.dtype).relu(), wq)
+    kt = _modulate(_by_head(kv[..., :hd], heads, q.dtype).relu(), wk)
+    kv_sum = kt.transpose(1, 2) @ _by_head(kv[..., hd:], heads, q.dtype)
+    r = 1 / (
+        qt @ kt.sum(1, keepdim=True).transpose(1, 2) + common.DENOMINATOR_EPS)
+    num = qt @ (kv_sum.sign() * kv_sum.abs().clamp(lo, hi))
+    product = num.abs().clamp(lo, hi) * r.clamp(lo, hi)
+    return {
+        name: ((t < lo).any().item(), (t > hi).any().item())
+        for name, t in (('KV', kv_sum.abs()), ('z', r), ('q~KV', num.abs()),
+                        ('product', product))
+    }
+
+
+# heads, d, grid, key grid, chunks of the token sums
+CASES = [
+    (1, 5, (8, 8), (8, 8), 1),
+    (2, 12, (9, 7), (3, 3), 3),  # spatial reduction: fewer keys
+    (3, 20, (10, 13), (10, 13), None),  # tiles wider than d, 3 chunks
+]
+LO, HI = 0.05, 3.0  # narrow clamp bounds: every clamp bites
+
+
+def _run(core, q, kv, wq, wk, heads, *extra):
+    o = core(q, kv, wq, wk, heads, *extra)
+    g = torch.linspace(-1, 1, o.numel(), dtype=torch.float64).view_as(o)
+    grads = torch.autograd.grad(o, (q, kv), g.to(o.dtype))
+    return (o, *grads)
+
+
+def test_fused_core_gradcheck():
+    q, kv, wq, wk = _inputs(1, 2, 2, (2, 3), (1, 2), torch.float64)
+    # fast mode (random projections): the interpreter is slow; the exact
+    # comparisons below cover every element
+    assert torch.autograd.gradcheck(
+        lambda a, b: FusedVicinityCore.apply(a, b, wq, wk, 2, 2), (q, kv),
+        fast_mode=True)
+
+
+def test_the_cases_reach_both_bounds_of_every_clamp():
+    reached = {}
+    for heads, d, hw, kv_hw, _ in CASES:
+        q, kv, wq, wk = _inputs(2, heads, d, hw, kv_hw, torch.float64)
+        for name, (lo, hi) in _clamp_hits(q, kv, wq, wk, heads, LO,
+                                          HI).items():
+            was = reached.get(name, (False, False))
+            reached[name] = (was[0] or lo, was[1] or hi)
+    assert all(lo and hi for lo, hi in reached.values()), reached
+
+
+@pytest.mark.parametrize('heads,d,hw,kv_hw,chunks', CASES)
+def test_fused_core_equals_vicinity_core_where_clamps_bite(
+        monkeypatch, heads, d, hw, kv_hw, chunks):
+    monkeypatch.setattr(common, 'CLAMP_MIN', LO)
+    monkeypatch.setattr(common, 'CLAMP_MAX', HI)
+    q, kv, wq, wk = _inputs(2, heads, d, hw, kv_hw, torch.float64)
+    want = _run(VicinityCore.apply, q, kv, wq, wk, heads)
+    got = _run(FusedVicinityCore.apply, q, kv, wq, wk, heads, chunks)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        torch.testing.assert_close(g, w, atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_fused_core_keeps_half_precision_inputs_in_their_dtype(dtype):
+    # as under AMP: projections in half precision, token sums in fp32, the
+    # output cast back as it is stored
+    q, kv, wq, wk = _inputs(2, 2, 16, (8, 8), (4, 4), dtype)
+    assert VicinityCore.apply(q, kv, wq, wk, 2).dtype == torch.float32
+    # the attention casts VicinityCore's output before out_proj
+    want = _run(lambda *a: VicinityCore.apply(*a).to(dtype), q, kv, wq, wk, 2)
+    got = _run(FusedVicinityCore.apply, q, kv, wq, wk, 2)
+    assert all(t.dtype == dtype for t in got)
+    for g, w in zip(got, want):  # a bf16 step is 2**-8
+        torch.testing.assert_close(g, w, atol=1e-2, rtol=1e-2)
+
+
+def _gate_inputs(dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # 200 tokens: 4 token blocks; 70 channels: 2 channel blocks
+    p = torch.randn(2, 200, 70, generator=g, dtype=torch.float64) * 3
+    gate = torch.rand(2, 1, 70, generator=g, dtype=torch.float64)
+    return p.to(dtype).requires_grad_(), gate.to(dtype).requires_grad_()
+
+
+@pytest.mark.parametrize('chunks', [1, 3, None])
+def test_fused_gated_clamp_equals_gated_clamp(monkeypatch, chunks):
+    monkeypatch.setattr(common, 'CLAMP_MIN', LO)
+    monkeypatch.setattr(common, 'CLAMP_MAX', HI)
+    p, gate = _gate_inputs(torch.float64)
+    a = p.detach().abs().clamp(LO, HI)
+    # inputs on both sides of each bound, and outputs at the upper one
+    assert (p.abs() < LO).any() and (p.abs() > HI).any()
+    assert (a + a * gate.detach() > HI).any()
+    want = _run2(lambda a, b: GatedClamp.apply(a, 1.0 + b), p, gate)
+    got = _run2(lambda a, b: FusedGatedClamp.apply(a, b, chunks), p, gate)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g, w, atol=1e-12, rtol=1e-10)
+
+
+def test_fused_gated_clamp_computes_half_precision_in_fp32():
+    # fp16 in and out, the arithmetic in fp32: as the fp32 formulation
+    # rounded once at the end
+    p, gate = _gate_inputs(torch.float16)
+    got = _run2(FusedGatedClamp.apply, p, gate)
+    want = _run2(lambda a, b: GatedClamp.apply(a.float(), 1.0 + b.float()), p,
+                 gate)
+    for g, w in zip(got, want):
+        assert g.dtype == torch.float16
+        torch.testing.assert_close(g, w.half(), atol=1e-2, rtol=1e-2)
+
+
+def _run2(fn, p, gate):
+    y = fn(p, gate)
+    gy = torch.linspace(-1, 1, y.numel(), dtype=torch.float64).view_as(y)
+    return (y, *torch.autograd.grad(y, (p, gate), gy.to(y.dtype)))
+
+
+def _grads(module, x, hw):
+    module.zero_grad()
+    x = x.detach().requires_grad_()
+    y = module(x, hw)
+    (y * torch.linspace(-1, 1, y.numel(),
+                        dtype=y.dtype).view_as(y)).sum().backward()
+    return [y.detach(), x.grad] + [p.grad.clone() for p in module.parameters()]
+
+
+@pytest.mark.parametrize('sr_ratio', [1, 2])
+def test_attention_under_triton_equals_the_readable_formulation(sr_ratio):
+    # float64, published clamps; large inputs so the upper clamps bite
+    torch.manual_seed(0)
+    attn = VicinityAttention(12, 2, sr_ratio=sr_ratio).double()
+    for p in attn.parameters():
+        p.data.normal_(0, 0.5)
+    x = torch.randn(2, 6 * 8, 12, dtype=torch.float64) * 30
+    with implementation('triton'):
+        assert kernels.select(x, attn) == 'triton'
+        got = _grads(attn, x, (6, 8))
+    with implementation('reference'):
+        want = _grads(attn, x, (6, 8))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-9, rtol=1e-8)
+
+
+def test_triton_only_changes_training():
+    attn = VicinityAttention(8, 2).eval()
+    x = torch.randn(1, 4, 8)
+    with implementation('triton'), torch.no_grad():
+        assert kernels.select(x, attn) == 'cpu'
+        assert kernels.select(x.double(), attn) == 'whole'
+
+
+def _block_ops(impl):
+    torch.manual_seed(0)
+    block = VVTBlock(64, 2, 4, 2, 1, drop_path_rate=0.1).train()
+    x = torch.randn(2, 8 * 8, 64, requires_grad=True)
+    block(x, (8, 8)).sum().backward()  # position factors cached
+    with OpCounter() as count, implementation(impl):
+        block(x, (8, 8)).sum().backward()
+    return count.total
+
+
+def test_block_training_step_in_fewer_ops_with_triton():
+    # the core's ~70 ops (forward and backward) become 4 custom ops and 2
+    # reductions, the gated clamps' 19 two custom ops and a reduction
+    auto, fused = _block_ops('auto'), _block_ops('triton')
+    assert fused <= auto - 75, (fused, auto)
+
+
+def test_implementation_triton_needs_triton(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'triton', None)  # import fails
+    with pytest.raises(ImportError, match='needs the triton package'):
+        with implementation('triton'):
+            pass
+    assert kernels.current_implementation() == 'auto'
+
+
+def _python(code, **env):
+    return subprocess.run([sys.executable, '-c', code],
+                          cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=REPO, **env),
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+
+
+def test_cpu_tensors_without_the_interpreter_get_a_clear_error():
+    proc = _python(
+        'import torch\n'
+        'from mmseg_vvt.models.kernels import common\n'
+        'from mmseg_vvt.models.kernels.triton_attention import '
+        'FusedVicinityCore\n'
+        'w = common.position_weights(2, 2)\n'
+        'FusedVicinityCore.apply(torch.ones(1, 4, 4), torch.ones(1, 4, 8), '
+        'w, w, 2)\n',
+        TRITON_INTERPRET='0')
+    assert proc.returncode != 0
+    assert 'set TRITON_INTERPRET=1' in proc.stderr, proc.stderr[-2000:]
+
+
+def test_the_package_trains_without_triton():
+    # triton is optional: hidden from imports, VVT still builds and trains
+    proc = _python(
+        'import sys\n'
+        'sys.modules["triton"] = None\n'
+        'import torch, mmseg_vvt\n'
+        'from mmseg_vvt.models.backbones import VVT\n'
+        'm = VVT(arch=dict(embed_dims=[8, 8, 8, 8], depths=[1, 1, 1, 1], '
+        'num_heads=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2], '
+        'fr_ratios=[2, 2, 2, 2], sr_ratios=[1, 1, 1, 1])).train()\n'
+        'sum(o.sum() for o in m(torch.randn(1, 3, 64, 64))).backward()\n'
+        'assert "mmseg_vvt.models.kernels.triton_attention" not in '
+        'sys.modules\n'
+        'print("trained")\n')
+    assert proc.returncode == 0 and 'trained' in proc.stdout, proc.stderr
