@@ -156,22 +156,38 @@ class VVTBlock(BaseModule):
         self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop=drop_rate)
 
-    def forward(self, x, hw_shape, inplace=False):
+    def forward(self, x, hw_shape, inplace=False, drop_path_scales=None):
         """Args:
             x (Tensor): ``B x N x C`` tokens on an ``H x W`` grid.
             hw_shape (tuple[int, int]): ``(H, W)``.
             inplace (bool): The caller will not use ``x`` again: a kernel
                 may write the result over it. Default: False.
+            drop_path_scales (Tensor, optional): This block's stochastic
+                depth factors (``2 x B x 1 x 1``, attention's then the
+                MLP's), drawn by the caller for all blocks at once
+                (:meth:`drop_probs`); None: the block draws its own.
         """
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(
-                self._forward, x, hw_shape, use_reentrant=False)
-        return self._forward(x, hw_shape, inplace)
+                self._forward,
+                x,
+                hw_shape,
+                False,
+                drop_path_scales,
+                use_reentrant=False)
+        return self._forward(x, hw_shape, inplace, drop_path_scales)
 
-    def _forward(self, x, hw_shape, inplace=False):
+    def drop_probs(self):
+        """The drop probabilities of the two residual branches when
+        stochastic depth is active (train mode, rate > 0), else ``[]``."""
+        if self.training and isinstance(self.drop_path, DropPath):
+            return [self.drop_path.drop_prob] * 2
+        return []
+
+    def _forward(self, x, hw_shape, inplace=False, drop_path_scales=None):
         path = kernels.select(x, self)
         if path in kernels.TRAINING_PATHS:
-            return self._forward_training(x, hw_shape)
+            return self._forward_training(x, hw_shape, drop_path_scales)
         if path == 'cpu' and kernels.cpu.fuses_block(x, self.attn.sr_ratio):
             return kernels.cpu.block(
                 x,
@@ -184,14 +200,15 @@ class VVTBlock(BaseModule):
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
         return x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
 
-    def _forward_training(self, x, hw_shape):
+    def _forward_training(self, x, hw_shape, scales=None):
         """The same block with stochastic depth folded into the residual
         adds: one pass each instead of three, and one random draw for both
         branches (the same distribution as ``DropPath``)."""
-        scales = (None, None)
-        if self.training and isinstance(self.drop_path, DropPath):
-            scales = kernels.autograd.drop_path_scales(
-                x, self.drop_path.drop_prob, 2)
+        probs = self.drop_probs()
+        if not probs:
+            scales = (None, None)
+        elif scales is None:
+            scales = kernels.autograd.drop_path_scales(x, probs)
         x = kernels.autograd.add_dropped_path(
             x, self.attn(self.norm1(x), hw_shape), scales[0])
         return kernels.autograd.add_dropped_path(
@@ -441,11 +458,16 @@ class VVT(BaseModule):
         # and write them without transposed copies
         x = x.contiguous(memory_format=torch.channels_last)
         outs = []
+        scales = None
         for i in range(4):
             x, hw_shape = getattr(self, f'patch_embed{i + 1}')(x)
+            if i == 0:
+                scales = self._drop_path_scales(x)
             for block in getattr(self, f'block{i + 1}'):
+                n = len(block.drop_probs()) if scales is not None else 0
                 # x is this loop's own: a kernel may overwrite it
-                x = block(x, hw_shape, inplace=True)
+                x = block(x, hw_shape, True, scales[:n] if n else None)
+                scales = scales[n:] if n else scales
             x = getattr(self, f'norm{i + 1}')(x)
             x = x.unflatten(1, hw_shape).permute(0, 3, 1, 2)  # NCHW view
             if i in self.out_indices:
@@ -455,6 +477,21 @@ class VVT(BaseModule):
             if i == max(self.out_indices):
                 break
         return tuple(outs)
+
+    def _drop_path_scales(self, tokens):
+        """Stochastic depth's factors of every block that runs, drawn at
+        once in the order ``DropPath`` would draw them (None where the
+        blocks draw their own: the readable formulation, or no stochastic
+        depth)."""
+        if kernels.select(tokens, self) not in kernels.TRAINING_PATHS:
+            return None
+        probs = [
+            p for i in range(max(self.out_indices) + 1)
+            for block in getattr(self, f'block{i + 1}')
+            for p in block.drop_probs()
+        ]
+        return kernels.autograd.drop_path_scales(tokens,
+                                                 probs) if probs else None
 
     def _freeze_stages(self):
         frozen = []

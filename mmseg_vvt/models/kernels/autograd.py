@@ -282,16 +282,20 @@ def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
                                 w.fc2_weight, w.fc2_bias)
 
 
-def drop_path_scales(x: Tensor, drop_prob: float, count: int) -> Tensor:
-    """Stochastic depth's per-sample factors for ``count`` residual
-    branches of one block: ``count x B x 1 x 1``, each ``0`` or
-    ``1 / (1 - drop_prob)``.
+def drop_path_scales(x: Tensor, drop_probs) -> Tensor:
+    """Stochastic depth's per-sample factors for residual branches with
+    drop probabilities ``drop_probs`` (one per branch): ``count x B x 1 x
+    1`` (for ``B x N x C`` tokens ``x``), each ``0`` or ``1 / (1 - p)``.
 
     Drawn as mmcv's ``DropPath`` draws them, branch after branch (the same
-    random numbers on CPU under the same seed), in one call.
+    random numbers on CPU under the same seed), in one call: four ops for
+    a whole network instead of four per block.
     """
-    keep = 1.0 - drop_prob
-    shape = (count, x.shape[0]) + (1, ) * (x.dim() - 1)
+    keep = torch.tensor([1.0 - p for p in drop_probs],
+                        dtype=x.dtype,
+                        device=x.device).view(-1,
+                                              *(1, ) * x.dim())
+    shape = (len(drop_probs), x.shape[0]) + (1, ) * (x.dim() - 1)
     return (
         keep +
         torch.rand(shape, dtype=x.dtype, device=x.device)).floor_().div_(keep)

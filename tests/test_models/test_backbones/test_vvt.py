@@ -391,6 +391,37 @@ def test_norm_eval_keeps_batchnorm_in_eval():
     assert not model.extra_bn.training and model.block1.training
 
 
+@pytest.mark.parametrize('kwargs', [
+    dict(),
+    dict(frozen_stages=1),
+    dict(out_indices=(0, 1)),
+])
+def test_stochastic_depth_draws_as_drop_path_in_the_readable_network(kwargs):
+    # the training path draws every block's factors at once; under the
+    # same seed they are DropPath's, block after block (float64: equal to
+    # rounding), with frozen stages and unused stages drawing nothing
+    torch.manual_seed(0)
+    model = VVT(arch=TINY_ARCH, drop_path_rate=0.5, **kwargs).double()
+    model.init_weights()
+    model.train()
+    x = torch.randn(4, 3, 40, 40, dtype=torch.float64)
+    runs = []
+    for impl in ('auto', 'reference'):
+        with implementation(impl):
+            torch.manual_seed(1)
+            outs = model(x)
+            sum((o * o).sum() for o in outs).backward()
+            after = torch.rand(1)  # the generator moved on alike
+        runs.append((
+            [o.detach() for o in outs] + [after] +
+            [p.grad.clone()
+             for p in model.parameters() if p.grad is not None]))
+        model.zero_grad()
+    assert len(runs[0]) == len(runs[1])
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-8)
+
+
 @pytest.mark.parametrize('drop_path_rate', [0., 0.5])
 def test_with_cp_gives_the_same_gradients(drop_path_rate):
     # with stochastic depth, the recomputation must draw what the forward
