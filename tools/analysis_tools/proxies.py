@@ -73,15 +73,22 @@ class SavedTensorBytes:
 
 def training_step_proxies(model: torch.nn.Module,
                           inputs: torch.Tensor,
-                          loss_fn: Callable = None) -> Dict[str, object]:
+                          loss_fn: Callable = None,
+                          warmup: int = 1) -> Dict[str, object]:
     """Ops dispatched and bytes saved in one forward + backward of
     ``model`` on ``inputs`` (train mode; loss: the sum of the outputs'
-    means unless ``loss_fn(outputs)`` is given). Gradients are cleared
-    after. Returns ``dict(ops, ops_by_name, saved_bytes, saved_tensors)``.
+    means unless ``loss_fn(outputs)`` is given), after ``warmup`` uncounted
+    steps: the step a training run repeats, without one-time work such as
+    filling caches (VVT builds its grids' position factors once).
+    Gradients are cleared before and after. Returns
+    ``dict(ops, ops_by_name, saved_bytes, saved_tensors)``.
     """
     model.train()
     if loss_fn is None:
         loss_fn = _mean_of_outputs
+    for _ in range(warmup):
+        loss_fn(model(inputs)).backward()
+    model.zero_grad(set_to_none=True)
     with OpCounter() as ops:
         with SavedTensorBytes() as saved:
             loss = loss_fn(model(inputs))

@@ -19,7 +19,8 @@ either runs that formulation or hands its tensors to a kernel:
                cache (:mod:`.cpu`).
 ``whole``      inference elsewhere (CUDA, or CPU under autocast): whole-
                tensor ops, a few large kernels (:mod:`.whole`).
-``triton``     training under ``implementation('triton')``: ``autograd``
+``triton``     training under ``implementation('triton')`` (or with
+               ``MMSEG_VVT_IMPLEMENTATION=triton`` set): ``autograd``
                with the attention's core in fused Triton kernels
                (:mod:`.triton_attention`). Opt-in, and Triton optional,
                until its speed is measured on a GPU; on CPU tensors it
@@ -27,6 +28,7 @@ either runs that formulation or hands its tensors to a kernel:
 =============  ==========================================================
 """
 import contextlib
+import os
 from typing import Iterator
 
 import torch
@@ -35,7 +37,25 @@ from torch import Tensor, nn
 IMPLEMENTATIONS = ('auto', 'reference', 'triton')
 # the paths that compute gradients
 TRAINING_PATHS = ('autograd', 'triton')
-_current = 'auto'
+# the default outside implementation() blocks, e.g. for tools/train.py
+ENV_VAR = 'MMSEG_VVT_IMPLEMENTATION'
+
+
+def _checked(name: str, what: str) -> str:
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f'{what} must be one of {IMPLEMENTATIONS}, '
+                         f'got {name!r}')
+    if name == 'triton':
+        try:
+            import triton  # noqa: F401
+        except ImportError as e:
+            raise ImportError(
+                f"{what} 'triton' needs the triton package (pip install "
+                'triton; CUDA builds of torch bring it)') from e
+    return name
+
+
+_current = _checked(os.environ.get(ENV_VAR) or 'auto', ENV_VAR)
 
 
 @contextlib.contextmanager
@@ -43,18 +63,10 @@ def implementation(name: str) -> Iterator[None]:
     """Run VVT modules with ``'auto'`` (dispatched), ``'reference'`` (the
     readable formulation everywhere) or ``'triton'`` (``'auto'``, with
     training's attention core in Triton kernels) inside the ``with``
-    block."""
+    block. Outside such blocks: ``$MMSEG_VVT_IMPLEMENTATION``, else
+    ``'auto'``."""
     global _current
-    if name not in IMPLEMENTATIONS:
-        raise ValueError(f'implementation must be one of {IMPLEMENTATIONS}, '
-                         f'got {name!r}')
-    if name == 'triton':
-        try:
-            import triton  # noqa: F401
-        except ImportError as e:
-            raise ImportError(
-                "implementation('triton') needs the triton package "
-                "(pip install triton; CUDA builds of torch bring it)") from e
+    _checked(name, 'implementation')
     previous, _current = _current, name
     try:
         yield

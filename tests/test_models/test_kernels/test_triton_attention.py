@@ -214,7 +214,7 @@ def test_block_training_step_in_fewer_ops_with_triton():
 
 def test_implementation_triton_needs_triton(monkeypatch):
     monkeypatch.setitem(sys.modules, 'triton', None)  # import fails
-    with pytest.raises(ImportError, match='needs the triton package'):
+    with pytest.raises(ImportError, match="implementation 'triton' needs the triton package"):
         with implementation('triton'):
             pass
     assert kernels.current_implementation() == 'auto'
@@ -258,3 +258,13 @@ def test_the_package_trains_without_triton():
         'sys.modules\n'
         'print("trained")\n')
     assert proc.returncode == 0 and 'trained' in proc.stdout, proc.stderr
+
+
+def test_the_environment_chooses_the_default_implementation():
+    code = ('from mmseg_vvt.models import kernels\n'
+            'print(kernels.current_implementation())\n')
+    proc = _python(code, MMSEG_VVT_IMPLEMENTATION='triton')
+    assert proc.stdout.split() == ['triton'], proc.stderr[-2000:]
+    proc = _python(code, MMSEG_VVT_IMPLEMENTATION='fast')
+    assert proc.returncode != 0
+    assert "MMSEG_VVT_IMPLEMENTATION must be one of" in proc.stderr
