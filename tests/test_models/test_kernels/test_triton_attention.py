@@ -214,7 +214,9 @@ def test_block_training_step_in_fewer_ops_with_triton():
 
 def test_implementation_triton_needs_triton(monkeypatch):
     monkeypatch.setitem(sys.modules, 'triton', None)  # import fails
-    with pytest.raises(ImportError, match="implementation 'triton' needs the triton package"):
+    with pytest.raises(
+            ImportError,
+            match="implementation 'triton' needs the triton package"):
         with implementation('triton'):
             pass
     assert kernels.current_implementation() == 'auto'
