@@ -62,8 +62,7 @@ if __name__ == '__main__':
             'tests': parse_requirements('requirements/tests.txt'),
             'lint': parse_requirements('requirements/lint.txt'),
             'mim': parse_requirements('requirements/mminstall.txt'),
-            # implementation('triton'); CUDA builds of torch bring triton
-            'triton': ['triton>=3.3'],
+            'optional': parse_requirements('requirements/optional.txt'),
         },
         license='Apache-2.0',
         zip_safe=False,

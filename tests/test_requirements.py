@@ -84,6 +84,7 @@ def test_pip_metadata_is_the_requirements_files(setup_module, tmp_path):
     assert sorted(sections.pop('tests')) == expected('tests')
     assert sorted(sections.pop('lint')) == expected('lint')
     assert sorted(sections.pop('mim')) == expected('mminstall')
+    assert sorted(sections.pop('optional')) == expected('optional')
     assert not sections
 
 
@@ -147,6 +148,12 @@ def test_every_import_is_declared(setup_module):
     # imported only when a user's checkpoint names that scheme (pavi://),
     # as mmengine does: optional, not a requirement
     optional = {'pavi'}
+    # the optional extras (requirements/optional.txt), imported only when
+    # asked for
+    declared |= {
+        canonicalize_name(r.name)
+        for r in _requirements(setup_module, 'optional')
+    }
     providers = packages_distributions()
     imported = _imported_modules()
     assert {'torch', 'mmseg', 'cv2'} <= set(imported)
