@@ -47,6 +47,9 @@ from . import common
 
 _OP = 'mmseg_vvt::'
 BLOCK_N = 64  # tokens per program and loop step
+# no software pipelining of the token loops: their loads are small, and one
+# stage keeps shared memory within 48 KiB, which every CUDA GPU gives
+NUM_STAGES = 1
 # enough programs to fill a GPU's SMs when a pass reduces over tokens
 _TARGET_PROGRAMS = 512
 
@@ -148,7 +151,9 @@ def _queries_kernel(q_ptr, w_ptr, kvs_ptr, o_ptr, r_ptr, N, H, d,
     q = tl.maximum(q, 0.0)
     num = tl.zeros((BLOCK, D), dtype=CT)
     den = tl.zeros((BLOCK, ), dtype=CT)
-    for f in tl.static_range(4):
+    # a loop over the four position factors, not unrolled: unrolled, the
+    # factors' products took the compiler up to a minute per kernel
+    for f in range(4):
         kv_f = kvs_ptr + (bh * 4 + f) * d * (d + 1)
         kv = tl.load(
             kv_f + cols[:, None] * (d + 1) + cols[None, :], mask=m2, other=0.0)
@@ -189,7 +194,7 @@ def _queries_backward_kernel(g_ptr, q_ptr, w_ptr, kvs_ptr, r_ptr, gq_ptr,
     q_lin = _load_tokens(q_ptr + tokens, n, nmask, cols, dmask, hd, CT)
     q = tl.maximum(q_lin, 0.0)
     num = tl.zeros((BLOCK, D), dtype=CT)
-    for f in tl.static_range(4):
+    for f in range(4):
         kv = tl.load(
             kvs_ptr + (bh * 4 + f) * d * (d + 1) + cols[:, None] * (d + 1) +
             cols[None, :],
@@ -207,7 +212,7 @@ def _queries_backward_kernel(g_ptr, q_ptr, w_ptr, kvs_ptr, r_ptr, gq_ptr,
     g_z = tl.sum(g * _sign(num) * p_abs, 1)
     g_den = tl.where(_passes(r, lo, hi), -(g_z * r * r), 0.0)
     g_q = tl.zeros((BLOCK, D), dtype=CT)
-    for f in tl.static_range(4):
+    for f in range(4):
         kv_f = kvs_ptr + (bh * 4 + f) * d * (d + 1)
         kv = tl.load(
             kv_f + cols[:, None] * (d + 1) + cols[None, :], mask=m2, other=0.0)
@@ -251,7 +256,7 @@ def _keys_backward_kernel(kv_ptr, w_ptr, kvs_ptr, gkvs_ptr, gkv_ptr, N, H, d,
     v = _load_tokens(kv_ptr + tokens + hd, n, nmask, cols, dmask, 2 * hd, CT)
     g_k = tl.zeros((BLOCK, D), dtype=CT)
     g_v = tl.zeros((BLOCK, D), dtype=CT)
-    for f in tl.static_range(4):
+    for f in range(4):
         at = (bh * 4 + f) * d * (d + 1)
         square = cols[:, None] * (d + 1) + cols[None, :]
         kv = tl.load(kvs_ptr + at + square, mask=m2, other=0.0)
@@ -355,10 +360,23 @@ def token_sums(a: Tensor, b: Tensor, w: Tensor, num_heads: int,
     bh = B * num_heads
     out = a.new_empty((bh, chunks, 4, d, d + 1), dtype=dtype)
     chunk = triton.cdiv(triton.cdiv(N, chunks), BLOCK_N) * BLOCK_N
-    _token_sums_kernel[(bh, chunks, 4)](a, a.stride(1), b, b.stride(1),
-                                        w, out, N, num_heads, d, chunk,
-                                        a.stride(0), b.stride(0), b_by_heads,
-                                        _width(d), BLOCK_N)
+    _token_sums_kernel[(bh, chunks,
+                        4)](a,
+                            a.stride(1),
+                            b,
+                            b.stride(1),
+                            w,
+                            out,
+                            N,
+                            num_heads,
+                            d,
+                            chunk,
+                            a.stride(0),
+                            b.stride(0),
+                            b_by_heads,
+                            _width(d),
+                            BLOCK_N,
+                            num_stages=NUM_STAGES)
     return out
 
 
@@ -380,9 +398,21 @@ def queries(q_lin: Tensor, wq: Tensor, kvs: Tensor,
     o = torch.empty_like(q_lin)
     r = kvs.new_empty((B * num_heads, N))
     grid = (B * num_heads, triton.cdiv(N, BLOCK_N))
-    _queries_kernel[grid](q_lin, wq, kvs, o, r, N, num_heads, d,
-                          common.CLAMP_MIN, common.CLAMP_MAX,
-                          common.DENOMINATOR_EPS, _width(d), BLOCK_N)
+    _queries_kernel[grid](
+        q_lin,
+        wq,
+        kvs,
+        o,
+        r,
+        N,
+        num_heads,
+        d,
+        common.CLAMP_MIN,
+        common.CLAMP_MAX,
+        common.DENOMINATOR_EPS,
+        _width(d),
+        BLOCK_N,
+        num_stages=NUM_STAGES)
     return o, r
 
 
@@ -402,10 +432,22 @@ def queries_backward(grad_o: Tensor, q_lin: Tensor, wq: Tensor, kvs: Tensor,
     grad_q = torch.empty_like(q_lin)
     g_out = kvs.new_empty((B * num_heads, N, d + 1))
     grid = (B * num_heads, triton.cdiv(N, BLOCK_N))
-    _queries_backward_kernel[grid](grad_o.contiguous(), q_lin, wq, kvs, r,
-                                   grad_q, g_out, N, num_heads,
-                                   d, common.CLAMP_MIN, common.CLAMP_MAX,
-                                   _width(d), BLOCK_N)
+    _queries_backward_kernel[grid](
+        grad_o.contiguous(),
+        q_lin,
+        wq,
+        kvs,
+        r,
+        grad_q,
+        g_out,
+        N,
+        num_heads,
+        d,
+        common.CLAMP_MIN,
+        common.CLAMP_MAX,
+        _width(d),
+        BLOCK_N,
+        num_stages=NUM_STAGES)
     return grad_q, g_out
 
 
@@ -425,9 +467,20 @@ def keys_backward(kv_lin: Tensor, wk: Tensor, kvs: Tensor, g_kvs: Tensor,
     d = hd2 // 2 // num_heads
     grad = torch.empty_like(kv_lin)
     grid = (B * num_heads, triton.cdiv(N, BLOCK_N))
-    _keys_backward_kernel[grid](kv_lin, wk, kvs, g_kvs, grad, N, num_heads, d,
-                                common.CLAMP_MIN, common.CLAMP_MAX, _width(d),
-                                BLOCK_N)
+    _keys_backward_kernel[grid](
+        kv_lin,
+        wk,
+        kvs,
+        g_kvs,
+        grad,
+        N,
+        num_heads,
+        d,
+        common.CLAMP_MIN,
+        common.CLAMP_MAX,
+        _width(d),
+        BLOCK_N,
+        num_stages=NUM_STAGES)
     return grad
 
 

@@ -1,6 +1,7 @@
 """The attention core in Triton kernels, run in Triton's interpreter on CPU
 (tests/conftest.py sets ``TRITON_INTERPRET=1``): the same forward and
 gradients as :class:`VicinityCore` and the readable formulation."""
+import json
 import os
 import subprocess
 import sys
@@ -270,3 +271,67 @@ def test_the_environment_chooses_the_default_implementation():
     proc = _python(code, MMSEG_VVT_IMPLEMENTATION='fast')
     assert proc.returncode != 0
     assert "MMSEG_VVT_IMPLEMENTATION must be one of" in proc.stderr
+
+
+# Every kernel compiled for a CUDA GPU by Triton's own compiler, which needs
+# no GPU (the interpreter runs the same source without compiling it): what
+# the interpreter accepts but a GPU would refuse fails here. Pointer types
+# follow the launches: token sums and gradients of the sums in float32.
+COMPILE_SCRIPT = r"""
+import json, sys
+import triton, triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from mmseg_vvt.models.kernels import triton_attention as T
+FP32 = {'w_ptr', 'kvs_ptr', 'r_ptr', 'out_ptr', 'gout_ptr', 'gkvs_ptr',
+        'gg_ptr'}
+CONST = dict(lo=1e-4, hi=1e4, eps=1e-4, BLOCK=T.BLOCK_N,
+             BLOCK_C=T.GATE_BLOCK_C, CT=tl.float32)
+out = []
+for name, dtype, D, over in json.loads(sys.argv[1]):
+    kernel = getattr(T, name)
+    sig, consts = {}, {}
+    for p in kernel.params:
+        n = p.name
+        if p.is_constexpr:
+            sig[n] = 'constexpr'
+            consts[n] = over.get(n, D if n == 'D' else CONST.get(n))
+        elif n.endswith('_ptr'):
+            sig[n] = '*' + over.get(n, 'fp32' if n in FP32 else dtype)
+        else:
+            sig[n] = 'i32'
+    k = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=consts),
+                       target=GPUTarget('cuda', 80, 32),
+                       options=dict(num_stages=T.NUM_STAGES))
+    out.append([name, dtype, D, 'cubin' in k.asm, k.metadata.shared])
+print(json.dumps(out))
+"""
+
+
+def test_every_kernel_compiles_for_a_cuda_gpu():
+    cases = [
+        ['_token_sums_kernel', 'fp16', 64,
+         dict(B_HEADS=True)],
+        ['_token_sums_kernel', 'fp32', 32,
+         dict(B_HEADS=False, b_ptr='fp32')],
+        ['_queries_kernel', 'bf16', 64, {}],
+        ['_queries_backward_kernel', 'fp16', 64, {}],
+        ['_keys_backward_kernel', 'fp32', 64, {}],
+        ['_gated_clamp_kernel', 'fp16', 16, {}],
+        ['_gated_clamp_backward_kernel', 'bf16', 16, {}],
+    ]
+    proc = subprocess.run(
+        [sys.executable, '-c', COMPILE_SCRIPT,
+         json.dumps(cases)],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=REPO, TRITON_INTERPRET='0'),
+        capture_output=True,
+        text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    compiled = json.loads(proc.stdout.splitlines()[-1])
+    assert [c[0] for c in compiled] == [c[0] for c in cases]
+    for name, dtype, D, cubin, shared in compiled:
+        assert cubin, name
+        # within the 48 KiB of shared memory every CUDA GPU gives a block
+        assert shared <= 48 * 1024, (name, dtype, D, shared)
