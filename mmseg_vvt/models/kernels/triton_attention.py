@@ -46,10 +46,16 @@ from torch import Tensor
 from . import common
 
 _OP = 'mmseg_vvt::'
-BLOCK_N = 64  # tokens per program and loop step
+BLOCK_N = 64  # tokens per loop step of the token sums and the gate
 # no software pipelining of the token loops: their loads are small, and one
 # stage keeps shared memory within 48 KiB, which every CUDA GPU gives
 NUM_STAGES = 1
+# tokens per program and warps of the per-token passes: this way the tiles
+# each keeps live (four 64-wide float32 products) fit in registers, with
+# no spills to local memory (checked on the compiled cubins in the tests)
+QUERIES = dict(BLOCK=32, num_warps=8)
+QUERIES_BACKWARD = dict(BLOCK=16, num_warps=8)
+KEYS_BACKWARD = dict(BLOCK=32, num_warps=8)
 # enough programs to fill a GPU's SMs when a pass reduces over tokens
 _TARGET_PROGRAMS = 512
 
@@ -73,7 +79,7 @@ def _sign(t):
 
 @triton.jit
 def _load_tokens(ptr, n, nmask, cols, dmask, row_stride, CT: tl.constexpr):
-    """``BLOCK_N x D`` tokens of one head, zero outside, in ``CT``."""
+    """``len(n) x D`` tokens of one head, zero outside, in ``CT``."""
     return tl.load(
         ptr + n[:, None] * row_stride + cols[None, :],
         mask=nmask[:, None] & dmask[None, :],
@@ -397,7 +403,7 @@ def queries(q_lin: Tensor, wq: Tensor, kvs: Tensor,
     d = hd // num_heads
     o = torch.empty_like(q_lin)
     r = kvs.new_empty((B * num_heads, N))
-    grid = (B * num_heads, triton.cdiv(N, BLOCK_N))
+    grid = (B * num_heads, triton.cdiv(N, QUERIES['BLOCK']))
     _queries_kernel[grid](
         q_lin,
         wq,
@@ -411,8 +417,8 @@ def queries(q_lin: Tensor, wq: Tensor, kvs: Tensor,
         common.CLAMP_MAX,
         common.DENOMINATOR_EPS,
         _width(d),
-        BLOCK_N,
-        num_stages=NUM_STAGES)
+        num_stages=NUM_STAGES,
+        **QUERIES)
     return o, r
 
 
@@ -431,7 +437,7 @@ def queries_backward(grad_o: Tensor, q_lin: Tensor, wq: Tensor, kvs: Tensor,
     d = hd // num_heads
     grad_q = torch.empty_like(q_lin)
     g_out = kvs.new_empty((B * num_heads, N, d + 1))
-    grid = (B * num_heads, triton.cdiv(N, BLOCK_N))
+    grid = (B * num_heads, triton.cdiv(N, QUERIES_BACKWARD['BLOCK']))
     _queries_backward_kernel[grid](
         grad_o.contiguous(),
         q_lin,
@@ -446,8 +452,8 @@ def queries_backward(grad_o: Tensor, q_lin: Tensor, wq: Tensor, kvs: Tensor,
         common.CLAMP_MIN,
         common.CLAMP_MAX,
         _width(d),
-        BLOCK_N,
-        num_stages=NUM_STAGES)
+        num_stages=NUM_STAGES,
+        **QUERIES_BACKWARD)
     return grad_q, g_out
 
 
@@ -466,7 +472,7 @@ def keys_backward(kv_lin: Tensor, wk: Tensor, kvs: Tensor, g_kvs: Tensor,
     B, N, hd2 = kv_lin.shape
     d = hd2 // 2 // num_heads
     grad = torch.empty_like(kv_lin)
-    grid = (B * num_heads, triton.cdiv(N, BLOCK_N))
+    grid = (B * num_heads, triton.cdiv(N, KEYS_BACKWARD['BLOCK']))
     _keys_backward_kernel[grid](
         kv_lin,
         wk,
@@ -479,8 +485,8 @@ def keys_backward(kv_lin: Tensor, wk: Tensor, kvs: Tensor, g_kvs: Tensor,
         common.CLAMP_MIN,
         common.CLAMP_MAX,
         _width(d),
-        BLOCK_N,
-        num_stages=NUM_STAGES)
+        num_stages=NUM_STAGES,
+        **KEYS_BACKWARD)
     return grad
 
 
