@@ -87,6 +87,46 @@ def _load_tokens(ptr, n, nmask, cols, dmask, row_stride, CT: tl.constexpr):
 
 
 @triton.jit
+def _token_tile(N, d, BLOCK: tl.constexpr, D: tl.constexpr):
+    """This program's ``BLOCK`` tokens and a head's ``D`` columns, with
+    their masks (``n < N``, ``cols < d``)."""
+    n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    cols = tl.arange(0, D)
+    return n, n < N, cols, cols < d
+
+
+@triton.jit
+def _kv_tile(ptr, bh, f, cols, dmask, d):
+    """Factor ``f``'s ``d x d`` block of ``[KV | s]`` (``B*h x 4 x d x
+    (d+1)``) and its last column ``s``."""
+    at = ptr + (bh * 4 + f) * d * (d + 1)
+    square = tl.load(
+        at + cols[:, None] * (d + 1) + cols[None, :],
+        mask=dmask[:, None] & dmask[None, :],
+        other=0.0)
+    return square, tl.load(at + cols * (d + 1) + d, mask=dmask, other=0.0)
+
+
+@triton.jit
+def _queries_times_kv(q, w_ptr, kvs_ptr, bh, n, nmask, cols, dmask, d, lo, hi,
+                      BLOCK: tl.constexpr, D: tl.constexpr, CT: tl.constexpr):
+    """``num = q~ clamp(KV)`` and ``den = q~ . s`` for a tile of queries
+    ``q`` (after their ReLU); a caller that does not use ``den`` has it
+    compiled away."""
+    num = tl.zeros((BLOCK, D), dtype=CT)
+    den = tl.zeros((BLOCK, ), dtype=CT)
+    # a loop over the four position factors, not unrolled: unrolled, the
+    # factors' products took the compiler up to a minute per kernel
+    for f in range(4):
+        kv, s = _kv_tile(kvs_ptr, bh, f, cols, dmask, d)
+        w = tl.load(w_ptr + n * 4 + f, mask=nmask, other=0.0).to(CT)
+        qf = q * w[:, None]
+        num += tl.dot(qf, _signed_clamp(kv, lo, hi), input_precision='ieee')
+        den += tl.sum(qf * s[None, :], 1)
+    return num, den
+
+
+@triton.jit
 def _token_sums_kernel(a_ptr, a_stride, b_ptr, b_stride, w_ptr, out_ptr, N, H,
                        d, chunk, a_batch, b_batch, B_HEADS: tl.constexpr,
                        D: tl.constexpr, BLOCK: tl.constexpr):
@@ -148,26 +188,11 @@ def _queries_kernel(q_ptr, w_ptr, kvs_ptr, o_ptr, r_ptr, N, H, d,
     h = bh % H
     CT: tl.constexpr = kvs_ptr.dtype.element_ty
     hd = H * d
-    n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    nmask = n < N
-    cols = tl.arange(0, D)
-    dmask = cols < d
-    m2 = dmask[:, None] & dmask[None, :]
+    n, nmask, cols, dmask = _token_tile(N, d, BLOCK, D)
     q = _load_tokens(q_ptr + b * N * hd + h * d, n, nmask, cols, dmask, hd, CT)
-    q = tl.maximum(q, 0.0)
-    num = tl.zeros((BLOCK, D), dtype=CT)
-    den = tl.zeros((BLOCK, ), dtype=CT)
-    # a loop over the four position factors, not unrolled: unrolled, the
-    # factors' products took the compiler up to a minute per kernel
-    for f in range(4):
-        kv_f = kvs_ptr + (bh * 4 + f) * d * (d + 1)
-        kv = tl.load(
-            kv_f + cols[:, None] * (d + 1) + cols[None, :], mask=m2, other=0.0)
-        s = tl.load(kv_f + cols * (d + 1) + d, mask=dmask, other=0.0)
-        w = tl.load(w_ptr + n * 4 + f, mask=nmask, other=0.0).to(CT)
-        qf = q * w[:, None]
-        num += tl.dot(qf, _signed_clamp(kv, lo, hi), input_precision='ieee')
-        den += tl.sum(qf * s[None, :], 1)
+    num, den = _queries_times_kv(
+        tl.maximum(q, 0.0), w_ptr, kvs_ptr, bh, n, nmask, cols, dmask, d, lo,
+        hi, BLOCK, D, CT)
     r = 1.0 / (den + eps)
     z = tl.minimum(tl.maximum(r, lo), hi)
     o_abs = tl.minimum(tl.maximum(tl.abs(num), lo), hi) * z[:, None]
@@ -191,24 +216,12 @@ def _queries_backward_kernel(g_ptr, q_ptr, w_ptr, kvs_ptr, r_ptr, gq_ptr,
     h = bh % H
     CT: tl.constexpr = kvs_ptr.dtype.element_ty
     hd = H * d
-    n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    nmask = n < N
-    cols = tl.arange(0, D)
-    dmask = cols < d
-    m2 = dmask[:, None] & dmask[None, :]
+    n, nmask, cols, dmask = _token_tile(N, d, BLOCK, D)
     tokens = b * N * hd + h * d
     q_lin = _load_tokens(q_ptr + tokens, n, nmask, cols, dmask, hd, CT)
-    q = tl.maximum(q_lin, 0.0)
-    num = tl.zeros((BLOCK, D), dtype=CT)
-    for f in range(4):
-        kv = tl.load(
-            kvs_ptr + (bh * 4 + f) * d * (d + 1) + cols[:, None] * (d + 1) +
-            cols[None, :],
-            mask=m2,
-            other=0.0)
-        w = tl.load(w_ptr + n * 4 + f, mask=nmask, other=0.0).to(CT)
-        num += tl.dot(
-            q * w[:, None], _signed_clamp(kv, lo, hi), input_precision='ieee')
+    num, _ = _queries_times_kv(
+        tl.maximum(q_lin, 0.0), w_ptr, kvs_ptr, bh, n, nmask, cols, dmask, d,
+        lo, hi, BLOCK, D, CT)
     r = tl.load(r_ptr + bh * N + n, mask=nmask, other=1.0)
     z = tl.minimum(tl.maximum(r, lo), hi)
     p_abs = tl.minimum(tl.maximum(tl.abs(num), lo), hi)
@@ -219,10 +232,7 @@ def _queries_backward_kernel(g_ptr, q_ptr, w_ptr, kvs_ptr, r_ptr, gq_ptr,
     g_den = tl.where(_passes(r, lo, hi), -(g_z * r * r), 0.0)
     g_q = tl.zeros((BLOCK, D), dtype=CT)
     for f in range(4):
-        kv_f = kvs_ptr + (bh * 4 + f) * d * (d + 1)
-        kv = tl.load(
-            kv_f + cols[:, None] * (d + 1) + cols[None, :], mask=m2, other=0.0)
-        s = tl.load(kv_f + cols * (d + 1) + d, mask=dmask, other=0.0)
+        kv, s = _kv_tile(kvs_ptr, bh, f, cols, dmask, d)
         w = tl.load(w_ptr + n * 4 + f, mask=nmask, other=0.0).to(CT)
         g_qf = tl.dot(
             g_num, tl.trans(_signed_clamp(kv, lo, hi)),
@@ -251,11 +261,7 @@ def _keys_backward_kernel(kv_ptr, w_ptr, kvs_ptr, gkvs_ptr, gkv_ptr, N, H, d,
     h = bh % H
     CT: tl.constexpr = kvs_ptr.dtype.element_ty
     hd = H * d
-    n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    nmask = n < N
-    cols = tl.arange(0, D)
-    dmask = cols < d
-    m2 = dmask[:, None] & dmask[None, :]
+    n, nmask, cols, dmask = _token_tile(N, d, BLOCK, D)
     tokens = b * N * 2 * hd + h * d
     k_lin = _load_tokens(kv_ptr + tokens, n, nmask, cols, dmask, 2 * hd, CT)
     k = tl.maximum(k_lin, 0.0)
@@ -263,12 +269,9 @@ def _keys_backward_kernel(kv_ptr, w_ptr, kvs_ptr, gkvs_ptr, gkv_ptr, N, H, d,
     g_k = tl.zeros((BLOCK, D), dtype=CT)
     g_v = tl.zeros((BLOCK, D), dtype=CT)
     for f in range(4):
-        at = (bh * 4 + f) * d * (d + 1)
-        square = cols[:, None] * (d + 1) + cols[None, :]
-        kv = tl.load(kvs_ptr + at + square, mask=m2, other=0.0)
-        gkv = tl.load(gkvs_ptr + at + square, mask=m2, other=0.0)
+        kv, _ = _kv_tile(kvs_ptr, bh, f, cols, dmask, d)
+        gkv, gs = _kv_tile(gkvs_ptr, bh, f, cols, dmask, d)
         gkv = tl.where(_passes(kv, lo, hi), gkv, 0.0)
-        gs = tl.load(gkvs_ptr + at + cols * (d + 1) + d, mask=dmask, other=0.0)
         w = tl.load(w_ptr + n * 4 + f, mask=nmask, other=0.0).to(CT)
         g_k += w[:, None] * (
             tl.dot(v, tl.trans(gkv), input_precision='ieee') + gs[None, :])
