@@ -11,7 +11,10 @@ from typing import Sequence, Tuple
 
 from mmengine.config import Config
 
-__all__ = ['TINY_ARCH', 'tiny_arch', 'tiny_segmentor', 'write_tiny_config']
+__all__ = [
+    'TINY_ARCH', 'tiny_arch', 'tiny_segmentor', 'write_tiny_config',
+    'outputs_and_grads'
+]
 
 #: a 4-stage VVT of widths 16/32/64/128, one block per stage, 1-2 heads
 TINY_ARCH = dict(
@@ -145,3 +148,20 @@ def write_tiny_config(path,
     cfg.update(top_level)
     Config(cfg).dump(str(path))
     return str(path)
+
+
+def outputs_and_grads(module, x, hw_shape, implementation: str = 'auto'):
+    """``module(x, hw_shape)`` under ``implementation(...)`` and its
+    backward from a fixed weighting of the output (``linspace(-1, 1)``, so
+    every element's gradient differs): ``[output, x's gradient, each
+    parameter's gradient]``, for comparing two implementations."""
+    import torch
+
+    from mmseg_vvt.models.kernels import implementation as use
+    module.zero_grad()
+    x = x.detach().requires_grad_()
+    with use(implementation):
+        y = module(x, hw_shape)
+    (y * torch.linspace(-1, 1, y.numel(),
+                        dtype=y.dtype).view_as(y)).sum().backward()
+    return [y.detach(), x.grad] + [p.grad.clone() for p in module.parameters()]

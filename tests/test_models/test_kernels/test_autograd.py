@@ -8,6 +8,7 @@ from mmseg_vvt.models.backbones.vvt import Mlp, VVTBlock
 from mmseg_vvt.models.kernels import implementation
 from mmseg_vvt.models.kernels.autograd import ConvGeluLinear, VicinityCore
 from mmseg_vvt.models.layers import VicinityAttention
+from mmseg_vvt.testing import outputs_and_grads
 
 
 @pytest.mark.parametrize('heads,hw,kv_hw', [(1, (3, 4), (3, 4)),
@@ -37,16 +38,8 @@ def test_conv_gelu_linear_gradcheck():
 
 
 def _grads(module, x, hw, reference):
-    module.zero_grad()
-    x = x.detach().requires_grad_()
-    if reference:
-        with implementation('reference'):
-            y = module(x, hw)
-    else:
-        y = module(x, hw)
-    (y * torch.linspace(-1, 1, y.numel(),
-                        dtype=y.dtype).view_as(y)).sum().backward()
-    return [y.detach(), x.grad] + [p.grad.clone() for p in module.parameters()]
+    return outputs_and_grads(module, x, hw,
+                             'reference' if reference else 'auto')
 
 
 @pytest.mark.parametrize('sr_ratio', [1, 2])

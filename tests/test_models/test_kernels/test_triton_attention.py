@@ -17,6 +17,7 @@ from mmseg_vvt.models.kernels.autograd import GatedClamp, VicinityCore
 from mmseg_vvt.models.kernels.triton_attention import (FusedGatedClamp,
                                                        FusedVicinityCore)
 from mmseg_vvt.models.layers import VicinityAttention
+from mmseg_vvt.testing import outputs_and_grads
 
 REPO = os.path.dirname(
     os.path.dirname(
@@ -162,15 +163,6 @@ def _run2(fn, p, gate):
     return (y, *torch.autograd.grad(y, (p, gate), gy.to(y.dtype)))
 
 
-def _grads(module, x, hw):
-    module.zero_grad()
-    x = x.detach().requires_grad_()
-    y = module(x, hw)
-    (y * torch.linspace(-1, 1, y.numel(),
-                        dtype=y.dtype).view_as(y)).sum().backward()
-    return [y.detach(), x.grad] + [p.grad.clone() for p in module.parameters()]
-
-
 @pytest.mark.parametrize('sr_ratio', [1, 2])
 def test_attention_under_triton_equals_the_readable_formulation(sr_ratio):
     # float64, published clamps; large inputs so the upper clamps bite
@@ -181,9 +173,8 @@ def test_attention_under_triton_equals_the_readable_formulation(sr_ratio):
     x = torch.randn(2, 6 * 8, 12, dtype=torch.float64) * 30
     with implementation('triton'):
         assert kernels.select(x, attn) == 'triton'
-        got = _grads(attn, x, (6, 8))
-    with implementation('reference'):
-        want = _grads(attn, x, (6, 8))
+    got = outputs_and_grads(attn, x, (6, 8), 'triton')
+    want = outputs_and_grads(attn, x, (6, 8), 'reference')
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, atol=1e-9, rtol=1e-8)
 
