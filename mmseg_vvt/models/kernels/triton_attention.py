@@ -61,6 +61,14 @@ _TARGET_PROGRAMS = 512
 
 
 @triton.jit
+def _bounds(lo, hi, CT: tl.constexpr):
+    """The clamp bounds as ``CT`` scalars. Left as float constants, some
+    Triton versions (3.6) make them float32 first, which rounds them for
+    float64 tensors."""
+    return tl.full((), lo, CT), tl.full((), hi, CT)
+
+
+@triton.jit
 def _signed_clamp(t, lo, hi):
     mag = tl.minimum(tl.maximum(tl.abs(t), lo), hi)
     return tl.where(t > 0, mag, tl.where(t < 0, -mag, 0.0))
@@ -187,13 +195,14 @@ def _queries_kernel(q_ptr, w_ptr, kvs_ptr, o_ptr, r_ptr, N, H, d,
     b = bh // H
     h = bh % H
     CT: tl.constexpr = kvs_ptr.dtype.element_ty
+    lo, hi = _bounds(lo, hi, CT)
     hd = H * d
     n, nmask, cols, dmask = _token_tile(N, d, BLOCK, D)
     q = _load_tokens(q_ptr + b * N * hd + h * d, n, nmask, cols, dmask, hd, CT)
     num, den = _queries_times_kv(
         tl.maximum(q, 0.0), w_ptr, kvs_ptr, bh, n, nmask, cols, dmask, d, lo,
         hi, BLOCK, D, CT)
-    r = 1.0 / (den + eps)
+    r = 1.0 / (den + tl.full((), eps, CT))
     z = tl.minimum(tl.maximum(r, lo), hi)
     o_abs = tl.minimum(tl.maximum(tl.abs(num), lo), hi) * z[:, None]
     o = _sign(num) * tl.minimum(tl.maximum(o_abs, lo), hi)
@@ -215,6 +224,7 @@ def _queries_backward_kernel(g_ptr, q_ptr, w_ptr, kvs_ptr, r_ptr, gq_ptr,
     b = bh // H
     h = bh % H
     CT: tl.constexpr = kvs_ptr.dtype.element_ty
+    lo, hi = _bounds(lo, hi, CT)
     hd = H * d
     n, nmask, cols, dmask = _token_tile(N, d, BLOCK, D)
     tokens = b * N * hd + h * d
@@ -260,6 +270,7 @@ def _keys_backward_kernel(kv_ptr, w_ptr, kvs_ptr, gkvs_ptr, gkv_ptr, N, H, d,
     b = bh // H
     h = bh % H
     CT: tl.constexpr = kvs_ptr.dtype.element_ty
+    lo, hi = _bounds(lo, hi, CT)
     hd = H * d
     n, nmask, cols, dmask = _token_tile(N, d, BLOCK, D)
     tokens = b * N * 2 * hd + h * d
@@ -296,6 +307,7 @@ def _gated_clamp_kernel(p_ptr, g_ptr, y_ptr, N, C, lo: tl.constexpr,
     at = b * N * C + n[:, None] * C + c[None, :]
     p = tl.load(p_ptr + at, mask=m, other=0.0).to(CT)
     g = tl.load(g_ptr + b * C + c, mask=c < C, other=0.0).to(CT)
+    lo, hi = _bounds(lo, hi, CT)
     a = tl.minimum(tl.maximum(tl.abs(p), lo), hi)
     y = _sign(p) * tl.minimum(a + a * g[None, :], hi)
     tl.store(y_ptr + at, y.to(y_ptr.dtype.element_ty), mask=m)
@@ -310,6 +322,7 @@ def _gated_clamp_backward_kernel(gy_ptr, p_ptr, g_ptr, gp_ptr, gg_ptr, N, C,
     b = tl.program_id(0)
     k = tl.program_id(1)
     CT: tl.constexpr = gg_ptr.dtype.element_ty
+    lo, hi = _bounds(lo, hi, CT)
     c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = c < C
     g = tl.load(g_ptr + b * C + c, mask=cmask, other=0.0).to(CT)
