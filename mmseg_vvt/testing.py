@@ -162,6 +162,6 @@ def outputs_and_grads(module, x, hw_shape, implementation: str = 'auto'):
     x = x.detach().requires_grad_()
     with use(implementation):
         y = module(x, hw_shape)
-    (y * torch.linspace(-1, 1, y.numel(),
-                        dtype=y.dtype).view_as(y)).sum().backward()
+    (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype,
+                        device=y.device).view_as(y)).sum().backward()
     return [y.detach(), x.grad] + [p.grad.clone() for p in module.parameters()]

@@ -2,7 +2,9 @@
 
 CUDA autocast runs LayerNorm in fp32, so there fp32 tokens meet the
 half-precision outputs of autocast's matmuls; CPU autocast runs LayerNorm
-in its input's dtype. The tests below make both mixes happen on CPU.
+in its input's dtype. The tests below make both mixes happen on CPU. The
+training tests that take ``device`` also run under CUDA's own autocast
+(``MMSEG_VVT_TEST_DEVICE=cuda pytest -m on_device``).
 """
 import pytest
 import torch
@@ -71,8 +73,8 @@ def test_backbone_inference_under_autocast_at_512(dtype, cuda_like_norms):
 
 def _training_step(model, x, dtype=None):
     model.zero_grad()
-    with torch.autocast(
-            'cpu', dtype=dtype or torch.float32, enabled=dtype is not None):
+    on = dtype is not None
+    with torch.autocast(x.device.type, dtype or torch.float32, enabled=on):
         outs = model(x)
         loss = sum(o.float().square().mean() for o in outs)
     loss.backward()
@@ -82,9 +84,9 @@ def _training_step(model, x, dtype=None):
     }
 
 
-def _check_training_under_autocast(dtype, size):
-    model = _model(cuda_like_norms=True).train()
-    x = torch.randn(2, 3, size, size)
+def _check_training_under_autocast(dtype, size, device='cpu'):
+    model = _model(cuda_like_norms=True).train().to(device)
+    x = torch.randn(2, 3, size, size).to(device)
     want_loss, want = _training_step(model, x)
     loss, grads = _training_step(model, x, dtype)
     assert torch.isfinite(loss)
@@ -98,8 +100,8 @@ def _check_training_under_autocast(dtype, size):
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-def test_backbone_training_under_autocast(dtype):
-    _check_training_under_autocast(dtype, 128)
+def test_backbone_training_under_autocast(dtype, device):
+    _check_training_under_autocast(dtype, 128, device)
 
 
 @pytest.mark.slow
@@ -125,20 +127,20 @@ def test_token_sums_do_not_overflow_fp16():
 
 @pytest.mark.parametrize('impl', ['auto', 'triton'])
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-def test_block_with_stochastic_depth_under_autocast(dtype, impl):
+def test_block_with_stochastic_depth_under_autocast(device, dtype, impl):
     # the training path folds DropPath into the residual add: fp32 tokens
     # plus a half-precision branch, gradients back in each input's dtype
     from mmseg_vvt.models.backbones.vvt import VVTBlock
     torch.manual_seed(0)
-    block = VVTBlock(64, 2, 4, 2, 1, drop_path_rate=0.5).train()
-    x = torch.randn(4, 8 * 8, 64)
+    block = VVTBlock(64, 2, 4, 2, 1, drop_path_rate=0.5).train().to(device)
+    x = torch.randn(4, 8 * 8, 64).to(device)
 
     def step(autocast_dtype=None):
         torch.manual_seed(1)
         block.zero_grad()
         xg = x.clone().requires_grad_()
         with torch.autocast(
-                'cpu',
+                device.type,
                 dtype=autocast_dtype or torch.float32,
                 enabled=autocast_dtype is not None):
             y = block(xg, (8, 8))

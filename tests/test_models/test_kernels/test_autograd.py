@@ -42,25 +42,31 @@ def _grads(module, x, hw, reference):
                              'reference' if reference else 'auto')
 
 
+# the training paths: eager autograd kernels, and the Triton kernels (in
+# their interpreter on CPU)
+@pytest.mark.parametrize('impl,path', [('auto', 'autograd'),
+                                       ('triton', 'triton')])
 @pytest.mark.parametrize('sr_ratio', [1, 2])
-def test_attention_gradients_equal_the_readable_formulation(sr_ratio):
+def test_attention_gradients_equal_the_readable_formulation(
+        device, sr_ratio, impl, path):
     # float64, published clamps; large inputs so the upper clamps bite
     torch.manual_seed(0)
-    attn = VicinityAttention(12, 2, sr_ratio=sr_ratio).double()
+    attn = VicinityAttention(12, 2, sr_ratio=sr_ratio).double().to(device)
     for p in attn.parameters():
         p.data.normal_(0, 0.5)
-    x = torch.randn(2, 6 * 8, 12, dtype=torch.float64) * 30
-    assert kernels.select(x, attn) == 'autograd'
-    got = _grads(attn, x, (6, 8), reference=False)
-    want = _grads(attn, x, (6, 8), reference=True)
+    x = torch.randn(2, 6 * 8, 12, dtype=torch.float64).to(device) * 30
+    with implementation(impl):
+        assert kernels.select(x, attn) == path
+    got = outputs_and_grads(attn, x, (6, 8), impl)
+    want = outputs_and_grads(attn, x, (6, 8), 'reference')
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, atol=1e-9, rtol=1e-8)
 
 
-def test_mlp_gradients_equal_the_readable_formulation():
+def test_mlp_gradients_equal_the_readable_formulation(device):
     torch.manual_seed(0)
-    mlp = Mlp(8, 24).double()
-    x = torch.randn(2, 5 * 7, 8, dtype=torch.float64)
+    mlp = Mlp(8, 24).double().to(device)
+    x = torch.randn(2, 5 * 7, 8, dtype=torch.float64).to(device)
     got = _grads(mlp, x, (5, 7), reference=False)
     want = _grads(mlp, x, (5, 7), reference=True)
     for g, w in zip(got, want):
@@ -96,16 +102,17 @@ def test_training_kernels_save_less_than_autograd_on_the_readable_code():
 
 @pytest.mark.parametrize('heads,sr_ratio,drop_path', [(1, 1, 0.), (2, 2, 0.3),
                                                       (3, 1, 0.5)])
-def test_block_training_path_equals_the_readable_block(heads, sr_ratio,
+def test_block_training_path_equals_the_readable_block(device, heads, sr_ratio,
                                                        drop_path):
     # float64, train mode: the same stochastic depth draws (same seed), the
     # same outputs and gradients, whichever samples are dropped
     torch.manual_seed(0)
     block = VVTBlock(
-        12 * heads, heads, 2, 2, sr_ratio, drop_path_rate=drop_path).double()
+        12 * heads, heads, 2, 2, sr_ratio,
+        drop_path_rate=drop_path).double().to(device)
     for p in block.parameters():
         p.data.normal_(0, 0.3)
-    x = torch.randn(4, 6 * 8, 12 * heads, dtype=torch.float64) * 3
+    x = torch.randn(4, 6 * 8, 12 * heads, dtype=torch.float64).to(device) * 3
     got, want = [], []
     for seed in range(3):
         torch.manual_seed(seed)
