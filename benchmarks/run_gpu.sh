@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU measurements of docs/benchmark.md in one call (about 9 minutes on
-# one H100): backbone forward and training step, eager and torch.compile'd,
-# whole-segmentor training throughput, and the CPU cost proxies. Every step
+# The GPU checks and measurements of docs/benchmark.md in one call (about 9
+# minutes on one H100): the kernel tests on CUDA tensors, backbone training
+# step and forward, eager and torch.compile'd, whole-segmentor training
+# throughput, and the CPU cost proxies, most wanted first. Every step
 # has a time limit and the script stops starting steps when its own limit
 # (BUDGET_S, default 540 s) would be passed, so an oversized step costs its
 # rows, not the run. Results: $OUT (if set) or benchmarks/gpu/, as JSON and
@@ -60,17 +61,22 @@ ALL=(--models vvt-s vvt-t vvt-s-reference swin-t mit-b2)
 PAIR=(--models vvt-s swin-t)
 # training also with the attention core in Triton kernels (opt-in so far)
 TRAIN=(--models vvt-s vvt-s-triton swin-t)
-# the backbone tables: batch 1, median of 10 after 3 warm-ups
-step 150 'forward fp32 512/1024/2048' "${BENCH[@]}" "${ALL[@]}" \
-    --resolutions 512 1024 2048 --repeats 10 --warmup 3
-step 60 'forward fp16 2048' "${BENCH[@]}" "${ALL[@]}" --dtype fp16 \
-    --resolutions 2048 --repeats 10 --warmup 3
+# the kernels' tests on CUDA tensors, the Triton kernels compiled (the
+# tests that take the device fixture; tests/conftest.py)
+step 150 'kernel tests on CUDA' env MMSEG_VVT_TEST_DEVICE=cuda \
+    "$PY" -m pytest -q -m 'on_device and not slow' \
+    tests/test_models/test_kernels --junitxml "$DEST/tests_cuda.xml"
+# training steps, batch 8, median of 10 after 3 warm-ups
 # (the Triton kernels compile on their first call: up to a minute more)
 step 120 'train fp32 512 batch 8' "${BENCH[@]}" "${TRAIN[@]}" --mode train \
     --resolutions 512 --batch-size 8 --repeats 10 --warmup 3
 step 120 'train AMP fp16 512 batch 8' "${BENCH[@]}" "${TRAIN[@]}" \
     --mode train --dtype fp16 --resolutions 512 --batch-size 8 \
     --repeats 10 --warmup 3
+# where the AMP training step's time goes, op by op
+step 90 'profile train AMP fp16 512 batch 8' "$PY" tools/profile_step.py \
+    --device cuda --dtype fp16 "${TRAIN[@]}" --size 512 --batch-size 8 \
+    --out-dir "$DEST"
 
 # whole segmentor, the project's configs (Swin-T in the same neck/heads)
 # (the config first: --amp takes several values)
@@ -89,6 +95,12 @@ step 60 'segmentor Swin-T + UperNet' "$PY" tools/throughput.py "$UPER" \
 step 90 'segmentor VVT-S (Triton attention) + FPN' "$PY" tools/throughput.py \
     "$FPN" "${TP[@]}" --backbone vvt-s-triton \
     --out "$DEST/train_fpn_vvt-s-triton.json"
+
+# the backbone forward: batch 1, median of 10 after 3 warm-ups
+step 150 'forward fp32 512/1024/2048' "${BENCH[@]}" "${ALL[@]}" \
+    --resolutions 512 1024 2048 --repeats 10 --warmup 3
+step 60 'forward fp16 2048' "${BENCH[@]}" "${ALL[@]}" --dtype fp16 \
+    --resolutions 2048 --repeats 10 --warmup 3
 
 # compiled beside eager (a compile failure is that row's error)
 step 120 'forward fp32 2048 compiled' "${BENCH[@]}" "${ALL[@]}" --compile \

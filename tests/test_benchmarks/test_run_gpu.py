@@ -60,13 +60,21 @@ def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'FAILED' not in proc.stdout and 'SKIPPED' not in proc.stdout
     calls = [json.loads(line) for line in log.read_text().splitlines()]
+    # the kernel tests on CUDA tensors: those that take the device fixture
+    tests = [c for c in calls if c[:2] == ['-m', 'pytest']]
+    assert len(tests) == 1, calls
+    _check_cuda_test_selection(tests[0][2:])
+    calls = [c for c in calls if c not in tests]
     tools = [c[0] for c in calls]
     # 4 backbone tables, 5 segmentor rows, 2 compiled, the proxies
     assert tools.count('tools/benchmark_scaling.py') == 7, calls
     assert tools.count('tools/throughput.py') == 5, calls
-    # the Triton attention is measured in the eager training rows
+    # the AMP training step profiled, op by op
+    assert tools.count('tools/profile_step.py') == 1, calls
+    # the Triton attention is measured in the eager training rows and the
+    # profile
     triton = [c for c in calls if 'vvt-s-triton' in c]
-    assert len(triton) == 3 and all('--compile' not in c
+    assert len(triton) == 4 and all('--compile' not in c
                                     for c in triton), triton
     cuda = [c for c in calls if '--proxies' not in c]
     assert all(c[c.index('--device') + 1] == 'cuda' for c in cuda), cuda
@@ -84,3 +92,28 @@ def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)  # the script's paths are relative to it
     for tool, *argv in calls:
         _parse(tool, argv)
+
+
+def _check_cuda_test_selection(argv):
+    """The tests run_gpu.sh runs on CUDA, collected here: the Triton
+    kernels' and the training kernels' comparisons and the autocast
+    training, none of them slow."""
+    argv = [a for a in argv if a != '--junitxml' and not a.endswith('.xml')]
+    proc = subprocess.run(
+        [sys.executable, '-m', 'pytest', '--collect-only', *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ids = [line for line in proc.stdout.splitlines() if '::' in line]
+    for name in ('test_fused_core_equals_vicinity_core_where_clamps_bite',
+                 'test_fused_gated_clamp_equals_gated_clamp',
+                 'test_attention_gradients_equal_the_readable_formulation',
+                 'test_block_training_path_equals_the_readable_block',
+                 'test_block_with_stochastic_depth_under_autocast',
+                 'test_backbone_training_under_autocast['):
+        assert any(name in i for i in ids), (name, ids)
+    # neither the slow tests nor those that need no device
+    assert not any('at_512' in i or 'compiles_for_a_cuda_gpu' in i
+                   for i in ids), ids

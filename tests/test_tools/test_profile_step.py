@@ -1,0 +1,39 @@
+"""tools/profile_step.py: the op table of a model's step, per model."""
+import pytest
+from tool_modules import load_tool
+
+profile_step = load_tool('profile_step')
+
+
+def test_writes_one_table_per_model_sorted_by_time(tmp_path, capsys):
+    profile_step.main([
+        '--models', 'vvt-test', 'swin-t', '--size', '64', '--warmup', '1',
+        '--steps', '1', '--rows', '5', '--out-dir',
+        str(tmp_path)
+    ])
+    text = (tmp_path / 'profile_train_cpu_fp32.md').read_text()
+    assert text.count('## ') == 2
+    vvt, swin = text.split('## ')[1:]
+    assert vvt.startswith('vvt-test: train, 64x64, batch 1, fp32 on cpu')
+    assert swin.startswith('swin-t: train')
+    # the profiler's table, its rows the step's ops (with the backward)
+    assert 'Self CPU time total' in vvt
+    assert 'ms per step under the profiler' in vvt
+    rows = [
+        line for line in vvt.splitlines()
+        if line.lstrip().startswith(('aten::', 'autograd::', 'mmseg_vvt::',
+                                     'Optimizer', 'ProfilerStep'))
+    ]
+    assert 1 <= len(rows) <= 5, vvt
+    assert 'written:' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--models', 'vvt-x'], 'vvt-x'),
+    (['--steps', '0'], '--steps must be at least 1, got 0'),
+    (['--warmup', '-1'], '--warmup must be 0 or more, got -1'),
+])
+def test_bad_arguments_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        profile_step.parse_args(argv)
+    assert message in capsys.readouterr().err
