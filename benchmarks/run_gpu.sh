@@ -12,6 +12,8 @@
 #     source .whl/device_env.sh
 set -u
 cd "$(dirname "$0")/.."
+# the tools import mmseg_vvt from this checkout, installed or not
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PY:-python3}
 DEST=${OUT:-benchmarks/gpu}
 BUDGET_S=${BUDGET_S:-540}

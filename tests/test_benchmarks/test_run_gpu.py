@@ -27,6 +27,8 @@ if args[:1] == ['-']:  # the script's inline Python: run it
     sys.exit(0)
 with open(os.environ['SHIM_LOG'], 'a') as f:  # a tool: parsed by the test
     f.write(json.dumps(args) + '\\n')
+with open(os.environ['SHIM_LOG'] + '.path', 'a') as f:
+    f.write(os.environ.get('PYTHONPATH', '') + '\\n')
 '''
 
 
@@ -45,12 +47,8 @@ def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
     shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
     log = tmp_path / 'calls.jsonl'
     out = tmp_path / 'out'
-    env = dict(
-        os.environ,
-        PY=str(shim),
-        OUT=str(out),
-        SHIM_LOG=str(log),
-        PYTHONPATH=REPO)
+    env = dict(os.environ, PY=str(shim), OUT=str(out), SHIM_LOG=str(log))
+    env.pop('PYTHONPATH', None)  # as on a GPU machine, nothing installed
     proc = subprocess.run(['bash', 'benchmarks/run_gpu.sh'],
                           cwd=REPO,
                           env=env,
@@ -60,6 +58,10 @@ def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'FAILED' not in proc.stdout and 'SKIPPED' not in proc.stdout
     calls = [json.loads(line) for line in log.read_text().splitlines()]
+    # every tool finds mmseg_vvt in this checkout
+    paths = (tmp_path / 'calls.jsonl.path').read_text().splitlines()
+    assert len(paths) == len(calls)
+    assert all(p.split(':')[0] == REPO for p in paths), paths
     # the kernel tests on CUDA tensors: those that take the device fixture
     tests = [c for c in calls if c[:2] == ['-m', 'pytest']]
     assert len(tests) == 1, calls
