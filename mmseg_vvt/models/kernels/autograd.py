@@ -287,9 +287,11 @@ def drop_path_scales(x: Tensor, drop_probs) -> Tensor:
     drop probabilities ``drop_probs`` (one per branch): ``count x B x 1 x
     1`` (for ``B x N x C`` tokens ``x``), each ``0`` or ``1 / (1 - p)``.
 
-    Drawn as mmcv's ``DropPath`` draws them, branch after branch (the same
-    random numbers on CPU under the same seed), in one call: four ops for
-    a whole network instead of four per block.
+    Drawn as mmcv's ``DropPath`` draws them, branch after branch, in one
+    call: four ops for a whole network instead of four per block. On CPU
+    these are the numbers ``DropPath`` draws under the same seed; CUDA's
+    generator gives one large draw other numbers than several small ones,
+    so there only their distribution is the same.
     """
     keep = torch.tensor([1.0 - p for p in drop_probs],
                         dtype=x.dtype,
