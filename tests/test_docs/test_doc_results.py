@@ -119,3 +119,79 @@ def test_architecture_variants_table_is_the_presets():
             map(str, preset['mlp_ratios']))
         n = sum(p.numel() for p in VVT(arch=arch).parameters())
         assert row[col['backbone params']] == f'{n / 1e6:.2f}M', arch
+
+
+GPU = osp.join(REPO, 'benchmarks', 'gpu')
+
+
+def _gpu_json(name):
+    import json
+    with open(osp.join(GPU, name), encoding='utf-8') as f:
+        return json.load(f)
+
+
+def _backbone_rows(name, resolution):
+    return {
+        r['model']: r
+        for r in _gpu_json(name)['results'] if r['resolution'] == resolution
+    }
+
+
+def _expected_gpu_table():
+    """The README's GPU table as benchmarks/gpu/*.json give it."""
+    rows = []
+    for dtype, label in (('fp16', 'AMP fp16'), ('fp32', 'fp32')):
+        r = _backbone_rows(f'scaling_train_cuda_{dtype}.json', 512)
+        cell = [
+            f'{r[m]["latency_ms"]:.0f} ms, {r[m]["mem_peak_mb"] / 1000:.1f} GB'
+            for m in ('vvt-s', 'vvt-s-triton', 'swin-t')
+        ]
+        rows.append([
+            f'backbone training step, 512², batch 8, {label}', *cell,
+            f'{r["swin-t"]["latency_ms"] / r["vvt-s"]["latency_ms"]:.2f}x'
+            f'{" speed" if dtype == "fp16" else ""}, '
+            f'{r["vvt-s"]["mem_peak_mb"] / r["swin-t"]["mem_peak_mb"]:.2f}x'
+            f'{" memory" if dtype == "fp16" else ""}'
+        ])
+    for seg, label in (('fpn', 'Semantic FPN'), ('upernet', 'UperNet')):
+        got = {}
+        for b in ('vvt-s', 'vvt-s-triton', 'swin-t'):
+            if osp.exists(osp.join(GPU, f'train_{seg}_{b}.json')):
+                got[b] = _gpu_json(f'train_{seg}_{b}.json')['train']['fp16']
+        cell = [
+            f'{got[b]["images_per_s"]:.1f} img/s, '
+            f'{got[b]["peak_mib"] / 1024:.1f} GiB' if b in got else '(not run)'
+            for b in ('vvt-s', 'vvt-s-triton', 'swin-t')
+        ]
+        vvt, swin = got['vvt-s'], got['swin-t']
+        rows.append([
+            f'{label} training, 512², batch 8, AMP', *cell,
+            f'{vvt["images_per_s"] / swin["images_per_s"]:.2f}x, '
+            f'{vvt["peak_mib"] / swin["peak_mib"]:.2f}x'
+        ])
+    for dtype in ('fp32', 'fp16'):
+        r = _backbone_rows(f'scaling_forward_cuda_{dtype}.json', 2048)
+        vvt, swin = r['vvt-s'], r['swin-t']
+        rows.append([
+            f'backbone forward 2048², batch 1, {dtype}',
+            f'{vvt["latency_ms"]:.0f} ms, {vvt["mem_extra_mb"]:.0f} MB extra',
+            '(training only)',
+            f'{swin["latency_ms"]:.0f} ms, {swin["mem_extra_mb"]:.0f} MB',
+            f'{swin["latency_ms"] / vvt["latency_ms"]:.2f}x, '
+            f'{vvt["mem_extra_mb"] / swin["mem_extra_mb"]:.2f}x'
+        ])
+    return rows
+
+
+def test_readme_gpu_table_is_the_committed_gpu_run():
+    (header,
+     rows), = [t for t in tables(README) if 'VVT-S, Triton kernels' in t[0]]
+    assert header == [
+        'measure', 'VVT-S', 'VVT-S, Triton kernels', 'Swin-T',
+        'VVT-S vs Swin-T'
+    ]
+    assert rows == _expected_gpu_table()
+    env = _gpu_json('environment.json')
+    with open(README, encoding='utf-8') as f:
+        readme = f.read()
+    assert f'**GPU: one {env["gpu"]}** (torch {env["torch"]}' in readme
