@@ -225,8 +225,9 @@ class ConvGeluLinear(torch.autograd.Function):
     """``fc2(gelu(dwconv3x3(t)))`` of the MLP's hidden tokens ``t``.
 
     ``forward(t, hw, dw_weight, dw_bias, fc2_weight, fc2_bias)`` with ``t``
-    ``B x N x C_h``; saves ``t`` alone and recomputes the conv and the GELU
-    in backward.
+    ``B x N x C_h``; saves ``t`` and the weights in ``t``'s dtype (under
+    autocast the small half-precision copies, so backward casts none
+    again) and recomputes the conv and the GELU in backward.
     """
 
     @staticmethod
@@ -247,32 +248,35 @@ class ConvGeluLinear(torch.autograd.Function):
         with torch.autocast(t.device.type, enabled=False):
             a = F.gelu(ConvGeluLinear._hidden(t, hw, ws[0], ws[1]))
             y = F.linear(a, ws[2], ws[3])
-        ctx.save_for_backward(t, dw_weight, dw_bias, fc2_weight)
+        ctx.save_for_backward(t, ws[0], ws[1], ws[2])
         ctx.hw = hw
+        ctx.weight_dtypes = [
+            w.dtype for w in (dw_weight, dw_bias, fc2_weight, fc2_bias)
+        ]
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        t, dw_weight, dw_bias, fc2_weight = ctx.saved_tensors
+        t, dw_w, dw_b, fc2_w = ctx.saved_tensors
         dtype = t.dtype
         B, N, C = t.shape
         with torch.autocast(t.device.type, enabled=False):
-            dw_w, dw_b = dw_weight.to(dtype), dw_bias.to(dtype)
             c = ConvGeluLinear._hidden(t, ctx.hw, dw_w, dw_b)
             a = F.gelu(c)
             g = grad_y.to(dtype).reshape(B * N, -1)
             g_fc2_w = g.t() @ a.reshape(B * N, C)
             g_fc2_b = g.sum(dim=0)
-            g_c = torch.ops.aten.gelu_backward(
-                (g @ fc2_weight.to(dtype)).view(B, N, C), c)
+            g_c = torch.ops.aten.gelu_backward((g @ fc2_w).view(B, N, C), c)
             g_t, g_dw_w, g_dw_b = torch.ops.aten.convolution_backward(
                 g_c.view(B, *ctx.hw, C).permute(0, 3, 1, 2),
                 t.view(B, *ctx.hw, C).permute(0, 3, 1, 2), dw_w, [C], [1, 1],
                 [1, 1], [1, 1], False, [0, 0], C, [True, True, True])
         g_t = g_t.permute(0, 2, 3, 1).reshape(B, N, C)
-        return (g_t, None, g_dw_w.to(dw_weight.dtype),
-                g_dw_b.to(dw_bias.dtype), g_fc2_w.to(fc2_weight.dtype),
-                g_fc2_b.to(fc2_weight.dtype))
+        grads = [
+            g.to(d) for g, d in zip((g_dw_w, g_dw_b, g_fc2_w,
+                                     g_fc2_b), ctx.weight_dtypes)
+        ]
+        return (g_t, None, *grads)
 
 
 def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:

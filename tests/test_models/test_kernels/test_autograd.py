@@ -73,6 +73,33 @@ def test_mlp_gradients_equal_the_readable_formulation(device):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-9)
 
 
+def test_mlp_under_autocast_casts_each_weight_down_and_its_gradient_up_once():
+    # the backward's recompute reuses the half-precision weights forward
+    # made: each weight is cast once, and its gradient once back to fp32
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Casts(TorchDispatchMode):
+        shapes = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._to_copy.default:
+                self.shapes.append(tuple(args[0].shape))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    mlp = Mlp(8, 24)
+    x = torch.randn(2, 5 * 7, 8, requires_grad=True)
+    with Casts() as casts:
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            y = mlp(x, (5, 7))
+        y.float().sum().backward()
+    shapes = [tuple(p.shape) for p in mlp.parameters()]
+    for shape in shapes:  # (fc1's bias and the conv's share a shape)
+        assert casts.shapes.count(shape) == 2 * shapes.count(shape), (
+            shape, casts.shapes)
+    assert all(p.grad.dtype == torch.float32 for p in mlp.parameters())
+
+
 def _saved_bytes(fn):
     storages = {}
 
