@@ -20,6 +20,8 @@ Examples::
     python tools/benchmark_scaling.py --device cuda --dtype fp16 --compile
     # ops per training step and bytes saved for backward (CPU, 256x256)
     python tools/benchmark_scaling.py --proxies --models vvt-s swin-t
+    # the same under bf16 autocast (mixed precision's casts counted)
+    python tools/benchmark_scaling.py --proxies --dtype bf16
     # CI-size plumbing check
     python tools/benchmark_scaling.py --quick --models vvt-test \
         vvt-test-reference --reference vvt-test-reference --out-dir /tmp/b
@@ -33,9 +35,9 @@ import sys
 from analysis_tools.benchmark import (BENCHMARK_MODELS, DEFAULT_MODELS,
                                       DEFAULT_RESOLUTIONS, DEVICES, DTYPES,
                                       MODES, check_model_names, output_stem,
-                                      recount_flops, render_proxies,
-                                      run_benchmark, run_proxies,
-                                      write_outputs)
+                                      proxies_stem, recount_flops,
+                                      render_proxies, run_benchmark,
+                                      run_proxies, write_outputs)
 
 QUICK = dict(resolutions=[64, 128], repeats=1, warmup=0)
 
@@ -96,9 +98,10 @@ def parse_args(argv=None):
         '--proxies',
         action='store_true',
         help='do not time: print the ops dispatched and bytes '
-        'saved for backward in one training step (CPU, fp32, '
-        '--proxy-resolution, --batch-size 2 unless given) and '
-        'write proxies.json/.md to --out-dir')
+        'saved for backward in one training step (CPU, fp32 or '
+        'under autocast to --dtype, --proxy-resolution, '
+        '--batch-size 2 unless given) and write proxies.json/.md '
+        '(proxies_{dtype}.* under autocast) to --out-dir')
     p.add_argument('--proxy-resolution', type=int, default=256)
     p.add_argument(
         '--repeats',
@@ -199,15 +202,17 @@ def proxies_main(args):
         args.models or ['vvt-s', 'swin-t'],
         resolution=args.proxy_resolution,
         batch_size=args.batch_size,
-        threads=args.threads)
+        threads=args.threads,
+        dtype=args.dtype)
     md = render_proxies(data, peer=args.peer)
     print(md)
     os.makedirs(args.out_dir, exist_ok=True)
-    with open(osp.join(args.out_dir, 'proxies.json'), 'w') as f:
+    stem = osp.join(args.out_dir, proxies_stem(args.dtype))
+    with open(stem + '.json', 'w') as f:
         json.dump(data, f, indent=1)
-    with open(osp.join(args.out_dir, 'proxies.md'), 'w') as f:
+    with open(stem + '.md', 'w') as f:
         f.write(md)
-    print(f'wrote {args.out_dir}/proxies.json and proxies.md')
+    print(f'wrote {stem}.json and {stem}.md')
     return 1 if any(r['errors'] for r in data['results']) else 0
 
 

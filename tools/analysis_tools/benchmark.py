@@ -351,8 +351,13 @@ def _worker_call(cmd: str) -> Dict[str, Any]:
                 unsupported_ops=result['unsupported_ops'])
         if cmd == 'proxies':
             from .proxies import training_step_proxies
-            with formulation(_W['spec']['model']):
-                result = training_step_proxies(_W['model'], _W['x'])
+            spec = _W['spec']
+            with formulation(spec['model']):
+                result = training_step_proxies(
+                    _W['model'],
+                    _W['x'],
+                    forward_context=lambda: autocast(
+                        spec.get('dtype', 'fp32'), _W['device']))
             return dict(ok=True, **result)
         return dict(ok=False, error=f'unknown command {cmd!r}')
     except Exception as e:  # noqa: B902  the parent records it
@@ -1076,29 +1081,38 @@ def write_outputs(
 # device-independent proxies of GPU cost
 
 
-def run_proxies(
-        models: Sequence[str] = ('vvt-s', 'swin-t'),
-        resolution: int = 256,
-        batch_size: int = 2,
-        threads: Optional[int] = None,
-        progress: Callable[[str], None] = _stderr_progress) -> Dict[str, Any]:
+def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
+                resolution: int = 256,
+                batch_size: int = 2,
+                threads: Optional[int] = None,
+                progress: Callable[[str], None] = _stderr_progress,
+                dtype: str = 'fp32') -> Dict[str, Any]:
     """Ops dispatched and bytes saved for backward in one training step
-    (forward + backward, no optimizer step; fp32, CPU; see
-    :mod:`.proxies`) of each model, each in a fresh worker process.
-    Returns ``dict(meta=..., results=[...])``."""
+    (forward + backward, no optimizer step; CPU, fp32 or under autocast to
+    ``dtype``; see :mod:`.proxies`) of each model, each in a fresh worker
+    process. Returns ``dict(meta=..., results=[...])``."""
     models = check_model_names(list(models))
+    if dtype not in DTYPES:
+        raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got '
+                         f'{dtype!r}')
     meta = machine_meta('cpu')
     meta.update(
         resolution=resolution,
         batch_size=batch_size,
-        dtype='fp32',
+        dtype=dtype,
         step='forward + backward (no optimizer step)',
         command=' '.join(sys.argv))
     results = []
     for name in models:
         reply = _ask_fresh_worker(
-            _worker_spec(name, resolution, 'train', batch_size, threads, None),
-            'proxies')
+            _worker_spec(
+                name,
+                resolution,
+                'train',
+                batch_size,
+                threads,
+                None,
+                dtype=dtype), 'proxies')
         rec = dict(
             model=name,
             label=BENCHMARK_MODELS[name]['label'],
@@ -1120,6 +1134,16 @@ def run_proxies(
             progress(f'{name}: FAILED: {reply["error"]}')
         results.append(rec)
     return dict(meta=meta, results=results)
+
+
+def _precision(dtype: str) -> str:
+    return dtype if dtype == 'fp32' else f'{dtype} autocast'
+
+
+def proxies_stem(dtype: str = 'fp32') -> str:
+    """``proxies`` (fp32) or ``proxies_{dtype}``: where the proxies of a
+    precision are written."""
+    return 'proxies' if dtype == 'fp32' else f'proxies_{dtype}'
 
 
 def render_proxies(data: Dict[str, Any],
@@ -1153,8 +1177,8 @@ def render_proxies(data: Dict[str, Any],
         f'- {meta["date_utc"]}, commit `{meta.get("git_commit")}`, torch '
         f'{meta["torch"]}',
         f'- one training step ({meta["step"]}), {res}x{res}, batch '
-        f'{meta["batch_size"]}, fp32, CPU',
-        '- ops: ATen ops dispatched (views and `detach` not counted); '
+        f'{meta["batch_size"]}, {_precision(meta.get("dtype", "fp32"))}, '
+        'CPU', '- ops: ATen ops dispatched (views and `detach` not counted); '
         'saved: distinct storages packed by autograd for backward', '',
         table.get_string(), ''
     ])

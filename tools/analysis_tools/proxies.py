@@ -10,7 +10,13 @@
   ``torch.autograd.graph.saved_tensors_hooks``; each storage is counted
   once however many tensors or views of it are saved (parameters included:
   autograd saves them like any other tensor).
+
+Under autocast (``forward_context``) the counts include mixed precision's
+casts: on a GPU each is a launch too. CPU autocast runs LayerNorm in its
+input's dtype where CUDA's runs it in fp32, so CUDA's count differs by a
+few casts per norm.
 """
+import contextlib
 from collections import Counter
 from typing import Callable, Dict
 
@@ -71,27 +77,38 @@ class SavedTensorBytes:
         return self._hooks.__exit__(*exc)
 
 
-def training_step_proxies(model: torch.nn.Module,
-                          inputs: torch.Tensor,
-                          loss_fn: Callable = None,
-                          warmup: int = 1) -> Dict[str, object]:
+def training_step_proxies(
+        model: torch.nn.Module,
+        inputs: torch.Tensor,
+        loss_fn: Callable = None,
+        warmup: int = 1,
+        forward_context: Callable = None) -> Dict[str, object]:
     """Ops dispatched and bytes saved in one forward + backward of
     ``model`` on ``inputs`` (train mode; loss: the sum of the outputs'
     means unless ``loss_fn(outputs)`` is given), after ``warmup`` uncounted
     steps: the step a training run repeats, without one-time work such as
-    filling caches (VVT builds its grids' position factors once).
-    Gradients are cleared before and after. Returns
-    ``dict(ops, ops_by_name, saved_bytes, saved_tensors)``.
+    filling caches (VVT builds its grids' position factors once). The
+    forward and the loss run inside ``forward_context()`` when given (an
+    autocast, for mixed precision's casts). Gradients are cleared before
+    and after. Returns ``dict(ops, ops_by_name, saved_bytes,
+    saved_tensors)``.
     """
     model.train()
     if loss_fn is None:
         loss_fn = _mean_of_outputs
+    if forward_context is None:
+        forward_context = contextlib.nullcontext
+
+    def loss_of_step():
+        with forward_context():
+            return loss_fn(model(inputs))
+
     for _ in range(warmup):
-        loss_fn(model(inputs)).backward()
+        loss_of_step().backward()
     model.zero_grad(set_to_none=True)
     with OpCounter() as ops:
         with SavedTensorBytes() as saved:
-            loss = loss_fn(model(inputs))
+            loss = loss_of_step()
         loss.backward()
     model.zero_grad(set_to_none=True)
     return dict(

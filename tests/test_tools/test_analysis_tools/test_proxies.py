@@ -126,7 +126,27 @@ def test_swin_t_baseline_is_what_the_counters_measure():
     assert r['ops'] == 1200
 
 
-@pytest.mark.parametrize('dtype', ['fp32'])
+def test_proxies_under_autocast_count_the_casts():
+    # the toy model's two linears under bf16 autocast: forward casts its
+    # input and each weight and bias down and the output up for the loss;
+    # backward casts each of their gradients back
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    x = torch.randn(5, 4, requires_grad=True)
+    fp32 = training_step_proxies(model, x)
+    amp = training_step_proxies(
+        model,
+        x,
+        forward_context=lambda: torch.autocast('cpu', dtype=torch.bfloat16))
+    assert 'aten._to_copy.default' not in fp32['ops_by_name']
+    assert amp['ops_by_name']['aten._to_copy.default'] == 6 + 6
+    assert amp['ops'] == fp32['ops'] + 12
+    # the autocast ends with the forward: the loss and backward outside it
+    assert not torch.is_autocast_enabled('cpu')
+
+
+@pytest.mark.parametrize('dtype', ['fp32', 'bf16'])
 def test_proxies_are_printed_by_the_benchmark(dtype, tmp_path):
     import json
     import subprocess
@@ -135,7 +155,8 @@ def test_proxies_are_printed_by_the_benchmark(dtype, tmp_path):
     from tool_modules import REPO
     proc = subprocess.run([
         sys.executable, f'{REPO}/tools/benchmark_scaling.py', '--proxies',
-        '--models', 'vvt-test', '--proxy-resolution', '64', '--out-dir',
+        '--models', 'vvt-test', '--proxy-resolution', '64', '--dtype', dtype,
+        '--out-dir',
         str(tmp_path)
     ],
                           cwd=REPO,
@@ -143,8 +164,13 @@ def test_proxies_are_printed_by_the_benchmark(dtype, tmp_path):
                           text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.load(open(tmp_path / 'proxies.json'))
+    stem = 'proxies' if dtype == 'fp32' else f'proxies_{dtype}'
+    data = json.load(open(tmp_path / f'{stem}.json'))
     (r, ) = data['results']
     assert r['errors'] == [] and r['ops'] > 0 and r['saved_bytes'] > 0
     assert data['meta']['batch_size'] == 2
+    assert data['meta']['dtype'] == dtype
+    # casts only under autocast
+    assert ('aten._to_copy.default' in r['top_ops']) == (dtype != 'fp32')
+    assert (', bf16 autocast, CPU' in proc.stdout) == (dtype == 'bf16')
     assert f'| VVT tiny test arch | {r["ops"]} ' in proc.stdout
