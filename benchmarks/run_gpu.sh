@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks and measurements of docs/benchmark.md in one call (about 9
 # minutes on one H100): the kernel tests on CUDA tensors, backbone training
-# step and forward, eager and torch.compile'd, whole-segmentor training
-# throughput, and the CPU cost proxies, most wanted first. Every step
+# step (with its profile and its op count under AMP) and forward, eager and
+# torch.compile'd, and whole-segmentor training throughput, most wanted
+# first. Every step
 # has a time limit and the script stops starting steps when its own limit
 # (BUDGET_S, default 540 s) would be passed, so an oversized step costs its
 # rows, not the run. Results: $OUT (if set) or benchmarks/gpu/, as JSON and
@@ -79,6 +80,10 @@ step 120 'train AMP fp16 512 batch 8' "${BENCH[@]}" "${TRAIN[@]}" \
 step 90 'profile train AMP fp16 512 batch 8' "$PY" tools/profile_step.py \
     --device cuda --dtype fp16 "${TRAIN[@]}" --size 512 --batch-size 8 \
     --out-dir "$DEST"
+# the ops that step launches, CUDA autocast's casts included (256x256,
+# batch 2: the CPU proxies' size)
+step 90 'ops per AMP step on CUDA' "$PY" tools/benchmark_scaling.py \
+    --proxies --device cuda --dtype fp16 "${TRAIN[@]}" --out-dir "$DEST"
 
 # whole segmentor, the project's configs (Swin-T in the same neck/heads)
 # (the config first: --amp takes several values)
@@ -110,10 +115,6 @@ step 120 'forward fp32 2048 compiled' "${BENCH[@]}" "${ALL[@]}" --compile \
 step 90 'train fp32 512 batch 8 compiled' "${BENCH[@]}" "${PAIR[@]}" \
     --compile --mode train --resolutions 512 --batch-size 8 --repeats 10 \
     --warmup 3
-
-# device-independent proxies (CPU, 256x256, batch 2, fp32)
-step 90 'proxies' "$PY" tools/benchmark_scaling.py --proxies \
-    --models vvt-s swin-t --out-dir "$DEST"
 
 # one page: the backbone tables, the segmentor rows, the proxies
 # (a missing table is a failed step, reported above; only the summary's

@@ -98,10 +98,10 @@ def parse_args(argv=None):
         '--proxies',
         action='store_true',
         help='do not time: print the ops dispatched and bytes '
-        'saved for backward in one training step (CPU, fp32 or '
-        'under autocast to --dtype, --proxy-resolution, '
+        'saved for backward in one training step (on --device, '
+        'fp32 or under autocast to --dtype, --proxy-resolution, '
         '--batch-size 2 unless given) and write proxies.json/.md '
-        '(proxies_{dtype}.* under autocast) to --out-dir')
+        '(proxies[_cuda][_{dtype}].* otherwise) to --out-dir')
     p.add_argument('--proxy-resolution', type=int, default=256)
     p.add_argument(
         '--repeats',
@@ -203,11 +203,12 @@ def proxies_main(args):
         resolution=args.proxy_resolution,
         batch_size=args.batch_size,
         threads=args.threads,
-        dtype=args.dtype)
+        dtype=args.dtype,
+        device=args.device)
     md = render_proxies(data, peer=args.peer)
     print(md)
     os.makedirs(args.out_dir, exist_ok=True)
-    stem = osp.join(args.out_dir, proxies_stem(args.dtype))
+    stem = osp.join(args.out_dir, proxies_stem(args.dtype, args.device))
     with open(stem + '.json', 'w') as f:
         json.dump(data, f, indent=1)
     with open(stem + '.md', 'w') as f:

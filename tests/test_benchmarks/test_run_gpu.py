@@ -68,18 +68,20 @@ def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
     _check_cuda_test_selection(tests[0][2:])
     calls = [c for c in calls if c not in tests]
     tools = [c[0] for c in calls]
-    # 4 backbone tables, 5 segmentor rows, 2 compiled, the proxies
+    # 4 backbone tables, 2 compiled, the op count; 5 segmentor rows
     assert tools.count('tools/benchmark_scaling.py') == 7, calls
     assert tools.count('tools/throughput.py') == 5, calls
     # the AMP training step profiled, op by op
     assert tools.count('tools/profile_step.py') == 1, calls
-    # the Triton attention is measured in the eager training rows and the
-    # profile
+    # the Triton attention is measured in the eager training rows, the
+    # profile and the op count
     triton = [c for c in calls if 'vvt-s-triton' in c]
-    assert len(triton) == 4 and all('--compile' not in c
+    assert len(triton) == 5 and all('--compile' not in c
                                     for c in triton), triton
-    cuda = [c for c in calls if '--proxies' not in c]
-    assert all(c[c.index('--device') + 1] == 'cuda' for c in cuda), cuda
+    assert all(c[c.index('--device') + 1] == 'cuda' for c in calls), calls
+    # the AMP step's ops counted on the GPU, CUDA autocast's casts included
+    (proxies, ) = [c for c in calls if '--proxies' in c]
+    assert proxies[proxies.index('--dtype') + 1] == 'fp16', proxies
     # results land in $OUT, not in the repository
     for c in calls:
         if '--out-dir' in c:

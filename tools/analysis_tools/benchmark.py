@@ -1086,16 +1086,21 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
                 batch_size: int = 2,
                 threads: Optional[int] = None,
                 progress: Callable[[str], None] = _stderr_progress,
-                dtype: str = 'fp32') -> Dict[str, Any]:
+                dtype: str = 'fp32',
+                device: str = 'cpu') -> Dict[str, Any]:
     """Ops dispatched and bytes saved for backward in one training step
-    (forward + backward, no optimizer step; CPU, fp32 or under autocast to
-    ``dtype``; see :mod:`.proxies`) of each model, each in a fresh worker
-    process. Returns ``dict(meta=..., results=[...])``."""
+    (forward + backward, no optimizer step; fp32 or under autocast to
+    ``dtype``, on ``device``: on CUDA, CUDA autocast's own casts; see
+    :mod:`.proxies`) of each model, each in a fresh worker process.
+    Returns ``dict(meta=..., results=[...])``."""
     models = check_model_names(list(models))
     if dtype not in DTYPES:
         raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got '
                          f'{dtype!r}')
-    meta = machine_meta('cpu')
+    if device not in DEVICES:
+        raise ValueError(f'device must be one of {list(DEVICES)}, got '
+                         f'{device!r}')
+    meta = machine_meta(device)
     meta.update(
         resolution=resolution,
         batch_size=batch_size,
@@ -1112,6 +1117,7 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
                 batch_size,
                 threads,
                 None,
+                device=device,
                 dtype=dtype), 'proxies')
         rec = dict(
             model=name,
@@ -1140,10 +1146,11 @@ def _precision(dtype: str) -> str:
     return dtype if dtype == 'fp32' else f'{dtype} autocast'
 
 
-def proxies_stem(dtype: str = 'fp32') -> str:
-    """``proxies`` (fp32) or ``proxies_{dtype}``: where the proxies of a
-    precision are written."""
-    return 'proxies' if dtype == 'fp32' else f'proxies_{dtype}'
+def proxies_stem(dtype: str = 'fp32', device: str = 'cpu') -> str:
+    """Where the proxies of a precision and device are written:
+    ``proxies`` (fp32 on CPU), ``proxies_bf16``, ``proxies_cuda_fp16``..."""
+    return 'proxies' + ('' if device == 'cpu' else f'_{device}') + (
+        '' if dtype == 'fp32' else f'_{dtype}')
 
 
 def render_proxies(data: Dict[str, Any],
@@ -1177,8 +1184,9 @@ def render_proxies(data: Dict[str, Any],
         f'- {meta["date_utc"]}, commit `{meta.get("git_commit")}`, torch '
         f'{meta["torch"]}',
         f'- one training step ({meta["step"]}), {res}x{res}, batch '
-        f'{meta["batch_size"]}, {_precision(meta.get("dtype", "fp32"))}, '
-        'CPU', '- ops: ATen ops dispatched (views and `detach` not counted); '
+        f'{meta["batch_size"]}, {_precision(meta.get("dtype", "fp32"))}',
+        f'- {device_label(meta)}',
+        '- ops: ATen ops dispatched (views and `detach` not counted); '
         'saved: distinct storages packed by autograd for backward', '',
         table.get_string(), ''
     ])

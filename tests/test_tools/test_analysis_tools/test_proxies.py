@@ -172,5 +172,17 @@ def test_proxies_are_printed_by_the_benchmark(dtype, tmp_path):
     assert data['meta']['dtype'] == dtype
     # casts only under autocast
     assert ('aten._to_copy.default' in r['top_ops']) == (dtype != 'fp32')
-    assert (', bf16 autocast, CPU' in proc.stdout) == (dtype == 'bf16')
+    assert (', bf16 autocast\n' in proc.stdout) == (dtype == 'bf16')
+    assert '\n- CPU: ' in proc.stdout
     assert f'| VVT tiny test arch | {r["ops"]} ' in proc.stdout
+
+
+def test_proxies_files_are_named_by_device_and_precision():
+    from analysis_tools.benchmark import proxies_stem, run_proxies
+    assert proxies_stem() == 'proxies'  # the committed CPU fp32 files
+    assert proxies_stem('bf16') == 'proxies_bf16'
+    assert proxies_stem('fp16', 'cuda') == 'proxies_cuda_fp16'
+    with pytest.raises(ValueError, match="device must be one of"):
+        run_proxies(['vvt-test'], device='tpu')
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        run_proxies(['vvt-test'], dtype='fp8')
