@@ -22,9 +22,10 @@ either runs that formulation or hands its tensors to a kernel:
 ``triton``     training under ``implementation('triton')`` (or with
                ``MMSEG_VVT_IMPLEMENTATION=triton`` set): ``autograd``
                with the attention's core in fused Triton kernels
-               (:mod:`.triton_attention`). Opt-in, and Triton optional,
-               until its speed is measured on a GPU; on CPU tensors it
-               runs in Triton's interpreter (``TRITON_INTERPRET=1``).
+               (:mod:`.triton_attention`). Opt-in, and Triton optional:
+               on the GPU measured so far it was no clear win over
+               ``autograd`` (docs/benchmark.md, "GPU"); on CPU tensors
+               it runs in Triton's interpreter (``TRITON_INTERPRET=1``).
 =============  ==========================================================
 """
 import contextlib
