@@ -56,29 +56,28 @@ def parse_args(argv=None):
 
 def profile_model(name, args):
     """The profiler's table for model ``name``: its top ``args.rows`` ops
-    by device time over ``args.steps`` steps, and the step's wall time."""
-    import time
-
+    by device time over ``args.steps`` steps, and the time per step (the
+    project's timer: CUDA events on a GPU, the wall clock on CPU)."""
     import torch
+    from analysis_tools.timing import time_call
     from torch.profiler import ProfilerActivity, profile
     cuda = args.device == 'cuda'
     model = build_benchmark_model(name).to(args.device)
     x = torch.randn(
         args.batch_size, 3, args.size, args.size, device=args.device)
     step = make_step(model, x, args.mode, args.dtype)
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
     activities = [ProfilerActivity.CPU
                   ] + ([ProfilerActivity.CUDA] if cuda else [])
+
+    def steps():
+        for _ in range(args.steps):
+            step()
+
     with formulation(name):
         for _ in range(args.warmup):
             step()
-        sync()
         with profile(activities=activities) as prof:
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            sync()
-            wall = (time.perf_counter() - start) / args.steps
+            wall = time_call(steps, args.device) / args.steps
     key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
     table = prof.key_averages().table(sort_by=key, row_limit=args.rows)
     return table, wall

@@ -79,7 +79,10 @@ def test_mlp_under_autocast_casts_each_weight_down_and_its_gradient_up_once():
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Casts(TorchDispatchMode):
-        shapes = []
+
+        def __init__(self):
+            super().__init__()
+            self.shapes = []
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             if func is torch.ops.aten._to_copy.default:
