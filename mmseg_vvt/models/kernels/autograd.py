@@ -178,20 +178,26 @@ def attention(x: Tensor,
     """Vicinity attention for training (see :class:`VicinityCore`);
     ``fused``: its core and its gated clamps in Triton kernels
     (:mod:`.triton_attention`)."""
-    q_lin = F.linear(x, w.q_weight, w.q_bias)
-    kv_lin = F.linear(src, torch.cat([w.k_weight, w.v_weight]),
-                      torch.cat([w.k_bias, w.v_bias]))
+    # keys and values in one GEMM; under autocast all weights in one cast
+    q_w, kv_w, q_b, kv_b, out_w, out_b, gate1, gate2 = common.joined(
+        [[w.q_weight], [w.k_weight, w.v_weight], [w.q_bias],
+         [w.k_bias, w.v_bias], [w.out_weight], [w.out_bias], [w.gate_weight1],
+         [w.gate_weight2]], x.device.type)
+    q_lin = F.linear(x, q_w, q_b)
+    kv_lin = F.linear(src, kv_w, kv_b)
     ct = common.core_dtype(q_lin.dtype)
     wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
+    gate = common.channel_gate(
+        x, w._replace(gate_weight1=gate1, gate_weight2=gate2))
     if fused:
         # imported here: triton is an optional dependency
         from .triton_attention import FusedGatedClamp, FusedVicinityCore
         o = FusedVicinityCore.apply(q_lin, kv_lin, wq, wk, w.num_heads)
-        p = F.linear(o, w.out_weight, w.out_bias)
-        return FusedGatedClamp.apply(p, common.channel_gate(x, w))
+        p = F.linear(o, out_w, out_b)
+        return FusedGatedClamp.apply(p, gate)
     o = VicinityCore.apply(q_lin, kv_lin, wq, wk, w.num_heads)
-    p = F.linear(o.to(q_lin.dtype), w.out_weight, w.out_bias)
-    return GatedClamp.apply(p, 1.0 + common.channel_gate(x, w))
+    p = F.linear(o.to(q_lin.dtype), out_w, out_b)
+    return GatedClamp.apply(p, 1.0 + gate)
 
 
 class GatedClamp(torch.autograd.Function):
@@ -281,9 +287,11 @@ class ConvGeluLinear(torch.autograd.Function):
 
 def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
     """The MLP for training, without dropout (see :class:`ConvGeluLinear`)."""
-    t = F.linear(x, w.fc1_weight, w.fc1_bias)
-    return ConvGeluLinear.apply(t, tuple(hw), w.dw_weight, w.dw_bias,
-                                w.fc2_weight, w.fc2_bias)
+    # under autocast: all six weights in one cast (common.joined)
+    fc1_w, fc1_b, dw_w, dw_b, fc2_w, fc2_b = common.joined([[t] for t in w],
+                                                           x.device.type)
+    t = F.linear(x, fc1_w, fc1_b)
+    return ConvGeluLinear.apply(t, tuple(hw), dw_w, dw_b, fc2_w, fc2_b)
 
 
 def drop_path_scales(x: Tensor, drop_probs) -> Tensor:

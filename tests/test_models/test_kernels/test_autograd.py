@@ -2,6 +2,7 @@
 import pytest
 import torch
 from analysis_tools.proxies import OpCounter
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmseg_vvt.models import kernels
 from mmseg_vvt.models.backbones.vvt import Mlp, VVTBlock
@@ -73,34 +74,72 @@ def test_mlp_gradients_equal_the_readable_formulation(device):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-9)
 
 
-def test_mlp_under_autocast_casts_each_weight_down_and_its_gradient_up_once():
-    # the backward's recompute reuses the half-precision weights forward
-    # made: each weight is cast once, and its gradient once back to fp32
-    from torch.utils._python_dispatch import TorchDispatchMode
+class _Casts(TorchDispatchMode):
+    """The shapes of the tensors each ``_to_copy`` casts."""
 
-    class Casts(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
 
-        def __init__(self):
-            super().__init__()
-            self.shapes = []
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._to_copy.default:
+            self.shapes.append(tuple(args[0].shape))
+        return func(*args, **(kwargs or {}))
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func is torch.ops.aten._to_copy.default:
-                self.shapes.append(tuple(args[0].shape))
-            return func(*args, **(kwargs or {}))
 
+@pytest.mark.parametrize('make', [
+    lambda: Mlp(8, 24),
+    lambda: VicinityAttention(8, 2),
+])
+def test_training_kernels_cast_their_weights_in_one_op_each_way(make):
+    # autocast would cast each weight down in forward and each gradient up
+    # in backward; the kernels cast them together (common.JoinedCast), and
+    # the MLP's backward reuses the half-precision weights forward made
     torch.manual_seed(0)
-    mlp = Mlp(8, 24)
+    module = make()
     x = torch.randn(2, 5 * 7, 8, requires_grad=True)
-    with Casts() as casts:
+    with _Casts() as casts:
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            y = mlp(x, (5, 7))
+            y = module(x, (5, 7))
         y.float().sum().backward()
-    shapes = [tuple(p.shape) for p in mlp.parameters()]
-    for shape in shapes:  # (fc1's bias and the conv's share a shape)
-        assert casts.shapes.count(shape) == 2 * shapes.count(shape), (
-            shape, casts.shapes)
-    assert all(p.grad.dtype == torch.float32 for p in mlp.parameters())
+    numel = sum(p.numel() for p in module.parameters())
+    assert casts.shapes.count((numel, )) == 2, casts.shapes
+    shapes = {tuple(p.shape) for p in module.parameters()}
+    assert not shapes & set(casts.shapes), casts.shapes
+    assert all(p.grad.dtype == torch.float32 for p in module.parameters())
+
+
+@pytest.mark.parametrize('kernel,weights,x_shape', [
+    (kernels.autograd.mlp, lambda: Mlp(8, 24).kernel_weights(), (2, 35, 8)),
+    (lambda x, hw, w: kernels.autograd.attention(x, x, hw, hw, w),
+     lambda: VicinityAttention(8, 2).kernel_weights(), (2, 35, 8)),
+])
+def test_weights_cast_together_give_what_casting_each_gives(
+        kernel, weights, x_shape):
+    # the same numbers, bit for bit, as when every weight is cast on its
+    # own (as autocast does): forward and every gradient
+    torch.manual_seed(0)
+    w = weights()
+    x = torch.randn(*x_shape)
+
+    def run(cast_each):
+        params = [
+            t.detach().clone().requires_grad_() if torch.is_tensor(t) else t
+            for t in w
+        ]
+        xx = x.clone().requires_grad_()
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            given = [
+                t.to(torch.bfloat16) if cast_each and torch.is_tensor(t) else t
+                for t in params
+            ]
+            y = kernel(xx, (5, 7), type(w)(*given))
+        y.float().pow(2).sum().backward()
+        return [y, xx.grad] + [t.grad for t in params if torch.is_tensor(t)]
+
+    for got, want in zip(run(cast_each=False), run(cast_each=True)):
+        assert got.dtype == want.dtype
+        assert torch.equal(got, want)
 
 
 def _saved_bytes(fn):
