@@ -514,8 +514,10 @@ def device_label(meta: Dict[str, Any]) -> str:
         return (f'GPU: {meta.get("gpu")} ({meta.get("gpu_memory_gb")} GB), '
                 f'CUDA {meta.get("cuda")}, driver '
                 f'{meta.get("nvidia_driver")}, torch {meta["torch"]}')
+    threads = meta.get('torch_threads')  # absent where none were timed
     return (f'CPU: {meta["cpu"]}, {meta["cpu_count"]} logical cores, torch '
-            f'{meta["torch"]} ({meta.get("torch_threads")} threads)')
+            f'{meta["torch"]}' +
+            (f' ({threads} threads)' if threads is not None else ''))
 
 
 def _worker_spec(name,

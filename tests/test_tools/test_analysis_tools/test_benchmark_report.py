@@ -212,3 +212,12 @@ def test_gpu_run_names_the_gpu_and_its_setting(data):
     old = dict(data['meta'], mode='train')
     md = render_markdown(dict(meta=old, results=data['results']))
     assert 'no optimizer step' in md and 'Test CPU' in md
+
+
+def test_device_label_names_threads_only_where_a_run_timed_with_them():
+    from analysis_tools.benchmark import device_label
+    meta = dict(cpu='AMD EPYC', cpu_count=2, torch='2.13.0+cpu')
+    assert device_label(meta) == ('CPU: AMD EPYC, 2 logical cores, '
+                                  'torch 2.13.0+cpu')
+    assert device_label(dict(
+        meta, torch_threads=2)).endswith('torch 2.13.0+cpu (2 threads)')
