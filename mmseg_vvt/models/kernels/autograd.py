@@ -233,7 +233,11 @@ class ConvGeluLinear(torch.autograd.Function):
     ``forward(t, hw, dw_weight, dw_bias, fc2_weight, fc2_bias)`` with ``t``
     ``B x N x C_h``; saves ``t`` and the weights in ``t``'s dtype (under
     autocast the small half-precision copies, so backward casts none
-    again) and recomputes the conv and the GELU in backward.
+    again) and recomputes the conv and the GELU in backward. It allocates
+    one hidden map in forward (the GELU runs in place on the conv's
+    output) and two in backward besides the gradient it returns (fc2's and
+    the GELU's gradients reuse the recomputed activation's buffer): each
+    fewer is a pass through memory, and on CPU pages not faulted in again.
     """
 
     @staticmethod
@@ -252,7 +256,9 @@ class ConvGeluLinear(torch.autograd.Function):
         dtype = t.dtype  # under autocast: fc1's output dtype
         ws = [w.to(dtype) for w in (dw_weight, dw_bias, fc2_weight, fc2_bias)]
         with torch.autocast(t.device.type, enabled=False):
-            a = F.gelu(ConvGeluLinear._hidden(t, hw, ws[0], ws[1]))
+            # in place: one hidden map fewer to allocate (nothing saves it)
+            a = torch.ops.aten.gelu_(
+                ConvGeluLinear._hidden(t, hw, ws[0], ws[1]))
             y = F.linear(a, ws[2], ws[3])
         ctx.save_for_backward(t, ws[0], ws[1], ws[2])
         ctx.hw = hw
@@ -272,7 +278,10 @@ class ConvGeluLinear(torch.autograd.Function):
             g = grad_y.to(dtype).reshape(B * N, -1)
             g_fc2_w = g.t() @ a.reshape(B * N, C)
             g_fc2_b = g.sum(dim=0)
-            g_c = torch.ops.aten.gelu_backward((g @ fc2_w).view(B, N, C), c)
+            # a is spent: its buffer takes the gradient through fc2, then
+            # through GELU (two hidden maps fewer to allocate)
+            g_c = torch.mm(g, fc2_w, out=a.view(B * N, C)).view(B, N, C)
+            torch.ops.aten.gelu_backward.grad_input(g_c, c, grad_input=g_c)
             g_t, g_dw_w, g_dw_b = torch.ops.aten.convolution_backward(
                 g_c.view(B, *ctx.hw, C).permute(0, 3, 1, 2),
                 t.view(B, *ctx.hw, C).permute(0, 3, 1, 2), dw_w, [C], [1, 1],

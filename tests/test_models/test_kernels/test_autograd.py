@@ -142,6 +142,46 @@ def test_weights_cast_together_give_what_casting_each_gives(
         assert torch.equal(got, want)
 
 
+class _NewMaps(TorchDispatchMode):
+    """How many fresh tensors of ``nbytes`` the ops make (outputs that do
+    not write into one of their inputs)."""
+
+    def __init__(self, nbytes):
+        super().__init__()
+        self.nbytes, self.count = nbytes, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {
+            t.untyped_storage().data_ptr()
+            for t in torch.utils._pytree.tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor)
+        }
+        for t in torch.utils._pytree.tree_leaves(out):
+            if (isinstance(t, torch.Tensor)
+                    and t.untyped_storage().nbytes() == self.nbytes
+                    and t.untyped_storage().data_ptr() not in inputs):
+                self.count += 1
+        return out
+
+
+def test_conv_gelu_linear_allocates_one_hidden_map_forward_three_backward():
+    # the conv's output takes the GELU in place; in backward the recomputed
+    # activation's buffer takes fc2's and then the GELU's gradient, so only
+    # the conv's output, the activation and the returned gradient are new
+    torch.manual_seed(0)
+    t = torch.randn(2, 5 * 7, 24, requires_grad=True)
+    ws = [
+        torch.randn(s, requires_grad=True)
+        for s in [(24, 1, 3, 3), (24, ), (8, 24), (8, )]
+    ]
+    with _NewMaps(t.numel() * 4) as forward:
+        y = ConvGeluLinear.apply(t, (5, 7), *ws)
+    with _NewMaps(t.numel() * 4) as backward:
+        y.sum().backward()
+    assert (forward.count, backward.count) == (1, 3)
+
+
 def _saved_bytes(fn):
     storages = {}
 
