@@ -13,7 +13,8 @@ few large bands of rows at a time (:func:`mlp`), so peak memory stops
 growing with it while each band is still a handful of large kernels.
 
 Under autocast the projections run in the autocast dtype while the token
-sums run in float32 (:func:`~.common.core_dtype`).
+sums run in float32 (:func:`~.common.core_dtype`), and each module's weights
+are cast in one op (:func:`~.common.joined`).
 """
 import torch
 import torch.nn.functional as F
@@ -89,9 +90,18 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
     Nk = src.shape[1]
     h = w.num_heads
     d = w.q_weight.shape[0] // h
-    q = F.linear(x, w.q_weight, w.q_bias)
-    kv_proj = F.linear(src, torch.cat([w.k_weight, w.v_weight]),
-                       torch.cat([w.k_bias, w.v_bias]))
+    # under autocast all weights in one cast, not one each (common.joined)
+    q_w, kv_w, q_b, kv_b, out_w, out_b, gate1, gate2 = common.joined(
+        [[w.q_weight], [w.k_weight, w.v_weight], [w.q_bias],
+         [w.k_bias, w.v_bias], [w.out_weight], [w.out_bias], [w.gate_weight1],
+         [w.gate_weight2]], x.device.type)
+    w = w._replace(
+        out_weight=out_w,
+        out_bias=out_b,
+        gate_weight1=gate1,
+        gate_weight2=gate2)
+    q = F.linear(x, q_w, q_b)
+    kv_proj = F.linear(src, kv_w, kv_b)
     k, v = kv_proj.split(h * d, dim=-1)
     ct = common.core_dtype(q.dtype)
     wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
@@ -118,6 +128,7 @@ def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
     """
     B, N, C = x.shape
     H, W = hw
+    w = MlpWeights(*common.joined([[t] for t in w], x.device.type))
     hidden = w.fc1_weight.shape[0]
     row_bytes = B * W * hidden * x.element_size()
     rows = max(1, MLP_BAND_BYTES // row_bytes)

@@ -110,3 +110,40 @@ def test_whole_tensor_mlp_bands_under_autocast(cuda_like, monkeypatch):
     for got in (whole, banded):
         assert got.dtype == want.dtype
         torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize('name', ['attention', 'mlp'])
+def test_whole_tensor_kernels_cast_their_weights_together_under_autocast(name):
+    # one cast for all of a module's weights (common.joined), the same
+    # numbers bit for bit as autocast casting each weight on its own
+    torch.manual_seed(0)
+    module = (VicinityAttention(16, 2)
+              if name == 'attention' else Mlp(16, 48)).eval()
+    w = module.kernel_weights()
+    kernel = getattr(kernels.whole, name)
+    x = torch.randn(1, 8 * 8, 16)
+    args = (x, x, (8, 8), (8, 8)) if name == 'attention' else (x, (8, 8))
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Casts(TorchDispatchMode):
+
+        def __init__(self):
+            super().__init__()
+            self.shapes = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._to_copy.default:
+                self.shapes.append(tuple(args[0].shape))
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        with Casts() as casts:
+            got = kernel(*args, w)
+        each = type(w)(
+            *[t.to(torch.bfloat16) if torch.is_tensor(t) else t for t in w])
+        want = kernel(*args, each)
+    numel = sum(p.numel() for p in module.parameters())
+    assert casts.shapes.count((numel, )) == 1, casts.shapes
+    shapes = {tuple(p.shape) for p in module.parameters()}
+    assert not shapes & set(casts.shapes), casts.shapes
+    assert got.dtype == want.dtype and torch.equal(got, want)
