@@ -112,8 +112,10 @@ def test_whole_tensor_mlp_bands_under_autocast(cuda_like, monkeypatch):
         torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-2)
 
 
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize('name', ['attention', 'mlp'])
-def test_whole_tensor_kernels_cast_their_weights_together_under_autocast(name):
+def test_whole_tensor_kernels_cast_their_weights_together_under_autocast(
+        name, dtype, device):
     # one cast for all of a module's weights (common.joined), the same
     # numbers bit for bit as autocast casting each weight on its own
     torch.manual_seed(0)
@@ -121,7 +123,7 @@ def test_whole_tensor_kernels_cast_their_weights_together_under_autocast(name):
               if name == 'attention' else Mlp(16, 48)).eval()
     w = module.kernel_weights()
     kernel = getattr(kernels.whole, name)
-    x = torch.randn(1, 8 * 8, 16)
+    x = torch.randn(1, 8 * 8, 16).to(device)
     args = (x, x, (8, 8), (8, 8)) if name == 'attention' else (x, (8, 8))
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -136,14 +138,17 @@ def test_whole_tensor_kernels_cast_their_weights_together_under_autocast(name):
                 self.shapes.append(tuple(args[0].shape))
             return func(*args, **(kwargs or {}))
 
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype):
         with Casts() as casts:
             got = kernel(*args, w)
-        each = type(w)(
-            *[t.to(torch.bfloat16) if torch.is_tensor(t) else t for t in w])
+        each = type(w)(*[t.to(dtype) if torch.is_tensor(t) else t for t in w])
         want = kernel(*args, each)
     numel = sum(p.numel() for p in module.parameters())
     assert casts.shapes.count((numel, )) == 1, casts.shapes
     shapes = {tuple(p.shape) for p in module.parameters()}
     assert not shapes & set(casts.shapes), casts.shapes
-    assert got.dtype == want.dtype and torch.equal(got, want)
+    assert got.dtype == want.dtype
+    if device.type == 'cpu':
+        assert torch.equal(got, want)
+    else:  # cuBLAS may pick other kernels for views at other offsets
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)
