@@ -2,6 +2,7 @@
 import pytest
 import torch
 from analysis_tools.proxies import OpCounter
+from op_helpers import CastShapes
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmseg_vvt.models import kernels
@@ -74,19 +75,6 @@ def test_mlp_gradients_equal_the_readable_formulation(device):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-9)
 
 
-class _Casts(TorchDispatchMode):
-    """The shapes of the tensors each ``_to_copy`` casts."""
-
-    def __init__(self):
-        super().__init__()
-        self.shapes = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._to_copy.default:
-            self.shapes.append(tuple(args[0].shape))
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize('make', [
     lambda: Mlp(8, 24),
     lambda: VicinityAttention(8, 2),
@@ -98,7 +86,7 @@ def test_training_kernels_cast_their_weights_in_one_op_each_way(make):
     torch.manual_seed(0)
     module = make()
     x = torch.randn(2, 5 * 7, 8, requires_grad=True)
-    with _Casts() as casts:
+    with CastShapes() as casts:
         with torch.autocast('cpu', dtype=torch.bfloat16):
             y = module(x, (5, 7))
         y.float().sum().backward()

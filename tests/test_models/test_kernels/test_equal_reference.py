@@ -1,6 +1,7 @@
 """Every kernel computes the readable formulation's function."""
 import pytest
 import torch
+from op_helpers import CastShapes
 
 from mmseg_vvt.models import kernels
 from mmseg_vvt.models.backbones.vvt import Mlp
@@ -125,21 +126,9 @@ def test_whole_tensor_kernels_cast_their_weights_together_under_autocast(
     kernel = getattr(kernels.whole, name)
     x = torch.randn(1, 8 * 8, 16).to(device)
     args = (x, x, (8, 8), (8, 8)) if name == 'attention' else (x, (8, 8))
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Casts(TorchDispatchMode):
-
-        def __init__(self):
-            super().__init__()
-            self.shapes = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func is torch.ops.aten._to_copy.default:
-                self.shapes.append(tuple(args[0].shape))
-            return func(*args, **(kwargs or {}))
 
     with torch.no_grad(), torch.autocast(device.type, dtype=dtype):
-        with Casts() as casts:
+        with CastShapes() as casts:
             got = kernel(*args, w)
         each = type(w)(*[t.to(dtype) if torch.is_tensor(t) else t for t in w])
         want = kernel(*args, each)
