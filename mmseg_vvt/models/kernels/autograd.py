@@ -179,24 +179,20 @@ def attention(x: Tensor,
     ``fused``: its core and its gated clamps in Triton kernels
     (:mod:`.triton_attention`)."""
     # keys and values in one GEMM; under autocast all weights in one cast
-    q_w, kv_w, q_b, kv_b, out_w, out_b, gate1, gate2 = common.joined(
-        [[w.q_weight], [w.k_weight, w.v_weight], [w.q_bias],
-         [w.k_bias, w.v_bias], [w.out_weight], [w.out_bias], [w.gate_weight1],
-         [w.gate_weight2]], x.device.type)
+    q_w, kv_w, q_b, kv_b, w = common.joined_attention(w, x.device.type)
     q_lin = F.linear(x, q_w, q_b)
     kv_lin = F.linear(src, kv_w, kv_b)
     ct = common.core_dtype(q_lin.dtype)
     wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
-    gate = common.channel_gate(
-        x, w._replace(gate_weight1=gate1, gate_weight2=gate2))
+    gate = common.channel_gate(x, w)
     if fused:
         # imported here: triton is an optional dependency
         from .triton_attention import FusedGatedClamp, FusedVicinityCore
         o = FusedVicinityCore.apply(q_lin, kv_lin, wq, wk, w.num_heads)
-        p = F.linear(o, out_w, out_b)
+        p = F.linear(o, w.out_weight, w.out_bias)
         return FusedGatedClamp.apply(p, gate)
     o = VicinityCore.apply(q_lin, kv_lin, wq, wk, w.num_heads)
-    p = F.linear(o.to(q_lin.dtype), out_w, out_b)
+    p = F.linear(o.to(q_lin.dtype), w.out_weight, w.out_bias)
     return GatedClamp.apply(p, 1.0 + gate)
 
 

@@ -181,3 +181,18 @@ def joined(groups: Sequence[Sequence[Tensor]],
         group[0] if len(group) == 1 else torch.cat(list(group))
         for group in groups
     ]
+
+
+def joined_attention(w: AttentionWeights, device_type: str):
+    """An attention's weights for its GEMMs (:func:`joined`): ``q_weight,
+    kv_weight, q_bias, kv_bias`` (keys and values stacked, for one GEMM)
+    and ``w`` with its output and gate weights replaced likewise."""
+    q_w, kv_w, q_b, kv_b, out_w, out_b, gate1, gate2 = joined(
+        [[w.q_weight], [w.k_weight, w.v_weight], [w.q_bias],
+         [w.k_bias, w.v_bias], [w.out_weight], [w.out_bias], [w.gate_weight1],
+         [w.gate_weight2]], device_type)
+    return q_w, kv_w, q_b, kv_b, w._replace(
+        out_weight=out_w,
+        out_bias=out_b,
+        gate_weight1=gate1,
+        gate_weight2=gate2)

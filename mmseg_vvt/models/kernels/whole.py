@@ -91,15 +91,7 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
     h = w.num_heads
     d = w.q_weight.shape[0] // h
     # under autocast all weights in one cast, not one each (common.joined)
-    q_w, kv_w, q_b, kv_b, out_w, out_b, gate1, gate2 = common.joined(
-        [[w.q_weight], [w.k_weight, w.v_weight], [w.q_bias],
-         [w.k_bias, w.v_bias], [w.out_weight], [w.out_bias], [w.gate_weight1],
-         [w.gate_weight2]], x.device.type)
-    w = w._replace(
-        out_weight=out_w,
-        out_bias=out_b,
-        gate_weight1=gate1,
-        gate_weight2=gate2)
+    q_w, kv_w, q_b, kv_b, w = common.joined_attention(w, x.device.type)
     q = F.linear(x, q_w, q_b)
     kv_proj = F.linear(src, kv_w, kv_b)
     k, v = kv_proj.split(h * d, dim=-1)
