@@ -275,8 +275,11 @@ class ConvGeluLinear(torch.autograd.Function):
             g_fc2_w = g.t() @ a.reshape(B * N, C)
             g_fc2_b = g.sum(dim=0)
             # a is spent: its buffer takes the gradient through fc2, then
-            # through GELU (two hidden maps fewer to allocate)
-            g_c = torch.mm(g, fc2_w, out=a.view(B * N, C)).view(B, N, C)
+            # through GELU (two hidden maps fewer to allocate). Only if the
+            # conv laid it out token-major, as oneDNN and cuDNN do for this
+            # channels-last input; CUDA's native depthwise kernel does not.
+            spent = a.view(B * N, C) if a.is_contiguous() else None
+            g_c = torch.mm(g, fc2_w, out=spent).view(B, N, C)
             torch.ops.aten.gelu_backward.grad_input(g_c, c, grad_input=g_c)
             g_t, g_dw_w, g_dw_b = torch.ops.aten.convolution_backward(
                 g_c.view(B, *ctx.hw, C).permute(0, 3, 1, 2),

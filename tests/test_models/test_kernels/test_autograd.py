@@ -175,6 +175,22 @@ def test_conv_gelu_linear_allocates_one_hidden_map_forward_three_backward():
     assert (forward.count, backward.count) == (1, 3)
 
 
+def test_conv_gelu_linear_takes_a_conv_output_laid_out_nchw(monkeypatch):
+    # oneDNN and cuDNN give this channels-last input a channels-last output,
+    # which backward reuses as a token-major buffer; CUDA's native depthwise
+    # kernel (and the meta device) give an NCHW one, which it cannot
+    torch.manual_seed(0)
+    mlp = Mlp(8, 24).double()
+    x = torch.randn(2, 5 * 7, 8, dtype=torch.float64)
+    want = _grads(mlp, x, (5, 7), reference=False)
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, 'conv2d',
+                        lambda *a, **k: conv2d(*a, **k).contiguous())
+    got = _grads(mlp, x, (5, 7), reference=False)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-12, rtol=1e-12)
+
+
 def _saved_bytes(fn):
     storages = {}
 
