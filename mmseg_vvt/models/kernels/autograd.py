@@ -74,8 +74,10 @@ class VicinityCore(torch.autograd.Function):
     ``forward(q_lin, kv_lin, wq, wk, num_heads)``: ``q_lin`` (``B x N x hd``)
     and ``kv_lin`` (``B x Nk x 2hd``, keys then values) are the linear
     projections before the ReLUs; ``wq`` / ``wk`` the grids' position
-    factors. Returns ``B x N x hd`` (the clamped ``o_i``) in the token sums'
-    dtype (:func:`~.common.core_dtype`).
+    factors. ``kv_lin`` None: ``q_lin`` is ``B x N x 3hd``, queries, keys
+    and values of the same tokens from one GEMM, and the gradient comes
+    back as one tensor too. Returns ``B x N x hd`` (the clamped ``o_i``) in
+    the token sums' dtype (:func:`~.common.core_dtype`).
 
     Heads are laid out as batches (``B*h x N x d``) so every product is one
     ``bmm`` without hidden copies. Saves the projections, the small clamped
@@ -87,7 +89,16 @@ class VicinityCore(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q_lin, kv_lin, wq, wk, num_heads):
+    def _split(q_lin, kv_lin):
+        """``q_lin, kv_lin`` (views of ``q_lin`` when ``kv_lin`` is None)."""
+        if kv_lin is not None:
+            return q_lin, kv_lin
+        hd = q_lin.shape[-1] // 3
+        return q_lin[..., :hd], q_lin[..., hd:]
+
+    @staticmethod
+    def forward(ctx, q_in, kv_in, wq, wk, num_heads):
+        q_lin, kv_lin = VicinityCore._split(q_in, kv_in)
         h = num_heads
         B, N, hd = q_lin.shape
         d = hd // h
@@ -107,8 +118,7 @@ class VicinityCore(torch.autograd.Function):
             # r > 0, so z's signed clamp is a plain clamp
             o_abs = num.abs().clamp(lo, hi) * r.clamp(lo, hi)
             o = num.sign() * o_abs.clamp(lo, hi)
-        ctx.save_for_backward(q_lin, kv_lin, wq, wk, kv_c, kv_abs_c == kv_abs,
-                              r)
+        ctx.save_for_backward(q_in, kv_in, wq, wk, kv_c, kv_abs_c == kv_abs, r)
         ctx.num_heads = num_heads
         return _from_heads(o, B, ct)
 
@@ -126,7 +136,8 @@ class VicinityCore(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_o):
-        q_lin, kv_lin, wq, wk, kv_c, kv_pass, r = ctx.saved_tensors
+        q_in, kv_in, wq, wk, kv_c, kv_pass, r = ctx.saved_tensors
+        q_lin, kv_lin = VicinityCore._split(q_in, kv_in)
         h = ctx.num_heads
         B, N, hd = q_lin.shape
         d = hd // h
@@ -159,11 +170,14 @@ class VicinityCore(torch.autograd.Function):
             g_k = torch.ops.aten.threshold_backward(g_k, k, 0)
             g_v = torch.bmm(k_pos, g_kvs[..., :d])
             Nk = kv_lin.shape[1]
-            g_kv = torch.cat([
-                g_k.view(B, h, Nk, d).transpose(1, 2),
-                g_v.view(B, h, Nk, d).transpose(1, 2)
-            ],
-                             dim=2)  # B x Nk x 2h x d
+            g_kv = [g.view(B, h, Nk, d).transpose(1, 2) for g in (g_k, g_v)]
+            if kv_in is None:  # one tensor [q | k | v]: one cat, one cast
+                g_qkv = torch.cat(
+                    [g_q.view(B, h, N, d).transpose(1, 2)] + g_kv,
+                    dim=2)  # B x N x 3h x d
+                return (_contiguous(g_qkv, q_in.dtype).view(B, N, 3 * hd),
+                        None, None, None, None)
+            g_kv = torch.cat(g_kv, dim=2)  # B x Nk x 2h x d
         return (_from_heads(g_q, B, q_lin.dtype),
                 _contiguous(g_kv, kv_lin.dtype).view(B, Nk,
                                                      2 * hd), None, None, None)
@@ -178,10 +192,12 @@ def attention(x: Tensor,
     """Vicinity attention for training (see :class:`VicinityCore`);
     ``fused``: its core and its gated clamps in Triton kernels
     (:mod:`.triton_attention`)."""
-    # keys and values in one GEMM; under autocast all weights in one cast
-    q_w, kv_w, q_b, kv_b, w = common.joined_attention(w, x.device.type)
-    q_lin = F.linear(x, q_w, q_b)
-    kv_lin = F.linear(src, kv_w, kv_b)
+    # keys and values in one GEMM (with the queries, without spatial
+    # reduction); under autocast all weights in one cast
+    one_source = src is x and not fused
+    ws, bs, w = common.joined_attention(w, x.device.type, one_source)
+    q_lin = F.linear(x, ws[0], bs[0])
+    kv_lin = None if one_source else F.linear(src, ws[1], bs[1])
     ct = common.core_dtype(q_lin.dtype)
     wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
     gate = common.channel_gate(x, w)

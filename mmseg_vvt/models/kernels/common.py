@@ -183,15 +183,27 @@ def joined(groups: Sequence[Sequence[Tensor]],
     ]
 
 
-def joined_attention(w: AttentionWeights, device_type: str):
-    """An attention's weights for its GEMMs (:func:`joined`): ``q_weight,
-    kv_weight, q_bias, kv_bias`` (keys and values stacked, for one GEMM)
-    and ``w`` with its output and gate weights replaced likewise."""
-    q_w, kv_w, q_b, kv_b, out_w, out_b, gate1, gate2 = joined(
-        [[w.q_weight], [w.k_weight, w.v_weight], [w.q_bias],
-         [w.k_bias, w.v_bias], [w.out_weight], [w.out_bias], [w.gate_weight1],
-         [w.gate_weight2]], device_type)
-    return q_w, kv_w, q_b, kv_b, w._replace(
+def joined_attention(w: AttentionWeights,
+                     device_type: str,
+                     one_source: bool = False):
+    """An attention's weights for its GEMMs (:func:`joined`):
+    ``(in_weights, in_biases, w)``. The input projections' weights and
+    biases are ``[q | k | v]``, for one GEMM, when keys and values come
+    from the queries' tokens (``one_source``: no spatial reduction), else
+    ``[q]`` and ``[k | v]``; ``w`` has its output and gate weights
+    replaced likewise."""
+    if one_source:
+        ins = [[w.q_weight, w.k_weight, w.v_weight],
+               [w.q_bias, w.k_bias, w.v_bias]]
+    else:
+        ins = [[w.q_weight], [w.k_weight, w.v_weight], [w.q_bias],
+               [w.k_bias, w.v_bias]]
+    *projections, out_w, out_b, gate1, gate2 = joined(
+        ins +
+        [[w.out_weight], [w.out_bias], [w.gate_weight1], [w.gate_weight2]],
+        device_type)
+    n = len(projections) // 2
+    return projections[:n], projections[n:], w._replace(
         out_weight=out_w,
         out_bias=out_b,
         gate_weight1=gate1,

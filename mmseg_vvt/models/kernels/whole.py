@@ -91,10 +91,13 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
     h = w.num_heads
     d = w.q_weight.shape[0] // h
     # under autocast all weights in one cast, not one each (common.joined)
-    q_w, kv_w, q_b, kv_b, w = common.joined_attention(w, x.device.type)
-    q = F.linear(x, q_w, q_b)
-    kv_proj = F.linear(src, kv_w, kv_b)
-    k, v = kv_proj.split(h * d, dim=-1)
+    # and without spatial reduction q, k and v in one GEMM
+    ws, bs, w = common.joined_attention(w, x.device.type, src is x)
+    if src is x:
+        q, k, v = F.linear(x, ws[0], bs[0]).split(h * d, dim=-1)
+    else:
+        q = F.linear(x, ws[0], bs[0])
+        k, v = F.linear(src, ws[1], bs[1]).split(h * d, dim=-1)
     ct = common.core_dtype(q.dtype)
     wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
     with torch.autocast(x.device.type, enabled=False):
@@ -104,7 +107,7 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
                 v.to(ct).view(B, Nk, h, d), wk))
         o = attend(F.relu(q).to(ct).view(B, N, h, d), wq, kv)
     o = o.to(q.dtype)
-    del q, kv_proj, k, v  # dead: free them before the gate's C-wide maps
+    del q, k, v  # dead: free them before the gate's C-wide maps
     return gated_output(o, x, w)
 
 

@@ -189,9 +189,11 @@ def _block_ops(impl):
 
 def test_block_training_step_in_fewer_ops_with_triton():
     # the core's ~70 ops (forward and backward) become 4 custom ops and 2
-    # reductions, the gated clamps' 19 two custom ops and a reduction
+    # reductions, the gated clamps' 19 two custom ops and a reduction. The
+    # eager path runs q, k and v as one GEMM; the Triton kernels take q and
+    # [k | v] from two (6 ops more). Measured: 160 and 87
     auto, fused = _block_ops('auto'), _block_ops('triton')
-    assert fused <= auto - 75, (fused, auto)
+    assert fused <= auto - 73, (fused, auto)
 
 
 def test_implementation_triton_needs_triton(monkeypatch):
