@@ -92,8 +92,9 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
     d = w.q_weight.shape[0] // h
     # under autocast all weights in one cast, not one each (common.joined)
     # and without spatial reduction q, k and v in one GEMM
-    ws, bs, w = common.joined_attention(w, x.device.type, src is x)
-    if src is x:
+    one_source = src is x
+    ws, bs, w = common.joined_attention(w, x.device.type, one_source)
+    if one_source:
         q, k, v = F.linear(x, ws[0], bs[0]).split(h * d, dim=-1)
     else:
         q = F.linear(x, ws[0], bs[0])

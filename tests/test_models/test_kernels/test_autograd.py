@@ -46,7 +46,8 @@ def test_vicinity_core_gradcheck_with_q_k_v_in_one_tensor(heads):
 
 
 @pytest.mark.parametrize('sr_ratio,gemms', [(1, 2), (2, 3)])
-def test_attention_without_reduction_runs_one_input_gemm(sr_ratio, gemms):
+def test_attention_input_projections_share_a_gemm_without_reduction(
+        sr_ratio, gemms):
     # q, k and v of the same tokens: one GEMM forward (so under autocast
     # one cast of x), and one GEMM each for x's and the weights' gradients;
     # keys from reduced tokens take their own. Then out_proj's GEMM
