@@ -25,6 +25,8 @@ stochastic depth folded into the residual add (:func:`add_dropped_path`).
 Their forward and gradients equal the readable formulation's, published
 clamps included (tests/test_models/test_kernels, gradcheck in float64).
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -39,6 +41,17 @@ def _by_head(t: Tensor, h: int, dtype: torch.dtype) -> Tensor:
     B, N, hd = t.shape
     return _contiguous(t.view(B, N, h, hd // h).transpose(1, 2),
                        dtype).view(B * h, N, hd // h)
+
+
+def _relu_by_head(t: Tensor, h: int, dtype: torch.dtype) -> Tensor:
+    """``relu`` of :func:`_by_head`'s result, in one op where the ReLU can
+    lay the heads out itself: one head in ``t``'s dtype (the ReLU of a
+    slice writes a contiguous output)."""
+    if h == 1 and t.dtype == dtype:
+        out = F.relu(t)
+        if out.is_contiguous():
+            return out
+    return F.relu(_by_head(t, h, dtype))
 
 
 def _from_heads(t: Tensor, B: int, dtype: torch.dtype) -> Tensor:
@@ -77,15 +90,15 @@ class VicinityCore(torch.autograd.Function):
     factors. ``kv_lin`` None: ``q_lin`` is ``B x N x 3hd``, queries, keys
     and values of the same tokens from one GEMM, and the gradient comes
     back as one tensor too. Returns ``B x N x hd`` (the clamped ``o_i``) in
-    the token sums' dtype (:func:`~.common.core_dtype`).
+    ``q_lin``'s dtype; the token sums run in :func:`~.common.core_dtype`.
 
     Heads are laid out as batches (``B*h x N x d``) so every product is one
     ``bmm`` without hidden copies. Saves the projections, the small clamped
-    ``[KV | s]`` with its clamp mask, and the reciprocal normaliser ``r``
+    ``[KV | -s]`` with its clamp mask, and the reciprocal normaliser ``r``
     (one value per query and head); the ``4d``-wide modulated copies and
-    the query-side clamps are recomputed in backward. Clamp masks are
-    ``clamp(a) == a``: one comparison, the same bounds as torch's clamp
-    gradient (``lo <= a <= hi``).
+    the query-side clamps are recomputed in backward. A clamp's gradient is
+    one op (:func:`~.common.clamp_grad`), or one comparison saved for
+    backward, with the bounds of torch's clamp gradient (``lo <= a <= hi``).
     """
 
     @staticmethod
@@ -106,37 +119,43 @@ class VicinityCore(torch.autograd.Function):
         ct = common.core_dtype(q_lin.dtype)
         with torch.autocast(q_lin.device.type, enabled=False):
             _, k_pos, v1 = VicinityCore._keys_values(kv_lin, wk, h, ct)
-            kvs = torch.bmm(k_pos.transpose(1, 2), v1)  # B*h x 4d x (d+1)
-            kv_abs = kvs[..., :d].abs()
+            # B*h x 4d x (d+1): [KV | -s], s = sum_j k~_j
+            kvs = torch.bmm(k_pos.transpose(1, 2), v1)
+            kv = kvs[..., :d]
+            kv_abs = kv.abs()
             kv_abs_c = kv_abs.clamp(lo, hi)
-            kv_c = torch.cat([kvs[..., :d].sign() * kv_abs_c, kvs[..., d:]],
-                             dim=-1)
-            out = torch.bmm(
-                _modulate(F.relu(_by_head(q_lin, h, ct)), wq), kv_c)
-            r = (out[..., d:] + common.DENOMINATOR_EPS).reciprocal()
+            kv_pass = kv_abs_c == kv_abs
+            # KV's signed clamp over KV itself: no copy of the -s column
+            torch.mul(kv.sign(), kv_abs_c, out=kv)
+            out = torch.bmm(_modulate(_relu_by_head(q_lin, h, ct), wq), kvs)
+            # out[..., d] is -den: r = 1 / (den + eps)
+            r = torch.rsub(out[..., d:], common.DENOMINATOR_EPS).reciprocal()
             num = out[..., :d]
             # r > 0, so z's signed clamp is a plain clamp
             o_abs = num.abs().clamp(lo, hi) * r.clamp(lo, hi)
             o = num.sign() * o_abs.clamp(lo, hi)
-        ctx.save_for_backward(q_in, kv_in, wq, wk, kv_c, kv_abs_c == kv_abs, r)
+        ctx.save_for_backward(q_in, kv_in, wq, wk, kvs, kv_pass, r)
         ctx.num_heads = num_heads
-        return _from_heads(o, B, ct)
+        # the head-layout copy casts back too (not a cast of its own)
+        return _from_heads(o, B, q_lin.dtype)
 
     @staticmethod
     def _keys_values(kv_lin, wk, h, ct):
-        """``k`` after its ReLU, ``k~`` (``B*h x Nk x 4d``) and ``[v | 1]``
+        """``k`` after its ReLU, ``k~`` (``B*h x Nk x 4d``) and ``[v | -1]``
         (``B*h x Nk x (d+1)``)."""
         B, Nk, hd2 = kv_lin.shape
         hd = hd2 // 2
-        k = F.relu(_by_head(kv_lin[..., :hd], h, ct))
+        k = _relu_by_head(kv_lin[..., :hd], h, ct)
         v = kv_lin[..., hd:].view(B, Nk, h, hd // h).transpose(1, 2)
-        # the pad writes [v | 1] contiguously: no copy of its own
-        v1 = F.pad(v.to(ct), (0, 1), value=1.0)
+        # the pad writes [v | -1] contiguously: no copy of its own. -1, so
+        # the product holds -s and the normaliser -den: backward then
+        # needs no negation of its own (exact: only signs flip)
+        v1 = F.pad(v.to(ct), (0, 1), value=-1.0)
         return k, _modulate(k, wk), v1.reshape(B * h, Nk, hd // h + 1)
 
     @staticmethod
     def backward(ctx, grad_o):
-        q_in, kv_in, wq, wk, kv_c, kv_pass, r = ctx.saved_tensors
+        q_in, kv_in, wq, wk, kvs, kv_pass, r = ctx.saved_tensors
         q_lin, kv_lin = VicinityCore._split(q_in, kv_in)
         h = ctx.num_heads
         B, N, hd = q_lin.shape
@@ -144,27 +163,26 @@ class VicinityCore(torch.autograd.Function):
         lo, hi = common.CLAMP_MIN, common.CLAMP_MAX
         ct = common.core_dtype(q_lin.dtype)
         with torch.autocast(q_lin.device.type, enabled=False):
-            q = F.relu(_by_head(q_lin, h, ct))
+            q = _relu_by_head(q_lin, h, ct)
             q_pos = _modulate(q, wq)
-            num = torch.bmm(q_pos, kv_c[..., :d])
+            num = torch.bmm(q_pos, kvs[..., :d])
             num_abs = num.abs()
             p_abs = num_abs.clamp(lo, hi)
             z = r.clamp(lo, hi)
             o_abs = p_abs * z
             # o = sign(num) clamp(p_abs z), p_abs = clamp(|num|)
-            g = _by_head(grad_o, h, ct)
-            g = g * (o_abs.clamp(lo, hi) == o_abs)
-            g_num = g * z * (p_abs == num_abs)
+            g = common.clamp_grad(_by_head(grad_o, h, ct), o_abs, lo, hi)
+            g_num = common.clamp_grad(g, num_abs, lo, hi) * z
             g_z = (g * num.sign() * p_abs).sum(dim=-1, keepdim=True)
-            # z = clamp(r), r = 1 / den: d r / d den = -r^2
-            g_den = (g_z * r * r * (z == r)).neg()
-            g_out = torch.cat([g_num, g_den], dim=-1)  # B*h x N x (d+1)
-            g_q = _demodulate(torch.bmm(g_out, kv_c.transpose(1, 2)), wq)
+            # z = clamp(r), r = 1 / (eps - m) for the column m = -den:
+            # d r / d m = r^2
+            g_m = common.clamp_grad(g_z, r, lo, hi) * r * r
+            g_out = torch.cat([g_num, g_m], dim=-1)  # B*h x N x (d+1)
+            g_q = _demodulate(torch.bmm(g_out, kvs.transpose(1, 2)), wq)
             g_q = torch.ops.aten.threshold_backward(g_q, q, 0)
             g_kvs = torch.bmm(q_pos.transpose(1, 2), g_out)  # B*h x 4d x d+1
-            g_kvs = torch.cat([g_kvs[..., :d] * kv_pass, g_kvs[..., d:]],
-                              dim=-1)
-            # kvs = k~^T [v | 1]
+            g_kvs[..., :d].mul_(kv_pass)  # KV's clamp; -s passes as it is
+            # kvs = k~^T [v | -1]
             k, k_pos, v1 = VicinityCore._keys_values(kv_lin, wk, h, ct)
             g_k = _demodulate(torch.bmm(v1, g_kvs.transpose(1, 2)), wk)
             g_k = torch.ops.aten.threshold_backward(g_k, k, 0)
@@ -208,33 +226,36 @@ def attention(x: Tensor,
         p = F.linear(o, w.out_weight, w.out_bias)
         return FusedGatedClamp.apply(p, gate)
     o = VicinityCore.apply(q_lin, kv_lin, wq, wk, w.num_heads)
-    p = F.linear(o.to(q_lin.dtype), w.out_weight, w.out_bias)
-    return GatedClamp.apply(p, 1.0 + gate)
+    p = F.linear(o, w.out_weight, w.out_bias)
+    return GatedClamp.apply(p, gate)
 
 
 class GatedClamp(torch.autograd.Function):
     """The attention's last two clamps and its gate, on ``out_proj``'s
-    output ``p`` and the gate ``G = 1 + g`` (``B x 1 x C``).
+    output ``p`` and the gate ``g`` (``B x 1 x C``, a sigmoid's output).
 
-    ``signed_clamp(p' G)`` with ``p' = signed_clamp(p)`` and ``G >= 1`` is
-    ``sign(p) min(clamp(|p|) G, 1e4)``. Saves ``p`` and ``G`` only (autograd
-    on those ops keeps four token maps: the sign, the magnitudes before and
-    after each clamp).
+    ``signed_clamp(p' + p' g)`` with ``p' = signed_clamp(p)`` and ``g >= 0``
+    is ``sign(p) min(a + a g, 1e4)``, ``a = clamp(|p|)``: ``a + a g`` is
+    one ``addcmul``, rounded as the readable ``p' + p' g``. Saves ``p`` and
+    ``g`` only (autograd on those ops keeps four token maps: the sign, the
+    magnitudes before and after each clamp).
     """
 
     @staticmethod
     def forward(ctx, p, gate):
         ctx.save_for_backward(p, gate)
         a = p.abs().clamp(common.CLAMP_MIN, common.CLAMP_MAX)
-        return p.sign() * (a * gate).clamp(max=common.CLAMP_MAX)
+        return p.sign() * torch.addcmul(a, a, gate).clamp(max=common.CLAMP_MAX)
 
     @staticmethod
     def backward(ctx, grad_y):
         p, gate = ctx.saved_tensors
+        lo, hi = common.CLAMP_MIN, common.CLAMP_MAX
         p_abs = p.abs()
-        a = p_abs.clamp(common.CLAMP_MIN, common.CLAMP_MAX)
-        g = grad_y * (a * gate <= common.CLAMP_MAX)
-        grad_p = g * gate * (a == p_abs)  # clamp's mask, as in VicinityCore
+        a = p_abs.clamp(lo, hi)
+        g = common.clamp_grad(grad_y, torch.addcmul(a, a, gate), -math.inf, hi)
+        g_a = common.clamp_grad(g, p_abs, lo, hi)
+        grad_p = torch.addcmul(g_a, g_a, gate)  # g_a (1 + gate)
         grad_gate = (g * (p.sign() * a)).sum(dim=1, keepdim=True)
         return grad_p, grad_gate
 

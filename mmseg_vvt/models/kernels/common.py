@@ -8,6 +8,7 @@ a test can move them in one place.
 """
 import functools
 import math
+import struct
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -24,6 +25,62 @@ DENOMINATOR_EPS = 1e-4
 def signed_clamp(t: Tensor) -> Tensor:
     """``sign(t) * clamp(|t|, 1e-4, 1e4)``: exact zeros stay zero."""
     return t.sign() * t.abs().clamp(CLAMP_MIN, CLAMP_MAX)
+
+
+# IEEE formats as (struct code of the bit pattern, of the value, sign bit)
+_BIT_FORMATS = {
+    torch.float16: ('<H', '<e', 0x8000),
+    torch.float32: ('<I', '<f', 0x80000000),
+}
+
+
+def _bf16_bits(x: float) -> int:
+    """``x`` rounded to bfloat16 as torch rounds a scalar: to float32, then
+    to nearest even in the upper 16 bits."""
+    bits, = struct.unpack('<I', struct.pack('<f', x))
+    return (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+
+
+def _neighbour(x: float, dtype: torch.dtype, up: bool) -> float:
+    """The next value of ``dtype`` above (``up``) or below ``x`` rounded to
+    ``dtype``, as a Python float. Plain Python: no op dispatched."""
+    if math.isinf(x):
+        return x
+    if dtype == torch.float64:
+        return math.nextafter(x, math.inf if up else -math.inf)
+    if dtype == torch.bfloat16:
+        code, sign, bits = '<I', 0x8000, _bf16_bits(x)
+    elif dtype in _BIT_FORMATS:
+        code, value_code, sign = _BIT_FORMATS[dtype]
+        bits, = struct.unpack(code, struct.pack(value_code, x))
+    else:
+        raise TypeError(f'clamp bounds: expected a floating dtype, got '
+                        f'{dtype}')
+    # IEEE bit patterns are ordered like the values within each sign
+    order = -(bits & ~sign) if bits & sign else bits
+    order += 1 if up else -1
+    bits = (-order) | sign if order < 0 else order
+    if dtype == torch.bfloat16:
+        return struct.unpack('<f', struct.pack('<I', bits << 16))[0]
+    return struct.unpack(value_code, struct.pack(code, bits))[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _open_bounds(lo: float, hi: float, dtype: torch.dtype):
+    return _neighbour(lo, dtype, up=False), _neighbour(hi, dtype, up=True)
+
+
+def clamp_grad(grad: Tensor, t: Tensor, lo: float, hi: float) -> Tensor:
+    """``grad`` where ``lo <= t <= hi``, else 0: the gradient through
+    ``t.clamp(lo, hi)`` (``lo`` may be ``-inf``), as autograd gives it.
+
+    One op (hardtanh's backward) instead of a comparison or two and a
+    multiply. Its bounds are exclusive, so it gets the neighbours of
+    ``lo`` and ``hi`` in ``t``'s dtype: the same test for every value of
+    that dtype.
+    """
+    below, above = _open_bounds(float(lo), float(hi), t.dtype)
+    return torch.ops.aten.hardtanh_backward(grad, t, below, above)
 
 
 def position_weights(height: int,

@@ -317,7 +317,7 @@ def test_block_training_ops_per_step():
         return count.total
 
     lean, plain = ops(False), ops(True)
-    # measured: 139 (2 heads, drop path; 145 before q, k and v shared one
-    # GEMM)
-    assert lean <= 139, lean
+    # measured: 129 (2 heads, drop path; 139 before each clamp's gradient
+    # took one op, 145 before q, k and v shared one GEMM)
+    assert lean <= 129, lean
     assert plain > 1.4 * lean, (lean, plain)

@@ -1,6 +1,10 @@
-"""What the kernels share: weights cast together (common.joined)."""
+"""What the kernels share: weights cast together (common.joined), the
+clamps' gradient (common.clamp_grad)."""
+import math
+
 import pytest
 import torch
+from analysis_tools.proxies import OpCounter
 
 from mmseg_vvt.models.kernels import common
 
@@ -52,3 +56,52 @@ def test_joined_rejects_groups_whose_trailing_dims_differ():
     ws = _weights()
     with pytest.raises(ValueError, match=r'\[\(3, 4\), \(3,\)\]'):
         common.joined([[ws[0], ws[3]]], 'cpu')
+
+
+def _around(bound, dtype, steps=3):
+    """``bound`` in ``dtype`` and its ``steps`` neighbours each side."""
+    t = torch.tensor(bound, dtype=dtype)
+    out = [t]
+    for direction in (-math.inf, math.inf):
+        u = t
+        for _ in range(steps):
+            u = torch.nextafter(u, torch.tensor(direction, dtype=dtype))
+            out.append(u)
+    return out
+
+
+@pytest.mark.parametrize(
+    'dtype', [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize('lo,hi', [(1e-4, 1e4), (0.0, 1e4), (-math.inf, 1e4),
+                                   (0.3, 3.0)])
+def test_clamp_grad_is_autograds_gradient_of_clamp(dtype, lo, hi):
+    # the bounds are where a one-op mask could go wrong: every value of the
+    # dtype next to them, both signs of zero, values far inside and outside
+    values = [
+        v for b in (lo, hi) if math.isfinite(b) for v in _around(b, dtype)
+    ]
+    x = torch.stack(values + [
+        torch.tensor(v, dtype=dtype)
+        for v in (0.0, -0.0, 1.0, -1.0, 5e-5, -1e-4, 3e4, -3e4)
+    ]).requires_grad_()
+    grad = torch.arange(1, len(x) + 1, dtype=dtype)
+    x.clamp(None if math.isinf(lo) else lo, hi).backward(grad)
+    got = common.clamp_grad(grad, x.detach(), lo, hi)
+    assert got.dtype == dtype
+    assert torch.equal(got, x.grad), (x, got, x.grad)
+
+
+def test_clamp_grad_dispatches_one_op():
+
+    # also the first time for these bounds: they are found in plain Python,
+    # so an op count does not depend on what ran before
+    t = torch.randn(4, 5)
+    with OpCounter() as count:
+        common.clamp_grad(t, t, 0.125, 1.75)
+    assert count.total == 1, count.counts
+
+
+def test_clamp_grad_rejects_integer_tensors():
+    with pytest.raises(TypeError, match='floating dtype'):
+        common.clamp_grad(
+            torch.ones(3), torch.ones(3, dtype=torch.int64), 0, 1)
