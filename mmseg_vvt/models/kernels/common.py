@@ -197,14 +197,7 @@ class JoinedCast(torch.autograd.Function):
         ctx.shapes = [t.shape for t in tensors]
         ctx.dtype = tensors[0].dtype
         flat = torch.cat([t.reshape(-1) for t in tensors]).to(dtype)
-        outs, start, offset = [], 0, 0
-        for size in group_sizes:
-            members = tensors[start:start + size]
-            numel = sum(t.numel() for t in members)
-            shape = (sum(t.shape[0] for t in members), *members[0].shape[1:])
-            outs.append(flat[offset:offset + numel].view(shape))
-            start, offset = start + size, offset + numel
-        return tuple(outs)
+        return tuple(_group_views(flat, group_sizes, tensors))
 
     @staticmethod
     def backward(ctx, *grads):
@@ -215,13 +208,52 @@ class JoinedCast(torch.autograd.Function):
                   for g, shape in zip(flat.split(sizes), ctx.shapes)))
 
 
+class JoinedCat(torch.autograd.Function):
+    """Several concatenations in one op: ``forward(group_sizes, *tensors)``
+    returns one tensor per group of consecutive ``tensors``, its members
+    concatenated along dim 0, all of them views of one buffer. Backward
+    hands each member its slice of its group's gradient: views, no op
+    (autograd on a slice of one buffer would add a ``slice_backward`` op
+    per group)."""
+
+    @staticmethod
+    def forward(ctx, group_sizes, *tensors):
+        ctx.group_sizes = group_sizes
+        ctx.rows = [t.shape[0] for t in tensors]
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        return tuple(_group_views(flat, group_sizes, tensors))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        rows, start, out = ctx.rows, 0, []
+        for size, grad in zip(ctx.group_sizes, grads):
+            out.extend(grad.split(rows[start:start + size]))
+            start += size
+        return (None, *out)
+
+
+def _group_views(flat: Tensor, group_sizes: Sequence[int],
+                 tensors: Sequence[Tensor]) -> List[Tensor]:
+    """Views of ``flat`` (``tensors`` flattened one after another), one per
+    group of ``group_sizes`` consecutive tensors, concatenated along dim 0."""
+    outs, start, offset = [], 0, 0
+    for size in group_sizes:
+        members = tensors[start:start + size]
+        numel = sum(t.numel() for t in members)
+        shape = (sum(t.shape[0] for t in members), *members[0].shape[1:])
+        outs.append(flat[offset:offset + numel].view(shape))
+        start, offset = start + size, offset + numel
+    return outs
+
+
 def joined(groups: Sequence[Sequence[Tensor]],
            device_type: str) -> List[Tensor]:
     """Each group of tensors concatenated along dim 0, as autocast would
     hand them to a matmul: cast to the autocast dtype of ``device_type``
     when autocast is on and they are float32 (all groups in one
-    :class:`JoinedCast`), else as they are (``torch.cat`` for groups of
-    several)."""
+    :class:`JoinedCast`), else as they are: groups of several
+    concatenated, in one :class:`JoinedCat` for all of them when they share
+    a dtype."""
     tensors = [t for group in groups for t in group]
     for group in groups:
         if any(t.shape[1:] != group[0].shape[1:] for t in group):
@@ -234,6 +266,15 @@ def joined(groups: Sequence[Sequence[Tensor]],
             JoinedCast.apply(
                 torch.get_autocast_dtype(device_type),
                 tuple(len(group) for group in groups), *tensors))
+    several = [group for group in groups if len(group) > 1]
+    if len(several) > 1 and len({t.dtype for g in several for t in g}) == 1:
+        views = iter(
+            JoinedCat.apply(
+                tuple(len(g) for g in several),
+                *(t for g in several for t in g)))
+        return [
+            group[0] if len(group) == 1 else next(views) for group in groups
+        ]
     return [
         group[0] if len(group) == 1 else torch.cat(list(group))
         for group in groups

@@ -52,6 +52,37 @@ def test_joined_without_autocast_or_in_float64_casts_nothing():
         assert common.joined([[ws[0]]], 'cuda')[0] is ws[0]
 
 
+def test_joined_concatenates_several_groups_in_one_op_each_way():
+    # without autocast, groups of several tensors (q, k, v's weights and
+    # biases) are concatenated by one cat forward; their gradients go back
+    # as views of the groups' gradients, no op
+    ws = _weights()
+    groups = [[ws[0], ws[1]], [ws[4]], [ws[3], ws[3]]]
+    with OpCounter() as count:
+        got = common.joined(groups, 'cpu')
+    assert count.total == 1, count.counts
+    assert got[1] is ws[4]
+    assert torch.equal(got[0], torch.cat([ws[0], ws[1]]))
+    assert torch.equal(got[2], torch.cat([ws[3], ws[3]]))
+    grads = [torch.randn(t.shape) for t in got]
+    with OpCounter() as count:
+        torch.autograd.backward([got[0], got[2]], [grads[0], grads[2]])
+    assert count.total == 1, count.counts  # ws[3]'s two grads summed
+    assert torch.equal(ws[0].grad, grads[0][:3])
+    assert torch.equal(ws[1].grad, grads[0][3:])
+    assert torch.equal(ws[3].grad, grads[2][:3] + grads[2][3:])
+
+
+def test_joined_keeps_each_groups_dtype():
+    # one buffer would make every group one dtype: groups of different
+    # dtypes are concatenated each on its own
+    ws = _weights()
+    w64 = [w.detach().double() for w in ws[:2]]
+    got = common.joined([[ws[0], ws[1]], [w64[0], w64[1]]], 'cpu')
+    assert [t.dtype for t in got] == [torch.float32, torch.float64]
+    assert torch.equal(got[1], torch.cat(w64))
+
+
 def test_joined_rejects_groups_whose_trailing_dims_differ():
     ws = _weights()
     with pytest.raises(ValueError, match=r'\[\(3, 4\), \(3,\)\]'):
