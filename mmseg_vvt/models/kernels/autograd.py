@@ -212,7 +212,7 @@ def attention(x: Tensor,
     (:mod:`.triton_attention`)."""
     # keys and values in one GEMM (with the queries, without spatial
     # reduction); under autocast all weights in one cast
-    one_source = src is x and not fused
+    one_source = src is x
     ws, bs, w = common.joined_attention(w, x.device.type, one_source)
     q_lin = F.linear(x, ws[0], bs[0])
     kv_lin = None if one_source else F.linear(src, ws[1], bs[1])

@@ -21,7 +21,10 @@ backward
     * keys pass: the gradients of ``k`` and ``v``.
 
 ReLUs, the position modulation and every clamp run in registers; nothing
-``4d``-wide reaches memory. What backward needs is saved as in
+``4d``-wide reaches memory. The kernels take the projections with their
+batch and token strides, so ``q``, ``k`` and ``v`` are read where one GEMM
+wrote them, and their gradients are written into one tensor for that GEMM's
+backward. What backward needs is saved as in
 ``VicinityCore``: the projections, the small unclamped ``[KV | s]`` and the
 reciprocal normaliser ``r``. Token sums run in :func:`~.common.core_dtype`
 (float32, or float64), products in IEEE precision (no TF32), so results
@@ -185,12 +188,13 @@ def _token_sums_kernel(a_ptr, a_stride, b_ptr, b_stride, w_ptr, out_ptr, N, H,
 
 
 @triton.jit
-def _queries_kernel(q_ptr, w_ptr, kvs_ptr, o_ptr, r_ptr, N, H, d,
-                    lo: tl.constexpr, hi: tl.constexpr, eps: tl.constexpr,
+def _queries_kernel(q_ptr, q_batch, q_row, w_ptr, kvs_ptr, o_ptr, r_ptr, N, H,
+                    d, lo: tl.constexpr, hi: tl.constexpr, eps: tl.constexpr,
                     D: tl.constexpr, BLOCK: tl.constexpr):
     """``o = sign(num) clamp(clamp(|num|) clamp(r))`` with
     ``num = q~ clamp(KV)`` and ``r = 1 / (q~ . s + eps)``, for one block of
-    queries of one head."""
+    queries of one head (``q``: batch and token strides ``q_batch``,
+    ``q_row``; ``o`` contiguous)."""
     bh = tl.program_id(0)
     b = bh // H
     h = bh % H
@@ -198,7 +202,8 @@ def _queries_kernel(q_ptr, w_ptr, kvs_ptr, o_ptr, r_ptr, N, H, d,
     lo, hi = _bounds(lo, hi, CT)
     hd = H * d
     n, nmask, cols, dmask = _token_tile(N, d, BLOCK, D)
-    q = _load_tokens(q_ptr + b * N * hd + h * d, n, nmask, cols, dmask, hd, CT)
+    q = _load_tokens(q_ptr + b * q_batch + h * d, n, nmask, cols, dmask, q_row,
+                     CT)
     num, den = _queries_times_kv(
         tl.maximum(q, 0.0), w_ptr, kvs_ptr, bh, n, nmask, cols, dmask, d, lo,
         hi, BLOCK, D, CT)
@@ -214,12 +219,13 @@ def _queries_kernel(q_ptr, w_ptr, kvs_ptr, o_ptr, r_ptr, N, H, d,
 
 
 @triton.jit
-def _queries_backward_kernel(g_ptr, q_ptr, w_ptr, kvs_ptr, r_ptr, gq_ptr,
-                             gout_ptr, N, H, d, lo: tl.constexpr,
-                             hi: tl.constexpr, D: tl.constexpr,
-                             BLOCK: tl.constexpr):
-    """From ``o``'s gradient to ``q``'s and to ``g_out = [g_num | g_den]``
-    (``B*h x N x (d+1)``), for one block of queries of one head."""
+def _queries_backward_kernel(g_ptr, q_ptr, q_batch, q_row, w_ptr, kvs_ptr,
+                             r_ptr, gq_ptr, gq_batch, gq_row, gout_ptr, N, H,
+                             d, lo: tl.constexpr, hi: tl.constexpr,
+                             D: tl.constexpr, BLOCK: tl.constexpr):
+    """From ``o``'s gradient (contiguous) to ``q``'s and to ``g_out =
+    [g_num | g_den]`` (``B*h x N x (d+1)``), for one block of queries of one
+    head; ``q`` and its gradient with their own batch and token strides."""
     bh = tl.program_id(0)
     b = bh // H
     h = bh % H
@@ -228,7 +234,8 @@ def _queries_backward_kernel(g_ptr, q_ptr, w_ptr, kvs_ptr, r_ptr, gq_ptr,
     hd = H * d
     n, nmask, cols, dmask = _token_tile(N, d, BLOCK, D)
     tokens = b * N * hd + h * d
-    q_lin = _load_tokens(q_ptr + tokens, n, nmask, cols, dmask, hd, CT)
+    q_lin = _load_tokens(q_ptr + b * q_batch + h * d, n, nmask, cols, dmask,
+                         q_row, CT)
     num, _ = _queries_times_kv(
         tl.maximum(q_lin, 0.0), w_ptr, kvs_ptr, bh, n, nmask, cols, dmask, d,
         lo, hi, BLOCK, D, CT)
@@ -251,7 +258,7 @@ def _queries_backward_kernel(g_ptr, q_ptr, w_ptr, kvs_ptr, r_ptr, gq_ptr,
     g_q = tl.where(q_lin > 0, g_q, 0.0)
     nm2 = nmask[:, None] & dmask[None, :]
     tl.store(
-        gq_ptr + tokens + n[:, None] * hd + cols[None, :],
+        gq_ptr + b * gq_batch + h * d + n[:, None] * gq_row + cols[None, :],
         g_q.to(gq_ptr.dtype.element_ty),
         mask=nm2)
     gout = gout_ptr + bh * N * (d + 1) + n * (d + 1)
@@ -260,12 +267,13 @@ def _queries_backward_kernel(g_ptr, q_ptr, w_ptr, kvs_ptr, r_ptr, gq_ptr,
 
 
 @triton.jit
-def _keys_backward_kernel(kv_ptr, w_ptr, kvs_ptr, gkvs_ptr, gkv_ptr, N, H, d,
-                          lo: tl.constexpr, hi: tl.constexpr, D: tl.constexpr,
+def _keys_backward_kernel(kv_ptr, kv_batch, kv_row, w_ptr, kvs_ptr, gkvs_ptr,
+                          gkv_ptr, g_batch, g_row, N, H, d, lo: tl.constexpr,
+                          hi: tl.constexpr, D: tl.constexpr,
                           BLOCK: tl.constexpr):
     """From the gradient of ``[KV | s]`` to those of ``k`` and ``v``, for
-    one block of keys of one head; writes ``B x Nk x 2hd`` like ``kv_lin``.
-    """
+    one block of keys of one head. ``[k | v]`` (``B x Nk x 2hd``) and its
+    gradient with their own batch and token strides."""
     bh = tl.program_id(0)
     b = bh // H
     h = bh % H
@@ -273,10 +281,10 @@ def _keys_backward_kernel(kv_ptr, w_ptr, kvs_ptr, gkvs_ptr, gkv_ptr, N, H, d,
     lo, hi = _bounds(lo, hi, CT)
     hd = H * d
     n, nmask, cols, dmask = _token_tile(N, d, BLOCK, D)
-    tokens = b * N * 2 * hd + h * d
-    k_lin = _load_tokens(kv_ptr + tokens, n, nmask, cols, dmask, 2 * hd, CT)
+    tokens = kv_ptr + b * kv_batch + h * d
+    k_lin = _load_tokens(tokens, n, nmask, cols, dmask, kv_row, CT)
     k = tl.maximum(k_lin, 0.0)
-    v = _load_tokens(kv_ptr + tokens + hd, n, nmask, cols, dmask, 2 * hd, CT)
+    v = _load_tokens(tokens + hd, n, nmask, cols, dmask, kv_row, CT)
     g_k = tl.zeros((BLOCK, D), dtype=CT)
     g_v = tl.zeros((BLOCK, D), dtype=CT)
     for f in range(4):
@@ -289,7 +297,7 @@ def _keys_backward_kernel(kv_ptr, w_ptr, kvs_ptr, gkvs_ptr, gkv_ptr, N, H, d,
         g_v += tl.dot(k * w[:, None], gkv, input_precision='ieee')
     g_k = tl.where(k_lin > 0, g_k, 0.0)
     nm2 = nmask[:, None] & dmask[None, :]
-    out = gkv_ptr + tokens + n[:, None] * 2 * hd + cols[None, :]
+    out = gkv_ptr + b * g_batch + h * d + n[:, None] * g_row + cols[None, :]
     tl.store(out, g_k.to(gkv_ptr.dtype.element_ty), mask=nm2)
     tl.store(out + hd, g_v.to(gkv_ptr.dtype.element_ty), mask=nm2)
 
@@ -412,16 +420,19 @@ def _(a, b, w, num_heads, b_by_heads, dtype, chunks):
 @torch.library.custom_op(_OP + 'vicinity_queries', mutates_args=())
 def queries(q_lin: Tensor, wq: Tensor, kvs: Tensor,
             num_heads: int) -> tuple[Tensor, Tensor]:
-    """``(o, r)``: ``o`` as ``q_lin`` (``B x N x h*d``, its dtype), the
-    reciprocal normaliser ``r`` (``B*h x N``, in ``kvs``' dtype)."""
+    """``(o, r)``: ``o`` (``B x N x h*d``, contiguous, ``q_lin``'s dtype),
+    the reciprocal normaliser ``r`` (``B*h x N``, in ``kvs``' dtype).
+    ``q_lin`` may be a slice of a wider tensor (its last dim contiguous)."""
     _check_device(q_lin)
     B, N, hd = q_lin.shape
     d = hd // num_heads
-    o = torch.empty_like(q_lin)
+    o = q_lin.new_empty((B, N, hd))
     r = kvs.new_empty((B * num_heads, N))
     grid = (B * num_heads, triton.cdiv(N, QUERIES['BLOCK']))
     _queries_kernel[grid](
         q_lin,
+        q_lin.stride(0),
+        q_lin.stride(1),
         wq,
         kvs,
         o,
@@ -440,27 +451,35 @@ def queries(q_lin: Tensor, wq: Tensor, kvs: Tensor,
 
 @queries.register_fake
 def _(q_lin, wq, kvs, num_heads):
-    B, N, _ = q_lin.shape
-    return torch.empty_like(q_lin), kvs.new_empty((B * num_heads, N))
+    B, N, hd = q_lin.shape
+    return q_lin.new_empty((B, N, hd)), kvs.new_empty((B * num_heads, N))
 
 
 @torch.library.custom_op(_OP + 'vicinity_queries_backward', mutates_args=())
 def queries_backward(grad_o: Tensor, q_lin: Tensor, wq: Tensor, kvs: Tensor,
-                     r: Tensor, num_heads: int) -> tuple[Tensor, Tensor]:
-    """``(grad_q_lin, g_out)``; ``g_out`` is ``B*h x N x (d+1)``."""
+                     r: Tensor, num_heads: int,
+                     width: int) -> tuple[Tensor, Tensor]:
+    """``(grad, g_out)``: ``grad`` is ``B x N x width`` in ``q_lin``'s dtype,
+    ``q_lin``'s gradient in its first ``h*d`` columns (the rest for
+    :func:`keys_backward` to fill when q, k and v came from one GEMM);
+    ``g_out`` is ``B*h x N x (d+1)``."""
     _check_device(q_lin)
     B, N, hd = q_lin.shape
     d = hd // num_heads
-    grad_q = torch.empty_like(q_lin)
+    grad = q_lin.new_empty((B, N, width))
     g_out = kvs.new_empty((B * num_heads, N, d + 1))
     grid = (B * num_heads, triton.cdiv(N, QUERIES_BACKWARD['BLOCK']))
     _queries_backward_kernel[grid](
         grad_o.contiguous(),
         q_lin,
+        q_lin.stride(0),
+        q_lin.stride(1),
         wq,
         kvs,
         r,
-        grad_q,
+        grad,
+        grad.stride(0),
+        grad.stride(1),
         g_out,
         N,
         num_heads,
@@ -470,31 +489,37 @@ def queries_backward(grad_o: Tensor, q_lin: Tensor, wq: Tensor, kvs: Tensor,
         _width(d),
         num_stages=NUM_STAGES,
         **QUERIES_BACKWARD)
-    return grad_q, g_out
+    return grad, g_out
 
 
 @queries_backward.register_fake
-def _(grad_o, q_lin, wq, kvs, r, num_heads):
+def _(grad_o, q_lin, wq, kvs, r, num_heads, width):
     B, N, hd = q_lin.shape
-    return torch.empty_like(q_lin), kvs.new_empty(
+    return q_lin.new_empty((B, N, width)), kvs.new_empty(
         (B * num_heads, N, hd // num_heads + 1))
 
 
-@torch.library.custom_op(_OP + 'vicinity_keys_backward', mutates_args=())
+@torch.library.custom_op(
+    _OP + 'vicinity_keys_backward', mutates_args=('grad', ))
 def keys_backward(kv_lin: Tensor, wk: Tensor, kvs: Tensor, g_kvs: Tensor,
-                  num_heads: int) -> Tensor:
-    """The gradient of ``kv_lin`` (``B x Nk x 2hd``, its dtype)."""
+                  num_heads: int, grad: Tensor) -> None:
+    """Writes the gradient of ``kv_lin`` (``B x Nk x 2hd``, may be a slice
+    of a wider tensor) into the last ``2hd`` columns of ``grad``
+    (``B x Nk x width``, ``kv_lin``'s dtype)."""
     _check_device(kv_lin)
     B, N, hd2 = kv_lin.shape
     d = hd2 // 2 // num_heads
-    grad = torch.empty_like(kv_lin)
     grid = (B * num_heads, triton.cdiv(N, KEYS_BACKWARD['BLOCK']))
     _keys_backward_kernel[grid](
         kv_lin,
+        kv_lin.stride(0),
+        kv_lin.stride(1),
         wk,
         kvs,
         g_kvs,
-        grad,
+        grad[..., grad.shape[-1] - hd2:],
+        grad.stride(0),
+        grad.stride(1),
         N,
         num_heads,
         d,
@@ -503,12 +528,17 @@ def keys_backward(kv_lin: Tensor, wk: Tensor, kvs: Tensor, g_kvs: Tensor,
         _width(d),
         num_stages=NUM_STAGES,
         **KEYS_BACKWARD)
-    return grad
 
 
 @keys_backward.register_fake
-def _(kv_lin, wk, kvs, g_kvs, num_heads):
-    return torch.empty_like(kv_lin)
+def _(kv_lin, wk, kvs, g_kvs, num_heads, grad):
+    return None
+
+
+def _last_dim_contiguous(t: Tensor) -> Tensor:
+    """``t``, copied only if its rows are not contiguous (the kernels take
+    batch and token strides)."""
+    return t if t.stride(-1) == 1 else t.contiguous()
 
 
 def _reduce_chunks(partials: Tensor) -> Tensor:
@@ -523,13 +553,25 @@ class FusedVicinityCore(torch.autograd.Function):
 
     ``forward(q_lin, kv_lin, wq, wk, num_heads, chunks)``; ``chunks``: how
     many partial sums a token-sum pass uses (None: enough programs for a
-    GPU). Returns ``o`` (``B x N x h*d``) in ``q_lin``'s dtype: the cast
-    happens as it is stored.
+    GPU). ``kv_lin`` None: ``q_lin`` is ``B x N x 3hd`` (q, k and v from
+    one GEMM), which the kernels read in place, and its gradient comes
+    back as one tensor. Returns ``o`` (``B x N x h*d``) in ``q_lin``'s
+    dtype: the cast happens as it is stored.
     """
 
     @staticmethod
-    def forward(ctx, q_lin, kv_lin, wq, wk, num_heads, chunks=None):
-        q_lin, kv_lin = q_lin.contiguous(), kv_lin.contiguous()
+    def _split(q_in, kv_in):
+        """``q_lin, kv_lin``, each with its last dim contiguous (views of
+        ``q_in`` when ``kv_in`` is None)."""
+        if kv_in is None:
+            q_in = _last_dim_contiguous(q_in)
+            hd = q_in.shape[-1] // 3
+            return q_in[..., :hd], q_in[..., hd:]
+        return _last_dim_contiguous(q_in), _last_dim_contiguous(kv_in)
+
+    @staticmethod
+    def forward(ctx, q_in, kv_in, wq, wk, num_heads, chunks=None):
+        q_lin, kv_lin = FusedVicinityCore._split(q_in, kv_in)
         B, Nk, hd2 = kv_lin.shape
         hd = hd2 // 2
         ct = common.core_dtype(q_lin.dtype)
@@ -540,22 +582,27 @@ class FusedVicinityCore(torch.autograd.Function):
             token_sums(kv_lin[..., :hd], kv_lin[..., hd:], wk, num_heads, True,
                        ct, c))
         o, r = queries(q_lin, wq, kvs, num_heads)
-        ctx.save_for_backward(q_lin, kv_lin, wq, wk, kvs, r)
+        ctx.save_for_backward(q_in, kv_in, wq, wk, kvs, r)
         ctx.num_heads = num_heads
         return o
 
     @staticmethod
     def backward(ctx, grad_o):
-        q_lin, kv_lin, wq, wk, kvs, r = ctx.saved_tensors
+        q_in, kv_in, wq, wk, kvs, r = ctx.saved_tensors
+        q_lin, kv_lin = FusedVicinityCore._split(q_in, kv_in)
         h = ctx.num_heads
-        grad_q, g_out = queries_backward(
-            grad_o.to(q_lin.dtype), q_lin, wq, kvs, r, h)
-        B, N, _ = q_lin.shape
+        joined = kv_in is None
+        B, N, hd = q_lin.shape
+        grad, g_out = queries_backward(
+            grad_o.to(q_lin.dtype), q_lin, wq, kvs, r, h,
+            3 * hd if joined else hd)
         c = _chunks(4 * B * h, N, ctx.chunks)
         g_kvs = _reduce_chunks(
             token_sums(q_lin, g_out, wq, h, False, kvs.dtype, c))
-        grad_kv = keys_backward(kv_lin, wk, kvs, g_kvs, h)
-        return grad_q, grad_kv, None, None, None, None
+        # one GEMM's [q | k | v]: k and v's gradients beside q's
+        grad_kv = grad if joined else kv_lin.new_empty(kv_lin.shape)
+        keys_backward(kv_lin, wk, kvs, g_kvs, h, grad_kv)
+        return (grad, None if joined else grad_kv, None, None, None, None)
 
 
 GATE_BLOCK_C = 64  # channels per program of the gated clamp
