@@ -9,7 +9,7 @@ backward as its own kernel. The functions here save only what cannot be
 recomputed cheaply and write their backward by hand:
 
 * :class:`VicinityCore` saves the projections' outputs ``q`` and ``[k|v]``
-  (in their autocast dtype), the small ``[KV | sum_j k~_j]`` and the
+  (in their autocast dtype), the small ``[KV | -sum_j k~_j]`` and the
   normaliser (one value per query and head); the modulated copies and the
   query-side clamp masks are recomputed.
 * :class:`GatedClamp` (``out_proj``'s clamp, the gate, the last clamp)
@@ -19,8 +19,9 @@ recomputed cheaply and write their backward by hand:
   is kept instead of three.
 
 Each op here is a kernel launch on a GPU, so they are also written for few
-ops: heads as batches of one ``bmm`` each, one comparison per clamp mask,
-stochastic depth folded into the residual add (:func:`add_dropped_path`).
+ops: heads as batches of one ``bmm`` each, one op per clamp's gradient
+(:func:`~.common.clamp_grad`), stochastic depth folded into the residual
+add (:func:`add_dropped_path`).
 
 Their forward and gradients equal the readable formulation's, published
 clamps included (tests/test_models/test_kernels, gradcheck in float64).

@@ -67,6 +67,7 @@ def _neighbour(x: float, dtype: torch.dtype, up: bool) -> float:
 
 @functools.lru_cache(maxsize=64)
 def _open_bounds(lo: float, hi: float, dtype: torch.dtype):
+    """The values of ``dtype`` just outside ``[lo, hi]``."""
     return _neighbour(lo, dtype, up=False), _neighbour(hi, dtype, up=True)
 
 
