@@ -5,7 +5,7 @@ training.
 :class:`FusedVicinityCore` is the function of
 :class:`~.autograd.VicinityCore` (from the projections ``q_lin``, ``kv_lin``
 to the clamped ``o``), in two passes over the tokens each way instead of
-some seventy small ops:
+some sixty small ops:
 
 forward
     * keys pass: ``KV_f = sum_j (k_j w_jf)^T v_j`` and the key sums
@@ -32,7 +32,7 @@ match the readable formulation to rounding.
 
 :class:`FusedGatedClamp` is :class:`~.autograd.GatedClamp` (``out_proj``'s
 clamp, the feature-preserving gate, the last clamp): one pass forward, one
-backward plus the gate gradient's reduction, instead of nineteen ops.
+backward plus the gate gradient's reduction, instead of sixteen ops.
 
 Each launch is a ``torch.library`` custom op, so it is one op to autograd,
 to a ``TorchDispatchMode`` and to ``torch.compile``. Triton is optional: this
