@@ -11,14 +11,15 @@ only when ``implementation('triton')`` runs a training step.
 """
 from . import autograd, common, cpu, whole
 from .common import (CLAMP_MAX, CLAMP_MIN, DENOMINATOR_EPS, AttentionWeights,
-                     MlpWeights, NormWeights, core_dtype, position_weights,
-                     signed_clamp)
+                     MlpWeights, NormWeights, autocast_off, core_dtype,
+                     position_weights, signed_clamp)
 from .dispatch import (IMPLEMENTATIONS, TRAINING_PATHS, current_implementation,
                        implementation, select)
 
 __all__ = [
     'autograd', 'common', 'cpu', 'whole', 'CLAMP_MAX', 'CLAMP_MIN',
     'DENOMINATOR_EPS', 'AttentionWeights', 'MlpWeights', 'NormWeights',
-    'core_dtype', 'position_weights', 'signed_clamp', 'IMPLEMENTATIONS',
-    'TRAINING_PATHS', 'current_implementation', 'implementation', 'select'
+    'autocast_off', 'core_dtype', 'position_weights', 'signed_clamp',
+    'IMPLEMENTATIONS', 'TRAINING_PATHS', 'current_implementation',
+    'implementation', 'select'
 ]

@@ -118,7 +118,7 @@ class VicinityCore(torch.autograd.Function):
         d = hd // h
         lo, hi = common.CLAMP_MIN, common.CLAMP_MAX
         ct = common.core_dtype(q_lin.dtype)
-        with torch.autocast(q_lin.device.type, enabled=False):
+        with common.autocast_off(q_lin.device.type):
             _, k_pos, v1 = VicinityCore._keys_values(kv_lin, wk, h, ct)
             # B*h x 4d x (d+1): [KV | -s], s = sum_j k~_j
             kvs = torch.bmm(k_pos.transpose(1, 2), v1)
@@ -163,7 +163,7 @@ class VicinityCore(torch.autograd.Function):
         d = hd // h
         lo, hi = common.CLAMP_MIN, common.CLAMP_MAX
         ct = common.core_dtype(q_lin.dtype)
-        with torch.autocast(q_lin.device.type, enabled=False):
+        with common.autocast_off(q_lin.device.type):
             q = _relu_by_head(q_lin, h, ct)
             q_pos = _modulate(q, wq)
             num = torch.bmm(q_pos, kvs[..., :d])
@@ -289,7 +289,7 @@ class ConvGeluLinear(torch.autograd.Function):
     def forward(ctx, t, hw, dw_weight, dw_bias, fc2_weight, fc2_bias):
         dtype = t.dtype  # under autocast: fc1's output dtype
         ws = [w.to(dtype) for w in (dw_weight, dw_bias, fc2_weight, fc2_bias)]
-        with torch.autocast(t.device.type, enabled=False):
+        with common.autocast_off(t.device.type):
             # in place: one hidden map fewer to allocate (nothing saves it)
             a = torch.ops.aten.gelu_(
                 ConvGeluLinear._hidden(t, hw, ws[0], ws[1]))
@@ -306,7 +306,7 @@ class ConvGeluLinear(torch.autograd.Function):
         t, dw_w, dw_b, fc2_w = ctx.saved_tensors
         dtype = t.dtype
         B, N, C = t.shape
-        with torch.autocast(t.device.type, enabled=False):
+        with common.autocast_off(t.device.type):
             c = ConvGeluLinear._hidden(t, ctx.hw, dw_w, dw_b)
             a = F.gelu(c)
             g = grad_y.to(dtype).reshape(B * N, -1)

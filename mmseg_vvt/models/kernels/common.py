@@ -6,6 +6,7 @@ Nothing here imports the modules that call the kernels. Kernels read the
 clamp bounds as ``common.CLAMP_MIN`` / ``common.CLAMP_MAX`` at call time, so
 a test can move them in one place.
 """
+import contextlib
 import functools
 import math
 import struct
@@ -247,6 +248,24 @@ def _group_views(flat: Tensor, group_sizes: Sequence[int],
     return outs
 
 
+def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The dtype autocast casts to on ``device_type``, ``None`` when it is
+    off or has no autocast there (the meta device: asking torch whether
+    autocast is on raises for such devices)."""
+    if (torch.amp.is_autocast_available(device_type)
+            and torch.is_autocast_enabled(device_type)):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
+def autocast_off(device_type: str):
+    """A context with autocast off on ``device_type``; a no-op where torch
+    has no autocast (the meta device), where ``torch.autocast`` raises."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def joined(groups: Sequence[Sequence[Tensor]],
            device_type: str) -> List[Tensor]:
     """Each group of tensors concatenated along dim 0, as autocast would
@@ -261,12 +280,11 @@ def joined(groups: Sequence[Sequence[Tensor]],
             raise ValueError('joined: the tensors of a group must match in '
                              'all but their first dim, got '
                              f'{[tuple(t.shape) for t in group]}')
-    if (torch.is_autocast_enabled(device_type)
-            and all(t.dtype == torch.float32 for t in tensors)):
+    dtype = autocast_dtype(device_type)
+    if dtype is not None and all(t.dtype == torch.float32 for t in tensors):
         return list(
-            JoinedCast.apply(
-                torch.get_autocast_dtype(device_type),
-                tuple(len(group) for group in groups), *tensors))
+            JoinedCast.apply(dtype, tuple(len(group) for group in groups),
+                             *tensors))
     several = [group for group in groups if len(group) > 1]
     if len(several) > 1 and len({t.dtype for g in several for t in g}) == 1:
         views = iter(

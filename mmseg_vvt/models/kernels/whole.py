@@ -101,7 +101,7 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
         k, v = F.linear(src, ws[1], bs[1]).split(h * d, dim=-1)
     ct = common.core_dtype(q.dtype)
     wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
-    with torch.autocast(x.device.type, enabled=False):
+    with common.autocast_off(x.device.type):
         kv = clamp_kv(
             key_value_sums(
                 F.relu(k).to(ct).view(B, Nk, h, d),

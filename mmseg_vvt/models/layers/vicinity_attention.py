@@ -128,7 +128,7 @@ class VicinityAttention(BaseModule):
         v = self._heads(self.v_proj(src))
         # token sums in at least fp32: in fp16 they overflow (core_dtype)
         ct = kernels.core_dtype(q.dtype)
-        with torch.autocast(x.device.type, enabled=False):
+        with kernels.autocast_off(x.device.type):
             q = expand_by_position(
                 q.to(ct), position_weights(H, W, x.device,
                                            ct))  # B x h x N x 4d

@@ -87,6 +87,29 @@ def test_stage_maps_are_contiguous_nchw(grad):
                     step=5))
 
 
+@pytest.mark.parametrize('impl', ['auto', 'reference'])
+def test_runs_on_the_meta_device(impl):
+    # shape-only runs (deferred init, memory planning) use the meta device,
+    # where torch has no autocast: asking it whether autocast is on raises
+    model = VVT(arch=TINY_ARCH, drop_path_rate=0.1)
+    cpu_shapes = [o.shape for o in model.eval()(torch.randn(2, 3, 64, 48))]
+    model = model.to('meta')
+    x = torch.randn(2, 3, 64, 48, device='meta')
+    with implementation(impl):
+        model.train()
+        outs = model(x)
+        sum(o.sum() for o in outs).backward()
+        model.eval()
+        with torch.no_grad():
+            eval_outs = model(x)
+    for o, e in zip(outs, eval_outs):
+        assert o.device.type == e.device.type == 'meta'
+    train_shapes = [o.shape for o in outs]
+    assert train_shapes == [o.shape for o in eval_outs] == cpu_shapes
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape, name
+
+
 def test_out_indices_selects_stages():
     model = VVT(arch=TINY_ARCH, out_indices=(1, 3)).eval()
     outs = model(torch.randn(1, 3, 64, 64))

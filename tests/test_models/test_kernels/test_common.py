@@ -52,6 +52,21 @@ def test_joined_without_autocast_or_in_float64_casts_nothing():
         assert common.joined([[ws[0]]], 'cuda')[0] is ws[0]
 
 
+def test_autocast_helpers_on_a_device_without_autocast():
+    # torch.autocast('meta', ...) and is_autocast_enabled('meta') raise
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert common.autocast_dtype('cpu') == torch.bfloat16
+        assert common.autocast_dtype('meta') is None
+        with common.autocast_off('cpu'):
+            assert common.autocast_dtype('cpu') is None
+        with common.autocast_off('meta'):
+            assert common.autocast_dtype('cpu') == torch.bfloat16
+    assert common.autocast_dtype('cpu') is None
+    ws = [torch.randn(2, 3, device='meta') for _ in range(3)]
+    got = common.joined([[ws[0]], [ws[1], ws[2]]], 'meta')
+    assert got[0] is ws[0] and got[1].shape == (4, 3)
+
+
 def test_joined_concatenates_several_groups_in_one_op_each_way():
     # without autocast, groups of several tensors (q, k, v's weights and
     # biases) are concatenated by one cat forward; their gradients go back
