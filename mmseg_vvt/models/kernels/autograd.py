@@ -9,9 +9,9 @@ backward as its own kernel. The functions here save only what cannot be
 recomputed cheaply and write their backward by hand:
 
 * :class:`VicinityCore` saves the projections' outputs ``q`` and ``[k|v]``
-  (in their autocast dtype), the small ``[KV | -sum_j k~_j]`` and the
-  normaliser (one value per query and head); the modulated copies and the
-  query-side clamp masks are recomputed.
+  (in their autocast dtype), the small ``[KV | -sum_j k~_j]``, KV's
+  magnitudes before its clamp and the normaliser (one value per query and
+  head); the modulated copies and the query-side clamps are recomputed.
 * :class:`GatedClamp` (``out_proj``'s clamp, the gate, the last clamp)
   saves its input and the gate.
 * :class:`ConvGeluLinear` (the MLP after ``fc1``) saves only ``fc1``'s
@@ -95,11 +95,12 @@ class VicinityCore(torch.autograd.Function):
 
     Heads are laid out as batches (``B*h x N x d``) so every product is one
     ``bmm`` without hidden copies. Saves the projections, the small clamped
-    ``[KV | -s]`` with its clamp mask, and the reciprocal normaliser ``r``
-    (one value per query and head); the ``4d``-wide modulated copies and
-    the query-side clamps are recomputed in backward. A clamp's gradient is
-    one op (:func:`~.common.clamp_grad`), or one comparison saved for
-    backward, with the bounds of torch's clamp gradient (``lo <= a <= hi``).
+    ``[KV | -s]`` with KV's magnitudes before the clamp, and the reciprocal
+    normaliser ``r`` (one value per query and head); the ``4d``-wide
+    modulated copies and the query-side clamps are recomputed in backward.
+    Each clamp's gradient is one op (:func:`~.common.clamp_grad`), with the
+    bounds of torch's clamp gradient (``lo <= a <= hi``). Backward writes
+    the gradient of ``[num | -den]`` over its recomputed product.
     """
 
     @staticmethod
@@ -124,10 +125,8 @@ class VicinityCore(torch.autograd.Function):
             kvs = torch.bmm(k_pos.transpose(1, 2), v1)
             kv = kvs[..., :d]
             kv_abs = kv.abs()
-            kv_abs_c = kv_abs.clamp(lo, hi)
-            kv_pass = kv_abs_c == kv_abs
             # KV's signed clamp over KV itself: no copy of the -s column
-            torch.mul(kv.sign(), kv_abs_c, out=kv)
+            torch.mul(kv.sign(), kv_abs.clamp(lo, hi), out=kv)
             out = torch.bmm(_modulate(_relu_by_head(q_lin, h, ct), wq), kvs)
             # out[..., d] is -den: r = 1 / (den + eps)
             r = torch.rsub(out[..., d:], common.DENOMINATOR_EPS).reciprocal()
@@ -135,7 +134,7 @@ class VicinityCore(torch.autograd.Function):
             # r > 0, so z's signed clamp is a plain clamp
             o_abs = num.abs().clamp(lo, hi) * r.clamp(lo, hi)
             o = num.sign() * o_abs.clamp(lo, hi)
-        ctx.save_for_backward(q_in, kv_in, wq, wk, kvs, kv_pass, r)
+        ctx.save_for_backward(q_in, kv_in, wq, wk, kvs, kv_abs, r)
         ctx.num_heads = num_heads
         # the head-layout copy casts back too (not a cast of its own)
         return _from_heads(o, B, q_lin.dtype)
@@ -156,7 +155,7 @@ class VicinityCore(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_o):
-        q_in, kv_in, wq, wk, kvs, kv_pass, r = ctx.saved_tensors
+        q_in, kv_in, wq, wk, kvs, kv_abs, r = ctx.saved_tensors
         q_lin, kv_lin = VicinityCore._split(q_in, kv_in)
         h = ctx.num_heads
         B, N, hd = q_lin.shape
@@ -166,23 +165,29 @@ class VicinityCore(torch.autograd.Function):
         with common.autocast_off(q_lin.device.type):
             q = _relu_by_head(q_lin, h, ct)
             q_pos = _modulate(q, wq)
-            num = torch.bmm(q_pos, kvs[..., :d])
+            # [num | -den] again: the buffer then takes [g_num | g_m]
+            # (no cat of its own); -den itself is not needed
+            g_out = torch.bmm(q_pos, kvs)  # B*h x N x (d+1)
+            num = g_out[..., :d]
             num_abs = num.abs()
             p_abs = num_abs.clamp(lo, hi)
             z = r.clamp(lo, hi)
             o_abs = p_abs * z
             # o = sign(num) clamp(p_abs z), p_abs = clamp(|num|)
             g = common.clamp_grad(_by_head(grad_o, h, ct), o_abs, lo, hi)
-            g_num = common.clamp_grad(g, num_abs, lo, hi) * z
             g_z = (g * num.sign() * p_abs).sum(dim=-1, keepdim=True)
+            # num is spent: g_num takes its place
+            torch.mul(common.clamp_grad(g, num_abs, lo, hi), z, out=num)
             # z = clamp(r), r = 1 / (eps - m) for the column m = -den:
             # d r / d m = r^2
-            g_m = common.clamp_grad(g_z, r, lo, hi) * r * r
-            g_out = torch.cat([g_num, g_m], dim=-1)  # B*h x N x (d+1)
+            torch.mul(
+                common.clamp_grad(g_z, r, lo, hi) * r, r, out=g_out[..., d:])
             g_q = _demodulate(torch.bmm(g_out, kvs.transpose(1, 2)), wq)
             g_q = torch.ops.aten.threshold_backward(g_q, q, 0)
             g_kvs = torch.bmm(q_pos.transpose(1, 2), g_out)  # B*h x 4d x d+1
-            g_kvs[..., :d].mul_(kv_pass)  # KV's clamp; -s passes as it is
+            # KV's clamp, in place; -s passes as it is
+            common.clamp_grad(
+                g_kvs[..., :d], kv_abs, lo, hi, out=g_kvs[..., :d])
             # kvs = k~^T [v | -1]
             k, k_pos, v1 = VicinityCore._keys_values(kv_lin, wk, h, ct)
             g_k = _demodulate(torch.bmm(v1, g_kvs.transpose(1, 2)), wk)

@@ -72,9 +72,14 @@ def _open_bounds(lo: float, hi: float, dtype: torch.dtype):
     return _neighbour(lo, dtype, up=False), _neighbour(hi, dtype, up=True)
 
 
-def clamp_grad(grad: Tensor, t: Tensor, lo: float, hi: float) -> Tensor:
+def clamp_grad(grad: Tensor,
+               t: Tensor,
+               lo: float,
+               hi: float,
+               out: Optional[Tensor] = None) -> Tensor:
     """``grad`` where ``lo <= t <= hi``, else 0: the gradient through
-    ``t.clamp(lo, hi)`` (``lo`` may be ``-inf``), as autograd gives it.
+    ``t.clamp(lo, hi)`` (``lo`` may be ``-inf``), as autograd gives it;
+    written into ``out`` if given (``grad`` itself: in place).
 
     One op (hardtanh's backward) instead of a comparison or two and a
     multiply. Its bounds are exclusive, so it gets the neighbours of
@@ -82,7 +87,10 @@ def clamp_grad(grad: Tensor, t: Tensor, lo: float, hi: float) -> Tensor:
     that dtype.
     """
     below, above = _open_bounds(float(lo), float(hi), t.dtype)
-    return torch.ops.aten.hardtanh_backward(grad, t, below, above)
+    if out is None:
+        return torch.ops.aten.hardtanh_backward(grad, t, below, above)
+    return torch.ops.aten.hardtanh_backward.grad_input(
+        grad, t, below, above, grad_input=out)
 
 
 def position_weights(height: int,

@@ -147,6 +147,26 @@ def test_clamp_grad_dispatches_one_op():
     assert count.total == 1, count.counts
 
 
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float32])
+def test_clamp_grad_writes_into_out_in_place_and_into_a_slice(dtype):
+    torch.manual_seed(0)
+    t = (torch.randn(3, 5, 4) * 1e4).to(dtype)
+    t[0, 0, :2] = 1e4  # on the bound: passes
+    buf = torch.randn(3, 5, 5, dtype=dtype)
+    want = common.clamp_grad(buf[..., :4], t, 1e-4, 1e4)
+    assert not torch.equal(want, buf[..., :4])  # some values are masked
+    last = buf[..., 4].clone()
+    with OpCounter() as count:
+        got = common.clamp_grad(buf[..., :4], t, 1e-4, 1e4, out=buf[..., :4])
+    assert count.total == 1, count.counts
+    assert got.data_ptr() == buf.data_ptr()
+    assert torch.equal(buf[..., :4], want)
+    assert torch.equal(buf[..., 4], last)  # the column beside untouched
+    out = torch.empty(3, 5, 4, dtype=dtype)
+    common.clamp_grad(want, t, 1e-4, 1e4, out=out)
+    assert torch.equal(out, want)
+
+
 def test_clamp_grad_rejects_integer_tensors():
     with pytest.raises(TypeError, match='floating dtype'):
         common.clamp_grad(
