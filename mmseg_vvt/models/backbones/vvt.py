@@ -100,12 +100,20 @@ class Mlp(BaseModule):
         self.fc2 = nn.Linear(hidden_features, in_features)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x, hw_shape):
+    def forward(self, x, hw_shape, joined_weights=None):
+        """``x``: ``B x N x C`` tokens on an ``hw_shape`` grid;
+        ``joined_weights``: this MLP's weights as
+        :func:`~mmseg_vvt.models.kernels.common.joined_block` joined them for
+        the training kernel (used when training without dropout; None:
+        the module's own parameters)."""
         path = kernels.select(x, self)
         if path in ('cpu', 'whole'):
             kernel = getattr(kernels, path).mlp
             return kernel(x, hw_shape, self.kernel_weights())
         if path in kernels.TRAINING_PATHS and self.drop.p == 0:
+            if joined_weights is not None:
+                return kernels.autograd.mlp(
+                    x, hw_shape, joined_weights, joined=True)
             return kernels.autograd.mlp(x, hw_shape, self.kernel_weights())
         x = self.act(self.dwconv(self.fc1(x), hw_shape))
         return self.drop(self.fc2(self.drop(x)))
@@ -209,10 +217,19 @@ class VVTBlock(BaseModule):
             scales = (None, None)
         elif scales is None:
             scales = kernels.autograd.drop_path_scales(x, probs)
+        # both modules' weights joined at once: under autocast one cast
+        # each way for the block, not one per module
+        attn_w, mlp_w = kernels.common.joined_block(
+            self.attn.kernel_weights(),
+            self.mlp.kernel_weights() if self.mlp.drop.p == 0 else None,
+            x.device.type,
+            one_source=self.attn.sr_ratio == 1)
         x = kernels.autograd.add_dropped_path(
-            x, self.attn(self.norm1(x), hw_shape), scales[0])
+            x, self.attn(self.norm1(x), hw_shape, joined_weights=attn_w),
+            scales[0])
         return kernels.autograd.add_dropped_path(
-            x, self.mlp(self.norm2(x), hw_shape), scales[1])
+            x, self.mlp(self.norm2(x), hw_shape, joined_weights=mlp_w),
+            scales[1])
 
 
 @MODELS.register_module()

@@ -212,14 +212,22 @@ def attention(x: Tensor,
               hw: HW,
               kv_hw: HW,
               w: AttentionWeights,
-              fused: bool = False) -> Tensor:
+              fused: bool = False,
+              joined=None) -> Tensor:
     """Vicinity attention for training (see :class:`VicinityCore`);
     ``fused``: its core and its gated clamps in Triton kernels
-    (:mod:`.triton_attention`)."""
+    (:mod:`.triton_attention`); ``joined``: ``w`` already joined
+    (:func:`~.common.joined_block`), else joined here."""
     # keys and values in one GEMM (with the queries, without spatial
     # reduction); under autocast all weights in one cast
     one_source = src is x
-    ws, bs, w = common.joined_attention(w, x.device.type, one_source)
+    if joined is None:
+        joined = common.joined_attention(w, x.device.type, one_source)
+    ws, bs, w = joined
+    if len(ws) != (1 if one_source else 2):
+        raise ValueError(
+            f'attention: weights joined for {len(ws)} input GEMM(s), but '
+            f'keys and values come from {"x" if one_source else "src"}')
     q_lin = F.linear(x, ws[0], bs[0])
     kv_lin = None if one_source else F.linear(src, ws[1], bs[1])
     ct = common.core_dtype(q_lin.dtype)
@@ -336,11 +344,13 @@ class ConvGeluLinear(torch.autograd.Function):
         return (g_t, None, *grads)
 
 
-def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
-    """The MLP for training, without dropout (see :class:`ConvGeluLinear`)."""
+def mlp(x: Tensor, hw: HW, w: MlpWeights, joined: bool = False) -> Tensor:
+    """The MLP for training, without dropout (see :class:`ConvGeluLinear`);
+    ``joined``: ``w`` already joined (:func:`~.common.joined_block`)."""
     # under autocast: all six weights in one cast (common.joined)
-    fc1_w, fc1_b, dw_w, dw_b, fc2_w, fc2_b = common.joined([[t] for t in w],
-                                                           x.device.type)
+    if not joined:
+        w = common.joined([[t] for t in w], x.device.type)
+    fc1_w, fc1_b, dw_w, dw_b, fc2_w, fc2_b = w
     t = F.linear(x, fc1_w, fc1_b)
     return ConvGeluLinear.apply(t, tuple(hw), dw_w, dw_b, fc2_w, fc2_b)
 

@@ -308,6 +308,28 @@ def joined(groups: Sequence[Sequence[Tensor]],
     ]
 
 
+def _attention_groups(w: AttentionWeights, one_source: bool) -> List[list]:
+    """What :func:`joined_attention` joins, as groups for :func:`joined`."""
+    if one_source:
+        ins = [[w.q_weight, w.k_weight, w.v_weight],
+               [w.q_bias, w.k_bias, w.v_bias]]
+    else:
+        ins = [[w.q_weight], [w.k_weight, w.v_weight], [w.q_bias],
+               [w.k_bias, w.v_bias]]
+    return ins + [[w.out_weight], [w.out_bias], [w.gate_weight1],
+                  [w.gate_weight2]]
+
+
+def _attention_from(joined_groups: List[Tensor], w: AttentionWeights):
+    *projections, out_w, out_b, gate1, gate2 = joined_groups
+    n = len(projections) // 2
+    return projections[:n], projections[n:], w._replace(
+        out_weight=out_w,
+        out_bias=out_b,
+        gate_weight1=gate1,
+        gate_weight2=gate2)
+
+
 def joined_attention(w: AttentionWeights,
                      device_type: str,
                      one_source: bool = False):
@@ -317,19 +339,19 @@ def joined_attention(w: AttentionWeights,
     from the queries' tokens (``one_source``: no spatial reduction), else
     ``[q]`` and ``[k | v]``; ``w`` has its output and gate weights
     replaced likewise."""
-    if one_source:
-        ins = [[w.q_weight, w.k_weight, w.v_weight],
-               [w.q_bias, w.k_bias, w.v_bias]]
-    else:
-        ins = [[w.q_weight], [w.k_weight, w.v_weight], [w.q_bias],
-               [w.k_bias, w.v_bias]]
-    *projections, out_w, out_b, gate1, gate2 = joined(
-        ins +
-        [[w.out_weight], [w.out_bias], [w.gate_weight1], [w.gate_weight2]],
-        device_type)
-    n = len(projections) // 2
-    return projections[:n], projections[n:], w._replace(
-        out_weight=out_w,
-        out_bias=out_b,
-        gate_weight1=gate1,
-        gate_weight2=gate2)
+    return _attention_from(
+        joined(_attention_groups(w, one_source), device_type), w)
+
+
+def joined_block(attention: AttentionWeights,
+                 mlp: Optional[MlpWeights],
+                 device_type: str,
+                 one_source: bool = False):
+    """A block's weights for its GEMMs, from one :func:`joined`: under
+    autocast one cast each way for the whole block instead of one per
+    module. Returns ``(joined_attention(attention, ...), MlpWeights)``, the
+    second None without ``mlp``."""
+    groups = _attention_groups(attention, one_source)
+    outs = joined(groups + [[t] for t in (mlp or ())], device_type)
+    return (_attention_from(outs[:len(groups)], attention),
+            MlpWeights(*outs[len(groups):]) if mlp else None)

@@ -94,12 +94,20 @@ class VicinityAttention(BaseModule):
             nn.Linear(embed_dims, embed_dims, bias=False), nn.ReLU(),
             nn.Linear(embed_dims, embed_dims, bias=False), nn.Sigmoid())
 
-    def forward(self, x: torch.Tensor, hw_shape) -> torch.Tensor:
+    def forward(self,
+                x: torch.Tensor,
+                hw_shape,
+                joined_weights=None) -> torch.Tensor:
         """Apply vicinity attention.
 
         Args:
             x (Tensor): ``B x N x C`` tokens on an ``H x W`` grid.
             hw_shape (tuple[int, int]): ``(H, W)`` with ``H * W == N``.
+            joined_weights (tuple, optional): This module's weights as
+                :func:`~mmseg_vvt.models.kernels.common.joined_block` joined
+                them for the training kernels (a block casts all its weights
+                in one op under autocast); used when training. None: the
+                module's own parameters.
 
         Returns:
             Tensor: ``B x N x C``.
@@ -121,7 +129,8 @@ class VicinityAttention(BaseModule):
                 hw_shape,
                 kv_hw,
                 self.kernel_weights(),
-                fused=path == 'triton')
+                fused=path == 'triton',
+                joined=joined_weights)
 
         q = self._heads(F.relu(self.q_proj(x)))  # B x h x N x d
         k = self._heads(F.relu(self.k_proj(src)))  # B x h x Nk x d

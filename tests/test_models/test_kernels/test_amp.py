@@ -156,3 +156,54 @@ def test_block_with_stochastic_depth_under_autocast(device, dtype, impl):
     for g, w in zip(got, want):
         assert torch.isfinite(g).all()
         assert _rel_err(g, w) < 5 * TOLERANCE[dtype]
+
+
+class _WeightOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """The casts and cats dispatched, by the number of values they make."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.ops.aten._to_copy.default,
+                    torch.ops.aten.cat.default):
+            self.ops.append((func.__name__.split('.')[0], out.numel()))
+        return out
+
+
+@pytest.mark.parametrize('mlp_drop', [0.0, 0.1])
+def test_block_joins_its_weights_once_under_autocast(mlp_drop):
+    # one cat and one cast for all of a block's weights each way (one per
+    # module before), with the gradients of modules that join their own
+    from mmseg_vvt.models.backbones.vvt import VVTBlock
+    torch.manual_seed(0)
+    block = VVTBlock(32, 2, 4, 2, 1, drop_rate=mlp_drop).train()
+    x = torch.randn(2, 6 * 8, 32, requires_grad=True)
+    attn_numel = sum(p.numel() for p in block.attn.parameters())
+    mlp_numel = sum(p.numel() for p in block.mlp.parameters())
+    joined_numel = attn_numel + (mlp_numel if mlp_drop == 0 else 0)
+
+    def step(by_module):
+        torch.manual_seed(1)
+        block.zero_grad()
+        with _WeightOps() as seen, torch.autocast('cpu', dtype=torch.bfloat16):
+            if by_module:  # the modules join their own weights
+                h = x + block.attn(block.norm1(x), (6, 8))
+                y = h + block.mlp(block.norm2(h), (6, 8))
+            else:
+                y = block(x, (6, 8))
+            y.float().square().mean().backward()
+        grads = [p.grad.clone() for p in block.parameters()]
+        return seen.ops, grads
+
+    ops, grads = step(False)
+    assert ops.count(('cat', joined_numel)) == 2, ops  # forward, backward
+    assert ops.count(('_to_copy', joined_numel)) == 2, ops
+    module_ops, module_grads = step(True)
+    if mlp_drop == 0:  # the modules join theirs apart
+        assert ('cat', joined_numel) not in module_ops
+        assert ('cat', attn_numel) in module_ops, module_ops
+    for name, g, w in zip(dict(block.named_parameters()), grads, module_grads):
+        assert torch.equal(g, w), name

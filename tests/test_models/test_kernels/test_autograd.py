@@ -324,3 +324,18 @@ def test_block_training_ops_per_step():
     # gradient took one, 145 before q, k and v shared one GEMM)
     assert lean <= 126, lean
     assert plain > 1.4 * lean, (lean, plain)
+
+
+def test_attention_refuses_weights_joined_for_the_other_source():
+    # weights joined as [q | k | v] cannot serve keys and values computed
+    # from a spatially reduced source, and the other way round
+    from mmseg_vvt.models.kernels import autograd, common
+    attn = VicinityAttention(16, 2, sr_ratio=1)
+    w = attn.kernel_weights()
+    x = torch.randn(1, 16, 16)
+    src = torch.randn(1, 4, 16)
+    for one_source, args in ((True, (x, src, (4, 4), (2, 2))),
+                             (False, (x, x, (4, 4), (4, 4)))):
+        joined = common.joined_attention(w, 'cpu', one_source)
+        with pytest.raises(ValueError, match='input GEMM'):
+            autograd.attention(*args, w, joined=joined)

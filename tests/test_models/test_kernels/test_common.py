@@ -98,6 +98,30 @@ def test_joined_keeps_each_groups_dtype():
     assert torch.equal(got[1], torch.cat(w64))
 
 
+@pytest.mark.parametrize('autocast', [False, True])
+@pytest.mark.parametrize('one_source', [False, True])
+def test_joined_block_is_joined_attention_and_the_mlps_weights(
+        autocast, one_source):
+    from mmseg_vvt.models.backbones.vvt import VVTBlock
+    block = VVTBlock(16, 2, 2, 2, 1)
+    attn, mlp = block.attn.kernel_weights(), block.mlp.kernel_weights()
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        (ws, bs, w), mlp_w = common.joined_block(attn, mlp, 'cpu', one_source)
+        want_ws, want_bs, want_w = common.joined_attention(
+            attn, 'cpu', one_source)
+        want_mlp = common.joined([[t] for t in mlp], 'cpu')
+        assert common.joined_block(attn, None, 'cpu')[1] is None
+    got = [*ws, *bs, *w[6:10], *mlp_w]
+    want = [*want_ws, *want_bs, *want_w[6:10], *want_mlp]
+    assert len(ws) == len(bs) == (1 if one_source else 2)
+    assert w.num_heads == 2
+    for g, e in zip(got, want):
+        assert g.dtype == (torch.bfloat16 if autocast else torch.float32)
+        assert torch.equal(g, e)
+    if autocast:  # one buffer: one cast for the block
+        assert len({t.untyped_storage().data_ptr() for t in got}) == 1
+
+
 def test_joined_rejects_groups_whose_trailing_dims_differ():
     ws = _weights()
     with pytest.raises(ValueError, match=r'\[\(3, 4\), \(3,\)\]'):
