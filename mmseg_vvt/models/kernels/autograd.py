@@ -146,12 +146,15 @@ class VicinityCore(torch.autograd.Function):
         B, Nk, hd2 = kv_lin.shape
         hd = hd2 // 2
         k = _relu_by_head(kv_lin[..., :hd], h, ct)
-        v = kv_lin[..., hd:].view(B, Nk, h, hd // h).transpose(1, 2)
-        # the pad writes [v | -1] contiguously: no copy of its own. -1, so
-        # the product holds -s and the normaliser -den: backward then
-        # needs no negation of its own (exact: only signs flip)
-        v1 = F.pad(v.to(ct), (0, 1), value=-1.0)
-        return k, _modulate(k, wk), v1.reshape(B * h, Nk, hd // h + 1)
+        d = hd // h
+        v = kv_lin[..., hd:].view(B, Nk, h, d).transpose(1, 2)
+        # one cat writes [v | -1] contiguously in ct: no copy, and under
+        # autocast no cast, of its own (cat promotes v's dtype to ct's).
+        # -1, so the product holds -s and the normaliser -den: backward
+        # then needs no negation of its own (exact: only signs flip)
+        minus_ones = common.cached_full(-1.0, v.device, ct)
+        v1 = torch.cat([v, minus_ones.expand(B, h, Nk, 1)], dim=-1)
+        return k, _modulate(k, wk), v1.view(B * h, Nk, d + 1)
 
     @staticmethod
     def backward(ctx, grad_o):

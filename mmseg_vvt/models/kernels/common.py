@@ -124,6 +124,15 @@ def cached_position_weights(height: int, width: int, device,
         return position_weights(height, width, device, dtype)
 
 
+@functools.lru_cache(maxsize=64)
+def cached_full(value: float, device, dtype: torch.dtype) -> Tensor:
+    """A one-element tensor holding ``value``, made once per device and
+    dtype (expanded, it stands for a constant column without an op to
+    fill one). Made outside inference mode, as the position factors."""
+    with torch.inference_mode(False):
+        return torch.full((1, ), value, device=device, dtype=dtype)
+
+
 def query_key_weights(hw, kv_hw, device, dtype) -> Tuple[Tensor, Tensor]:
     """The position factors of the query grid and of the key grid."""
     wq = cached_position_weights(hw[0], hw[1], device, dtype)

@@ -339,3 +339,22 @@ def test_attention_refuses_weights_joined_for_the_other_source():
         joined = common.joined_attention(w, 'cpu', one_source)
         with pytest.raises(ValueError, match='input GEMM'):
             autograd.attention(*args, w, joined=joined)
+
+
+def test_core_under_half_precision_casts_only_while_laying_out():
+    # with half-precision projections the core's float32 copies of q, k and
+    # v come from the copies that lay heads out (v's from the cat that pads
+    # it): one op more than in float32, the cast of the joined gradient
+    def ops(dtype):
+        torch.manual_seed(0)
+        qkv = torch.randn(2, 12, 3 * 2 * 4).to(dtype).requires_grad_()
+        w = kernels.position_weights(3, 4)
+        for _ in range(2):  # counted: the second (constants cached)
+            with OpCounter() as count:
+                o = VicinityCore.apply(qkv, None, w, w, 2)
+                o.backward(torch.ones_like(o))
+        assert o.dtype == qkv.grad.dtype == dtype
+        return count.counts
+
+    fp32, half = ops(torch.float32), ops(torch.bfloat16)
+    assert sum(half.values()) == sum(fp32.values()) + 1, (half, fp32)
