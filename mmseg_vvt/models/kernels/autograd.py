@@ -231,6 +231,12 @@ def attention(x: Tensor,
         raise ValueError(
             f'attention: weights joined for {len(ws)} input GEMM(s), but '
             f'keys and values come from {"x" if one_source else "src"}')
+    if common.autocast_dtype(x.device.type) and x.dtype == torch.float32:
+        # autocast casts x for the projection GEMM anyway: cast it once
+        # here, and the gate's token mean reads that copy (no cast of its
+        # own each way)
+        x = x.to(common.autocast_dtype(x.device.type))
+        src = x if one_source else src
     q_lin = F.linear(x, ws[0], bs[0])
     kv_lin = None if one_source else F.linear(src, ws[1], bs[1])
     ct = common.core_dtype(q_lin.dtype)

@@ -358,3 +358,19 @@ def test_core_under_half_precision_casts_only_while_laying_out():
 
     fp32, half = ops(torch.float32), ops(torch.bfloat16)
     assert sum(half.values()) == sum(fp32.values()) + 1, (half, fp32)
+
+
+def test_attention_casts_fp32_tokens_once_under_autocast():
+    # CUDA autocast hands the attention fp32 tokens (its LayerNorm runs in
+    # fp32): they are cast once, for the projection GEMM, and the gate's
+    # token mean reads that copy; one cast back of their gradient
+    torch.manual_seed(0)
+    attn = VicinityAttention(16, 2).train()
+    x = torch.randn(2, 5 * 7, 16, requires_grad=True)
+    with CastShapes() as casts:
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            y = attn(x, (5, 7))
+        y.sum().backward()
+    assert casts.shapes.count((2, 35, 16)) == 2, casts.shapes
+    assert (2, 16) not in casts.shapes, casts.shapes  # the gate's mean
+    assert x.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()
