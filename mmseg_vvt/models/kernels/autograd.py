@@ -14,6 +14,8 @@ recomputed cheaply and write their backward by hand:
   head); the modulated copies and the query-side clamps are recomputed.
 * :class:`GatedClamp` (``out_proj``'s clamp, the gate, the last clamp)
   saves its input and the gate.
+* :class:`ProjectionAndMean` (the input projection and the gate's token
+  mean) adds the mean's gradient inside the projection's backward GEMM.
 * :class:`ConvGeluLinear` (the MLP after ``fc1``) saves only ``fc1``'s
   output; the conv output and the GELU are recomputed, so one hidden map
   is kept instead of three.
@@ -210,6 +212,42 @@ class VicinityCore(torch.autograd.Function):
                                                      2 * hd), None, None, None)
 
 
+class ProjectionAndMean(torch.autograd.Function):
+    """``(F.linear(x, weight, bias), x.mean(dim=1))`` of tokens ``x``
+    (``B x N x C``): the attention's input projection and the gate's token
+    mean, both of ``x``.
+
+    Backward adds the mean's gradient to the projection's input gradient
+    inside its GEMM (a ``baddbmm`` taking ``grad_mean / N`` as the term
+    it adds): one op where autograd spends three (the GEMM, the division
+    by ``N``, the sum of the two gradients).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return F.linear(x, weight, bias), x.mean(dim=1)
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_mean):
+        x, weight = ctx.saved_tensors
+        B, N, C = x.shape
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            # the weight as a batch of B views (stride 0): no copy
+            grad_x = torch.baddbmm(
+                grad_mean.unsqueeze(1),
+                grad_y,
+                weight.expand(B, *weight.shape),
+                beta=1 / N)
+        g = grad_y.reshape(B * N, -1)
+        if ctx.needs_input_grad[1]:
+            grad_w = g.t() @ x.reshape(B * N, C)
+        if ctx.needs_input_grad[2]:
+            grad_b = g.sum(dim=0)
+        return grad_x, grad_w, grad_b
+
+
 def attention(x: Tensor,
               src: Tensor,
               hw: HW,
@@ -237,11 +275,11 @@ def attention(x: Tensor,
         # own each way)
         x = x.to(common.autocast_dtype(x.device.type))
         src = x if one_source else src
-    q_lin = F.linear(x, ws[0], bs[0])
+    q_lin, mean = ProjectionAndMean.apply(x, ws[0], bs[0])
     kv_lin = None if one_source else F.linear(src, ws[1], bs[1])
     ct = common.core_dtype(q_lin.dtype)
     wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
-    gate = common.channel_gate(x, w)
+    gate = common.channel_gate(x, w, mean)
     if fused:
         # imported here: triton is an optional dependency
         from .triton_attention import FusedGatedClamp, FusedVicinityCore

@@ -188,10 +188,14 @@ class NormWeights(NamedTuple):
                                               self.bias, self.eps)
 
 
-def channel_gate(x: Tensor, w: AttentionWeights) -> Tensor:
-    """``sigmoid(W2 relu(W1 mean_tokens(x)))``: ``B x 1 x C``."""
-    hidden = torch.relu(
-        torch.nn.functional.linear(x.mean(dim=1), w.gate_weight1))
+def channel_gate(x: Tensor,
+                 w: AttentionWeights,
+                 mean: Optional[Tensor] = None) -> Tensor:
+    """``sigmoid(W2 relu(W1 mean_tokens(x)))``: ``B x 1 x C`` (``mean``:
+    ``mean_tokens(x)``, ``B x C``, when the caller has it)."""
+    if mean is None:
+        mean = x.mean(dim=1)
+    hidden = torch.relu(torch.nn.functional.linear(mean, w.gate_weight1))
     return torch.sigmoid(torch.nn.functional.linear(
         hidden, w.gate_weight2)).unsqueeze(1)
 

@@ -92,9 +92,10 @@ def test_training_step_proxies_of_a_toy_model():
 # GEMM (no spatial reduction in VVT-S): 2443. Clamp gradients in one op
 # each, KV clamped in place, -s in its column: 2251; q, k and v's weights
 # and biases concatenated in one op: 2233; the core's backward without its
-# cat and KV's clamp mask without its comparison: 2197. The bound is
-# today's count, so a change that adds ops fails here.
-VVT_S_MAX_OPS = 2197
+# cat and KV's clamp mask without its comparison: 2197; the gate's mean
+# gradient inside the input projection's GEMM: 2161. The bound is today's
+# count, so a change that adds ops fails here.
+VVT_S_MAX_OPS = 2161
 SWIN_T_SAVED_BYTES = 439_161_712
 
 
