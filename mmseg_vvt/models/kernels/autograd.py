@@ -221,12 +221,25 @@ class ProjectionAndMean(torch.autograd.Function):
     inside its GEMM (a ``baddbmm`` taking ``grad_mean / N`` as the term
     it adds): one op where autograd spends three (the GEMM, the division
     by ``N``, the sum of the two gradients).
+
+    Under autocast, float32 inputs are cast as autocast would cast them
+    for the GEMM, and the mean reads the same copy of ``x``: where ``x``
+    comes in float32 (CUDA autocast's LayerNorm output) the mean then
+    needs no cast of its own, forward or backward.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias):
+        dtype = common.autocast_dtype(x.device.type)
+        if dtype is not None:
+            x, weight, bias = (
+                t.to(dtype)
+                if t is not None and t.dtype == torch.float32 else t
+                for t in (x, weight, bias))
+        with common.autocast_off(x.device.type):
+            y, mean = F.linear(x, weight, bias), x.mean(dim=1)
         ctx.save_for_backward(x, weight)
-        return F.linear(x, weight, bias), x.mean(dim=1)
+        return y, mean
 
     @staticmethod
     def backward(ctx, grad_y, grad_mean):
@@ -269,12 +282,6 @@ def attention(x: Tensor,
         raise ValueError(
             f'attention: weights joined for {len(ws)} input GEMM(s), but '
             f'keys and values come from {"x" if one_source else "src"}')
-    if common.autocast_dtype(x.device.type) and x.dtype == torch.float32:
-        # autocast casts x for the projection GEMM anyway: cast it once
-        # here, and the gate's token mean reads that copy (no cast of its
-        # own each way)
-        x = x.to(common.autocast_dtype(x.device.type))
-        src = x if one_source else src
     q_lin, mean = ProjectionAndMean.apply(x, ws[0], bs[0])
     kv_lin = None if one_source else F.linear(src, ws[1], bs[1])
     ct = common.core_dtype(q_lin.dtype)

@@ -407,3 +407,30 @@ def test_projection_and_mean_gradcheck_and_one_op_for_both_gradients():
     with OpCounter() as count:
         torch.autograd.backward((y, m), (gy, gm))
     assert count.counts == {'aten.baddbmm.default': 1}, count.counts
+
+
+def test_projection_and_mean_under_autocast_casts_as_autocast_does():
+    # float32 tokens and weights (e.g. weights left uncast when a module's
+    # are of mixed dtypes): cast as autocast casts them for the GEMM, and
+    # every gradient comes back in its input's dtype
+    from mmseg_vvt.models.kernels.autograd import ProjectionAndMean
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 8, requires_grad=True)
+    w = torch.randn(5, 8, requires_grad=True)
+    b = torch.randn(5, dtype=torch.bfloat16, requires_grad=True)
+    gy = torch.randn(2, 6, 5, dtype=torch.bfloat16)
+    gm = torch.randn(2, 8, dtype=torch.bfloat16)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y, m = ProjectionAndMean.apply(x, w, b)
+    torch.autograd.backward((y, m), (gy, gm))
+    got = y, m, x.grad, w.grad, b.grad
+    assert [
+        t.dtype for t in got
+    ] == [torch.bfloat16] * 2 + [torch.float32, torch.float32, torch.bfloat16]
+    xs, ws = (t.detach().bfloat16().requires_grad_() for t in (x, w))
+    bs = b.detach().requires_grad_()
+    want_y, want_m = torch.nn.functional.linear(xs, ws, bs), xs.mean(dim=1)
+    want = (want_y, want_m, *torch.autograd.grad((want_y, want_m),
+                                                 (xs, ws, bs), (gy, gm)))
+    for g, e in zip(got, want):
+        torch.testing.assert_close(g.float(), e.float(), rtol=2e-2, atol=2e-2)
