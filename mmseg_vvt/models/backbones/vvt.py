@@ -111,10 +111,8 @@ class Mlp(BaseModule):
             kernel = getattr(kernels, path).mlp
             return kernel(x, hw_shape, self.kernel_weights())
         if path in kernels.TRAINING_PATHS and self.drop.p == 0:
-            if joined_weights is not None:
-                return kernels.autograd.mlp(
-                    x, hw_shape, joined_weights, joined=True)
-            return kernels.autograd.mlp(x, hw_shape, self.kernel_weights())
+            return kernels.autograd.mlp(
+                x, hw_shape, self.kernel_weights(), joined=joined_weights)
         x = self.act(self.dwconv(self.fc1(x), hw_shape))
         return self.drop(self.fc2(self.drop(x)))
 

@@ -29,6 +29,7 @@ Their forward and gradients equal the readable formulation's, published
 clamps included (tests/test_models/test_kernels, gradcheck in float64).
 """
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -398,13 +399,17 @@ class ConvGeluLinear(torch.autograd.Function):
         return (g_t, None, *grads)
 
 
-def mlp(x: Tensor, hw: HW, w: MlpWeights, joined: bool = False) -> Tensor:
+def mlp(x: Tensor,
+        hw: HW,
+        w: MlpWeights,
+        joined: Optional[MlpWeights] = None) -> Tensor:
     """The MLP for training, without dropout (see :class:`ConvGeluLinear`);
-    ``joined``: ``w`` already joined (:func:`~.common.joined_block`)."""
+    ``joined``: ``w`` already joined (:func:`~.common.joined_block`), else
+    joined here."""
     # under autocast: all six weights in one cast (common.joined)
-    if not joined:
-        w = common.joined([[t] for t in w], x.device.type)
-    fc1_w, fc1_b, dw_w, dw_b, fc2_w, fc2_b = w
+    if joined is None:
+        joined = common.joined([[t] for t in w], x.device.type)
+    fc1_w, fc1_b, dw_w, dw_b, fc2_w, fc2_b = joined
     t = F.linear(x, fc1_w, fc1_b)
     return ConvGeluLinear.apply(t, tuple(hw), dw_w, dw_b, fc2_w, fc2_b)
 
