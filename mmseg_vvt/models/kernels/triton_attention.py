@@ -34,8 +34,10 @@ match the readable formulation to rounding.
 clamp, the feature-preserving gate, the last clamp): one pass forward, one
 backward plus the gate gradient's reduction, instead of sixteen ops.
 
-Each launch is a ``torch.library`` custom op, so it is one op to autograd,
-to a ``TorchDispatchMode`` and to ``torch.compile``. Triton is optional: this
+Each launch is an op of the ``mmseg_vvt`` namespace, defined with
+``torch.library.Library`` (schema, CPU and CUDA kernel, fake for
+``torch.compile``), so it is one op to autograd, to a
+``TorchDispatchMode`` and to ``torch.compile``. Triton is optional: this
 module is imported only when ``implementation('triton')`` asks for it. On CPU
 tensors the kernels run in Triton's interpreter (``TRITON_INTERPRET=1`` set
 before this module is imported), which is how the tests check them without
@@ -49,6 +51,10 @@ from torch import Tensor
 from . import common
 
 _OP = 'mmseg_vvt::'
+# Library.define / impl rather than torch.library.custom_op: a call is then
+# one dispatch to the kernel, without custom_op's Python layers around it
+# (host time per call: tools/op_overhead.py, docs/benchmark.md)
+_LIB = torch.library.Library('mmseg_vvt', 'DEF')
 BLOCK_N = 64  # tokens per loop step of the token sums and the gate
 # no software pipelining of the token loops: their loads are small, and one
 # stage keeps shared memory within 48 KiB, which every CUDA GPU gives
@@ -374,7 +380,29 @@ def _check_device(*tensors: Tensor) -> None:
             'before mmseg_vvt.models.kernels.triton_attention is imported')
 
 
-@torch.library.custom_op(_OP + 'vicinity_token_sums', mutates_args=())
+def _op(schema: str):
+    """Defines ``mmseg_vvt::<schema>`` with the decorated function as its
+    kernel on CUDA and on CPU (Triton's interpreter); returns the op. Its
+    fake (shapes only, for ``torch.compile``) is registered beside it."""
+
+    def define(kernel):
+        name = schema[:schema.index('(')]
+        _LIB.define(schema)
+        for key in ('CPU', 'CUDA'):
+            _LIB.impl(name, kernel, key)
+        # the overload itself: calling the packet resolves it every call
+        return getattr(torch.ops.mmseg_vvt, name).default
+
+    return define
+
+
+def _fake(name: str):
+    """Registers the decorated function as ``mmseg_vvt::name``'s fake."""
+    return torch.library.register_fake(_OP + name, lib=_LIB)
+
+
+@_op('vicinity_token_sums(Tensor a, Tensor b, Tensor w, int num_heads, '
+     'bool b_by_heads, ScalarType dtype, int chunks) -> Tensor')
 def token_sums(a: Tensor, b: Tensor, w: Tensor, num_heads: int,
                b_by_heads: bool, dtype: torch.dtype, chunks: int) -> Tensor:
     """Partial ``[sum_j relu(a_j)~^T b_j | sum_j relu(a_j)~ b_jd]`` per chunk
@@ -410,14 +438,15 @@ def token_sums(a: Tensor, b: Tensor, w: Tensor, num_heads: int,
     return out
 
 
-@token_sums.register_fake
+@_fake('vicinity_token_sums')
 def _(a, b, w, num_heads, b_by_heads, dtype, chunks):
     B, N, hd = a.shape
     d = hd // num_heads
     return a.new_empty((B * num_heads, chunks, 4, d, d + 1), dtype=dtype)
 
 
-@torch.library.custom_op(_OP + 'vicinity_queries', mutates_args=())
+@_op('vicinity_queries(Tensor q_lin, Tensor wq, Tensor kvs, int num_heads) '
+     '-> (Tensor, Tensor)')
 def queries(q_lin: Tensor, wq: Tensor, kvs: Tensor,
             num_heads: int) -> tuple[Tensor, Tensor]:
     """``(o, r)``: ``o`` (``B x N x h*d``, contiguous, ``q_lin``'s dtype),
@@ -449,13 +478,14 @@ def queries(q_lin: Tensor, wq: Tensor, kvs: Tensor,
     return o, r
 
 
-@queries.register_fake
+@_fake('vicinity_queries')
 def _(q_lin, wq, kvs, num_heads):
     B, N, hd = q_lin.shape
     return q_lin.new_empty((B, N, hd)), kvs.new_empty((B * num_heads, N))
 
 
-@torch.library.custom_op(_OP + 'vicinity_queries_backward', mutates_args=())
+@_op('vicinity_queries_backward(Tensor grad_o, Tensor q_lin, Tensor wq, '
+     'Tensor kvs, Tensor r, int num_heads, int width) -> (Tensor, Tensor)')
 def queries_backward(grad_o: Tensor, q_lin: Tensor, wq: Tensor, kvs: Tensor,
                      r: Tensor, num_heads: int,
                      width: int) -> tuple[Tensor, Tensor]:
@@ -492,15 +522,15 @@ def queries_backward(grad_o: Tensor, q_lin: Tensor, wq: Tensor, kvs: Tensor,
     return grad, g_out
 
 
-@queries_backward.register_fake
+@_fake('vicinity_queries_backward')
 def _(grad_o, q_lin, wq, kvs, r, num_heads, width):
     B, N, hd = q_lin.shape
     return q_lin.new_empty((B, N, width)), kvs.new_empty(
         (B * num_heads, N, hd // num_heads + 1))
 
 
-@torch.library.custom_op(
-    _OP + 'vicinity_keys_backward', mutates_args=('grad', ))
+@_op('vicinity_keys_backward(Tensor kv_lin, Tensor wk, Tensor kvs, '
+     'Tensor g_kvs, int num_heads, Tensor(a!) grad) -> ()')
 def keys_backward(kv_lin: Tensor, wk: Tensor, kvs: Tensor, g_kvs: Tensor,
                   num_heads: int, grad: Tensor) -> None:
     """Writes the gradient of ``kv_lin`` (``B x Nk x 2hd``, may be a slice
@@ -530,7 +560,7 @@ def keys_backward(kv_lin: Tensor, wk: Tensor, kvs: Tensor, g_kvs: Tensor,
         **KEYS_BACKWARD)
 
 
-@keys_backward.register_fake
+@_fake('vicinity_keys_backward')
 def _(kv_lin, wk, kvs, g_kvs, num_heads, grad):
     return None
 
@@ -608,7 +638,7 @@ class FusedVicinityCore(torch.autograd.Function):
 GATE_BLOCK_C = 64  # channels per program of the gated clamp
 
 
-@torch.library.custom_op(_OP + 'gated_clamp', mutates_args=())
+@_op('gated_clamp(Tensor p, Tensor g) -> Tensor')
 def gated_clamp(p: Tensor, g: Tensor) -> Tensor:
     """``signed_clamp(o + o g)`` with ``o = signed_clamp(p)``; ``p``:
     ``B x N x C`` (``out_proj``'s output), ``g``: ``B x 1 x C`` (the gate)."""
@@ -622,12 +652,13 @@ def gated_clamp(p: Tensor, g: Tensor) -> Tensor:
     return y
 
 
-@gated_clamp.register_fake
+@_fake('gated_clamp')
 def _(p, g):
     return torch.empty_like(p)
 
 
-@torch.library.custom_op(_OP + 'gated_clamp_backward', mutates_args=())
+@_op('gated_clamp_backward(Tensor grad_y, Tensor p, Tensor g, int chunks) '
+     '-> (Tensor, Tensor)')
 def gated_clamp_backward(grad_y: Tensor, p: Tensor, g: Tensor,
                          chunks: int) -> tuple[Tensor, Tensor]:
     """``(grad_p, partial grad_g)``; the second is ``B x chunks x C`` in
@@ -645,7 +676,7 @@ def gated_clamp_backward(grad_y: Tensor, p: Tensor, g: Tensor,
     return grad_p, partial
 
 
-@gated_clamp_backward.register_fake
+@_fake('gated_clamp_backward')
 def _(grad_y, p, g, chunks):
     B, N, C = p.shape
     return torch.empty_like(p), p.new_empty((B, chunks, C),

@@ -195,6 +195,43 @@ def _run2(fn, p, gate):
     return (y, *torch.autograd.grad(y, (p, gate), gy.to(y.dtype)))
 
 
+class _OpCalls(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the ``mmseg_vvt`` ops dispatched, with their arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == 'mmseg_vvt':
+            self.calls.append((func, args, kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def test_every_op_passes_opcheck(device):
+    # each op as a training step calls it: schema (keys_backward writes its
+    # last argument), fake (torch.compile's shapes) and AOT dispatch agree
+    # with the kernel
+    q, kv, wq, wk = _inputs(2, 2, 4, (4, 5), (2, 3), torch.float64, device)
+    p, gate = _gate_inputs(torch.float64, device)
+    with _OpCalls() as rec:
+        _run(FusedVicinityCore.apply, q, kv, wq, wk, 2, 2)
+        _run2(lambda a, b: FusedGatedClamp.apply(a, b, 2), p, gate)
+    names = sorted(f._schema.name for f, _, _ in rec.calls)
+    assert names == sorted('mmseg_vvt::' + n
+                           for n in ('vicinity_token_sums', 'vicinity_queries',
+                                     'vicinity_queries_backward',
+                                     'vicinity_token_sums',
+                                     'vicinity_keys_backward', 'gated_clamp',
+                                     'gated_clamp_backward'))
+    for func, args, kwargs in rec.calls:
+        args = [
+            a.detach().clone() if isinstance(a, torch.Tensor) else a
+            for a in args
+        ]
+        torch.library.opcheck(func, args, kwargs)
+
+
 def test_triton_only_changes_training():
     attn = VicinityAttention(8, 2).eval()
     x = torch.randn(1, 4, 8)
