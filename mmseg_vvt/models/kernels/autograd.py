@@ -58,6 +58,25 @@ def _relu_by_head(t: Tensor, h: int, dtype: torch.dtype) -> Tensor:
     return F.relu(_by_head(t, h, dtype))
 
 
+def _rectified_q_k(q_in: Tensor, kv_in: Optional[Tensor], h: int,
+                   dtype: torch.dtype):
+    """``relu`` of the queries and of the keys, each ``B*h x N x d``
+    contiguous in ``dtype``. From one GEMM's ``[q | k | v]`` (``kv_in``
+    None) with several heads, one copy lays both out (``q`` heads, then
+    ``k`` heads) and one ReLU rectifies both in place: two ops, not four."""
+    if kv_in is not None or h == 1:
+        q_lin, kv_lin = VicinityCore._split(q_in, kv_in)
+        hd = q_lin.shape[-1]
+        return (_relu_by_head(q_lin, h,
+                              dtype), _relu_by_head(kv_lin[..., :hd], h,
+                                                    dtype))
+    B, N, hd3 = q_in.shape
+    d = hd3 // 3 // h
+    qk = q_in[..., :2 * h * d].view(B, N, 2, h, d).permute(2, 0, 3, 1, 4)
+    qk = torch.relu_(_contiguous(qk, dtype))
+    return qk[0].view(B * h, N, d), qk[1].view(B * h, N, d)
+
+
 def _from_heads(t: Tensor, B: int, dtype: torch.dtype) -> Tensor:
     """The inverse of :func:`_by_head`: ``B*h x N x d`` to ``B x N x h*d``."""
     Bh, N, d = t.shape
@@ -103,7 +122,10 @@ class VicinityCore(torch.autograd.Function):
     modulated copies and the query-side clamps are recomputed in backward.
     Each clamp's gradient is one op (:func:`~.common.clamp_grad`), with the
     bounds of torch's clamp gradient (``lo <= a <= hi``). Backward writes
-    the gradient of ``[num | -den]`` over its recomputed product.
+    the gradient of ``[num | -den]`` over its recomputed product. From one
+    GEMM's ``[q | k | v]``, q and k are laid out and rectified together
+    (:func:`_rectified_q_k`), and one mask over the returned gradient is
+    the gradient of both ReLUs.
     """
 
     @staticmethod
@@ -123,14 +145,15 @@ class VicinityCore(torch.autograd.Function):
         lo, hi = common.CLAMP_MIN, common.CLAMP_MAX
         ct = common.core_dtype(q_lin.dtype)
         with common.autocast_off(q_lin.device.type):
-            _, k_pos, v1 = VicinityCore._keys_values(kv_lin, wk, h, ct)
+            q, k = _rectified_q_k(q_in, kv_in, h, ct)
+            k_pos, v1 = _modulate(k, wk), VicinityCore._values(kv_lin, h, ct)
             # B*h x 4d x (d+1): [KV | -s], s = sum_j k~_j
             kvs = torch.bmm(k_pos.transpose(1, 2), v1)
             kv = kvs[..., :d]
             kv_abs = kv.abs()
             # KV's signed clamp over KV itself: no copy of the -s column
             torch.mul(kv.sign(), kv_abs.clamp(lo, hi), out=kv)
-            out = torch.bmm(_modulate(_relu_by_head(q_lin, h, ct), wq), kvs)
+            out = torch.bmm(_modulate(q, wq), kvs)
             # out[..., d] is -den: r = 1 / (den + eps)
             r = torch.rsub(out[..., d:], common.DENOMINATOR_EPS).reciprocal()
             num = out[..., :d]
@@ -143,12 +166,10 @@ class VicinityCore(torch.autograd.Function):
         return _from_heads(o, B, q_lin.dtype)
 
     @staticmethod
-    def _keys_values(kv_lin, wk, h, ct):
-        """``k`` after its ReLU, ``k~`` (``B*h x Nk x 4d``) and ``[v | -1]``
-        (``B*h x Nk x (d+1)``)."""
+    def _values(kv_lin, h, ct):
+        """``[v | -1]``: ``B*h x Nk x (d+1)``, contiguous in ``ct``."""
         B, Nk, hd2 = kv_lin.shape
         hd = hd2 // 2
-        k = _relu_by_head(kv_lin[..., :hd], h, ct)
         d = hd // h
         v = kv_lin[..., hd:].view(B, Nk, h, d).transpose(1, 2)
         # one cat writes [v | -1] contiguously in ct: no copy, and under
@@ -157,7 +178,7 @@ class VicinityCore(torch.autograd.Function):
         # then needs no negation of its own (exact: only signs flip)
         minus_ones = common.cached_full(-1.0, v.device, ct)
         v1 = torch.cat([v, minus_ones.expand(B, h, Nk, 1)], dim=-1)
-        return k, _modulate(k, wk), v1.view(B * h, Nk, d + 1)
+        return v1.view(B * h, Nk, d + 1)
 
     @staticmethod
     def backward(ctx, grad_o):
@@ -168,8 +189,9 @@ class VicinityCore(torch.autograd.Function):
         d = hd // h
         lo, hi = common.CLAMP_MIN, common.CLAMP_MAX
         ct = common.core_dtype(q_lin.dtype)
+        joined = kv_in is None
         with common.autocast_off(q_lin.device.type):
-            q = _relu_by_head(q_lin, h, ct)
+            q, k = _rectified_q_k(q_in, kv_in, h, ct)
             q_pos = _modulate(q, wq)
             # [num | -den] again: the buffer then takes [g_num | g_m]
             # (no cat of its own); -den itself is not needed
@@ -189,24 +211,31 @@ class VicinityCore(torch.autograd.Function):
             torch.mul(
                 common.clamp_grad(g_z, r, lo, hi) * r, r, out=g_out[..., d:])
             g_q = _demodulate(torch.bmm(g_out, kvs.transpose(1, 2)), wq)
-            g_q = torch.ops.aten.threshold_backward(g_q, q, 0)
+            if not joined:  # joined: both ReLUs' masks at once, below
+                g_q = torch.ops.aten.threshold_backward(g_q, q, 0)
             g_kvs = torch.bmm(q_pos.transpose(1, 2), g_out)  # B*h x 4d x d+1
             # KV's clamp, in place; -s passes as it is
             common.clamp_grad(
                 g_kvs[..., :d], kv_abs, lo, hi, out=g_kvs[..., :d])
             # kvs = k~^T [v | -1]
-            k, k_pos, v1 = VicinityCore._keys_values(kv_lin, wk, h, ct)
+            k_pos, v1 = _modulate(k, wk), VicinityCore._values(kv_lin, h, ct)
             g_k = _demodulate(torch.bmm(v1, g_kvs.transpose(1, 2)), wk)
-            g_k = torch.ops.aten.threshold_backward(g_k, k, 0)
+            if not joined:
+                g_k = torch.ops.aten.threshold_backward(g_k, k, 0)
             g_v = torch.bmm(k_pos, g_kvs[..., :d])
             Nk = kv_lin.shape[1]
             g_kv = [g.view(B, h, Nk, d).transpose(1, 2) for g in (g_k, g_v)]
-            if kv_in is None:  # one tensor [q | k | v]: one cat, one cast
+            if joined:  # one tensor [q | k | v]: one cat, one cast
                 g_qkv = torch.cat(
                     [g_q.view(B, h, N, d).transpose(1, 2)] + g_kv,
                     dim=2)  # B x N x 3h x d
-                return (_contiguous(g_qkv, q_in.dtype).view(B, N, 3 * hd),
-                        None, None, None, None)
+                g_qkv = _contiguous(g_qkv, q_in.dtype).view(B, N, 3 * hd)
+                # the ReLUs of q and k: one mask, from q_in itself
+                # (relu(t) > 0 where t > 0), over their gradient in place
+                g_qk = g_qkv[..., :2 * hd]
+                torch.ops.aten.threshold_backward.grad_input(
+                    g_qk, q_in[..., :2 * hd], 0, grad_input=g_qk)
+                return g_qkv, None, None, None, None
             g_kv = torch.cat(g_kv, dim=2)  # B x Nk x 2h x d
         return (_from_heads(g_q, B, q_lin.dtype),
                 _contiguous(g_kv, kv_lin.dtype).view(B, Nk,
