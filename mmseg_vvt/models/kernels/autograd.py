@@ -201,8 +201,16 @@ class VicinityCore(torch.autograd.Function):
             p_abs = num_abs.clamp(lo, hi)
             z = r.clamp(lo, hi)
             o_abs = p_abs * z
-            # o = sign(num) clamp(p_abs z), p_abs = clamp(|num|)
-            g = common.clamp_grad(_by_head(grad_o, h, ct), o_abs, lo, hi)
+            # o = sign(num) clamp(p_abs z), p_abs = clamp(|num|). The mask
+            # reads grad_o by heads where it lies, in its dtype, and writes
+            # over o_abs (spent): no layout copy, no cast of its own
+            by_heads = o_abs.view(B, h, N, d)
+            g = common.clamp_grad(
+                grad_o.reshape(B, N, h, d).transpose(1, 2),
+                by_heads,
+                lo,
+                hi,
+                out=by_heads).view(B * h, N, d)
             g_z = (g * num.sign() * p_abs).sum(dim=-1, keepdim=True)
             # num is spent: g_num takes its place
             torch.mul(common.clamp_grad(g, num_abs, lo, hi), z, out=num)
