@@ -66,10 +66,8 @@ def _rectified_q_k(q_in: Tensor, kv_in: Optional[Tensor], h: int,
     ``k`` heads) and one ReLU rectifies both in place: two ops, not four."""
     if kv_in is not None or h == 1:
         q_lin, kv_lin = VicinityCore._split(q_in, kv_in)
-        hd = q_lin.shape[-1]
-        return (_relu_by_head(q_lin, h,
-                              dtype), _relu_by_head(kv_lin[..., :hd], h,
-                                                    dtype))
+        k_lin = kv_lin[..., :q_lin.shape[-1]]
+        return _relu_by_head(q_lin, h, dtype), _relu_by_head(k_lin, h, dtype)
     B, N, hd3 = q_in.shape
     d = hd3 // 3 // h
     qk = q_in[..., :2 * h * d].view(B, N, 2, h, d).permute(2, 0, 3, 1, 4)
