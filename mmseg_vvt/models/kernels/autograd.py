@@ -71,8 +71,11 @@ def _rectified_q_k(q_in: Tensor, kv_in: Optional[Tensor], h: int,
     B, N, hd3 = q_in.shape
     d = hd3 // 3 // h
     qk = q_in[..., :2 * h * d].view(B, N, 2, h, d).permute(2, 0, 3, 1, 4)
-    qk = torch.relu_(_contiguous(qk, dtype))
-    return qk[0].view(B * h, N, d), qk[1].view(B * h, N, d)
+    laid = _contiguous(qk, dtype)
+    # the copy is ours to rectify in place; with one image of one token the
+    # view is contiguous already, and is q_in itself (saved for backward)
+    laid = torch.relu(laid) if laid is qk else torch.relu_(laid)
+    return laid[0].view(B * h, N, d), laid[1].view(B * h, N, d)
 
 
 def _from_heads(t: Tensor, B: int, dtype: torch.dtype) -> Tensor:

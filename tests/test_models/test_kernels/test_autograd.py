@@ -80,6 +80,26 @@ def test_vicinity_core_gradcheck_with_q_k_v_in_one_tensor(heads):
         got, torch.autograd.grad(readable, qkv, g)[0], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize('batch,hw', [(1, (1, 1)), (2, (1, 1)), (1, (2, 3))])
+def test_vicinity_core_leaves_its_input_alone(batch, hw):
+    # one image of one token: [q | k] laid out by heads is q_in itself, which
+    # the core must not rectify in place (autograd saved it for backward)
+    torch.manual_seed(0)
+    heads, d = 3, 2
+    n = hw[0] * hw[1]
+    qkv = torch.randn(
+        batch, n, 3 * heads * d, dtype=torch.float64, requires_grad=True)
+    before = qkv.detach().clone()
+    w = kernels.position_weights(*hw, dtype=torch.float64)
+    y = qkv * 1  # a non-leaf, as the projection's output is
+    o = VicinityCore.apply(y, None, w, w, heads)
+    assert torch.equal(y.detach(), before)
+    g = torch.randn_like(o)
+    got, = torch.autograd.grad(o, qkv, g)
+    want, = torch.autograd.grad(_readable_core(qkv, w, heads), qkv, g)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize('layout', ['expanded', 'transposed'])
 def test_vicinity_core_takes_its_output_gradient_in_any_layout(layout):
     # backward reads grad_o by heads where it lies (a sum's gradient is
