@@ -58,19 +58,19 @@ def _relu_by_head(t: Tensor, h: int, dtype: torch.dtype) -> Tensor:
     return F.relu(_by_head(t, h, dtype))
 
 
-def _rectified_q_k(q_in: Tensor, kv_in: Optional[Tensor], h: int,
-                   dtype: torch.dtype):
+def _rectified_q_k(q_lin: Tensor, kv_lin: Tensor, qkv: Optional[Tensor],
+                   h: int, dtype: torch.dtype):
     """``relu`` of the queries and of the keys, each ``B*h x N x d``
-    contiguous in ``dtype``. From one GEMM's ``[q | k | v]`` (``kv_in``
-    None) with several heads, one copy lays both out (``q`` heads, then
-    ``k`` heads) and one ReLU rectifies both in place: two ops, not four."""
-    if kv_in is not None or h == 1:
-        q_lin, kv_lin = VicinityCore._split(q_in, kv_in)
-        k_lin = kv_lin[..., :q_lin.shape[-1]]
+    contiguous in ``dtype``. ``qkv``: the one GEMM's ``[q | k | v]`` that
+    ``q_lin`` and ``kv_lin`` slice, if they came from one. Then, with several
+    heads, one copy lays q and k out (``q`` heads, then ``k`` heads) and one
+    ReLU rectifies both in place: two ops, not four."""
+    B, N, hd = q_lin.shape
+    if qkv is None or h == 1:
+        k_lin = kv_lin[..., :hd]
         return _relu_by_head(q_lin, h, dtype), _relu_by_head(k_lin, h, dtype)
-    B, N, hd3 = q_in.shape
-    d = hd3 // 3 // h
-    qk = q_in[..., :2 * h * d].view(B, N, 2, h, d).permute(2, 0, 3, 1, 4)
+    d = hd // h
+    qk = qkv[..., :2 * hd].view(B, N, 2, h, d).permute(2, 0, 3, 1, 4)
     laid = _contiguous(qk, dtype)
     # the copy is ours to rectify in place; with one image of one token the
     # view is contiguous already, and is q_in itself (saved for backward)
@@ -146,7 +146,8 @@ class VicinityCore(torch.autograd.Function):
         lo, hi = common.CLAMP_MIN, common.CLAMP_MAX
         ct = common.core_dtype(q_lin.dtype)
         with common.autocast_off(q_lin.device.type):
-            q, k = _rectified_q_k(q_in, kv_in, h, ct)
+            q, k = _rectified_q_k(q_lin, kv_lin,
+                                  None if kv_in is not None else q_in, h, ct)
             k_pos, v1 = _modulate(k, wk), VicinityCore._values(kv_lin, h, ct)
             # B*h x 4d x (d+1): [KV | -s], s = sum_j k~_j
             kvs = torch.bmm(k_pos.transpose(1, 2), v1)
@@ -192,7 +193,8 @@ class VicinityCore(torch.autograd.Function):
         ct = common.core_dtype(q_lin.dtype)
         joined = kv_in is None
         with common.autocast_off(q_lin.device.type):
-            q, k = _rectified_q_k(q_in, kv_in, h, ct)
+            q, k = _rectified_q_k(q_lin, kv_lin, q_in if joined else None, h,
+                                  ct)
             q_pos = _modulate(q, wq)
             # [num | -den] again: the buffer then takes [g_num | g_m]
             # (no cat of its own); -den itself is not needed
