@@ -6,11 +6,15 @@
 #
 # The mmcv build takes ~12 minutes on 2 cores; its wheel is cached outside the
 # repository (MMSEG_VVT_CACHE, default ~/.cache/mmseg-vvt), so later runs
-# take seconds. Safe to run again. Stops with the cause when a step fails.
+# take seconds. Safe to run again: when nothing it installs from (this
+# script, setup.py, setup.cfg, requirements/, the version) changed since its
+# last successful run, it only checks the stack and reinstalls nothing, so
+# processes started meanwhile (tests beside `make lint`) keep importing
+# mmseg_vvt. Stops with the cause when a step fails.
 #
 # Environment: PYTHON (interpreter for the venv, default python3.11 or
 # python3), MMSEG_VVT_CACHE (wheel cache directory).
-set -euo pipefail
+set -eEuo pipefail  # -E: the ERR trap below also fires inside functions
 
 TORCH_VERSION=2.13.0
 MMCV_VERSION=2.1.0
@@ -45,6 +49,43 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
+
+check_stack() {
+  "$PY" - <<'PY'
+import torch, mmengine, mmcv, mmcv.ops, mmseg, mmseg_vvt
+from mmseg.registry import MODELS
+assert torch.__version__.startswith('2.13.0'), torch.__version__
+assert mmengine.__version__ == '0.10.7', mmengine.__version__
+assert mmcv.__version__ == '2.1.0', mmcv.__version__
+assert mmseg.__version__ == '1.2.2', mmseg.__version__
+assert MODELS.get('VVT') is not None, 'VVT is not registered'
+print(f'torch {torch.__version__}, mmengine {mmengine.__version__}, '
+      f'mmcv {mmcv.__version__} (ops), mmseg {mmseg.__version__}, '
+      f'mmseg_vvt {mmseg_vvt.__version__}: ready')
+PY
+}
+
+# What the installs below follow; written after a successful run. The
+# checkout's path is in it: a venv copied elsewhere installs again.
+STAMP="$VENV/.mmseg-vvt-setup"
+inputs_checksum() {
+  {
+    echo "$ROOT"
+    cat "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" "$ROOT/setup.cfg" \
+      "$ROOT/mmseg_vvt/version.py" "$ROOT"/requirements.txt "$ROOT"/requirements/*.txt
+  } | cksum
+}
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(inputs_checksum)" ] &&
+  stack=$(check_stack 2>&1); then
+  say "nothing changed since the last set-up: the stack checks out, nothing installed"
+  echo "$stack"
+  trap - ERR
+  echo "Set-up done: use $VENV/bin/python"
+  exit 0
+fi
+rm -f "$STAMP"  # until this run succeeds
+
 PIP=("$PY" -m pip install --disable-pip-version-check --progress-bar off -q)
 
 say "installing torch==$TORCH_VERSION (CPU) and build tools"
@@ -75,17 +116,7 @@ say "installing mmseg-vvt (editable)"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
 say "checking the stack"
-"$PY" - <<'PY'
-import torch, mmengine, mmcv, mmcv.ops, mmseg, mmseg_vvt
-from mmseg.registry import MODELS
-assert torch.__version__.startswith('2.13.0'), torch.__version__
-assert mmengine.__version__ == '0.10.7', mmengine.__version__
-assert mmcv.__version__ == '2.1.0', mmcv.__version__
-assert mmseg.__version__ == '1.2.2', mmseg.__version__
-assert MODELS.get('VVT') is not None, 'VVT is not registered'
-print(f'torch {torch.__version__}, mmengine {mmengine.__version__}, '
-      f'mmcv {mmcv.__version__} (ops), mmseg {mmseg.__version__}, '
-      f'mmseg_vvt {mmseg_vvt.__version__}: ready')
-PY
+check_stack
+inputs_checksum > "$STAMP"
 trap - ERR
 echo "Set-up done: use $VENV/bin/python"
