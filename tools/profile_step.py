@@ -56,7 +56,8 @@ def parse_args(argv=None):
 
 def profile_model(name, args):
     """The profiler's table for model ``name``: its top ``args.rows`` ops
-    by device time over ``args.steps`` steps, and the time per step (the
+    by device time over ``args.steps`` steps, and the time per step under
+    the profiler and, over as many steps just before, without it (the
     project's timer: CUDA events on a GPU, the wall clock on CPU)."""
     import torch
     from analysis_tools.timing import time_call
@@ -76,11 +77,15 @@ def profile_model(name, args):
     with formulation(name):
         for _ in range(args.warmup):
             step()
+        # the same steps unprofiled: the profiler's own cost per op can
+        # dwarf small ops' (on CPU it more than doubled VVT-S's step), so
+        # the tables are read against the step's real time
+        plain = time_call(steps, args.device) / args.steps
         with profile(activities=activities) as prof:
             wall = time_call(steps, args.device) / args.steps
     key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
     table = prof.key_averages().table(sort_by=key, row_limit=args.rows)
-    return table, wall
+    return table, wall, plain
 
 
 def main(argv=None):
@@ -90,10 +95,11 @@ def main(argv=None):
                    f'profile_{args.mode}_{args.device}_{args.dtype}.md')
     with open(out, 'w') as f:
         for name in args.models:
-            table, wall = profile_model(name, args)
+            table, wall, plain = profile_model(name, args)
             text = (f'## {name}: {args.mode}, {args.size}x{args.size}, batch '
                     f'{args.batch_size}, {args.dtype} on {args.device}; '
-                    f'{wall * 1e3:.1f} ms per step under the profiler\n\n'
+                    f'{wall * 1e3:.1f} ms per step under the profiler, '
+                    f'{plain * 1e3:.1f} ms without\n\n'
                     f'```\n{table}\n```\n\n')
             print(text, flush=True)
             f.write(text)
