@@ -7,6 +7,14 @@ forward + backward + AdamW step), run in the model's formulation
 (``vvt-s-triton``: the Triton kernels). Writes
 ``profile_{mode}_{device}_{dtype}.md`` to ``--out-dir``.
 
+``--functions`` times instead, without the profiler, the forward and the
+backward of each of the project's autograd functions (the training
+kernels: :mod:`mmseg_vvt.models.kernels.autograd`, and the Triton ones
+when the model uses them) in as many steps, with their share of the step
+(``profile_functions_...md``). On CUDA each timed call synchronises, which
+takes the host's lead over the GPU away: read those shares with that in
+mind.
+
 Examples::
 
     python tools/profile_step.py --device cuda --dtype fp16 \\
@@ -14,8 +22,12 @@ Examples::
     python tools/profile_step.py --models vvt-test --size 64 --steps 1
 """
 import argparse
+import collections
+import contextlib
 import os
 import os.path as osp
+import sys
+import time
 
 from analysis_tools.benchmark import (BENCHMARK_MODELS, DEVICES, DTYPES, MODES,
                                       build_benchmark_model, check_model_names,
@@ -39,6 +51,11 @@ def parse_args(argv=None):
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--steps', type=int, default=3, help='steps profiled')
     p.add_argument('--rows', type=int, default=25, help='ops per table')
+    p.add_argument(
+        '--functions',
+        action='store_true',
+        help='time the project\'s autograd functions without the profiler '
+        'instead (see above)')
     p.add_argument('--out-dir', default='work_dirs/profile')
     args = p.parse_args(argv)
     try:
@@ -88,13 +105,113 @@ def profile_model(name, args):
     return table, wall, plain
 
 
+def _autograd_functions():
+    """The ``torch.autograd.Function`` classes of the training kernels'
+    modules that are loaded (the Triton one only once a model used it)."""
+    import torch
+    names = ('mmseg_vvt.models.kernels.autograd',
+             'mmseg_vvt.models.kernels.triton_attention')
+    found = []
+    for module in filter(None, map(sys.modules.get, names)):
+        found += [
+            obj for obj in vars(module).values() if isinstance(obj, type)
+            and issubclass(obj, torch.autograd.Function)
+            and obj.__module__ == module.__name__
+        ]
+    return found
+
+
+@contextlib.contextmanager
+def timed_functions(functions, device):
+    """Inside the ``with`` block every call of ``functions``' ``forward``
+    and ``backward`` adds its seconds to ``totals[(class name, phase)]``
+    (autograd looks both up on the class at each call)."""
+    import torch
+    sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+    totals = collections.defaultdict(float)
+    originals = []
+
+    def timed(fn, key):
+
+        def call(*args):
+            sync()
+            start = time.perf_counter()
+            result = fn(*args)
+            sync()
+            totals[key] += time.perf_counter() - start
+            return result
+
+        return staticmethod(call)
+
+    for cls in functions:
+        for phase in ('forward', 'backward'):
+            original = cls.__dict__[phase]
+            originals.append((cls, phase, original))
+            setattr(cls, phase, timed(original.__func__,
+                                      (cls.__name__, phase)))
+    try:
+        yield totals
+    finally:
+        for cls, phase, original in originals:
+            setattr(cls, phase, original)
+
+
+def time_functions(name, args):
+    """A markdown table: each autograd function's forward and backward
+    time per step over ``args.steps`` unprofiled steps, and its share of
+    the step."""
+    import torch
+    model = build_benchmark_model(name).to(args.device)
+    x = torch.randn(
+        args.batch_size, 3, args.size, args.size, device=args.device)
+    step = make_step(model, x, args.mode, args.dtype)
+    with formulation(name):
+        for _ in range(max(args.warmup, 1)):  # loads the kernels' modules
+            step()
+        with timed_functions(_autograd_functions(), args.device) as totals:
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            if args.device == 'cuda':
+                torch.cuda.synchronize()
+            wall = (time.perf_counter() - start) / args.steps
+    rows = collections.defaultdict(dict)
+    for (cls, phase), seconds in totals.items():
+        rows[cls][phase] = seconds / args.steps
+    lines = [
+        '| function | forward (ms / step) | backward (ms / step) | '
+        'share of the step |', '|---|---|---|---|'
+    ]
+    ordered = sorted(rows.items(), key=lambda kv: -sum(kv[1].values()))
+    for cls, t in ordered:
+        lines.append(f'| {cls} | {t.get("forward", 0) * 1e3:.1f} | '
+                     f'{t.get("backward", 0) * 1e3:.1f} | '
+                     f'{sum(t.values()) / wall:.0%} |')
+    if not rows:
+        lines.append('| (none: the model calls none of them) | | | |')
+    timed = sum(sum(t.values()) for t in rows.values())
+    lines.append(f'| everything else | | | {1 - timed / wall:.0%} |')
+    return '\n'.join(lines), wall
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
+    kind = 'profile_functions' if args.functions else 'profile'
     out = osp.join(args.out_dir,
-                   f'profile_{args.mode}_{args.device}_{args.dtype}.md')
+                   f'{kind}_{args.mode}_{args.device}_{args.dtype}.md')
     with open(out, 'w') as f:
         for name in args.models:
+            if args.functions:
+                table, wall = time_functions(name, args)
+                text = (f'## {name}: {args.mode}, {args.size}x{args.size}, '
+                        f'batch {args.batch_size}, {args.dtype} on '
+                        f'{args.device}; {wall * 1e3:.1f} ms per step with '
+                        f'the functions timed\n\n{table}\n\n')
+                print(text, flush=True)
+                f.write(text)
+                f.flush()
+                continue
             table, wall, plain = profile_model(name, args)
             text = (f'## {name}: {args.mode}, {args.size}x{args.size}, batch '
                     f'{args.batch_size}, {args.dtype} on {args.device}; '

@@ -33,6 +33,40 @@ def test_writes_one_table_per_model_sorted_by_time(tmp_path, capsys):
     assert 'written:' in capsys.readouterr().out
 
 
+def test_functions_times_the_training_kernels_without_the_profiler(tmp_path):
+    from mmseg_vvt.models.kernels.autograd import ConvGeluLinear
+    forward = ConvGeluLinear.__dict__['forward']
+    profile_step.main([
+        '--functions', '--models', 'vvt-test', 'swin-t', '--size', '64',
+        '--warmup', '1', '--steps', '1', '--out-dir',
+        str(tmp_path)
+    ])
+    text = (tmp_path / 'profile_functions_train_cpu_fp32.md').read_text()
+    vvt, swin = text.split('## ')[1:]
+    assert re.match(
+        r'vvt-test: train, 64x64, batch 1, fp32 on cpu; '
+        r'[0-9.]+ ms per step with the functions timed', vvt)
+    rows = {
+        cells[0]: cells[1:]
+        for cells in ([c.strip() for c in line.strip('|').split('|')]
+                      for line in vvt.splitlines() if line.startswith('| '))
+    }
+    # the block's functions, each timed forward and backward
+    for name in ('ConvGeluLinear', 'VicinityCore', 'GatedClamp'):
+        fwd, bwd, share = rows[name]
+        assert float(fwd) > 0 and float(bwd) > 0, rows
+    shares = [
+        int(cells[-1].rstrip('%')) for cells in rows.values()
+        if cells[-1].endswith('%')
+    ]
+    assert abs(sum(shares) - 100) <= len(shares)  # each rounded
+    assert 0 < int(rows['everything else'][-1].rstrip('%')) < 100
+    # Swin-T calls none; the timing wrappers are gone afterwards
+    assert 'none: the model calls none of them' in swin
+    assert '| everything else | | | 100% |' in swin
+    assert ConvGeluLinear.__dict__['forward'] is forward
+
+
 @pytest.mark.parametrize('argv,message', [
     (['--models', 'vvt-x'], 'vvt-x'),
     (['--steps', '0'], '--steps must be at least 1, got 0'),
