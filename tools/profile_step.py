@@ -94,9 +94,9 @@ def profile_model(name, args):
     with formulation(name):
         for _ in range(args.warmup):
             step()
-        # the same steps unprofiled: the profiler's own cost per op can
-        # dwarf small ops' (on CPU it more than doubled VVT-S's step), so
-        # the tables are read against the step's real time
+        # the same steps unprofiled: the profiler adds a cost per op, more
+        # to a model of many small ops, so the tables are read against the
+        # step's real time (docs/benchmark.md has measured figures)
         plain = time_call(steps, args.device) / args.steps
         with profile(activities=activities) as prof:
             wall = time_call(steps, args.device) / args.steps
