@@ -31,7 +31,8 @@ import time
 
 from analysis_tools.benchmark import (BENCHMARK_MODELS, DEVICES, DTYPES, MODES,
                                       build_benchmark_model, check_model_names,
-                                      formulation, make_step)
+                                      device_label, formulation, machine_meta,
+                                      make_step)
 
 
 def parse_args(argv=None):
@@ -200,7 +201,17 @@ def main(argv=None):
     kind = 'profile_functions' if args.functions else 'profile'
     out = osp.join(args.out_dir,
                    f'{kind}_{args.mode}_{args.device}_{args.dtype}.md')
+    import torch
+    meta = machine_meta(args.device)
+    meta['torch_threads'] = torch.get_num_threads()
+    header = (f'- {meta["date_utc"]}, commit `{meta["git_commit"]}`\n'
+              f'- {device_label(meta)}\n'
+              f'- load average at start: '
+              f'{", ".join(f"{x:.2f}" for x in meta["load_avg_at_start"])}'
+              f'\n- command: `tools/profile_step.py '
+              f'{" ".join(sys.argv[1:] if argv is None else argv)}`\n\n')
     with open(out, 'w') as f:
+        f.write(header)
         for name in args.models:
             if args.functions:
                 table, wall = time_functions(name, args)

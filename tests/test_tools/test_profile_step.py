@@ -15,6 +15,11 @@ def test_writes_one_table_per_model_sorted_by_time(tmp_path, capsys):
     ])
     text = (tmp_path / 'profile_train_cpu_fp32.md').read_text()
     assert text.count('## ') == 2
+    # where and with what it ran, first
+    head = text.split('## ')[0]
+    assert re.search(r'- 20\d\d-\d\d-\d\d \d\d:\d\d UTC, commit `', head)
+    assert 'CPU: ' in head and 'load average at start: ' in head
+    assert '- command: `tools/profile_step.py --models vvt-test swin-t' in head
     vvt, swin = text.split('## ')[1:]
     assert vvt.startswith('vvt-test: train, 64x64, batch 1, fp32 on cpu')
     assert swin.startswith('swin-t: train')
