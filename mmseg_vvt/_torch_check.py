@@ -9,27 +9,34 @@ rather than a version compared: that is what the code calls.
 """
 import torch
 
-# (owner, attribute, what mmseg_vvt uses it for)
+# (dotted name under torch, what mmseg_vvt uses it for); looked up one
+# attribute at a time, so a release without a whole submodule
+# (torch.compiler before 2.1) is reported, not an AttributeError here
 REQUIRED = (
-    (torch.serialization, 'add_safe_globals',
+    ('torch.serialization.add_safe_globals',
      "checkpoints loaded with weights_only=True and mmseg_vvt's allow-list"),
-    (torch.serialization, 'get_unsafe_globals_in_checkpoint',
+    ('torch.serialization.get_unsafe_globals_in_checkpoint',
      'naming what a refused checkpoint holds'),
-    (torch, 'get_autocast_dtype', 'the kernels under AMP'),
-    (torch.amp, 'is_autocast_available', 'the kernels under AMP'),
-    (torch.compiler, 'is_compiling',
+    ('torch.get_autocast_dtype', 'the kernels under AMP'),
+    ('torch.amp.is_autocast_available', 'the kernels under AMP'),
+    ('torch.compiler.is_compiling',
      'the readable formulation under torch.compile'),
 )
 TESTED = 'torch 2.13 (CPU build) and 2.11 (CUDA 13.0)'
 
 
-def missing_features(torch_module=torch):
-    """``'owner.attribute (what for)'`` for each required feature that
-    ``torch_module``'s release lacks."""
-    return [
-        f'{owner.__name__}.{name} ({why})' for owner, name, why in REQUIRED
-        if not hasattr(owner, name)
-    ]
+def _has(dotted: str) -> bool:
+    obj = torch
+    for part in dotted.split('.')[1:]:
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return False
+    return True
+
+
+def missing_features():
+    """``'name (what for)'`` for each required feature this torch lacks."""
+    return [f'{name} ({why})' for name, why in REQUIRED if not _has(name)]
 
 
 def check_torch() -> None:
@@ -39,6 +46,5 @@ def check_torch() -> None:
         raise ImportError(
             f'mmseg_vvt needs a newer torch than {torch.__version__}, which '
             f'lacks: {"; ".join(missing)}. mmseg_vvt is tested with '
-            f'{TESTED}. mmseg 1.2.2 then '
-            'needs an mmcv < 2.2 built for that torch (tools/setup_env.sh '
-            'builds mmcv 2.1.0 from source).')
+            f'{TESTED}. mmseg 1.2.2 then needs an mmcv < 2.2 built for that '
+            'torch (tools/setup_env.sh builds mmcv 2.1.0 from source).')
