@@ -50,10 +50,20 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 
+# Run from / so that mmseg_vvt is imported the way tools and tests started
+# elsewhere import it: through the venv, which must point at this checkout
+# (a copy installed there without -e would hold stale code). No subshell:
+# the ERR trap would report a failure twice.
 check_stack() {
-  "$PY" - <<'PY'
+  local back=$PWD status=0
+  cd /
+  "$PY" - "$ROOT" <<'PY' || status=$?
+import os.path as osp, sys
 import torch, mmengine, mmcv, mmcv.ops, mmseg, mmseg_vvt
 from mmseg.registry import MODELS
+here = osp.dirname(osp.realpath(mmseg_vvt.__file__))
+want = osp.join(osp.realpath(sys.argv[1]), 'mmseg_vvt')
+assert here == want, f'mmseg_vvt comes from {here}, not this checkout ({want})'
 assert torch.__version__.startswith('2.13.0'), torch.__version__
 assert mmengine.__version__ == '0.10.7', mmengine.__version__
 assert mmcv.__version__ == '2.1.0', mmcv.__version__
@@ -63,6 +73,9 @@ print(f'torch {torch.__version__}, mmengine {mmengine.__version__}, '
       f'mmcv {mmcv.__version__} (ops), mmseg {mmseg.__version__}, '
       f'mmseg_vvt {mmseg_vvt.__version__}: ready')
 PY
+  cd "$back"
+  # its own status: set -e does not stop a function run as a condition
+  return "$status"
 }
 
 # What the installs below follow; written after a successful run. The

@@ -19,7 +19,7 @@ INPUTS = ('tools/setup_env.sh', 'setup.py', 'setup.cfg',
 # `python -` reads a script from stdin: the version check and the stack
 # check (the latter fails when $FAIL_STACK is set)
 STUB = """#!/bin/sh
-echo "$*" >> "$STUB_LOG"
+echo "in $(pwd): $*" >> "$STUB_LOG"
 if [ "$1" = "-" ]; then
   script=$(cat)
   case "$script" in *mmseg.registry*) [ -z "$FAIL_STACK" ] || exit 1;; esac
@@ -59,7 +59,9 @@ def _run(repo, fail_stack=False):
         capture_output=True,
         text=True,
         timeout=120)
-    pip_calls = [c for c in log.read_text().splitlines() if '-m pip' in c]
+    calls = log.read_text().splitlines()
+    _run.stack_checks = [c for c in calls if c.endswith(f': - {repo}')]
+    pip_calls = [c for c in calls if '-m pip' in c]
     return proc, pip_calls
 
 
@@ -73,6 +75,9 @@ def test_a_second_run_installs_nothing(checkout):
     assert proc.returncode == 0, proc.stderr
     assert pip_calls == []
     assert 'nothing changed since the last set-up' in proc.stdout
+    # the stack was checked, from outside the checkout and told where it is
+    # (so an mmseg_vvt installed in the venv from elsewhere fails it)
+    assert _run.stack_checks == [f'in /: - {checkout}']
 
 
 @pytest.mark.parametrize('changed', [
