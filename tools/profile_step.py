@@ -72,19 +72,24 @@ def parse_args(argv=None):
     return args
 
 
+def _model_step(name, args):
+    """Benchmark model ``name``'s step on a random batch (see above)."""
+    import torch
+    model = build_benchmark_model(name).to(args.device)
+    x = torch.randn(
+        args.batch_size, 3, args.size, args.size, device=args.device)
+    return make_step(model, x, args.mode, args.dtype)
+
+
 def profile_model(name, args):
     """The profiler's table for model ``name``: its top ``args.rows`` ops
     by device time over ``args.steps`` steps, and the time per step under
     the profiler and, over as many steps just before, without it (the
     project's timer: CUDA events on a GPU, the wall clock on CPU)."""
-    import torch
     from analysis_tools.timing import time_call
     from torch.profiler import ProfilerActivity, profile
     cuda = args.device == 'cuda'
-    model = build_benchmark_model(name).to(args.device)
-    x = torch.randn(
-        args.batch_size, 3, args.size, args.size, device=args.device)
-    step = make_step(model, x, args.mode, args.dtype)
+    step = _model_step(name, args)
     activities = [ProfilerActivity.CPU
                   ] + ([ProfilerActivity.CUDA] if cuda else [])
 
@@ -161,21 +166,18 @@ def time_functions(name, args):
     """A markdown table: each autograd function's forward and backward
     time per step over ``args.steps`` unprofiled steps, and its share of
     the step."""
-    import torch
-    model = build_benchmark_model(name).to(args.device)
-    x = torch.randn(
-        args.batch_size, 3, args.size, args.size, device=args.device)
-    step = make_step(model, x, args.mode, args.dtype)
+    from analysis_tools.timing import time_call
+    step = _model_step(name, args)
+
+    def steps():
+        for _ in range(args.steps):
+            step()
+
     with formulation(name):
         for _ in range(max(args.warmup, 1)):  # loads the kernels' modules
             step()
         with timed_functions(_autograd_functions(), args.device) as totals:
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            if args.device == 'cuda':
-                torch.cuda.synchronize()
-            wall = (time.perf_counter() - start) / args.steps
+            wall = time_call(steps, args.device) / args.steps
     rows = collections.defaultdict(dict)
     for (cls, phase), seconds in totals.items():
         rows[cls][phase] = seconds / args.steps
@@ -213,22 +215,17 @@ def main(argv=None):
     with open(out, 'w') as f:
         f.write(header)
         for name in args.models:
+            title = (f'## {name}: {args.mode}, {args.size}x{args.size}, '
+                     f'batch {args.batch_size}, {args.dtype} on {args.device}')
             if args.functions:
                 table, wall = time_functions(name, args)
-                text = (f'## {name}: {args.mode}, {args.size}x{args.size}, '
-                        f'batch {args.batch_size}, {args.dtype} on '
-                        f'{args.device}; {wall * 1e3:.1f} ms per step with '
-                        f'the functions timed\n\n{table}\n\n')
-                print(text, flush=True)
-                f.write(text)
-                f.flush()
-                continue
-            table, wall, plain = profile_model(name, args)
-            text = (f'## {name}: {args.mode}, {args.size}x{args.size}, batch '
-                    f'{args.batch_size}, {args.dtype} on {args.device}; '
-                    f'{wall * 1e3:.1f} ms per step under the profiler, '
-                    f'{plain * 1e3:.1f} ms without\n\n'
-                    f'```\n{table}\n```\n\n')
+                text = (f'{title}; {wall * 1e3:.1f} ms per step with the '
+                        f'functions timed\n\n{table}\n\n')
+            else:
+                table, wall, plain = profile_model(name, args)
+                text = (f'{title}; {wall * 1e3:.1f} ms per step under the '
+                        f'profiler, {plain * 1e3:.1f} ms without\n\n'
+                        f'```\n{table}\n```\n\n')
             print(text, flush=True)
             f.write(text)
             f.flush()
