@@ -10,7 +10,10 @@ and the six published clamps fold into four chains (see :func:`attention`).
 The MLP's hidden map (``mlp_ratio`` times the tokens' width) is the
 largest tensor at high resolution; above :data:`MLP_BAND_BYTES` it is made a
 few large bands of rows at a time (:func:`mlp`), so peak memory stops
-growing with it while each band is still a handful of large kernels.
+growing with it while each band is still a handful of large kernels. The
+attention's position-modulated keys and queries (``4d`` wide, in float32)
+come next; above :data:`ATTENTION_BAND_BYTES` they are made a few bands of
+tokens at a time (:func:`key_value_sums`, :func:`attend`).
 
 Under autocast the projections run in the autocast dtype while the token
 sums run in float32 (:func:`~.common.core_dtype`), and each module's weights
@@ -27,15 +30,48 @@ from .common import HW, AttentionWeights, MlpWeights
 # of rows about this size (each a few kernels; 2048x2048 fp32 at stage 1:
 # 13 bands of 42 rows).
 MLP_BAND_BYTES = 64 * 2**20
+# Largest position-modulated key or query map (bytes) the attention makes in
+# one piece: above it, bands of tokens about this size (VVT-S's stage 1 at
+# batch 1: 3 bands of the 192 MB map at 2048x2048, none at 1024x1024).
+ATTENTION_BAND_BYTES = 64 * 2**20
 
 
-def key_value_sums(k: Tensor, v: Tensor, wk: Tensor) -> Tensor:
-    """``[KV | sum_j k~_j]``: ``B x h x 4d x (d+1)``.
+def _token_bands(t: Tensor, dtype: torch.dtype):
+    """``(start, stop)`` token ranges of ``t`` (``B x N x h*d``) whose
+    ``4d``-wide maps in ``dtype`` fit :data:`ATTENTION_BAND_BYTES`."""
+    B, N, hd = t.shape
+    token_bytes = B * 4 * hd * dtype.itemsize
+    step = max(1, ATTENTION_BAND_BYTES // token_bytes)
+    return [(s, min(s + step, N)) for s in range(0, N, step)]
 
-    ``k``, ``v``: ``B x Nk x h x d`` (``k`` after its ReLU); ``wk``: the
-    key grid's ``Nk x 4`` position factors. One matmul of ``k~`` with
-    ``[v | 1]`` gives KV and the key sum (its extra column) together.
+
+def _rectified(t: Tensor, heads: int, dtype: torch.dtype) -> Tensor:
+    """``relu(t)`` in ``dtype`` as ``B x n x h x d``."""
+    B, n, hd = t.shape
+    return F.relu(t).to(dtype).view(B, n, heads, hd // heads)
+
+
+def key_value_sums(k: Tensor, v: Tensor, wk: Tensor, heads: int,
+                   dtype: torch.dtype) -> Tensor:
+    """``[KV | sum_j k~_j]`` in ``dtype``: ``B x h x 4d x (d+1)``.
+
+    ``k``, ``v``: the key and value projections, ``B x Nk x h*d`` (``k``
+    before its ReLU); ``wk``: the key grid's ``Nk x 4`` position factors.
+    One matmul of ``k~`` with ``[v | 1]`` gives KV and the key sum (its
+    extra column) together; over bands of tokens the bands' sums add up.
     """
+    kv = None
+    for s, e in _token_bands(k, dtype):
+        part = _key_value_sums(
+            _rectified(k[:, s:e], heads, dtype),
+            v[:, s:e].to(dtype).unflatten(-1, (heads, -1)), wk[s:e])
+        kv = part if kv is None else kv.add_(part)
+    return kv
+
+
+def _key_value_sums(k: Tensor, v: Tensor, wk: Tensor) -> Tensor:
+    """:func:`key_value_sums` of ``k``, ``v``: ``B x n x h x d``, ``k``
+    rectified."""
     B, Nk, h, d = k.shape
     k_pos = (k.unsqueeze(3) * wk.view(Nk, 1, 4, 1)).reshape(B, Nk, h, 4 * d)
     v1 = F.pad(v, (0, 1), value=1.0)
@@ -49,11 +85,29 @@ def clamp_kv(kv: Tensor) -> Tensor:
 
 
 def attend(q: Tensor, wq: Tensor, kv: Tensor) -> Tensor:
-    """Queries ``B x N x h x d`` (after ReLU) against clamped ``[KV | s]``.
+    """Queries against clamped ``[KV | s]`` (``B x h x 4d x (d+1)``).
+
+    ``q``: the query projection, ``B x N x h*d``, before its ReLU; ``wq``:
+    the query grid's ``N x 4`` position factors. Returns ``B x N x h*d``
+    in ``q``'s dtype, made band by band of tokens when the ``4d``-wide map
+    would pass :data:`ATTENTION_BAND_BYTES`.
+    """
+    h, dtype = kv.shape[1], kv.dtype
+    bands = _token_bands(q, dtype)
+    if len(bands) == 1:
+        return _attend(_rectified(q, h, dtype), wq, kv).to(q.dtype)
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    for s, e in bands:
+        out[:, s:e] = _attend(_rectified(q[:, s:e], h, dtype), wq[s:e], kv)
+    return out
+
+
+def _attend(q: Tensor, wq: Tensor, kv: Tensor) -> Tensor:
+    """:func:`attend` of rectified queries ``B x n x h x d`` in ``kv``'s
+    dtype, the result in that dtype too.
 
     ``signed_clamp(signed_clamp(n) * z)`` with ``z > 0`` is
     ``sign(n) * clamp(clamp(|n|) * z)``: one sign, two clamps.
-    Returns ``B x N x h*d``.
     """
     B, N, h, d = q.shape
     lo, hi = common.CLAMP_MIN, common.CLAMP_MAX
@@ -67,16 +121,20 @@ def attend(q: Tensor, wq: Tensor, kv: Tensor) -> Tensor:
     return o.transpose(1, 2).reshape(B, N, h * d)
 
 
-def gated_output(o: Tensor, x: Tensor, w: AttentionWeights) -> Tensor:
-    """``out_proj``, its clamp, the gate and the last clamp, folded.
+def gated_output(p: Tensor, x: Tensor, w: AttentionWeights) -> Tensor:
+    """``out_proj``'s clamp, the gate and the last clamp, folded, on
+    ``out_proj``'s output ``p``, which it overwrites.
 
     ``signed_clamp(p' + p' g)`` with ``p' = signed_clamp(p)`` and
     ``1 + g >= 1`` is ``sign(p) * min(clamp(|p|) (1 + g), 1e4)``.
     """
-    p = F.linear(o, w.out_weight, w.out_bias)
     gate = 1.0 + common.channel_gate(x, w)
-    return p.sign() * (p.abs().clamp(common.CLAMP_MIN, common.CLAMP_MAX) *
-                       gate).clamp(max=common.CLAMP_MAX)
+    sign = p.sign()
+    # in place: one token map beside p at a time, not four
+    m = p.abs_().clamp_(common.CLAMP_MIN, common.CLAMP_MAX)
+    # (a gate of a wider dtype widens the result, as the formulation's would)
+    m = m.mul_(gate) if gate.dtype == m.dtype else m * gate
+    return m.clamp_(max=common.CLAMP_MAX).mul_(sign)
 
 
 def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
@@ -86,8 +144,6 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
     ``x``: ``B x N x C`` on grid ``hw``; ``src``: ``B x Nk x C`` on grid
     ``kv_hw`` (``x`` itself unless spatially reduced). Returns ``B x N x C``.
     """
-    B, N, _ = x.shape
-    Nk = src.shape[1]
     h = w.num_heads
     d = w.q_weight.shape[0] // h
     # under autocast all weights in one cast, not one each (common.joined)
@@ -102,14 +158,21 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
     ct = common.core_dtype(q.dtype)
     wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
     with common.autocast_off(x.device.type):
-        kv = clamp_kv(
-            key_value_sums(
-                F.relu(k).to(ct).view(B, Nk, h, d),
-                v.to(ct).view(B, Nk, h, d), wk))
-        o = attend(F.relu(q).to(ct).view(B, N, h, d), wq, kv)
-    o = o.to(q.dtype)
+        kv = clamp_kv(key_value_sums(k, v, wk, h, ct))
+        o = attend(q, wq, kv)
     del q, k, v  # dead: free them before the gate's C-wide maps
-    return gated_output(o, x, w)
+    p = F.linear(o, w.out_weight, w.out_bias)
+    del o
+    return gated_output(p, x, w)
+
+
+def add_into(x: Tensor, y: Tensor) -> Tensor:
+    """``x + y``, written into ``x`` when the sum has ``x``'s dtype (at high
+    resolution a token map fewer at the peak); the caller gives up ``x``."""
+    if y.dtype == x.dtype or (x.dtype == torch.float32
+                              and y.dtype in (torch.float16, torch.bfloat16)):
+        return x.add_(y)
+    return x + y
 
 
 def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
@@ -153,5 +216,7 @@ def _mlp_rows(x: Tensor, hw: HW, w: MlpWeights, r0: int, r1: int) -> Tensor:
         w.dw_bias,
         padding=1,
         groups=t.shape[-1])[:, :, r0 - lo:r1 - lo]
-    a = F.gelu(c).permute(0, 2, 3, 1)
-    return F.linear(a, w.fc2_weight, w.fc2_bias).reshape(B, (r1 - r0) * W, -1)
+    del t  # two hidden maps alive at a time, not three (inference only)
+    a = torch.ops.aten.gelu_(c)  # nothing else reads the conv's output
+    return F.linear(a.permute(0, 2, 3, 1), w.fc2_weight,
+                    w.fc2_bias).reshape(B, (r1 - r0) * W, -1)

@@ -2,6 +2,8 @@
 import pytest
 import torch
 from op_helpers import CastShapes
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from mmseg_vvt.models import kernels
 from mmseg_vvt.models.backbones.vvt import Mlp
@@ -92,27 +94,6 @@ def test_whole_tensor_mlp_bands_equal_the_readable_formulation(
     torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
 
 
-@pytest.mark.parametrize('cuda_like', [False, True])
-def test_whole_tensor_mlp_bands_under_autocast(cuda_like, monkeypatch):
-    # fp32 tokens (CUDA's LayerNorm) or bf16 tokens (CPU's) under bf16
-    # autocast: the same dtype and values as the readable MLP, banded or not
-    torch.manual_seed(0)
-    mlp = Mlp(16, 48).eval()
-    x = torch.randn(1, 8 * 8, 16)
-    if not cuda_like:
-        x = x.bfloat16()
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        with implementation('reference'):
-            want = mlp(x, (8, 8))
-        assert kernels.select(x, mlp) == 'whole'
-        whole = mlp(x, (8, 8))
-        monkeypatch.setattr(kernels.whole, 'MLP_BAND_BYTES', 1)
-        banded = mlp(x, (8, 8))
-    for got in (whole, banded):
-        assert got.dtype == want.dtype
-        torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-2)
-
-
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize('name', ['attention', 'mlp'])
 def test_whole_tensor_kernels_cast_their_weights_together_under_autocast(
@@ -141,3 +122,87 @@ def test_whole_tensor_kernels_cast_their_weights_together_under_autocast(
         assert torch.equal(got, want)
     else:  # cuBLAS may pick other kernels for views at other offsets
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)
+
+
+def _attention_band_bytes(tokens, batch, heads, head_dims, itemsize):
+    # the bytes of `tokens` tokens' 4d-wide position-modulated maps
+    return tokens * batch * 4 * heads * head_dims * itemsize
+
+
+@pytest.mark.parametrize('heads,sr_ratio,hw', CASES)
+@pytest.mark.parametrize('band_tokens', [1, 4, 1000])
+def test_whole_tensor_attention_bands_equal_the_readable_formulation(
+        band_tokens, heads, sr_ratio, hw, monkeypatch):
+    # bands of 1 token, ragged bands, one band; keys on a reduced grid too
+    attn = _attention(heads, sr_ratio)
+    monkeypatch.setattr(
+        kernels.whole, 'ATTENTION_BAND_BYTES',
+        _attention_band_bytes(band_tokens, 2, heads, attn.head_dims, 8))
+    x = torch.randn(2, hw[0] * hw[1], 24, dtype=torch.float64)
+    with torch.no_grad():
+        with implementation('reference'):
+            want = attn(x, hw)
+        src, kv_hw = attn.keys_values_source(x, hw)
+        got = kernels.whole.attention(x, src, hw, kv_hw, attn.kernel_weights())
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
+
+
+class _LargestOutput(TorchDispatchMode):
+    """The bytes of the largest tensor an op makes inside the block."""
+
+    def __init__(self):
+        super().__init__()
+        self.nbytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor):
+                    self.nbytes = max(self.nbytes, t.nbytes)
+        return out
+
+
+@pytest.mark.parametrize('banded', [False, True])
+def test_whole_tensor_attention_never_makes_the_4d_maps_whole_when_banded(
+        banded, monkeypatch):
+    # The position-modulated keys and queries are 4d wide: whole, they are
+    # the attention's largest tensors (above q, k and v's one GEMM output,
+    # 3d wide); in bands, that GEMM output is
+    attn = _attention(2, 1)
+    B, N, d = 2, 8 * 9, attn.head_dims
+    if banded:
+        monkeypatch.setattr(kernels.whole, 'ATTENTION_BAND_BYTES',
+                            _attention_band_bytes(5, B, 2, d, 8))
+    x = torch.randn(B, N, 24, dtype=torch.float64)
+    with torch.no_grad(), _LargestOutput() as largest:
+        kernels.whole.attention(x, x, (8, 9), (8, 9), attn.kernel_weights())
+    qkv_bytes = B * N * 3 * 2 * d * 8
+    if banded:
+        assert largest.nbytes == qkv_bytes
+    else:
+        assert largest.nbytes == B * N * 4 * 2 * d * 8 > qkv_bytes
+
+
+@pytest.mark.parametrize('cuda_like', [False, True])
+@pytest.mark.parametrize('name', ['attention', 'mlp'])
+def test_whole_tensor_bands_under_autocast(name, cuda_like, monkeypatch):
+    # fp32 tokens (CUDA's LayerNorm) or bf16 tokens (CPU's) under bf16
+    # autocast: the dtype and values of the readable module, banded or not
+    torch.manual_seed(0)
+    module = (VicinityAttention(16, 2)
+              if name == 'attention' else Mlp(16, 48)).eval()
+    x = torch.randn(1, 8 * 8, 16)
+    if not cuda_like:
+        x = x.bfloat16()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        with implementation('reference'):
+            want = module(x, (8, 8))
+        assert kernels.select(x, module) == 'whole'
+        whole = module(x, (8, 8))
+        monkeypatch.setattr(kernels.whole, 'MLP_BAND_BYTES', 1)
+        monkeypatch.setattr(kernels.whole, 'ATTENTION_BAND_BYTES', 1)
+        banded = module(x, (8, 8))
+    for got in (whole, banded):
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-2)

@@ -1,0 +1,56 @@
+"""The whole-tensor kernels' helpers (their results against the readable
+formulation: test_equal_reference.py)."""
+import pytest
+import torch
+
+from mmseg_vvt.models.kernels import whole
+
+
+@pytest.mark.parametrize('x_dtype,y_dtype', [(torch.float32, torch.float32),
+                                             (torch.float32, torch.bfloat16),
+                                             (torch.float32, torch.float16),
+                                             (torch.bfloat16, torch.bfloat16)])
+def test_add_into_writes_the_sum_into_x_when_it_keeps_xs_dtype(
+        x_dtype, y_dtype):
+    x = torch.randn(2, 5, 3).to(x_dtype)
+    y = torch.randn(2, 5, 3).to(y_dtype)
+    want = x + y
+    got = whole.add_into(x, y)
+    assert got.data_ptr() == x.data_ptr()
+    assert got.dtype == want.dtype
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize('x_dtype,y_dtype', [(torch.bfloat16, torch.float32),
+                                             (torch.float16, torch.bfloat16),
+                                             (torch.float32, torch.float64)])
+def test_add_into_leaves_x_alone_when_the_sum_is_wider(x_dtype, y_dtype):
+    # x + y has a wider dtype than x: written into x it would be rounded
+    x = torch.randn(2, 5, 3).to(x_dtype)
+    y = torch.randn(2, 5, 3).to(y_dtype)
+    x0 = x.clone()
+    got = whole.add_into(x, y)
+    assert got.dtype == torch.promote_types(x_dtype, y_dtype)
+    assert torch.equal(got, x0 + y)
+    assert torch.equal(x, x0)
+
+
+@pytest.mark.parametrize('p_dtype', [torch.float64, torch.float32])
+def test_gated_output_is_the_published_clamps_and_gate(p_dtype):
+    # out_proj's output p in place through signed_clamp(p' + p' g); a gate
+    # of a wider dtype than p widens the result, as the formulation's would
+    from mmseg_vvt.models.kernels import common
+    from mmseg_vvt.models.layers import VicinityAttention
+    torch.manual_seed(0)
+    w = VicinityAttention(8, 2).double().kernel_weights()
+    x = torch.randn(2, 6, 8, dtype=torch.float64)
+    p = torch.randn(
+        2, 6, 8, dtype=torch.float64) * 10.0**torch.randint(-6, 6, (2, 6, 8))
+    p[0, 0, :2] = 0.0  # exact zeros stay zero
+    p = p.to(p_dtype)
+    p_ = common.signed_clamp(p)  # in p's dtype, as out_proj's clamp runs
+    want = common.signed_clamp(p_ + p_ * common.channel_gate(x, w))
+    got = whole.gated_output(p.clone(), x, w)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, want, atol=0, rtol=1e-12)
+    assert torch.equal(got[0, 0, :2], torch.zeros(2, dtype=torch.float64))
