@@ -203,6 +203,10 @@ class VVTBlock(BaseModule):
                 _norm_weights(self.norm2),
                 self.mlp.kernel_weights(),
                 inplace=inplace)
+        if path == 'whole' and inplace:
+            # x is the caller's own: the residuals add into it
+            x = kernels.whole.add_into(x, self.attn(self.norm1(x), hw_shape))
+            return kernels.whole.add_into(x, self.mlp(self.norm2(x), hw_shape))
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
         return x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
 

@@ -551,6 +551,28 @@ def test_fused_block_inference_leaves_its_input_alone(monkeypatch,
     torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize('inplace', [False, True])
+def test_whole_tensor_block_inference_adds_into_its_input_only_if_given_up(
+        inplace):
+    # The backbone gives each block its tokens (inplace=True): the whole-
+    # tensor path adds both residuals into them, one token map fewer at the
+    # peak; a caller that keeps its tensor (the default) gets it untouched.
+    from mmseg_vvt.models.backbones.vvt import VVTBlock
+    torch.manual_seed(0)
+    block = VVTBlock(16, 2, 2, 2, 1).double().eval()
+    x = torch.randn(2, 9 * 7, 16, dtype=torch.float64)
+    x0 = x.clone()
+    with torch.no_grad():
+        assert kernels.select(x, block) == 'whole'
+        with implementation('reference'):
+            want = block(x0, (9, 7))
+        got = block(x, (9, 7), inplace)
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
+    assert (got.data_ptr() == x.data_ptr()) == inplace
+    if not inplace:
+        assert torch.equal(x, x0)
+
+
 @pytest.mark.filterwarnings('ignore:TF32 acceleration on top of oneDNN')
 def test_dwconv_gelu_fused_kernel_matches_conv_then_gelu():
     # the MLP's depthwise conv + GELU, one oneDNN kernel on CPU inference
