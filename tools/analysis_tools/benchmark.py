@@ -106,6 +106,12 @@ BENCHMARK_MODELS: Dict[str, Dict[str, Any]] = {
         kind='vvt-triton',
         kwargs=dict(arch='small'),
         out_channels=_VVT_WIDTHS),
+    'vvt-s-whole':
+    dict(
+        label='VVT-S, whole-tensor kernels',
+        kind='vvt-whole',
+        kwargs=dict(arch='small'),
+        out_channels=_VVT_WIDTHS),
     'swin-t':
     dict(
         label='Swin-T',
@@ -138,7 +144,11 @@ BENCHMARK_MODELS: Dict[str, Dict[str, Any]] = {
         kwargs=dict(arch=TEST_ARCH)),
 }
 # model kind -> the implementation() it runs under
-_FORMULATIONS = {'vvt-reference': 'reference', 'vvt-triton': 'triton'}
+_FORMULATIONS = {
+    'vvt-reference': 'reference',
+    'vvt-triton': 'triton',
+    'vvt-whole': 'whole'  # CUDA's inference kernels, on any device
+}
 
 DEFAULT_MODELS = ('vvt-t', 'vvt-s', 'vvt-s-reference', 'swin-t', 'mit-b2',
                   'pcpvt-s')
@@ -209,8 +219,8 @@ def backbone_cfg(name: str) -> Dict[str, Any]:
 
 
 def formulation(name: str):
-    """The context model ``name`` runs in: ``implementation('reference')``
-    or ``implementation('triton')`` for those kinds, else a no-op."""
+    """The context model ``name`` runs in: ``implementation('reference')``,
+    ``('triton')`` or ``('whole')`` for those kinds, else a no-op."""
     impl = _FORMULATIONS.get(BENCHMARK_MODELS[name]['kind'])
     if impl is None:
         return contextlib.nullcontext()

@@ -18,7 +18,9 @@ either runs that formulation or hands its tensors to a kernel:
                chunks and fused oneDNN ops that keep working sets in
                cache (:mod:`.cpu`).
 ``whole``      inference elsewhere (CUDA, or CPU under autocast): whole-
-               tensor ops, a few large kernels (:mod:`.whole`).
+               tensor ops, a few large kernels (:mod:`.whole`). On every
+               device under ``implementation('whole')``: what CUDA runs,
+               e.g. to measure its memory on CPU.
 ``triton``     training under ``implementation('triton')`` (or with
                ``MMSEG_VVT_IMPLEMENTATION=triton`` set): ``autograd``
                with the attention's core in fused Triton kernels
@@ -35,7 +37,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-IMPLEMENTATIONS = ('auto', 'reference', 'triton')
+IMPLEMENTATIONS = ('auto', 'reference', 'triton', 'whole')
 # the paths that compute gradients
 TRAINING_PATHS = ('autograd', 'triton')
 # the default outside implementation() blocks, e.g. for tools/train.py
@@ -62,9 +64,10 @@ _current = _checked(os.environ.get(ENV_VAR) or 'auto', ENV_VAR)
 @contextlib.contextmanager
 def implementation(name: str) -> Iterator[None]:
     """Run VVT modules with ``'auto'`` (dispatched), ``'reference'`` (the
-    readable formulation everywhere) or ``'triton'`` (``'auto'``, with
-    training's attention core in Triton kernels) inside the ``with``
-    block. Outside such blocks: ``$MMSEG_VVT_IMPLEMENTATION``, else
+    readable formulation everywhere), ``'triton'`` (``'auto'``, with
+    training's attention core in Triton kernels) or ``'whole'`` (``'auto'``,
+    with inference in the whole-tensor kernels on every device) inside the
+    ``with`` block. Outside such blocks: ``$MMSEG_VVT_IMPLEMENTATION``, else
     ``'auto'``."""
     global _current
     _checked(name, 'implementation')
@@ -92,7 +95,8 @@ def select(x: Tensor, module: nn.Module) -> str:
         return 'reference'
     if module.training or _needs_grad(x, module):
         return 'triton' if _current == 'triton' else 'autograd'
-    if (x.device.type == 'cpu' and x.dtype == torch.float32
+    if (_current != 'whole' and x.device.type == 'cpu'
+            and x.dtype == torch.float32
             and not torch.is_autocast_enabled('cpu')):
         return 'cpu'
     return 'whole'

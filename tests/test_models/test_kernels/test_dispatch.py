@@ -41,6 +41,22 @@ def test_cpu_autocast_and_other_dtypes_take_the_whole_tensor_kernels(
         assert select(x.to(dtype), attn) == 'whole'
 
 
+def test_whole_implementation_takes_the_whole_tensor_kernels_for_inference(
+        attn):
+    # CUDA's inference kernels on CPU too (to measure them there); training
+    # and the readable formulation's triggers are unchanged
+    x = torch.randn(1, 12, 16)
+    with implementation('whole'):
+        assert select(x, attn) == 'autograd'
+        with torch.no_grad():
+            assert select(x, attn) == 'whole'
+            with mock.patch.object(
+                    torch.compiler, 'is_compiling', return_value=True):
+                assert select(x, attn) == 'reference'
+    with torch.no_grad():
+        assert select(x, attn) == 'cpu'
+
+
 def test_cuda_tensors_never_take_the_cpu_kernels(attn):
     # the loops over bands and chunks are thousands of launches on a GPU
     x = mock.Mock(

@@ -221,3 +221,18 @@ def test_device_label_names_threads_only_where_a_run_timed_with_them():
                                   'torch 2.13.0+cpu')
     assert device_label(dict(
         meta, torch_threads=2)).endswith('torch 2.13.0+cpu (2 threads)')
+
+
+@pytest.mark.parametrize('name,impl', [('vvt-s', 'auto'),
+                                       ('vvt-s-reference', 'reference'),
+                                       ('vvt-s-triton', 'triton'),
+                                       ('vvt-s-whole', 'whole')])
+def test_each_vvt_model_runs_under_its_implementation(name, impl):
+    if impl == 'triton':
+        pytest.importorskip('triton')  # implementation('triton') needs it
+    from analysis_tools.benchmark import formulation
+
+    from mmseg_vvt.models.kernels import current_implementation
+    with formulation(name):
+        assert current_implementation() == impl
+    assert current_implementation() == 'auto'
