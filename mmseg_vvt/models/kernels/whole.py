@@ -45,10 +45,9 @@ def _token_bands(t: Tensor, dtype: torch.dtype):
     return [(s, min(s + step, N)) for s in range(0, N, step)]
 
 
-def _rectified(t: Tensor, heads: int, dtype: torch.dtype) -> Tensor:
-    """``relu(t)`` in ``dtype`` as ``B x n x h x d``."""
-    B, n, hd = t.shape
-    return F.relu(t).to(dtype).view(B, n, heads, hd // heads)
+def _by_heads(t: Tensor, heads: int, dtype: torch.dtype) -> Tensor:
+    """``t`` (``B x n x h*d``) in ``dtype`` as ``B x n x h x d``."""
+    return t.to(dtype).unflatten(-1, (heads, -1))
 
 
 def key_value_sums(k: Tensor, v: Tensor, wk: Tensor, heads: int,
@@ -56,15 +55,15 @@ def key_value_sums(k: Tensor, v: Tensor, wk: Tensor, heads: int,
     """``[KV | sum_j k~_j]`` in ``dtype``: ``B x h x 4d x (d+1)``.
 
     ``k``, ``v``: the key and value projections, ``B x Nk x h*d`` (``k``
-    before its ReLU); ``wk``: the key grid's ``Nk x 4`` position factors.
+    after its ReLU); ``wk``: the key grid's ``Nk x 4`` position factors.
     One matmul of ``k~`` with ``[v | 1]`` gives KV and the key sum (its
     extra column) together; over bands of tokens the bands' sums add up.
     """
     kv = None
     for s, e in _token_bands(k, dtype):
         part = _key_value_sums(
-            _rectified(k[:, s:e], heads, dtype),
-            v[:, s:e].to(dtype).unflatten(-1, (heads, -1)), wk[s:e])
+            _by_heads(k[:, s:e], heads, dtype),
+            _by_heads(v[:, s:e], heads, dtype), wk[s:e])
         kv = part if kv is None else kv.add_(part)
     return kv
 
@@ -79,15 +78,17 @@ def _key_value_sums(k: Tensor, v: Tensor, wk: Tensor) -> Tensor:
 
 
 def clamp_kv(kv: Tensor) -> Tensor:
-    """Clamp ``KV``, not the key-sum column."""
-    d = kv.shape[-1] - 1
-    return torch.cat([common.signed_clamp(kv[..., :d]), kv[..., d:]], dim=-1)
+    """Clamp ``KV`` in place, not the key-sum column."""
+    t = kv[..., :kv.shape[-1] - 1]
+    sign = t.sign()
+    t.abs_().clamp_(common.CLAMP_MIN, common.CLAMP_MAX).mul_(sign)
+    return kv
 
 
 def attend(q: Tensor, wq: Tensor, kv: Tensor) -> Tensor:
     """Queries against clamped ``[KV | s]`` (``B x h x 4d x (d+1)``).
 
-    ``q``: the query projection, ``B x N x h*d``, before its ReLU; ``wq``:
+    ``q``: the query projection, ``B x N x h*d``, after its ReLU; ``wq``:
     the query grid's ``N x 4`` position factors. Returns ``B x N x h*d``
     in ``q``'s dtype, made band by band of tokens when the ``4d``-wide map
     would pass :data:`ATTENTION_BAND_BYTES`.
@@ -95,10 +96,10 @@ def attend(q: Tensor, wq: Tensor, kv: Tensor) -> Tensor:
     h, dtype = kv.shape[1], kv.dtype
     bands = _token_bands(q, dtype)
     if len(bands) == 1:
-        return _attend(_rectified(q, h, dtype), wq, kv).to(q.dtype)
+        return _attend(_by_heads(q, h, dtype), wq, kv).to(q.dtype)
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
     for s, e in bands:
-        out[:, s:e] = _attend(_rectified(q[:, s:e], h, dtype), wq[s:e], kv)
+        out[:, s:e] = _attend(_by_heads(q[:, s:e], h, dtype), wq[s:e], kv)
     return out
 
 
@@ -126,14 +127,14 @@ def gated_output(p: Tensor, x: Tensor, w: AttentionWeights) -> Tensor:
     ``out_proj``'s output ``p``, which it overwrites.
 
     ``signed_clamp(p' + p' g)`` with ``p' = signed_clamp(p)`` and
-    ``1 + g >= 1`` is ``sign(p) * min(clamp(|p|) (1 + g), 1e4)``.
+    ``g >= 0`` is ``sign(p) * min(m + m g, 1e4)`` with ``m = clamp(|p|)``.
     """
-    gate = 1.0 + common.channel_gate(x, w)
+    gate = common.channel_gate(x, w)
     sign = p.sign()
     # in place: one token map beside p at a time, not four
     m = p.abs_().clamp_(common.CLAMP_MIN, common.CLAMP_MAX)
     # (a gate of a wider dtype widens the result, as the formulation's would)
-    m = m.mul_(gate) if gate.dtype == m.dtype else m * gate
+    m = m.addcmul_(m, gate) if gate.dtype == m.dtype else m + m * gate
     return m.clamp_(max=common.CLAMP_MAX).mul_(sign)
 
 
@@ -150,11 +151,17 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
     # and without spatial reduction q, k and v in one GEMM
     one_source = src is x
     ws, bs, w = common.joined_attention(w, x.device.type, one_source)
+    # q and k rectified in place, in one op where they share a GEMM
     if one_source:
-        q, k, v = F.linear(x, ws[0], bs[0]).split(h * d, dim=-1)
+        qkv = F.linear(x, ws[0], bs[0])
+        qkv[..., :2 * h * d].relu_()
+        q, k, v = qkv.split(h * d, dim=-1)
     else:
-        q = F.linear(x, ws[0], bs[0])
-        k, v = F.linear(src, ws[1], bs[1]).split(h * d, dim=-1)
+        q = F.linear(x, ws[0], bs[0]).relu_()
+        k_v = F.linear(src, ws[1], bs[1])
+        k_v[..., :h * d].relu_()
+        k, v = k_v.split(h * d, dim=-1)
+        del k_v
     ct = common.core_dtype(q.dtype)
     wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
     with common.autocast_off(x.device.type):
