@@ -74,9 +74,10 @@ def parse_args(argv=None):
     p.add_argument(
         '--mode',
         choices=MODES,
-        default='forward',
+        default=None,
         help='forward: eval forward under no_grad; train: '
-        'forward + backward + AdamW step (default forward)')
+        'forward + backward + AdamW step (default forward; with '
+        '--proxies: train)')
     p.add_argument(
         '--device',
         choices=DEVICES,
@@ -98,10 +99,11 @@ def parse_args(argv=None):
         '--proxies',
         action='store_true',
         help='do not time: print the ops dispatched and bytes '
-        'saved for backward in one training step (on --device, '
-        'fp32 or under autocast to --dtype, --proxy-resolution, '
-        '--batch-size 2 unless given) and write proxies.json/.md '
-        '(proxies[_cuda][_{dtype}].* otherwise) to --out-dir')
+        'saved for backward in one training step (with --mode forward: '
+        'the ops and peak live bytes of one inference forward) on '
+        '--device, fp32 or under autocast to --dtype, --proxy-resolution, '
+        '--batch-size 2 unless given, and write proxies.json/.md '
+        '(proxies[_forward][_cuda][_{dtype}].* otherwise) to --out-dir')
     p.add_argument('--proxy-resolution', type=int, default=256)
     p.add_argument(
         '--repeats',
@@ -171,6 +173,8 @@ def parse_args(argv=None):
                                 'gpu' if args.device == 'cuda' else 'cpu')
     if args.batch_size is None:
         args.batch_size = 2 if args.proxies else 1
+    if args.mode is None:
+        args.mode = 'train' if args.proxies else 'forward'
     defaults = QUICK if args.quick else dict(
         resolutions=list(DEFAULT_RESOLUTIONS), repeats=3, warmup=1)
     for key, val in defaults.items():
@@ -204,11 +208,13 @@ def proxies_main(args):
         batch_size=args.batch_size,
         threads=args.threads,
         dtype=args.dtype,
-        device=args.device)
+        device=args.device,
+        mode=args.mode)
     md = render_proxies(data, peer=args.peer)
     print(md)
     os.makedirs(args.out_dir, exist_ok=True)
-    stem = osp.join(args.out_dir, proxies_stem(args.dtype, args.device))
+    stem = osp.join(args.out_dir,
+                    proxies_stem(args.dtype, args.device, args.mode))
     with open(stem + '.json', 'w') as f:
         json.dump(data, f, indent=1)
     with open(stem + '.md', 'w') as f:

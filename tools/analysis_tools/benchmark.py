@@ -360,10 +360,13 @@ def _worker_call(cmd: str) -> Dict[str, Any]:
                 by_operator=result['by_operator'],
                 unsupported_ops=result['unsupported_ops'])
         if cmd == 'proxies':
-            from .proxies import training_step_proxies
+            from .proxies import inference_proxies, training_step_proxies
             spec = _W['spec']
+            count = (
+                inference_proxies
+                if spec['mode'] == 'forward' else training_step_proxies)
             with formulation(spec['model']):
-                result = training_step_proxies(
+                result = count(
                     _W['model'],
                     _W['x'],
                     forward_context=lambda: autocast(
@@ -1099,12 +1102,15 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
                 threads: Optional[int] = None,
                 progress: Callable[[str], None] = _stderr_progress,
                 dtype: str = 'fp32',
-                device: str = 'cpu') -> Dict[str, Any]:
+                device: str = 'cpu',
+                mode: str = 'train') -> Dict[str, Any]:
     """Ops dispatched and bytes saved for backward in one training step
     (forward + backward, no optimizer step; fp32 or under autocast to
     ``dtype``, on ``device``: on CUDA, CUDA autocast's own casts; see
-    :mod:`.proxies`) of each model, each in a fresh worker process.
-    Returns ``dict(meta=..., results=[...])``."""
+    :mod:`.proxies`) of each model, each in a fresh worker process; with
+    ``mode='forward'``, ops dispatched and peak live bytes of one eval
+    forward under no_grad instead. Returns ``dict(meta=..., results=[...])``.
+    """
     models = check_model_names(list(models))
     if dtype not in DTYPES:
         raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got '
@@ -1112,12 +1118,16 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
     if device not in DEVICES:
         raise ValueError(f'device must be one of {list(DEVICES)}, got '
                          f'{device!r}')
+    if mode not in MODES:
+        raise ValueError(f'mode must be one of {list(MODES)}, got {mode!r}')
     meta = machine_meta(device)
     meta.update(
         resolution=resolution,
         batch_size=batch_size,
         dtype=dtype,
-        step='forward + backward (no optimizer step)',
+        mode=mode,
+        step=('eval forward under no_grad' if mode == 'forward' else
+              'forward + backward (no optimizer step)'),
         command=' '.join(sys.argv))
     results = []
     for name in models:
@@ -1125,7 +1135,7 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
             _worker_spec(
                 name,
                 resolution,
-                'train',
+                mode,
                 batch_size,
                 threads,
                 None,
@@ -1135,18 +1145,28 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
             model=name,
             label=BENCHMARK_MODELS[name]['label'],
             ops=None,
-            saved_mib=None,
+            **({
+                'peak_mib': None
+            } if mode == 'forward' else {
+                'saved_mib': None
+            }),
             errors=[])
         if reply.get('ok'):
             top = list(reply['ops_by_name'].items())[:20]
-            rec.update(
-                ops=reply['ops'],
-                saved_bytes=reply['saved_bytes'],
-                saved_mib=reply['saved_bytes'] / 2**20,
-                saved_tensors=reply['saved_tensors'],
-                top_ops=dict(top))
-            progress(f'{name}: {rec["ops"]} ops, '
-                     f'{rec["saved_mib"]:.0f} MiB saved for backward')
+            rec.update(ops=reply['ops'], top_ops=dict(top))
+            if mode == 'forward':
+                rec.update(
+                    peak_bytes=reply['peak_bytes'],
+                    peak_mib=reply['peak_bytes'] / 2**20)
+                progress(f'{name}: {rec["ops"]} ops, '
+                         f'{rec["peak_mib"]:.0f} MiB live at the peak')
+            else:
+                rec.update(
+                    saved_bytes=reply['saved_bytes'],
+                    saved_mib=reply['saved_bytes'] / 2**20,
+                    saved_tensors=reply['saved_tensors'])
+                progress(f'{name}: {rec["ops"]} ops, '
+                         f'{rec["saved_mib"]:.0f} MiB saved for backward')
         else:
             rec['errors'].append(reply['error'])
             progress(f'{name}: FAILED: {reply["error"]}')
@@ -1158,11 +1178,15 @@ def _precision(dtype: str) -> str:
     return dtype if dtype == 'fp32' else f'{dtype} autocast'
 
 
-def proxies_stem(dtype: str = 'fp32', device: str = 'cpu') -> str:
-    """Where the proxies of a precision and device are written:
-    ``proxies`` (fp32 on CPU), ``proxies_bf16``, ``proxies_cuda_fp16``..."""
-    return 'proxies' + ('' if device == 'cpu' else f'_{device}') + (
-        '' if dtype == 'fp32' else f'_{dtype}')
+def proxies_stem(dtype: str = 'fp32',
+                 device: str = 'cpu',
+                 mode: str = 'train') -> str:
+    """Where the proxies of a precision, device and mode are written:
+    ``proxies`` (a training step, fp32 on CPU), ``proxies_bf16``,
+    ``proxies_cuda_fp16``, ``proxies_forward``..."""
+    return 'proxies' + ('' if mode == 'train' else f'_{mode}') + (
+        '' if device == 'cpu' else f'_{device}') + ('' if dtype == 'fp32' else
+                                                    f'_{dtype}')
 
 
 def render_proxies(data: Dict[str, Any],
@@ -1171,10 +1195,21 @@ def render_proxies(data: Dict[str, Any],
     ``peer`` when it was measured)."""
     from prettytable import PrettyTable, TableStyle
     meta, results = data['meta'], data['results']
+    forward = meta.get('mode', 'train') == 'forward'
+    # (key, column, its ratio's column, what it counts)
+    if forward:
+        mem = ('peak_mib', 'peak live (MiB)', 'peak',
+               'peak live: the most bytes of tensors made in the forward '
+               'alive at once')
+        what, per = 'one inference forward', 'ops per forward'
+    else:
+        mem = ('saved_mib', 'saved for backward (MiB)', 'saved',
+               'saved: distinct storages packed by autograd for backward')
+        what, per = 'one training step', 'ops per step'
     peer_r = next((r for r in results if r['model'] == peer), None)
-    cols = ['model', 'ops per step', 'saved for backward (MiB)']
+    cols = ['model', per, mem[1]]
     if peer_r:
-        cols += [f'ops / {peer_r["label"]}', f'saved / {peer_r["label"]}']
+        cols += [f'ops / {peer_r["label"]}', f'{mem[2]} / {peer_r["label"]}']
     table = PrettyTable(cols)
     table.set_style(TableStyle.MARKDOWN)
     table.align = 'l'
@@ -1182,23 +1217,22 @@ def render_proxies(data: Dict[str, Any],
         row = [
             r['label'] + (' (failed: see JSON)' if r['errors'] else ''),
             _fmt(r['ops'], 'd'),
-            _fmt(r['saved_mib'], '.0f')
+            _fmt(r.get(mem[0]), '.0f')
         ]
         if peer_r:
             row += [
                 _ratio(r['ops'], peer_r['ops']),
-                _ratio(r['saved_mib'], peer_r['saved_mib'])
+                _ratio(r.get(mem[0]), peer_r.get(mem[0]))
             ]
         table.add_row(row)
     res = meta['resolution']
     return '\n'.join([
         '# Device-independent proxies of GPU cost', '',
         f'- {meta["date_utc"]}, commit `{meta.get("git_commit")}`, torch '
-        f'{meta["torch"]}',
-        f'- one training step ({meta["step"]}), {res}x{res}, batch '
+        f'{meta["torch"]}', f'- {what} ({meta["step"]}), {res}x{res}, batch '
         f'{meta["batch_size"]}, {_precision(meta.get("dtype", "fp32"))}',
         f'- {device_label(meta)}',
-        '- ops: ATen ops dispatched (views and `detach` not counted); '
-        'saved: distinct storages packed by autograd for backward', '',
+        '- ops: ATen ops dispatched (views and `detach` not counted); ' +
+        mem[3], '',
         table.get_string(), ''
     ])

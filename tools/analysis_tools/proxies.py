@@ -1,4 +1,5 @@
-"""Device-independent proxies of GPU cost for one training step.
+"""Device-independent proxies of GPU cost for one training step, or for
+one inference forward.
 
 * **ops**: ATen operators dispatched during forward + backward (the
   optimizer step is *not* included: it is the same fused AdamW for every
@@ -11,19 +12,31 @@
   once however many tensors or views of it are saved (parameters included:
   autograd saves them like any other tensor).
 
+For an inference forward (:func:`inference_proxies`) the ops are counted
+the same way; instead of saved bytes, **peak live bytes**: the most bytes
+of storages made inside the forward and alive at once, taken after each op
+(:class:`PeakLiveBytes`). On a GPU the caching allocator's
+``max_memory_allocated`` follows the same tensors, rounded to its blocks,
+plus library workspaces.
+
 Under autocast (``forward_context``) the counts include mixed precision's
 casts: on a GPU each is a launch too. CPU autocast runs LayerNorm in its
 input's dtype where CUDA's runs it in fp32, so CUDA's count differs by a
 few casts per norm.
 """
 import contextlib
+import weakref
 from collections import Counter
 from typing import Callable, Dict
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
-__all__ = ['OpCounter', 'SavedTensorBytes', 'training_step_proxies']
+__all__ = [
+    'OpCounter', 'PeakLiveBytes', 'SavedTensorBytes', 'inference_proxies',
+    'training_step_proxies'
+]
 
 
 class OpCounter(TorchDispatchMode):
@@ -46,6 +59,47 @@ class OpCounter(TorchDispatchMode):
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+class PeakLiveBytes(TorchDispatchMode):
+    """The most bytes of storages made inside the ``with`` block that were
+    alive at once (``peak``), checked after each op; ``live``: those alive
+    now.
+
+    An op's output is new memory unless its storage is one of its inputs'
+    (views, in-place ops, ``out=``); storages made before the block
+    (parameters, inputs, caches) are not counted. Each storage is freed
+    from the count when it dies (storages keep their Python object while
+    alive, so a finalizer on it fires with the memory).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+
+    def _free(self, nbytes: int) -> None:
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs = {
+            t.untyped_storage().data_ptr()
+            for t in tree_flatten((args, kwargs))[0]
+            if isinstance(t, torch.Tensor)
+        }
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            if storage.data_ptr() in inputs or storage.nbytes() == 0:
+                continue
+            inputs.add(storage.data_ptr())  # one storage, several outputs
+            self.live += storage.nbytes()
+            weakref.finalize(storage, self._free, storage.nbytes())
+        self.peak = max(self.peak, self.live)
+        return out
 
 
 class SavedTensorBytes:
@@ -116,6 +170,32 @@ def training_step_proxies(
         ops_by_name=dict(ops.counts.most_common()),
         saved_bytes=saved.nbytes,
         saved_tensors=saved.tensors)
+
+
+def inference_proxies(model: torch.nn.Module,
+                      inputs: torch.Tensor,
+                      warmup: int = 1,
+                      forward_context: Callable = None) -> Dict[str, object]:
+    """Ops dispatched and peak live bytes (:class:`PeakLiveBytes`) of one
+    eval forward of ``model`` on ``inputs`` under ``no_grad``, after
+    ``warmup`` uncounted forwards (one-time work such as VVT's position
+    factors left out), inside ``forward_context()`` when given. Returns
+    ``dict(ops, ops_by_name, peak_bytes)``."""
+    model.eval()
+    if forward_context is None:
+        forward_context = contextlib.nullcontext
+    with torch.no_grad():
+        for _ in range(warmup):
+            with forward_context():
+                model(inputs)
+        with OpCounter() as ops, PeakLiveBytes() as mem:
+            with forward_context():
+                out = model(inputs)
+        del out
+    return dict(
+        ops=ops.total,
+        ops_by_name=dict(ops.counts.most_common()),
+        peak_bytes=mem.peak)
 
 
 def _mean_of_outputs(out):

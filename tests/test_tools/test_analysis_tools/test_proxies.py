@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 from analysis_tools.benchmark import build_benchmark_model
-from analysis_tools.proxies import (OpCounter, SavedTensorBytes,
-                                    training_step_proxies)
+from analysis_tools.proxies import (OpCounter, PeakLiveBytes, SavedTensorBytes,
+                                    inference_proxies, training_step_proxies)
 
 
 class _Toy(nn.Module):
@@ -49,6 +49,39 @@ def test_saved_bytes_counts_each_storage_once():
     c2 = (a2 * a2).view(16, 16)
     (c2.t() * c2).sum().backward()
     assert torch.equal(a.grad, a2.grad)
+
+
+def test_peak_live_bytes_counts_new_storages_while_they_live():
+    x = torch.randn(256)  # 1 KiB, made before: not counted
+    with PeakLiveBytes() as m:
+        a = x * 2  # +1 KiB
+        b = a.view(16, 16).t()  # a view: nothing new
+        b.add_(1)  # in place: nothing new
+        c = torch.cat([a, a])  # +2 KiB: 3 live, the peak
+        del a, c  # a's storage lives on in b
+        assert m.live == 1024
+        del b  # a's storage dies
+        torch.mul(x, 3, out=x)  # out=: nothing new
+        d = x + 1  # +1 KiB
+    assert m.peak == 3 * 1024
+    assert m.live == 1024
+    del d
+    assert m.live == 0
+
+
+def test_inference_proxies_of_a_toy_model():
+    torch.manual_seed(0)
+    model = _Toy().train()
+    r = inference_proxies(model, torch.randn(5, 4))
+    # the linear (addmm) and the relu; no gradient, nothing else
+    assert r['ops_by_name'] == {
+        'aten.addmm.default': 1,
+        'aten.relu.default': 1
+    }
+    assert r['ops'] == 2
+    # addmm's 5x3 output, then relu's 15 beside it (the view's base alive)
+    assert r['peak_bytes'] == 2 * 15 * 4
+    assert not model.training
 
 
 def test_training_step_proxies_of_a_toy_model():
@@ -184,12 +217,45 @@ def test_proxies_are_printed_by_the_benchmark(dtype, tmp_path):
     assert f'| VVT tiny test arch | {r["ops"]} ' in proc.stdout
 
 
+def test_forward_proxies_are_printed_by_the_benchmark(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tool_modules import REPO
+    proc = subprocess.run([
+        sys.executable, f'{REPO}/tools/benchmark_scaling.py', '--proxies',
+        '--mode', 'forward', '--models', 'vvt-test', '--proxy-resolution',
+        '64', '--batch-size', '1', '--out-dir',
+        str(tmp_path)
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.load(open(tmp_path / 'proxies_forward.json'))
+    (r, ) = data['results']
+    assert r['errors'] == [] and r['ops'] > 0 and r['peak_bytes'] > 0
+    assert 'saved_bytes' not in r
+    assert data['meta']['mode'] == 'forward'
+    assert data['meta']['batch_size'] == 1
+    assert '- one inference forward (eval forward under no_grad), 64x64' in (
+        proc.stdout)
+    assert f'| VVT tiny test arch | {r["ops"]} ' in proc.stdout
+
+
 def test_proxies_files_are_named_by_device_and_precision():
     from analysis_tools.benchmark import proxies_stem, run_proxies
     assert proxies_stem() == 'proxies'  # the committed CPU fp32 files
     assert proxies_stem('bf16') == 'proxies_bf16'
     assert proxies_stem('fp16', 'cuda') == 'proxies_cuda_fp16'
+    assert proxies_stem(mode='forward') == 'proxies_forward'
+    assert proxies_stem('fp16', 'cuda',
+                        'forward') == 'proxies_forward_cuda_fp16'
     with pytest.raises(ValueError, match="device must be one of"):
         run_proxies(['vvt-test'], device='tpu')
     with pytest.raises(ValueError, match="dtype must be one of"):
         run_proxies(['vvt-test'], dtype='fp8')
+    with pytest.raises(ValueError, match="mode must be one of"):
+        run_proxies(['vvt-test'], mode='backward')
