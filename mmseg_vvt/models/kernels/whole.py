@@ -27,13 +27,15 @@ from . import common
 from .common import HW, AttentionWeights, MlpWeights
 
 # Largest hidden map (bytes) :func:`mlp` makes in one piece: above it, bands
-# of rows about this size (each a few kernels; 2048x2048 fp32 at stage 1:
-# 13 bands of 42 rows).
-MLP_BAND_BYTES = 64 * 2**20
+# of rows about this size (2048x2048 fp32 at stage 1: 8 bands of 64 rows).
+# Each band is a few launches, and batch-1 inference on a GPU is bound by
+# launches: the bands are as large as VVT-S's peak at 2048x2048 allows while
+# staying well under half Swin-T's (docs/benchmark.md).
+MLP_BAND_BYTES = 96 * 2**20
 # Largest position-modulated key or query map (bytes) the attention makes in
 # one piece: above it, bands of tokens about this size (VVT-S's stage 1 at
-# batch 1: 3 bands of the 192 MB map at 2048x2048, none at 1024x1024).
-ATTENTION_BAND_BYTES = 64 * 2**20
+# batch 1: 2 bands of the 192 MB map at 2048x2048, none at 1024x1024).
+ATTENTION_BAND_BYTES = 96 * 2**20
 
 
 def _token_bands(t: Tensor, dtype: torch.dtype):
