@@ -2,7 +2,8 @@
 # The runs behind benchmarks/cpu/: forward pass of all six backbones at
 # 512/1024/2048, then the training step (forward + backward + AdamW step)
 # of VVT-T/S, the straightforward VVT-S and Swin-T at 512/1024, then the
-# cost proxies (ops per training step, bytes saved for backward). About 20
+# cost proxies (ops per training step, bytes saved for backward; ops and
+# peak live bytes of CUDA's inference kernels at 2048x2048). About 20
 # minutes on a 2-core Intel Xeon, twice that on a 2-core AMD EPYC; run it
 # on a quiet machine (latency is wall-clock time). The committed files
 # name the machine and commit of their run: scaling_forward.* is older
@@ -22,5 +23,11 @@ train=$?
 "$PY" tools/benchmark_scaling.py --proxies --models vvt-s swin-t \
     --out-dir "$OUT"
 proxies=$?
+# the whole-tensor kernels CUDA runs for inference, counted on CPU
+for dt in fp32 bf16; do
+    "$PY" tools/benchmark_scaling.py --proxies --mode forward \
+        --models vvt-s-whole swin-t --batch-size 1 --proxy-resolution 2048 \
+        --dtype "$dt" --out-dir "$OUT/proxies_forward/2048" || proxies=1
+done
 worst=$(( forward > train ? forward : train ))
 exit $(( worst > proxies ? worst : proxies ))

@@ -157,6 +157,44 @@ def test_vvt_s_with_triton_kernels_is_no_costlier_than_swin_t():
     assert r['ops_by_name']['mmseg_vvt.vicinity_queries.default'] == 18
 
 
+# Swin-T's peak live bytes in one 2048x2048 forward at batch 1 (fp32 and
+# bf16 autocast), as `benchmark_scaling.py --proxies --mode forward` counts
+# them (benchmarks/cpu/proxies_forward/2048): the memory target is
+# half of it.
+SWIN_T_PEAK_MIB_2048 = {'fp32': 1375, 'bf16': 864}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('dtype', ['fp32', 'bf16'])
+def test_vvt_s_inference_on_the_whole_tensor_path_at_2048(dtype):
+    # CUDA's inference kernels, counted on CPU (about half a minute each):
+    # under the memory target with a margin for CUDA's allocator and its
+    # fp32 LayerNorm outputs under autocast; 1043 / 1094 ops when written
+    from analysis_tools.benchmark import autocast
+    from mmseg_vvt.models.kernels import implementation
+    torch.manual_seed(0)
+    model = build_benchmark_model('vvt-s')
+    with implementation('whole'):
+        r = inference_proxies(
+            model,
+            torch.randn(1, 3, 2048, 2048),
+            forward_context=lambda: autocast(dtype, 'cpu'))
+    assert r['peak_bytes'] / 2**20 <= 0.45 * SWIN_T_PEAK_MIB_2048[dtype]
+    assert r['ops'] <= {'fp32': 1043, 'bf16': 1094}[dtype], r['ops_by_name']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('dtype', ['fp32', 'bf16'])
+def test_swin_t_peak_at_2048_is_what_the_counter_measures(dtype):
+    from analysis_tools.benchmark import autocast
+    torch.manual_seed(0)
+    r = inference_proxies(
+        build_benchmark_model('swin-t'),
+        torch.randn(1, 3, 2048, 2048),
+        forward_context=lambda: autocast(dtype, 'cpu'))
+    assert round(r['peak_bytes'] / 2**20) == SWIN_T_PEAK_MIB_2048[dtype]
+
+
 def test_swin_t_baseline_is_what_the_counters_measure():
     # the recorded peer figure must stay true for the comparison to hold
     torch.manual_seed(0)
