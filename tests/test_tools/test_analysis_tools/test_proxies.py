@@ -224,17 +224,18 @@ def test_proxies_under_autocast_count_the_casts():
     assert not torch.is_autocast_enabled('cpu')
 
 
-@pytest.mark.parametrize('dtype', ['fp32', 'bf16'])
-def test_proxies_are_printed_by_the_benchmark(dtype, tmp_path):
+def _proxies_cli(tmp_path, *args):
+    """``benchmark_scaling.py --proxies`` on the tiny VVT at 64x64: its
+    output and the one result of the JSON named ``stem``."""
     import json
     import subprocess
     import sys
 
     from tool_modules import REPO
+    *args, stem = args
     proc = subprocess.run([
         sys.executable, f'{REPO}/tools/benchmark_scaling.py', '--proxies',
-        '--models', 'vvt-test', '--proxy-resolution', '64', '--dtype', dtype,
-        '--out-dir',
+        '--models', 'vvt-test', '--proxy-resolution', '64', *args, '--out-dir',
         str(tmp_path)
     ],
                           cwd=REPO,
@@ -242,45 +243,33 @@ def test_proxies_are_printed_by_the_benchmark(dtype, tmp_path):
                           text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    stem = 'proxies' if dtype == 'fp32' else f'proxies_{dtype}'
     data = json.load(open(tmp_path / f'{stem}.json'))
     (r, ) = data['results']
-    assert r['errors'] == [] and r['ops'] > 0 and r['saved_bytes'] > 0
-    assert data['meta']['batch_size'] == 2
-    assert data['meta']['dtype'] == dtype
+    assert r['errors'] == [] and r['ops'] > 0
+    assert f'| VVT tiny test arch | {r["ops"]} ' in proc.stdout
+    assert '\n- CPU: ' in proc.stdout
+    return proc.stdout, data['meta'], r
+
+
+@pytest.mark.parametrize('dtype', ['fp32', 'bf16'])
+def test_proxies_are_printed_by_the_benchmark(dtype, tmp_path):
+    stem = 'proxies' if dtype == 'fp32' else f'proxies_{dtype}'
+    out, meta, r = _proxies_cli(tmp_path, '--dtype', dtype, stem)
+    assert r['saved_bytes'] > 0
+    assert meta['batch_size'] == 2
+    assert meta['dtype'] == dtype
     # casts only under autocast
     assert ('aten._to_copy.default' in r['top_ops']) == (dtype != 'fp32')
-    assert (', bf16 autocast\n' in proc.stdout) == (dtype == 'bf16')
-    assert '\n- CPU: ' in proc.stdout
-    assert f'| VVT tiny test arch | {r["ops"]} ' in proc.stdout
+    assert (', bf16 autocast\n' in out) == (dtype == 'bf16')
 
 
 def test_forward_proxies_are_printed_by_the_benchmark(tmp_path):
-    import json
-    import subprocess
-    import sys
-
-    from tool_modules import REPO
-    proc = subprocess.run([
-        sys.executable, f'{REPO}/tools/benchmark_scaling.py', '--proxies',
-        '--mode', 'forward', '--models', 'vvt-test', '--proxy-resolution',
-        '64', '--batch-size', '1', '--out-dir',
-        str(tmp_path)
-    ],
-                          cwd=REPO,
-                          capture_output=True,
-                          text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.load(open(tmp_path / 'proxies_forward.json'))
-    (r, ) = data['results']
-    assert r['errors'] == [] and r['ops'] > 0 and r['peak_bytes'] > 0
-    assert 'saved_bytes' not in r
-    assert data['meta']['mode'] == 'forward'
-    assert data['meta']['batch_size'] == 1
-    assert '- one inference forward (eval forward under no_grad), 64x64' in (
-        proc.stdout)
-    assert f'| VVT tiny test arch | {r["ops"]} ' in proc.stdout
+    out, meta, r = _proxies_cli(tmp_path, '--mode', 'forward', '--batch-size',
+                                '1', 'proxies_forward')
+    assert r['peak_bytes'] > 0 and 'saved_bytes' not in r
+    assert meta['mode'] == 'forward'
+    assert meta['batch_size'] == 1
+    assert '- one inference forward (eval forward under no_grad), 64x64' in out
 
 
 def test_proxies_files_are_named_by_device_and_precision():
