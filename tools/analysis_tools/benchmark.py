@@ -1145,12 +1145,8 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
             model=name,
             label=BENCHMARK_MODELS[name]['label'],
             ops=None,
-            **({
-                'peak_mib': None
-            } if mode == 'forward' else {
-                'saved_mib': None
-            }),
             errors=[])
+        rec['peak_mib' if mode == 'forward' else 'saved_mib'] = None
         if reply.get('ok'):
             top = list(reply['ops_by_name'].items())[:20]
             rec.update(ops=reply['ops'], top_ops=dict(top))

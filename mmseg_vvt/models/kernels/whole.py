@@ -178,6 +178,7 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
 def add_into(x: Tensor, y: Tensor) -> Tensor:
     """``x + y``, written into ``x`` when the sum has ``x``'s dtype (at high
     resolution a token map fewer at the peak); the caller gives up ``x``."""
+    # (plain Python: torch.promote_types would dispatch an op per call)
     if y.dtype == x.dtype or (x.dtype == torch.float32
                               and y.dtype in (torch.float16, torch.bfloat16)):
         return x.add_(y)
