@@ -171,6 +171,7 @@ def test_vvt_s_inference_on_the_whole_tensor_path_at_2048(dtype):
     # under the memory target with a margin for CUDA's allocator and its
     # fp32 LayerNorm outputs under autocast; 1043 / 1094 ops when written
     from analysis_tools.benchmark import autocast
+
     from mmseg_vvt.models.kernels import implementation
     torch.manual_seed(0)
     model = build_benchmark_model('vvt-s')
