@@ -81,9 +81,7 @@ def _key_value_sums(k: Tensor, v: Tensor, wk: Tensor) -> Tensor:
 
 def clamp_kv(kv: Tensor) -> Tensor:
     """Clamp ``KV`` in place, not the key-sum column."""
-    t = kv[..., :kv.shape[-1] - 1]
-    sign = t.sign()
-    t.abs_().clamp_(common.CLAMP_MIN, common.CLAMP_MAX).mul_(sign)
+    common.signed_clamp_(kv[..., :kv.shape[-1] - 1])
     return kv
 
 

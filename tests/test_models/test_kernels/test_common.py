@@ -195,3 +195,15 @@ def test_clamp_grad_rejects_integer_tensors():
     with pytest.raises(TypeError, match='floating dtype'):
         common.clamp_grad(
             torch.ones(3), torch.ones(3, dtype=torch.int64), 0, 1)
+
+
+def test_signed_clamp_in_place_is_signed_clamp_written_over_its_input():
+    # into a slice too (KV's columns beside the key sums), zeros kept
+    t = torch.randn(
+        3, 5, dtype=torch.float64) * 10.0**torch.randint(-7, 7, (3, 5))
+    t[0, 0] = 0.0
+    want = common.signed_clamp(t[:, :4])
+    got = common.signed_clamp_(t[:, :4])
+    assert got.data_ptr() == t.data_ptr()
+    assert torch.equal(t[:, :4], want)
+    assert t[0, 0] == 0.0
