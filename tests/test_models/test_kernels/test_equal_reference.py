@@ -1,9 +1,7 @@
 """Every kernel computes the readable formulation's function."""
 import pytest
 import torch
-from op_helpers import CastShapes
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from op_helpers import CastShapes, LargestOutput
 
 from mmseg_vvt.models import kernels
 from mmseg_vvt.models.backbones.vvt import Mlp
@@ -147,22 +145,6 @@ def test_whole_tensor_attention_bands_equal_the_readable_formulation(
     torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
 
 
-class _LargestOutput(TorchDispatchMode):
-    """The bytes of the largest tensor an op makes inside the block."""
-
-    def __init__(self):
-        super().__init__()
-        self.nbytes = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not func.is_view:
-            for t in tree_flatten(out)[0]:
-                if isinstance(t, torch.Tensor):
-                    self.nbytes = max(self.nbytes, t.nbytes)
-        return out
-
-
 @pytest.mark.parametrize('banded', [False, True])
 def test_whole_tensor_attention_never_makes_the_4d_maps_whole_when_banded(
         banded, monkeypatch):
@@ -175,7 +157,7 @@ def test_whole_tensor_attention_never_makes_the_4d_maps_whole_when_banded(
         monkeypatch.setattr(kernels.whole, 'ATTENTION_BAND_BYTES',
                             _attention_band_bytes(5, B, 2, d, 8))
     x = torch.randn(B, N, 24, dtype=torch.float64)
-    with torch.no_grad(), _LargestOutput() as largest:
+    with torch.no_grad(), LargestOutput() as largest:
         kernels.whole.attention(x, x, (8, 9), (8, 9), attn.kernel_weights())
     qkv_bytes = B * N * 3 * 2 * d * 8
     if banded:
