@@ -107,9 +107,10 @@ class Mlp(BaseModule):
         the training kernel (used when training without dropout; None:
         the module's own parameters)."""
         path = kernels.select(x, self)
-        if path in ('cpu', 'whole'):
-            kernel = getattr(kernels, path).mlp
-            return kernel(x, hw_shape, self.kernel_weights())
+        if path == 'cpu':
+            return kernels.cpu.mlp(x, hw_shape, self.kernel_weights())
+        if path in kernels.WHOLE_PATHS:
+            return kernels.whole.mlp(x, hw_shape, self.kernel_weights())
         if path in kernels.TRAINING_PATHS and self.drop.p == 0:
             return kernels.autograd.mlp(
                 x, hw_shape, self.kernel_weights(), joined=joined_weights)
@@ -203,7 +204,7 @@ class VVTBlock(BaseModule):
                 _norm_weights(self.norm2),
                 self.mlp.kernel_weights(),
                 inplace=inplace)
-        if path == 'whole' and inplace:
+        if path in kernels.WHOLE_PATHS and inplace:
             # x is the caller's own: the residuals add into it
             x = kernels.whole.add_into(x, self.attn(self.norm1(x), hw_shape))
             return kernels.whole.add_into(x, self.mlp(self.norm2(x), hw_shape))

@@ -7,19 +7,19 @@ one of these kernels instead. Kernels are functions of tensors and weight
 bundles (:mod:`.common`); they import nothing from the modules that call
 them. The published numerical constants live in :mod:`.common`.
 :mod:`.triton_attention` needs the optional triton package and is imported
-only when ``implementation('triton')`` runs a training step.
+only when a module runs under ``implementation('triton')``.
 """
 from . import autograd, common, cpu, whole
 from .common import (CLAMP_MAX, CLAMP_MIN, DENOMINATOR_EPS, AttentionWeights,
                      MlpWeights, NormWeights, autocast_off, core_dtype,
                      position_weights, signed_clamp)
-from .dispatch import (IMPLEMENTATIONS, TRAINING_PATHS, current_implementation,
-                       implementation, select)
+from .dispatch import (IMPLEMENTATIONS, TRAINING_PATHS, WHOLE_PATHS,
+                       current_implementation, implementation, select)
 
 __all__ = [
     'autograd', 'common', 'cpu', 'whole', 'CLAMP_MAX', 'CLAMP_MIN',
     'DENOMINATOR_EPS', 'AttentionWeights', 'MlpWeights', 'NormWeights',
     'autocast_off', 'core_dtype', 'position_weights', 'signed_clamp',
-    'IMPLEMENTATIONS', 'TRAINING_PATHS', 'current_implementation',
-    'implementation', 'select'
+    'IMPLEMENTATIONS', 'TRAINING_PATHS', 'WHOLE_PATHS',
+    'current_implementation', 'implementation', 'select'
 ]

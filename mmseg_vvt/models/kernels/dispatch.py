@@ -5,30 +5,34 @@ The modules' ``forward`` methods are the readable formulation of the
 network (docs/architecture.md). Each asks :func:`select` once per call and
 either runs that formulation or hands its tensors to a kernel:
 
-=============  ==========================================================
-``reference``  the module's own readable code. Chosen under
-               ``implementation('reference')``, while tracing (the FLOP
-               counter counts the network's math) and while compiling
-               (inductor fuses the readable ops itself).
-``autograd``   training: gradients needed, or the module in train mode
-               (dropout and stochastic depth). Memory-lean autograd
-               functions (:mod:`.autograd`) where one exists, else the
-               readable code.
-``cpu``        CPU inference in fp32 outside autocast: row bands, token
-               chunks and fused oneDNN ops that keep working sets in
-               cache (:mod:`.cpu`).
-``whole``      inference elsewhere (CUDA, or CPU under autocast): whole-
-               tensor ops, a few large kernels (:mod:`.whole`). On every
-               device under ``implementation('whole')``: what CUDA runs,
-               e.g. to measure its memory on CPU.
-``triton``     training under ``implementation('triton')`` (or with
-               ``MMSEG_VVT_IMPLEMENTATION=triton`` set): ``autograd``
-               with the attention's core in fused Triton kernels
-               (:mod:`.triton_attention`). Opt-in, and Triton optional:
-               on the GPU measured so far it was no clear win over
-               ``autograd`` (docs/benchmark.md, "GPU"); on CPU tensors
-               it runs in Triton's interpreter (``TRITON_INTERPRET=1``).
-=============  ==========================================================
+================  ==========================================================
+``reference``     the module's own readable code. Chosen under
+                  ``implementation('reference')``, while tracing (the FLOP
+                  counter counts the network's math) and while compiling
+                  (inductor fuses the readable ops itself).
+``autograd``      training: gradients needed, or the module in train mode
+                  (dropout and stochastic depth). Memory-lean autograd
+                  functions (:mod:`.autograd`) where one exists, else the
+                  readable code.
+``cpu``           CPU inference in fp32 outside autocast: row bands, token
+                  chunks and fused oneDNN ops that keep working sets in
+                  cache (:mod:`.cpu`).
+``whole``         inference elsewhere (CUDA, or CPU under autocast): whole-
+                  tensor ops, a few large kernels (:mod:`.whole`). On every
+                  device under ``implementation('whole')``: what CUDA runs,
+                  e.g. to measure its memory on CPU.
+``triton``        training under ``implementation('triton')`` (or with
+                  ``MMSEG_VVT_IMPLEMENTATION=triton`` set): ``autograd``
+                  with the attention's core in fused Triton kernels
+                  (:mod:`.triton_attention`). Opt-in, and Triton optional:
+                  on the GPU measured so far it was no clear win over
+                  ``autograd`` (docs/benchmark.md, "GPU"); on CPU tensors
+                  it runs in Triton's interpreter (``TRITON_INTERPRET=1``).
+``whole_triton``  inference under ``implementation('triton')``, on every
+                  device: ``whole``, with the attention's core and gated
+                  clamp in the same Triton kernels (a few launches where
+                  ``whole`` makes some thirty ops).
+================  ==========================================================
 """
 import contextlib
 import os
@@ -40,6 +44,8 @@ from torch import Tensor, nn
 IMPLEMENTATIONS = ('auto', 'reference', 'triton', 'whole')
 # the paths that compute gradients
 TRAINING_PATHS = ('autograd', 'triton')
+# the inference paths of the whole-tensor kernels (kernels.whole)
+WHOLE_PATHS = ('whole', 'whole_triton')
 # the default outside implementation() blocks, e.g. for tools/train.py
 ENV_VAR = 'MMSEG_VVT_IMPLEMENTATION'
 
@@ -64,8 +70,9 @@ _current = _checked(os.environ.get(ENV_VAR) or 'auto', ENV_VAR)
 @contextlib.contextmanager
 def implementation(name: str) -> Iterator[None]:
     """Run VVT modules with ``'auto'`` (dispatched), ``'reference'`` (the
-    readable formulation everywhere), ``'triton'`` (``'auto'``, with
-    training's attention core in Triton kernels) or ``'whole'`` (``'auto'``,
+    readable formulation everywhere), ``'triton'`` (``'auto'``, with the
+    attention's core in Triton kernels, training and inference on every
+    device) or ``'whole'`` (``'auto'``,
     with inference in the whole-tensor kernels on every device) inside the
     ``with`` block. Outside such blocks: ``$MMSEG_VVT_IMPLEMENTATION``, else
     ``'auto'``."""
@@ -95,6 +102,8 @@ def select(x: Tensor, module: nn.Module) -> str:
         return 'reference'
     if module.training or _needs_grad(x, module):
         return 'triton' if _current == 'triton' else 'autograd'
+    if _current == 'triton':
+        return 'whole_triton'
     if (_current != 'whole' and x.device.type == 'cpu'
             and x.dtype == torch.float32
             and not torch.is_autocast_enabled('cpu')):

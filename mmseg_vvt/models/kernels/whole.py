@@ -138,19 +138,27 @@ def gated_output(p: Tensor, x: Tensor, w: AttentionWeights) -> Tensor:
     return m.clamp_(max=common.CLAMP_MAX).mul_(sign)
 
 
-def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
-              w: AttentionWeights) -> Tensor:
+def attention(x: Tensor,
+              src: Tensor,
+              hw: HW,
+              kv_hw: HW,
+              w: AttentionWeights,
+              fused: bool = False) -> Tensor:
     """Vicinity attention of queries ``x`` over keys/values from ``src``.
 
     ``x``: ``B x N x C`` on grid ``hw``; ``src``: ``B x Nk x C`` on grid
     ``kv_hw`` (``x`` itself unless spatially reduced). Returns ``B x N x C``.
+    ``fused``: the core (from the projections to the clamped output) and
+    the gated clamp in the Triton kernels of :mod:`.triton_attention`.
     """
-    h = w.num_heads
-    d = w.q_weight.shape[0] // h
     # under autocast all weights in one cast, not one each (common.joined)
     # and without spatial reduction q, k and v in one GEMM
     one_source = src is x
     ws, bs, w = common.joined_attention(w, x.device.type, one_source)
+    if fused:
+        return _fused_attention(x, src, hw, kv_hw, ws, bs, w)
+    h = w.num_heads
+    d = w.q_weight.shape[0] // h
     # q and k rectified in place, in one op where they share a GEMM
     if one_source:
         qkv = F.linear(x, ws[0], bs[0])
@@ -171,6 +179,28 @@ def attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW,
     p = F.linear(o, w.out_weight, w.out_bias)
     del o
     return gated_output(p, x, w)
+
+
+def _fused_attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW, ws, bs,
+                     w: AttentionWeights) -> Tensor:
+    """:func:`attention` with its core and gated clamp in Triton kernels:
+    a handful of launches instead of some thirty ops, and nothing ``4d``
+    wide in memory (so no bands of tokens)."""
+    # imported here: triton is an optional dependency
+    from .triton_attention import FusedGatedClamp, FusedVicinityCore
+
+    # the kernels rectify q and k as they read them
+    q_in = F.linear(x, ws[0], bs[0])
+    kv_in = None if src is x else F.linear(src, ws[1], bs[1])
+    ct = common.core_dtype(q_in.dtype)
+    wq, wk = common.query_key_weights(hw, kv_hw, x.device, ct)
+    o = FusedVicinityCore.apply(q_in, kv_in, wq, wk, w.num_heads)
+    del q_in, kv_in
+    p = F.linear(o, w.out_weight, w.out_bias)
+    del o
+    # p and the gate come out of GEMMs of one dtype (autocast's, or the
+    # weights'), so the kernel's output in p's dtype is the readable one's
+    return FusedGatedClamp.apply(p, common.channel_gate(x, w))
 
 
 def add_into(x: Tensor, y: Tensor) -> Tensor:

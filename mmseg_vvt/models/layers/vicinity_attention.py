@@ -119,9 +119,17 @@ class VicinityAttention(BaseModule):
                              f'{N} tokens of x')
         src, kv_hw = self.keys_values_source(x, hw_shape)
         path = kernels.select(x, self)
-        if path in ('cpu', 'whole'):
-            kernel = getattr(kernels, path).attention
-            return kernel(x, src, hw_shape, kv_hw, self.kernel_weights())
+        if path == 'cpu':
+            return kernels.cpu.attention(x, src, hw_shape, kv_hw,
+                                         self.kernel_weights())
+        if path in kernels.WHOLE_PATHS:
+            return kernels.whole.attention(
+                x,
+                src,
+                hw_shape,
+                kv_hw,
+                self.kernel_weights(),
+                fused=path == 'whole_triton')
         if path in kernels.TRAINING_PATHS:
             return kernels.autograd.attention(
                 x,

@@ -1,4 +1,7 @@
-"""Every kernel computes the readable formulation's function."""
+"""Every kernel computes the readable formulation's function (the Triton
+kernels in Triton's interpreter: tests/conftest.py)."""
+import functools
+
 import pytest
 import torch
 from op_helpers import CastShapes, LargestOutput
@@ -19,10 +22,18 @@ def _attention(heads, sr_ratio, seed=0):
 
 
 CASES = [(1, 1, (7, 9)), (3, 1, (6, 5)), (2, 2, (8, 10)), (2, 3, (7, 7))]
+# the attention's inference and training kernels, by dispatch path
+ATTENTION_PATHS = ['cpu', 'whole', 'whole_triton', 'autograd']
+
+
+def _attention_kernel(path):
+    if path == 'whole_triton':
+        return functools.partial(kernels.whole.attention, fused=True)
+    return getattr(kernels, path).attention
 
 
 @pytest.mark.parametrize('heads,sr_ratio,hw', CASES)
-@pytest.mark.parametrize('path', ['cpu', 'whole', 'autograd'])
+@pytest.mark.parametrize('path', ATTENTION_PATHS)
 def test_attention_kernels_equal_the_readable_formulation(
         path, heads, sr_ratio, hw, monkeypatch):
     # float64 and the published clamp bounds: agreement to rounding
@@ -33,13 +44,13 @@ def test_attention_kernels_equal_the_readable_formulation(
         with implementation('reference'):
             want = attn(x, hw)
         src, kv_hw = attn.keys_values_source(x, hw)
-        kernel = getattr(kernels, path).attention
+        kernel = _attention_kernel(path)
         got = kernel(x, src, hw, kv_hw, attn.kernel_weights())
     torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
 
 
 @pytest.mark.parametrize('scale', [1e6, 1e-7])
-@pytest.mark.parametrize('path', ['cpu', 'whole', 'autograd'])
+@pytest.mark.parametrize('path', ATTENTION_PATHS)
 def test_kernels_clamp_where_the_readable_formulation_does(path, scale):
     # large out_proj outputs are cut at 1e4; tiny ones are lifted to 1e-4
     # before the gate (1 + g in (1, 2)) scales them: the published numerics
@@ -51,7 +62,7 @@ def test_kernels_clamp_where_the_readable_formulation_does(path, scale):
     with torch.no_grad():
         with implementation('reference'):
             want = attn(x, (6, 7))
-        kernel = getattr(kernels, path).attention
+        kernel = _attention_kernel(path)
         got = kernel(x, x, (6, 7), (6, 7), attn.kernel_weights())
     if scale > 1:
         assert (want.abs() == kernels.CLAMP_MAX).float().mean() > 0.5
@@ -188,3 +199,23 @@ def test_whole_tensor_bands_under_autocast(name, cuda_like, monkeypatch):
     for got in (whole, banded):
         assert got.dtype == want.dtype
         torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize('cuda_like', [False, True])
+@pytest.mark.parametrize('sr_ratio', [1, 2])
+def test_triton_inference_under_autocast(sr_ratio, cuda_like):
+    # as above: the readable module's dtype and values, the core and the
+    # gated clamp in the Triton kernels
+    torch.manual_seed(0)
+    attn = VicinityAttention(16, 2, sr_ratio=sr_ratio).eval()
+    x = torch.randn(1, 8 * 8, 16)
+    if not cuda_like:
+        x = x.bfloat16()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        with implementation('reference'):
+            want = attn(x, (8, 8))
+        with implementation('triton'):
+            assert kernels.select(x, attn) == 'whole_triton'
+            got = attn(x, (8, 8))
+    assert got.dtype == want.dtype
+    torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-2)
