@@ -106,6 +106,12 @@ def parse_args(argv=None):
         '(proxies[_forward][_cuda][_{dtype}].* otherwise) to --out-dir')
     p.add_argument('--proxy-resolution', type=int, default=256)
     p.add_argument(
+        '--skip-triton-interpreter',
+        action='store_true',
+        help='with --proxies on CPU: count the Triton kernels\' ops and '
+        'outputs without running them in Triton\'s interpreter (the same '
+        'counts; an interpreted VVT-S forward at 2048x2048 takes an hour)')
+    p.add_argument(
         '--repeats',
         type=int,
         help='timed repeats per model (interleaved; default 3, '
@@ -193,6 +199,9 @@ def parse_args(argv=None):
                     f'{sorted(BENCHMARK_MODELS)}')
     if args.batch_size < 1:
         p.error(f'--batch-size must be >= 1, got {args.batch_size}')
+    if args.skip_triton_interpreter and not (args.proxies
+                                             and args.device == 'cpu'):
+        p.error('--skip-triton-interpreter counts --proxies on CPU only')
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available():
@@ -209,7 +218,8 @@ def proxies_main(args):
         threads=args.threads,
         dtype=args.dtype,
         device=args.device,
-        mode=args.mode)
+        mode=args.mode,
+        skip_triton_interpreter=args.skip_triton_interpreter)
     md = render_proxies(data, peer=args.peer)
     print(md)
     os.makedirs(args.out_dir, exist_ok=True)

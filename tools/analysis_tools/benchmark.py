@@ -365,7 +365,11 @@ def _worker_call(cmd: str) -> Dict[str, Any]:
             count = (
                 inference_proxies
                 if spec['mode'] == 'forward' else training_step_proxies)
-            with formulation(spec['model']):
+            skipped = contextlib.nullcontext()
+            if spec.get('skip_triton_interpreter'):
+                from .proxies import triton_interpreter_skipped
+                skipped = triton_interpreter_skipped()
+            with formulation(spec['model']), skipped:
                 result = count(
                     _W['model'],
                     _W['x'],
@@ -541,7 +545,8 @@ def _worker_spec(name,
                  mem_limit_gb,
                  device='cpu',
                  dtype='fp32',
-                 compile=False) -> Dict[str, Any]:
+                 compile=False,
+                 skip_triton_interpreter=False) -> Dict[str, Any]:
     """What a worker process measures (see :func:`_worker_call`)."""
     return dict(
         model=name,
@@ -552,6 +557,7 @@ def _worker_spec(name,
         device=device,
         dtype=dtype,
         compile=compile,
+        skip_triton_interpreter=skip_triton_interpreter,
         mem_limit_bytes=int(mem_limit_gb * 2**30) if mem_limit_gb else None)
 
 
@@ -1103,13 +1109,17 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
                 progress: Callable[[str], None] = _stderr_progress,
                 dtype: str = 'fp32',
                 device: str = 'cpu',
-                mode: str = 'train') -> Dict[str, Any]:
+                mode: str = 'train',
+                skip_triton_interpreter: bool = False) -> Dict[str, Any]:
     """Ops dispatched and bytes saved for backward in one training step
     (forward + backward, no optimizer step; fp32 or under autocast to
     ``dtype``, on ``device``: on CUDA, CUDA autocast's own casts; see
     :mod:`.proxies`) of each model, each in a fresh worker process; with
     ``mode='forward'``, ops dispatched and peak live bytes of one eval
-    forward under no_grad instead. Returns ``dict(meta=..., results=[...])``.
+    forward under no_grad instead. ``skip_triton_interpreter``: on CPU,
+    Triton kernels are counted without being run
+    (:func:`~.proxies.triton_interpreter_skipped`). Returns
+    ``dict(meta=..., results=[...])``.
     """
     models = check_model_names(list(models))
     if dtype not in DTYPES:
@@ -1120,6 +1130,10 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
                          f'{device!r}')
     if mode not in MODES:
         raise ValueError(f'mode must be one of {list(MODES)}, got {mode!r}')
+    if skip_triton_interpreter and device != 'cpu':
+        raise ValueError('skip_triton_interpreter is for CPU tensors '
+                         "(Triton's interpreter); got device "
+                         f'{device!r}')
     meta = machine_meta(device)
     meta.update(
         resolution=resolution,
@@ -1128,6 +1142,7 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
         mode=mode,
         step=('eval forward under no_grad' if mode == 'forward' else
               'forward + backward (no optimizer step)'),
+        triton_kernels_run=not skip_triton_interpreter,
         command=' '.join(sys.argv))
     results = []
     for name in models:
@@ -1140,7 +1155,8 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
                 threads,
                 None,
                 device=device,
-                dtype=dtype), 'proxies')
+                dtype=dtype,
+                skip_triton_interpreter=skip_triton_interpreter), 'proxies')
         rec = dict(
             model=name,
             label=BENCHMARK_MODELS[name]['label'],
@@ -1222,6 +1238,10 @@ def render_proxies(data: Dict[str, Any],
             ]
         table.add_row(row)
     res = meta['resolution']
+    skipped = [] if meta.get('triton_kernels_run', True) else [
+        '- Triton kernels counted, not run (`--skip-triton-interpreter`: '
+        'their outputs allocated, left unset; the counts are the same)'
+    ]
     return '\n'.join([
         '# Device-independent proxies of GPU cost', '',
         f'- {meta["date_utc"]}, commit `{meta.get("git_commit")}`, torch '
@@ -1229,6 +1249,6 @@ def render_proxies(data: Dict[str, Any],
         f'{meta["batch_size"]}, {_precision(meta.get("dtype", "fp32"))}',
         f'- {device_label(meta)}',
         '- ops: ATen ops dispatched (views and `detach` not counted); ' +
-        mem[3], '',
+        mem[3], *skipped, '',
         table.get_string(), ''
     ])

@@ -35,7 +35,7 @@ from torch.utils._pytree import tree_flatten
 
 __all__ = [
     'OpCounter', 'PeakLiveBytes', 'SavedTensorBytes', 'inference_proxies',
-    'training_step_proxies'
+    'training_step_proxies', 'triton_interpreter_skipped'
 ]
 
 
@@ -196,6 +196,29 @@ def inference_proxies(model: torch.nn.Module,
         ops=ops.total,
         ops_by_name=dict(ops.counts.most_common()),
         peak_bytes=mem.peak)
+
+
+@contextlib.contextmanager
+def triton_interpreter_skipped():
+    """Inside the block, Triton kernels on CPU tensors are not run: each
+    launch returns at once, its output tensors (allocated by the op around
+    it) left unset.
+
+    The proxies count the ops dispatched and the tensors they make, not
+    their values, and the model's shapes and control flow do not depend on
+    values: the ops are the interpreted run's (checked in the tests),
+    without Triton's interpreter, which runs a program at a time in Python
+    (an hour for VVT-S at 2048x2048). The live bytes are what a GPU would
+    hold: the interpreter keeps its kernels' arguments in reference cycles,
+    so under it their memory lives until the garbage collector runs (more
+    at the peak). Needs ``TRITON_INTERPRET=1``.
+    """
+    from unittest import mock
+
+    from triton.runtime.interpreter import InterpretedFunction
+    with mock.patch.object(InterpretedFunction, 'run',
+                           lambda self, *args, **kwargs: None):
+        yield
 
 
 def _mean_of_outputs(out):

@@ -225,6 +225,72 @@ def test_proxies_under_autocast_count_the_casts():
     assert not torch.is_autocast_enabled('cpu')
 
 
+@pytest.mark.parametrize('mode', ['forward', 'train'])
+def test_triton_kernels_are_counted_without_the_interpreter(mode):
+    # the interpreted run's ops; its live bytes no more (the interpreter
+    # keeps its kernels' arguments in reference cycles until the garbage
+    # collector runs), its saved bytes the same
+    from analysis_tools.proxies import triton_interpreter_skipped
+
+    from mmseg_vvt.models.kernels import implementation
+    torch.manual_seed(0)
+    model = build_benchmark_model('vvt-test')
+    x = torch.randn(2, 3, 64, 64)
+    count = inference_proxies if mode == 'forward' else training_step_proxies
+    with implementation('triton'):
+        run = count(model, x)
+        with triton_interpreter_skipped():
+            skipped = count(model, x)
+    assert skipped['ops_by_name'] == run['ops_by_name']
+    from mmseg_vvt.models.layers import VicinityAttention
+    blocks = sum(isinstance(m, VicinityAttention) for m in model.modules())
+    assert skipped['ops_by_name'][
+        'mmseg_vvt.vicinity_queries.default'] == blocks
+    if mode == 'forward':
+        assert 0 < skipped['peak_bytes'] <= run['peak_bytes']
+    else:
+        assert skipped['saved_bytes'] == run['saved_bytes']
+
+
+def test_skipped_triton_kernels_do_not_run(monkeypatch):
+    from analysis_tools.proxies import triton_interpreter_skipped
+    from triton.runtime import interpreter
+
+    from mmseg_vvt.models.kernels import common
+    from mmseg_vvt.models.kernels import triton_attention as ta
+
+    def ran(*args, **kwargs):
+        raise AssertionError('a skipped kernel ran')
+
+    monkeypatch.setattr(interpreter.GridExecutor, '__call__', ran)
+    q = torch.randn(1, 16, 8)
+    kvs = torch.randn(1, 4, 8, 9)
+    w = common.position_weights(4, 4)
+    with triton_interpreter_skipped():
+        o, r = ta.queries(q, w, kvs, 1)
+    assert o.shape == (1, 16, 8) and r.shape == (1, 16)
+    with pytest.raises(AssertionError, match='a skipped kernel ran'):
+        ta.queries(q, w, kvs, 1)  # the patch ends with the block
+
+
+def test_skipped_triton_interpreter_is_said_in_the_report():
+    from analysis_tools.benchmark import render_proxies, run_proxies
+    data = run_proxies(['vvt-test-triton'],
+                       resolution=64,
+                       batch_size=1,
+                       mode='forward',
+                       skip_triton_interpreter=True,
+                       progress=lambda msg: None)
+    (r, ) = data['results']
+    assert r['errors'] == [] and r['ops'] > 0
+    assert data['meta']['triton_kernels_run'] is False
+    assert '- Triton kernels counted, not run' in render_proxies(data)
+    with pytest.raises(ValueError, match='skip_triton_interpreter is for CPU'):
+        run_proxies(['vvt-test-triton'],
+                    device='cuda',
+                    skip_triton_interpreter=True)
+
+
 def _proxies_cli(tmp_path, *args):
     """``benchmark_scaling.py --proxies`` on the tiny VVT at 64x64: its
     output and the one result of the JSON named ``stem``."""
