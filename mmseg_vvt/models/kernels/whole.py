@@ -231,18 +231,26 @@ def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
     rows = max(1, MLP_BAND_BYTES // row_bytes)
     if rows >= H:
         return _mlp_rows(x, hw, w, 0, H)
-    out = None
+    # fc2's output dtype: its weights' (cast under autocast), not x's
+    out = x.new_empty(B, H, W, w.fc2_weight.shape[0], dtype=w.fc2_weight.dtype)
     for r0 in range(0, H, rows):
         r1 = min(r0 + rows, H)
-        band = _mlp_rows(x, hw, w, r0, r1)
-        if out is None:  # fc2's output dtype (under autocast, not x's)
-            out = band.new_empty(B, H, W, band.shape[-1])
-        out[:, r0:r1] = band.view(B, r1 - r0, W, -1)
+        if B == 1:  # the band's rows are one block of out: fc2 writes there
+            _mlp_rows(x, hw, w, r0, r1, out[0, r0:r1].view(-1, out.shape[-1]))
+        else:
+            out[:, r0:r1] = _mlp_rows(x, hw, w, r0, r1).view(B, r1 - r0, W, -1)
     return out.view(B, N, -1)
 
 
-def _mlp_rows(x: Tensor, hw: HW, w: MlpWeights, r0: int, r1: int) -> Tensor:
-    """The MLP's output rows ``[r0, r1)``: ``B x (r1 - r0) W x C_out``."""
+def _mlp_rows(x: Tensor,
+              hw: HW,
+              w: MlpWeights,
+              r0: int,
+              r1: int,
+              out: Tensor = None) -> Tensor:
+    """The MLP's output rows ``[r0, r1)``: ``B x (r1 - r0) W x C_out``;
+    with ``out`` (``B (r1 - r0) W x C_out``, batch 1 only), written there
+    (one copy fewer)."""
     B, _, C = x.shape
     H, W = hw
     lo, hi = max(r0 - 1, 0), min(r1 + 1, H)
@@ -256,5 +264,8 @@ def _mlp_rows(x: Tensor, hw: HW, w: MlpWeights, r0: int, r1: int) -> Tensor:
         groups=t.shape[-1])[:, :, r0 - lo:r1 - lo]
     del t  # two hidden maps alive at a time, not three (inference only)
     a = torch.ops.aten.gelu_(c)  # nothing else reads the conv's output
+    if out is not None:
+        a = a.permute(0, 2, 3, 1).reshape(out.shape[0], -1)
+        return torch.addmm(w.fc2_bias, a, w.fc2_weight.t(), out=out)
     return F.linear(a.permute(0, 2, 3, 1), w.fc2_weight,
                     w.fc2_bias).reshape(B, (r1 - r0) * W, -1)

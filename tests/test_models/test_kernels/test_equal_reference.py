@@ -87,14 +87,16 @@ def test_mlp_kernels_equal_the_readable_formulation(band_tokens, monkeypatch):
     torch.testing.assert_close(got_ag, want, atol=1e-10, rtol=1e-9)
 
 
+@pytest.mark.parametrize('batch', [1, 2])
 @pytest.mark.parametrize('band_rows', [1, 4, 9, 100])
 def test_whole_tensor_mlp_bands_equal_the_readable_formulation(
-        band_rows, monkeypatch):
-    # bands of 1 row, uneven bands (9 rows in 4s), one band, no banding
+        band_rows, batch, monkeypatch):
+    # bands of 1 row, uneven bands (9 rows in 4s), one band, no banding; at
+    # batch 1 fc2 writes each band into the output (out=)
     torch.manual_seed(0)
     mlp = Mlp(16, 48).double().eval()
-    x = torch.randn(2, 9 * 11, 16, dtype=torch.float64)
-    row_bytes = 2 * 11 * 48 * 8
+    x = torch.randn(batch, 9 * 11, 16, dtype=torch.float64)
+    row_bytes = batch * 11 * 48 * 8
     monkeypatch.setattr(kernels.whole, 'MLP_BAND_BYTES', band_rows * row_bytes)
     with torch.no_grad():
         with implementation('reference'):
