@@ -58,8 +58,8 @@ cat "$DEST/environment.json"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv \
     >> "$log" 2>&1
 
-BENCH=("$PY" tools/benchmark_scaling.py --device cuda --no-flops
-       --out-dir "$DEST")
+BENCH_ANY=("$PY" tools/benchmark_scaling.py --device cuda --no-flops)
+BENCH=("${BENCH_ANY[@]}" --out-dir "$DEST")
 ALL=(--models vvt-s vvt-t vvt-s-reference swin-t mit-b2)
 PAIR=(--models vvt-s swin-t)
 # training also with the attention core in Triton kernels (opt-in so far)
@@ -69,6 +69,12 @@ TRAIN=(--models vvt-s vvt-s-triton swin-t)
 step 150 'kernel tests on CUDA' env MMSEG_VVT_TEST_DEVICE=cuda \
     "$PY" -m pytest -q -m 'on_device and not slow' \
     tests/test_models/test_kernels --junitxml "$DEST/tests_cuda.xml"
+# inference with the Triton kernels (since 76f5791) beside the default
+# whole-tensor kernels and Swin-T: batch 1, where launches bound the time
+FWD=("${BENCH_ANY[@]}" --models vvt-s vvt-s-triton swin-t --resolutions 512
+     2048 --repeats 10 --warmup 3 --out-dir "$DEST/forward_triton")
+step 90 'forward fp32 512/2048, Triton inference' "${FWD[@]}"
+step 90 'forward fp16 512/2048, Triton inference' "${FWD[@]}" --dtype fp16
 # training steps, batch 8, median of 10 after 3 warm-ups
 # (the Triton kernels compile on their first call: up to a minute more)
 step 120 'train fp32 512 batch 8' "${BENCH[@]}" "${TRAIN[@]}" --mode train \
@@ -120,7 +126,8 @@ step 90 'train fp32 512 batch 8 compiled' "${BENCH[@]}" "${PAIR[@]}" \
 # (a missing table is a failed step, reported above; only the summary's
 # own Python failing fails this part)
 {
-    cat "$DEST"/scaling_*.md 2>/dev/null || true
+    cat "$DEST"/forward_triton/scaling_*.md "$DEST"/scaling_*.md \
+        2>/dev/null || true
     "$PY" - "$DEST" <<'PY' || status=1
 import glob, json, os, sys
 rows = []

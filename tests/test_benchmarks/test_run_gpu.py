@@ -68,15 +68,16 @@ def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
     _check_cuda_test_selection(tests[0][2:])
     calls = [c for c in calls if c not in tests]
     tools = [c[0] for c in calls]
-    # 4 backbone tables, 2 compiled, the op count; 5 segmentor rows
-    assert tools.count('tools/benchmark_scaling.py') == 7, calls
+    # 6 backbone tables (2 of them inference with the Triton kernels), 2
+    # compiled, the op count; 5 segmentor rows
+    assert tools.count('tools/benchmark_scaling.py') == 9, calls
     assert tools.count('tools/throughput.py') == 5, calls
     # the AMP training step profiled, op by op
     assert tools.count('tools/profile_step.py') == 1, calls
-    # the Triton attention is measured in the eager training rows, the
-    # profile and the op count
+    # the Triton attention is measured in the eager training and inference
+    # rows, the profile and the op count
     triton = [c for c in calls if 'vvt-s-triton' in c]
-    assert len(triton) == 5 and all('--compile' not in c
+    assert len(triton) == 7 and all('--compile' not in c
                                     for c in triton), triton
     assert all(c[c.index('--device') + 1] == 'cuda' for c in calls), calls
     # the AMP step's ops counted on the GPU, CUDA autocast's casts included
@@ -85,7 +86,8 @@ def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
     # results land in $OUT, not in the repository
     for c in calls:
         if '--out-dir' in c:
-            assert c[c.index('--out-dir') + 1] == str(out)
+            assert c[c.index('--out-dir') + 1] in (str(out),
+                                                   str(out / 'forward_triton'))
         if '--out' in c:
             assert c[c.index('--out') + 1].startswith(str(out))
     env_json = json.loads((out / 'environment.json').read_text())
@@ -116,7 +118,8 @@ def _check_cuda_test_selection(argv):
                  'test_attention_gradients_equal_the_readable_formulation',
                  'test_block_training_path_equals_the_readable_block',
                  'test_block_with_stochastic_depth_under_autocast',
-                 'test_backbone_training_under_autocast['):
+                 'test_backbone_training_under_autocast[',
+                 'test_attention_inference_with_triton_on_the_device['):
         assert any(name in i for i in ids), (name, ids)
     # neither the slow tests nor those that need no device
     assert not any('at_512' in i or 'compiles_for_a_cuda_gpu' in i

@@ -13,7 +13,9 @@ few large bands of rows at a time (:func:`mlp`), so peak memory stops
 growing with it while each band is still a handful of large kernels. The
 attention's position-modulated keys and queries (``4d`` wide, in float32)
 come next; above :data:`ATTENTION_BAND_BYTES` they are made a few bands of
-tokens at a time (:func:`key_value_sums`, :func:`attend`).
+tokens at a time (:func:`key_value_sums`, :func:`attend`). Under
+``implementation('triton')`` (``fused``) the attention's core and gated
+clamp run in the Triton kernels instead, which make nothing ``4d`` wide.
 
 Under autocast the projections run in the autocast dtype while the token
 sums run in float32 (:func:`~.common.core_dtype`), and each module's weights
@@ -184,8 +186,8 @@ def attention(x: Tensor,
 def _fused_attention(x: Tensor, src: Tensor, hw: HW, kv_hw: HW, ws, bs,
                      w: AttentionWeights) -> Tensor:
     """:func:`attention` with its core and gated clamp in Triton kernels:
-    a handful of launches instead of some thirty ops, and nothing ``4d``
-    wide in memory (so no bands of tokens)."""
+    four launches instead of some 25 ops, and nothing ``4d`` wide in
+    memory (so no bands of tokens)."""
     # imported here: triton is an optional dependency
     from .triton_attention import FusedGatedClamp, FusedVicinityCore
 

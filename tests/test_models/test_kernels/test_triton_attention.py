@@ -242,6 +242,25 @@ def test_triton_runs_inference_in_the_same_kernels():
         assert kernels.select(x, attn.train()) == 'triton'
 
 
+@pytest.mark.parametrize('amp', [False, True])
+def test_attention_inference_with_triton_on_the_device(device, amp):
+    # the kernels compiled on a GPU (MMSEG_VVT_TEST_DEVICE=cuda), fp32 or
+    # under bf16 autocast with fp32 tokens (CUDA's LayerNorm output): the
+    # readable module's dtype and values
+    torch.manual_seed(0)
+    attn = VicinityAttention(32, 2).to(device).eval()
+    x = torch.randn(1, 16 * 12, 32, device=device)
+    amp_ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    with torch.no_grad(), amp_ctx:
+        with implementation('reference'):
+            want = attn(x, (16, 12))
+        with implementation('triton'):
+            got = attn(x, (16, 12))
+    assert got.dtype == want.dtype == (torch.bfloat16 if amp else x.dtype)
+    tol = dict(atol=1e-2, rtol=1e-2) if amp else dict(atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got, want, **tol)
+
+
 def test_backbone_inference_with_triton_equals_the_readable_formulation():
     # float64: every stage's output to rounding, spatial reduction included
     from mmseg_vvt.models.backbones import VVT
