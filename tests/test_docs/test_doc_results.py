@@ -175,7 +175,7 @@ def _expected_gpu_table():
         rows.append([
             f'backbone forward 2048², batch 1, {dtype}',
             f'{vvt["latency_ms"]:.0f} ms, {vvt["mem_extra_mb"]:.0f} MB extra',
-            '(training only)',
+            '(not measured)',  # inference with them since 76f5791
             f'{swin["latency_ms"]:.0f} ms, {swin["mem_extra_mb"]:.0f} MB',
             f'{swin["latency_ms"] / vvt["latency_ms"]:.2f}x, '
             f'{vvt["mem_extra_mb"] / swin["mem_extra_mb"]:.2f}x'
