@@ -461,3 +461,31 @@ def test_every_kernel_compiles_for_a_cuda_gpu_without_spills():
         assert shared <= 48 * 1024, (name, dtype, D, shared)
         # no register spills (stack frame in local memory)
         assert stack == 0, (name, dtype, D, stack)
+
+
+@pytest.mark.parametrize('mode', ['whole', 'slide'])
+def test_segmentor_inference_with_triton(mode):
+    # what MMSEG_VVT_IMPLEMENTATION=triton tools/test.py runs: mmseg's
+    # EncoderDecoder (whole image, or sliding windows) over the backbone,
+    # its logits those of the readable formulation
+    from mmengine.config import ConfigDict
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import mmseg_vvt  # noqa: F401
+    from mmseg_vvt.testing import tiny_segmentor
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    cfg = ConfigDict(tiny_segmentor(num_classes=3, data_preprocessor=False))
+    if mode == 'slide':
+        cfg.test_cfg = dict(mode='slide', crop_size=(32, 32), stride=(24, 24))
+    model = MODELS.build(cfg).eval()
+    x = torch.randn(1, 3, 48, 64)
+    meta = [dict(img_shape=(48, 64), ori_shape=(48, 64), pad_shape=(48, 64))]
+    with torch.no_grad():
+        with implementation('reference'):
+            want = model.inference(x, meta)
+        with implementation('triton'), OpCounter() as count:
+            got = model.inference(x, meta)
+    assert count.counts['mmseg_vvt.vicinity_queries.default'] > 0
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
