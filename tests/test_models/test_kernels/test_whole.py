@@ -81,3 +81,25 @@ def test_block_inference_ops():
     # the products' operands take layout copies, 51)
     assert whole <= 45, whole
     assert plain > 1.3 * whole, (whole, plain)
+
+
+@pytest.mark.parametrize('batch', [1, 2])
+@pytest.mark.parametrize('amp', [False, True])
+def test_mlp_bands_on_the_device(device, amp, batch, monkeypatch):
+    # on a GPU (MMSEG_VVT_TEST_DEVICE=cuda) too: bands of rows, at batch 1
+    # written by fc2's GEMM into the output (out=), fp32 or under bf16
+    # autocast with fp32 tokens (CUDA's LayerNorm output)
+    from mmseg_vvt.models.backbones.vvt import Mlp
+    from mmseg_vvt.models.kernels import implementation
+    torch.manual_seed(0)
+    mlp = Mlp(16, 48).to(device).eval()
+    x = torch.randn(batch, 9 * 11, 16, device=device)
+    monkeypatch.setattr(whole, 'MLP_BAND_BYTES', 4 * batch * 11 * 48 * 4)
+    amp_ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    with torch.no_grad(), amp_ctx:
+        with implementation('reference'):
+            want = mlp(x, (9, 11))
+        got = whole.mlp(x, (9, 11), mlp.kernel_weights())
+    assert got.dtype == want.dtype == (torch.bfloat16 if amp else x.dtype)
+    tol = dict(atol=1e-2, rtol=1e-2) if amp else dict(atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got, want, **tol)
