@@ -31,3 +31,22 @@ class LargestOutput(TorchDispatchMode):
                 if isinstance(t, torch.Tensor):
                     self.nbytes = max(self.nbytes, t.nbytes)
         return out
+
+
+def block_inference_ops(impl: str) -> int:
+    """ATen ops (:class:`OpCounter`'s count) of one inference forward of a
+    small ``VVTBlock`` at batch 1, the launch-bound case on a GPU, under
+    ``implementation(impl)``, its position factors already built."""
+    from analysis_tools.proxies import OpCounter
+
+    from mmseg_vvt.models.backbones.vvt import VVTBlock
+    from mmseg_vvt.models.kernels import implementation
+    torch.manual_seed(0)
+    block = VVTBlock(64, 2, 4, 2, 1).eval()
+    x = torch.randn(1, 8 * 8, 64)
+    with torch.no_grad(), implementation(impl):
+        block(x.clone(), (8, 8), True)  # builds the position factors
+        x = x.clone()
+        with OpCounter() as count:
+            block(x, (8, 8), True)
+    return count.total

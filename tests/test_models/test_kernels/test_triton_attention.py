@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 from analysis_tools.proxies import OpCounter
+from op_helpers import block_inference_ops
 
 from mmseg_vvt.models import kernels
 from mmseg_vvt.models.backbones.vvt import VVTBlock
@@ -279,23 +280,11 @@ def test_backbone_inference_with_triton_equals_the_readable_formulation():
         torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-9)
 
 
-def _block_inference_ops(impl):
-    torch.manual_seed(0)
-    block = VVTBlock(64, 2, 4, 2, 1).eval()
-    x = torch.randn(1, 8 * 8, 64)  # batch 1: the launch-bound case
-    with torch.no_grad(), implementation(impl):
-        block(x.clone(), (8, 8), True)  # builds the position factors
-        x = x.clone()
-        with OpCounter() as count:
-            block(x, (8, 8), True)
-    return count.total
-
-
 def test_block_inference_in_fewer_ops_with_triton():
     # the whole path's attention core and gated clamp (some 25 ops) become
     # three custom ops and the token sums' reduction. Measured: 20 and 45
-    fused, whole = _block_inference_ops('triton'), _block_inference_ops(
-        'whole')
+    fused = block_inference_ops('triton')
+    whole = block_inference_ops('whole')
     assert fused <= 20, fused
     assert fused <= whole - 20, (fused, whole)
 

@@ -59,23 +59,9 @@ def test_gated_output_is_the_published_clamps_and_gate(p_dtype):
 def test_block_inference_ops():
     # on a GPU each op is a launch, and batch-1 inference is launch-bound;
     # the readable block, for scale
-    from analysis_tools.proxies import OpCounter
-
-    from mmseg_vvt.models.backbones.vvt import VVTBlock
-    from mmseg_vvt.models.kernels import implementation
-
-    def ops(impl):
-        torch.manual_seed(0)
-        block = VVTBlock(64, 2, 4, 2, 1).eval()
-        x = torch.randn(1, 8 * 8, 64)  # batch 1: the launch-bound case
-        with torch.no_grad(), implementation(impl):
-            block(x.clone(), (8, 8), True)  # builds the position factors
-            x = x.clone()
-            with OpCounter() as count:
-                block(x, (8, 8), True)
-        return count.total
-
-    whole, plain = ops('whole'), ops('reference')
+    from op_helpers import block_inference_ops
+    whole = block_inference_ops('whole')
+    plain = block_inference_ops('reference')
     # measured: 45 (48 before q and k's ReLUs ran as one in place, KV's
     # clamp in place without a cat, and the gate as an addcmul; at batch 2
     # the products' operands take layout copies, 51)
