@@ -110,7 +110,8 @@ def parse_args(argv=None):
         action='store_true',
         help='with --proxies on CPU: count the Triton kernels\' ops and '
         'outputs without running them in Triton\'s interpreter (the same '
-        'counts; an interpreted VVT-S forward at 2048x2048 takes an hour)')
+        'ops; an interpreted VVT-S forward at 2048x2048 takes over an '
+        'hour)')
     p.add_argument(
         '--repeats',
         type=int,

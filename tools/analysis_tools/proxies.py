@@ -208,7 +208,7 @@ def triton_interpreter_skipped():
     their values, and the model's shapes and control flow do not depend on
     values: the ops are the interpreted run's (checked in the tests),
     without Triton's interpreter, which runs a program at a time in Python
-    (an hour for VVT-S at 2048x2048). The live bytes are what a GPU would
+    (over an hour for VVT-S at 2048x2048). The live bytes are what a GPU would
     hold: the interpreter keeps its kernels' arguments in reference cycles,
     so under it their memory lives until the garbage collector runs (more
     at the peak). Needs ``TRITON_INTERPRET=1``.

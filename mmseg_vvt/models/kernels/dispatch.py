@@ -30,8 +30,8 @@ either runs that formulation or hands its tensors to a kernel:
                   it runs in Triton's interpreter (``TRITON_INTERPRET=1``).
 ``whole_triton``  inference under ``implementation('triton')``, on every
                   device: ``whole``, with the attention's core and gated
-                  clamp in the same Triton kernels (a few launches where
-                  ``whole`` makes some thirty ops).
+                  clamp in the same Triton kernels (four launches where
+                  ``whole`` makes some 25 ops).
 ================  ==========================================================
 """
 import contextlib
