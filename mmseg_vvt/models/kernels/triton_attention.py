@@ -377,7 +377,9 @@ def _check_device(*tensors: Tensor) -> None:
         raise RuntimeError(
             'the Triton vicinity attention got CPU tensors; it runs on CUDA, '
             'or on CPU in Triton\'s interpreter: set TRITON_INTERPRET=1 '
-            'before mmseg_vvt.models.kernels.triton_attention is imported')
+            'before mmseg_vvt.models.kernels.triton_attention is imported '
+            '(slow: for tests), or leave implementation(\'triton\') / '
+            'MMSEG_VVT_IMPLEMENTATION=triton unset to run the CPU kernels')
 
 
 def _op(schema: str):

@@ -343,6 +343,23 @@ def test_cpu_tensors_without_the_interpreter_get_a_clear_error():
         TRITON_INTERPRET='0')
     assert proc.returncode != 0
     assert 'set TRITON_INTERPRET=1' in proc.stderr, proc.stderr[-2000:]
+    assert 'MMSEG_VVT_IMPLEMENTATION=triton unset' in proc.stderr
+
+
+def test_cpu_inference_under_triton_without_the_interpreter_says_so():
+    # a user who keeps MMSEG_VVT_IMPLEMENTATION=triton (GPU training) and
+    # runs inference on CPU is told how to get the CPU kernels
+    proc = _python(
+        'import torch\n'
+        'from mmseg_vvt.models.layers import VicinityAttention\n'
+        'attn = VicinityAttention(8, 2).eval()\n'
+        'with torch.no_grad():\n'
+        '    attn(torch.randn(1, 16, 8), (4, 4))\n',
+        TRITON_INTERPRET='0',
+        MMSEG_VVT_IMPLEMENTATION='triton')
+    assert proc.returncode != 0
+    assert 'MMSEG_VVT_IMPLEMENTATION=triton unset to run the CPU kernels' in (
+        proc.stderr), proc.stderr[-2000:]
 
 
 def test_the_package_trains_without_triton():
