@@ -179,6 +179,19 @@ def test_whole_tensor_attention_never_makes_the_4d_maps_whole_when_banded(
         assert largest.nbytes == B * N * 4 * 2 * d * 8 > qkv_bytes
 
 
+def _autocast_tokens(cuda_like):
+    """8x8 tokens of width 16 as bf16 autocast meets them: fp32 (CUDA's
+    LayerNorm output) or bf16 (CPU's)."""
+    x = torch.randn(1, 8 * 8, 16)
+    return x if cuda_like else x.bfloat16()
+
+
+def _assert_like_readable(got, want):
+    """The readable module's dtype, and its values to bf16 rounding."""
+    assert got.dtype == want.dtype
+    torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-2)
+
+
 @pytest.mark.parametrize('cuda_like', [False, True])
 @pytest.mark.parametrize('name', ['attention', 'mlp'])
 def test_whole_tensor_bands_under_autocast(name, cuda_like, monkeypatch):
@@ -187,9 +200,7 @@ def test_whole_tensor_bands_under_autocast(name, cuda_like, monkeypatch):
     torch.manual_seed(0)
     module = (VicinityAttention(16, 2)
               if name == 'attention' else Mlp(16, 48)).eval()
-    x = torch.randn(1, 8 * 8, 16)
-    if not cuda_like:
-        x = x.bfloat16()
+    x = _autocast_tokens(cuda_like)
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         with implementation('reference'):
             want = module(x, (8, 8))
@@ -199,8 +210,7 @@ def test_whole_tensor_bands_under_autocast(name, cuda_like, monkeypatch):
         monkeypatch.setattr(kernels.whole, 'ATTENTION_BAND_BYTES', 1)
         banded = module(x, (8, 8))
     for got in (whole, banded):
-        assert got.dtype == want.dtype
-        torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-2)
+        _assert_like_readable(got, want)
 
 
 @pytest.mark.parametrize('cuda_like', [False, True])
@@ -210,14 +220,11 @@ def test_triton_inference_under_autocast(sr_ratio, cuda_like):
     # gated clamp in the Triton kernels
     torch.manual_seed(0)
     attn = VicinityAttention(16, 2, sr_ratio=sr_ratio).eval()
-    x = torch.randn(1, 8 * 8, 16)
-    if not cuda_like:
-        x = x.bfloat16()
+    x = _autocast_tokens(cuda_like)
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         with implementation('reference'):
             want = attn(x, (8, 8))
         with implementation('triton'):
             assert kernels.select(x, attn) == 'whole_triton'
             got = attn(x, (8, 8))
-    assert got.dtype == want.dtype
-    torch.testing.assert_close(got, want, atol=1e-2, rtol=1e-2)
+    _assert_like_readable(got, want)
