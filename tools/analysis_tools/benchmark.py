@@ -1111,13 +1111,14 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
                 device: str = 'cpu',
                 mode: str = 'train',
                 skip_triton_interpreter: bool = False) -> Dict[str, Any]:
-    """Ops dispatched and bytes saved for backward in one training step
+    """Ops dispatched, bytes they move and bytes saved for backward in one
+    training step
     (forward + backward, no optimizer step; fp32 or under autocast to
     ``dtype``, on ``device``: on CUDA, CUDA autocast's own casts; see
     :mod:`.proxies`) of each model, each in a fresh worker process; with
-    ``mode='forward'``, ops dispatched and peak live bytes of one eval
-    forward under no_grad instead. ``skip_triton_interpreter``: on CPU,
-    Triton kernels are counted without being run
+    ``mode='forward'``, ops dispatched, bytes moved and peak live bytes of
+    one eval forward under no_grad instead. ``skip_triton_interpreter``: on
+    CPU, Triton kernels are counted without being run
     (:func:`~.proxies.triton_interpreter_skipped`). Returns
     ``dict(meta=..., results=[...])``.
     """
@@ -1161,16 +1162,26 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
             model=name,
             label=BENCHMARK_MODELS[name]['label'],
             ops=None,
+            moved_mib=None,
             errors=[])
         rec['peak_mib' if mode == 'forward' else 'saved_mib'] = None
         if reply.get('ok'):
             top = list(reply['ops_by_name'].items())[:20]
-            rec.update(ops=reply['ops'], top_ops=dict(top))
+            top_bytes = list(reply['bytes_moved_by_name'].items())[:20]
+            rec.update(
+                ops=reply['ops'],
+                top_ops=dict(top),
+                moved_mib=reply['bytes_moved'] / 2**20,
+                top_moved_mib={
+                    k: v / 2**20
+                    for k, v in top_bytes
+                })
             if mode == 'forward':
                 rec.update(
                     peak_bytes=reply['peak_bytes'],
                     peak_mib=reply['peak_bytes'] / 2**20)
                 progress(f'{name}: {rec["ops"]} ops, '
+                         f'{rec["moved_mib"]:.0f} MiB moved, '
                          f'{rec["peak_mib"]:.0f} MiB live at the peak')
             else:
                 rec.update(
@@ -1178,6 +1189,7 @@ def run_proxies(models: Sequence[str] = ('vvt-s', 'swin-t'),
                     saved_mib=reply['saved_bytes'] / 2**20,
                     saved_tensors=reply['saved_tensors'])
                 progress(f'{name}: {rec["ops"]} ops, '
+                         f'{rec["moved_mib"]:.0f} MiB moved, '
                          f'{rec["saved_mib"]:.0f} MiB saved for backward')
         else:
             rec['errors'].append(reply['error'])
@@ -1219,9 +1231,9 @@ def render_proxies(data: Dict[str, Any],
                'saved: distinct storages packed by autograd for backward')
         what, per = 'one training step', 'ops per step'
     peer_r = next((r for r in results if r['model'] == peer), None)
-    cols = ['model', per, mem[1]]
+    cols = ['model', per, 'moved (MiB)', mem[1]]
     if peer_r:
-        cols += [f'ops / {peer_r["label"]}', f'{mem[2]} / {peer_r["label"]}']
+        cols += [f'{k} / {peer_r["label"]}' for k in ('ops', 'moved', mem[2])]
     table = PrettyTable(cols)
     table.set_style(TableStyle.MARKDOWN)
     table.align = 'l'
@@ -1229,12 +1241,13 @@ def render_proxies(data: Dict[str, Any],
         row = [
             r['label'] + (' (failed: see JSON)' if r['errors'] else ''),
             _fmt(r['ops'], 'd'),
+            _fmt(r.get('moved_mib'), '.0f'),
             _fmt(r.get(mem[0]), '.0f')
         ]
         if peer_r:
             row += [
-                _ratio(r['ops'], peer_r['ops']),
-                _ratio(r.get(mem[0]), peer_r.get(mem[0]))
+                _ratio(r.get(k), peer_r.get(k))
+                for k in ('ops', 'moved_mib', mem[0])
             ]
         table.add_row(row)
     res = meta['resolution']
@@ -1249,7 +1262,9 @@ def render_proxies(data: Dict[str, Any],
         f'{meta["torch"]}', f'- {what} ({meta["step"]}), {res}x{res}, batch '
         f'{meta["batch_size"]}, {_precision(meta.get("dtype", "fp32"))}',
         f'- {device_label(meta)}',
-        '- ops: ATen ops dispatched (views and `detach` not counted); ' +
-        mem[3], *skipped, '',
+        '- ops: ATen ops dispatched (views, `detach` and ops that only '
+        'alias an input, such as `_unsafe_view`, not counted); moved: bytes '
+        'the ops read and write, each input read and each output written '
+        'once; ' + mem[3], *skipped, '',
         table.get_string(), ''
     ])

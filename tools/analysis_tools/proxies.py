@@ -3,21 +3,30 @@ one inference forward.
 
 * **ops**: ATen operators dispatched during forward + backward (the
   optimizer step is *not* included: it is the same fused AdamW for every
-  backbone and would only add a per-parameter constant). Views and
-  ``detach`` are not counted: they launch no kernel. On a GPU each counted
-  op is (at least) one kernel launch and one pass over its operands, so a
-  step that dispatches many small ops is launch- and memory-bound.
+  backbone and would only add a per-parameter constant). Views, ``detach``
+  and other ops that only alias an input (``_unsafe_view``, which
+  ``reshape`` and ``matmul`` call) are not counted: they launch no kernel.
+  On a GPU each counted op is (at least) one kernel launch and one pass
+  over its operands, so a step that dispatches many small ops is launch-
+  and memory-bound.
+* **bytes moved**: what the counted ops read and write, each op reading
+  its inputs and writing its outputs once (a tensor's bytes: its distinct
+  elements, so a broadcast input counts once; an ``out=`` argument is
+  written, not read). Eager execution moves at least this through device
+  memory, and where its ops are memory-bound (all but the GEMMs and
+  convolutions) time follows it; a fused kernel (Triton's, one op here)
+  moves only its own inputs and outputs.
 * **saved bytes**: what autograd keeps alive for backward, from
   ``torch.autograd.graph.saved_tensors_hooks``; each storage is counted
   once however many tensors or views of it are saved (parameters included:
   autograd saves them like any other tensor).
 
-For an inference forward (:func:`inference_proxies`) the ops are counted
-the same way; instead of saved bytes, **peak live bytes**: the most bytes
-of storages made inside the forward and alive at once, taken after each op
-(:class:`PeakLiveBytes`). On a GPU the caching allocator's
-``max_memory_allocated`` follows the same tensors, rounded to its blocks,
-plus library workspaces.
+For an inference forward (:func:`inference_proxies`) the ops and the bytes
+moved are counted the same way; instead of saved bytes, **peak live
+bytes**: the most bytes of storages made inside the forward and alive at
+once, taken after each op (:class:`PeakLiveBytes`). On a GPU the caching
+allocator's ``max_memory_allocated`` follows the same tensors, rounded to
+its blocks, plus library workspaces.
 
 Under autocast (``forward_context``) the counts include mixed precision's
 casts: on a GPU each is a launch too. CPU autocast runs LayerNorm in its
@@ -38,27 +47,92 @@ __all__ = [
     'training_step_proxies', 'triton_interpreter_skipped'
 ]
 
+# ops that only allocate: counted as ops, but they move no bytes
+_ALLOCATIONS = {
+    torch.ops.aten.empty, torch.ops.aten.empty_like,
+    torch.ops.aten.empty_strided, torch.ops.aten.new_empty,
+    torch.ops.aten.new_empty_strided
+}
+
+
+def _elements_bytes(t: torch.Tensor) -> int:
+    """Bytes of ``t``'s distinct elements (broadcast dimensions, stride 0,
+    once)."""
+    n = t.element_size()
+    for size, stride in zip(t.shape, t.stride()):
+        n *= size if stride else 1
+    return n if t.numel() else 0
+
 
 class OpCounter(TorchDispatchMode):
-    """Count the ATen ops dispatched inside the ``with`` block.
+    """Count the ATen ops dispatched inside the ``with`` block, and the
+    bytes they move.
 
     ``counts`` maps each op (``aten.mm.default``...) to its count;
-    ``total`` is their sum. Views (ops whose output aliases an input, per
-    their schema) and ``detach`` are left out.
+    ``total`` is their sum. Views (per their schema), ``detach`` and ops
+    that only alias an input (not in place, every output on an input's
+    storage: ``_unsafe_view``) are left out. ``bytes_by_op`` maps each
+    counted op to the bytes it read and wrote (:func:`_elements_bytes` of
+    its tensor inputs, ``out=`` arguments left out, and of its outputs;
+    nothing for an allocation such as ``empty``); ``bytes_moved`` is their
+    sum.
     """
 
     def __init__(self):
         super().__init__()
         self.counts: Counter = Counter()
+        self.bytes_by_op: Counter = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not (func.is_view or func.overloadpacket is torch.ops.aten.detach):
-            self.counts[str(func)] += 1
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func.is_view or func.overloadpacket is torch.ops.aten.detach:
+            return out
+        read = [
+            t for t in tree_flatten(_read_arguments(func, args, kwargs))[0]
+            if isinstance(t, torch.Tensor)
+        ]
+        written = [
+            t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)
+        ]
+        if not func._schema.is_mutable and written and _all_alias(
+                written,
+                tree_flatten((args, kwargs))[0]):
+            return out
+        self.counts[str(func)] += 1
+        if func.overloadpacket not in _ALLOCATIONS:
+            self.bytes_by_op[str(func)] += sum(
+                _elements_bytes(t) for t in read + written)
+        return out
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def bytes_moved(self) -> int:
+        return sum(self.bytes_by_op.values())
+
+
+def _read_arguments(func, args, kwargs) -> list:
+    """``func``'s arguments but its ``out=`` ones (written, not read)."""
+    outs = {a.name for a in func._schema.arguments if a.is_out}
+    if not outs:
+        return [args, kwargs]
+    positional = [
+        v for a, v in zip(func._schema.arguments, args) if a.name not in outs
+    ]
+    return [positional, {k: v for k, v in kwargs.items() if k not in outs}]
+
+
+def _all_alias(outputs, inputs) -> bool:
+    """Whether every tensor of ``outputs`` lies on an input's storage."""
+    storages = {
+        t.untyped_storage().data_ptr()
+        for t in inputs if isinstance(t, torch.Tensor)
+    }
+    return all(t.untyped_storage().data_ptr() in storages
+               and t.untyped_storage().nbytes() for t in outputs)
 
 
 class PeakLiveBytes(TorchDispatchMode):
@@ -137,15 +211,15 @@ def training_step_proxies(
         loss_fn: Callable = None,
         warmup: int = 1,
         forward_context: Callable = None) -> Dict[str, object]:
-    """Ops dispatched and bytes saved in one forward + backward of
-    ``model`` on ``inputs`` (train mode; loss: the sum of the outputs'
-    means unless ``loss_fn(outputs)`` is given), after ``warmup`` uncounted
-    steps: the step a training run repeats, without one-time work such as
-    filling caches (VVT builds its grids' position factors once). The
-    forward and the loss run inside ``forward_context()`` when given (an
-    autocast, for mixed precision's casts). Gradients are cleared before
-    and after. Returns ``dict(ops, ops_by_name, saved_bytes,
-    saved_tensors)``.
+    """Ops dispatched, bytes moved and bytes saved in one forward +
+    backward of ``model`` on ``inputs`` (train mode; loss: the sum of the
+    outputs' means unless ``loss_fn(outputs)`` is given), after ``warmup``
+    uncounted steps: the step a training run repeats, without one-time
+    work such as filling caches (VVT builds its grids' position factors
+    once). The forward and the loss run inside ``forward_context()`` when
+    given (an autocast, for mixed precision's casts). Gradients are cleared
+    before and after. Returns ``dict(ops, ops_by_name, bytes_moved,
+    bytes_moved_by_name, saved_bytes, saved_tensors)``.
     """
     model.train()
     if loss_fn is None:
@@ -168,6 +242,8 @@ def training_step_proxies(
     return dict(
         ops=ops.total,
         ops_by_name=dict(ops.counts.most_common()),
+        bytes_moved=ops.bytes_moved,
+        bytes_moved_by_name=dict(ops.bytes_by_op.most_common()),
         saved_bytes=saved.nbytes,
         saved_tensors=saved.tensors)
 
@@ -176,11 +252,13 @@ def inference_proxies(model: torch.nn.Module,
                       inputs: torch.Tensor,
                       warmup: int = 1,
                       forward_context: Callable = None) -> Dict[str, object]:
-    """Ops dispatched and peak live bytes (:class:`PeakLiveBytes`) of one
-    eval forward of ``model`` on ``inputs`` under ``no_grad``, after
+    """Ops dispatched, bytes moved and peak live bytes
+    (:class:`PeakLiveBytes`) of one eval forward of ``model`` on ``inputs``
+    under ``no_grad``, after
     ``warmup`` uncounted forwards (one-time work such as VVT's position
     factors left out), inside ``forward_context()`` when given. Returns
-    ``dict(ops, ops_by_name, peak_bytes)``."""
+    ``dict(ops, ops_by_name, bytes_moved, bytes_moved_by_name,
+    peak_bytes)``."""
     model.eval()
     if forward_context is None:
         forward_context = contextlib.nullcontext
@@ -195,6 +273,8 @@ def inference_proxies(model: torch.nn.Module,
     return dict(
         ops=ops.total,
         ops_by_name=dict(ops.counts.most_common()),
+        bytes_moved=ops.bytes_moved,
+        bytes_moved_by_name=dict(ops.bytes_by_op.most_common()),
         peak_bytes=mem.peak)
 
 

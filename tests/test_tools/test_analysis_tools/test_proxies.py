@@ -38,6 +38,40 @@ def test_op_counter_counts_compute_ops_not_views_or_detach():
     }
 
 
+def test_op_counter_leaves_out_ops_that_only_alias_an_input():
+    # reshape of a non-viewable tensor: a copy (counted) then _unsafe_view
+    # of the copy (no kernel); matmul of 3-d by 2-d folds its input the
+    # same way
+    x = torch.randn(2, 3, 4).transpose(1, 2)
+    with OpCounter() as c:
+        x.reshape(8, 3)
+        torch.ops.aten._unsafe_view(x.contiguous(), [8, 3])
+    assert c.counts == {'aten.clone.default': 2}
+    with OpCounter() as c:
+        x.add_(0)  # in place: counted though its output is its input
+    assert c.counts == {'aten.add_.Tensor': 1}
+
+
+def test_op_counter_counts_the_bytes_each_op_reads_and_writes():
+    x = torch.randn(8, 4)  # 128 bytes
+    row = torch.randn(4)  # 16 bytes
+    with OpCounter() as c:
+        y = x * 2  # reads x, writes y
+        y.add_(row)  # reads y and row, writes y
+        y.add_(row.expand(8, 4))  # a broadcast input: its 4 elements
+        torch.mm(x, x.t(), out=torch.empty(8, 8))  # out= is only written
+        x.view(32)  # a view: nothing
+        x[::2].clone()  # reads the slice's 4 rows, writes 4
+    assert c.bytes_by_op == {
+        'aten.mul.Tensor': 128 + 128,
+        'aten.add_.Tensor': 2 * (128 + 16 + 128),
+        'aten.mm.out': 128 + 128 + 256,
+        'aten.clone.default': 64 + 64
+    }
+    assert c.bytes_moved == sum(c.bytes_by_op.values())
+    assert c.counts['aten.empty.memory_format'] == 1  # an op; no bytes
+
+
 def test_saved_bytes_counts_each_storage_once():
     a = torch.randn(256, requires_grad=True)  # 1 KiB
     with SavedTensorBytes() as s:
@@ -81,6 +115,13 @@ def test_inference_proxies_of_a_toy_model():
         'aten.relu.default': 1
     }
     assert r['ops'] == 2
+    # addmm reads x (20 floats), the weight (12) and bias (3) and writes 15;
+    # relu reads those 15 and writes 15
+    assert r['bytes_moved_by_name'] == {
+        'aten.addmm.default': (20 + 12 + 3 + 15) * 4,
+        'aten.relu.default': (15 + 15) * 4
+    }
+    assert r['bytes_moved'] == 80 * 4
     # addmm's 5x3 output, then relu's 15 beside it (the view's base alive)
     assert r['peak_bytes'] == 2 * 15 * 4
     assert not model.training
@@ -106,6 +147,7 @@ def test_training_step_proxies_of_a_toy_model():
         'aten.sum.dim_IntList': 1
     }
     assert r['ops'] == 9
+    assert r['bytes_moved'] == sum(r['bytes_moved_by_name'].values()) > 0
     # saved: x (5x4) for the weight's gradient and relu's output (15);
     # the weight itself is not saved (x needs no gradient)
     assert r['saved_tensors'] == 2
@@ -133,7 +175,14 @@ def test_training_step_proxies_of_a_toy_model():
 # by heads where it lies: 2068. The bound is today's count, so a change
 # that adds ops fails here.
 VVT_S_MAX_OPS = 2068
+# the bytes its ops move (6248 MiB, 1.41x Swin-T's) when first counted
+VVT_S_MAX_BYTES_MOVED = 6_552_014_468
 SWIN_T_SAVED_BYTES = 439_161_712
+# Swin-T's ops were counted as 1200 until ops that only alias an input
+# were left out: 123 of them were its reshapes' `_unsafe_view`s (VVT-S's
+# step has none)
+SWIN_T_OPS = 1077
+SWIN_T_BYTES_MOVED = 4_635_758_868
 
 
 def test_vvt_s_training_step_is_no_costlier_than_the_baseline():
@@ -141,6 +190,7 @@ def test_vvt_s_training_step_is_no_costlier_than_the_baseline():
     model = build_benchmark_model('vvt-s')
     r = training_step_proxies(model, torch.randn(2, 3, 256, 256))
     assert r['ops'] <= VVT_S_MAX_OPS, r['ops_by_name']
+    assert r['bytes_moved'] <= VVT_S_MAX_BYTES_MOVED, r['bytes_moved_by_name']
     assert r['saved_bytes'] <= SWIN_T_SAVED_BYTES
     assert r['ops'] > 100 and r['saved_bytes'] > 50 * 2**20  # it measured
 
@@ -148,13 +198,14 @@ def test_vvt_s_training_step_is_no_costlier_than_the_baseline():
 @pytest.mark.slow
 def test_vvt_s_with_triton_kernels_is_no_costlier_than_swin_t():
     # the issue's targets, with the opt-in Triton kernels (in Triton's
-    # interpreter here: about ten minutes): 1165 ops when written
+    # interpreter here: about ten minutes): 1165 ops when written, 1021
+    # at 60144a0
     from mmseg_vvt.models.kernels import implementation
     torch.manual_seed(0)
     model = build_benchmark_model('vvt-s')
     with implementation('triton'):
         r = training_step_proxies(model, torch.randn(2, 3, 256, 256))
-    assert r['ops'] <= 1200, r['ops_by_name']
+    assert r['ops'] <= SWIN_T_OPS, r['ops_by_name']
     assert r['saved_bytes'] <= SWIN_T_SAVED_BYTES
     assert r['ops_by_name']['mmseg_vvt.vicinity_queries.default'] == 18
 
@@ -218,12 +269,13 @@ def test_swin_t_peak_at_2048_is_what_the_counter_measures(dtype):
 
 
 def test_swin_t_baseline_is_what_the_counters_measure():
-    # the recorded peer figure must stay true for the comparison to hold
+    # the recorded peer figures must stay true for the comparison to hold
     torch.manual_seed(0)
     r = training_step_proxies(
         build_benchmark_model('swin-t'), torch.randn(2, 3, 256, 256))
     assert r['saved_bytes'] == SWIN_T_SAVED_BYTES
-    assert r['ops'] == 1200
+    assert r['ops'] == SWIN_T_OPS
+    assert r['bytes_moved'] == SWIN_T_BYTES_MOVED
 
 
 def test_proxies_under_autocast_count_the_casts():
