@@ -49,12 +49,10 @@ import triton.language as tl
 from torch import Tensor
 
 from . import common
+from .triton_ops import check_device
+from .triton_ops import fake as _fake
+from .triton_ops import op as _op
 
-_OP = 'mmseg_vvt::'
-# Library.define / impl rather than torch.library.custom_op: a call is then
-# one dispatch to the kernel, without custom_op's Python layers around it
-# (host time per call: tools/op_overhead.py, docs/benchmark.md)
-_LIB = torch.library.Library('mmseg_vvt', 'DEF')
 BLOCK_N = 64  # tokens per loop step of the token sums and the gate
 # no software pipelining of the token loops: their loads are small, and one
 # stage keeps shared memory within 48 KiB, which every CUDA GPU gives
@@ -372,35 +370,7 @@ def _chunks(programs: int, n: int, chunks) -> int:
 
 
 def _check_device(*tensors: Tensor) -> None:
-    from triton import knobs
-    if tensors[0].device.type == 'cpu' and not knobs.runtime.interpret:
-        raise RuntimeError(
-            'the Triton vicinity attention got CPU tensors; it runs on CUDA, '
-            'or on CPU in Triton\'s interpreter: set TRITON_INTERPRET=1 '
-            'before mmseg_vvt.models.kernels.triton_attention is imported '
-            '(slow: for tests), or leave implementation(\'triton\') / '
-            'MMSEG_VVT_IMPLEMENTATION=triton unset to run the CPU kernels')
-
-
-def _op(schema: str):
-    """Defines ``mmseg_vvt::<schema>`` with the decorated function as its
-    kernel on CUDA and on CPU (Triton's interpreter); returns the op. Its
-    fake (shapes only, for ``torch.compile``) is registered beside it."""
-
-    def define(kernel):
-        name = schema[:schema.index('(')]
-        _LIB.define(schema)
-        for key in ('CPU', 'CUDA'):
-            _LIB.impl(name, kernel, key)
-        # the overload itself: calling the packet resolves it every call
-        return getattr(torch.ops.mmseg_vvt, name).default
-
-    return define
-
-
-def _fake(name: str):
-    """Registers the decorated function as ``mmseg_vvt::name``'s fake."""
-    return torch.library.register_fake(_OP + name, lib=_LIB)
+    check_device('the Triton vicinity attention', tensors[0])
 
 
 @_op('vicinity_token_sums(Tensor a, Tensor b, Tensor w, int num_heads, '
