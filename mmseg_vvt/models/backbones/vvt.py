@@ -110,10 +110,18 @@ class Mlp(BaseModule):
         if path == 'cpu':
             return kernels.cpu.mlp(x, hw_shape, self.kernel_weights())
         if path in kernels.WHOLE_PATHS:
-            return kernels.whole.mlp(x, hw_shape, self.kernel_weights())
+            return kernels.whole.mlp(
+                x,
+                hw_shape,
+                self.kernel_weights(),
+                fused=path == 'whole_triton')
         if path in kernels.TRAINING_PATHS and self.drop.p == 0:
             return kernels.autograd.mlp(
-                x, hw_shape, self.kernel_weights(), joined=joined_weights)
+                x,
+                hw_shape,
+                self.kernel_weights(),
+                joined=joined_weights,
+                fused=path == 'triton')
         x = self.act(self.dwconv(self.fc1(x), hw_shape))
         return self.drop(self.fc2(self.drop(x)))
 

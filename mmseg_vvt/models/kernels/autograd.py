@@ -380,6 +380,12 @@ class ConvGeluLinear(torch.autograd.Function):
     output) and two in backward besides the gradient it returns (fc2's and
     the GELU's gradients reuse the recomputed activation's buffer): each
     fewer is a pass through memory, and on CPU pages not faulted in again.
+    With ``fused`` (a 7th argument, ``implementation('triton')``) the conv
+    and the GELU run as one Triton kernel (:mod:`.triton_mlp`) each way: in
+    forward it writes the activation once; in backward one kernel remakes
+    the activation for fc2's weight gradient and another turns the
+    gradient at it into the gradient at the conv's output in place, each
+    recomputing the conv in registers (no pre-activation map).
     """
 
     @staticmethod
@@ -394,16 +400,36 @@ class ConvGeluLinear(torch.autograd.Function):
         return c.permute(0, 2, 3, 1).reshape(B, N, C)
 
     @staticmethod
-    def forward(ctx, t, hw, dw_weight, dw_bias, fc2_weight, fc2_bias):
+    def _fused_gelu(t, hw, dw_weight, dw_bias):
+        # imported here: triton is an optional dependency
+        from .triton_mlp import dwconv_gelu
+        B, N, C = t.shape
+        return dwconv_gelu(t.view(B, *hw, C), dw_weight, dw_bias, 0,
+                           hw[0]).view(B, N, C)
+
+    @staticmethod
+    def forward(ctx,
+                t,
+                hw,
+                dw_weight,
+                dw_bias,
+                fc2_weight,
+                fc2_bias,
+                fused=False):
         dtype = t.dtype  # under autocast: fc1's output dtype
         ws = [w.to(dtype) for w in (dw_weight, dw_bias, fc2_weight, fc2_bias)]
         with common.autocast_off(t.device.type):
-            # in place: one hidden map fewer to allocate (nothing saves it)
-            a = torch.ops.aten.gelu_(
-                ConvGeluLinear._hidden(t, hw, ws[0], ws[1]))
+            if fused:
+                a = ConvGeluLinear._fused_gelu(t, hw, ws[0], ws[1])
+            else:
+                # in place: one hidden map fewer to allocate (nothing
+                # saves it)
+                a = torch.ops.aten.gelu_(
+                    ConvGeluLinear._hidden(t, hw, ws[0], ws[1]))
             y = F.linear(a, ws[2], ws[3])
         ctx.save_for_backward(t, ws[0], ws[1], ws[2])
         ctx.hw = hw
+        ctx.fused = fused
         ctx.weight_dtypes = [
             w.dtype for w in (dw_weight, dw_bias, fc2_weight, fc2_bias)
         ]
@@ -415,18 +441,27 @@ class ConvGeluLinear(torch.autograd.Function):
         dtype = t.dtype
         B, N, C = t.shape
         with common.autocast_off(t.device.type):
-            c = ConvGeluLinear._hidden(t, ctx.hw, dw_w, dw_b)
-            a = F.gelu(c)
+            if ctx.fused:
+                a = ConvGeluLinear._fused_gelu(t, ctx.hw, dw_w, dw_b)
+            else:
+                c = ConvGeluLinear._hidden(t, ctx.hw, dw_w, dw_b)
+                a = F.gelu(c)
             g = grad_y.to(dtype).reshape(B * N, -1)
             g_fc2_w = g.t() @ a.reshape(B * N, C)
             g_fc2_b = g.sum(dim=0)
             # a is spent: its buffer takes the gradient through fc2, then
             # through GELU (two hidden maps fewer to allocate). Only if the
             # conv laid it out token-major, as oneDNN and cuDNN do for this
-            # channels-last input; CUDA's native depthwise kernel does not.
+            # channels-last input (and the Triton kernel); CUDA's native
+            # depthwise kernel does not.
             spent = a.view(B * N, C) if a.is_contiguous() else None
             g_c = torch.mm(g, fc2_w, out=spent).view(B, N, C)
-            torch.ops.aten.gelu_backward.grad_input(g_c, c, grad_input=g_c)
+            if ctx.fused:
+                from .triton_mlp import dwconv_gelu_backward
+                dwconv_gelu_backward(
+                    t.view(B, *ctx.hw, C), dw_w, dw_b, g_c.view(B, *ctx.hw, C))
+            else:
+                torch.ops.aten.gelu_backward.grad_input(g_c, c, grad_input=g_c)
             g_t, g_dw_w, g_dw_b = torch.ops.aten.convolution_backward(
                 g_c.view(B, *ctx.hw, C).permute(0, 3, 1, 2),
                 t.view(B, *ctx.hw, C).permute(0, 3, 1, 2), dw_w, [C], [1, 1],
@@ -436,22 +471,23 @@ class ConvGeluLinear(torch.autograd.Function):
             g.to(d) for g, d in zip((g_dw_w, g_dw_b, g_fc2_w,
                                      g_fc2_b), ctx.weight_dtypes)
         ]
-        return (g_t, None, *grads)
+        return (g_t, None, *grads, None)
 
 
 def mlp(x: Tensor,
         hw: HW,
         w: MlpWeights,
-        joined: Optional[MlpWeights] = None) -> Tensor:
+        joined: Optional[MlpWeights] = None,
+        fused: bool = False) -> Tensor:
     """The MLP for training, without dropout (see :class:`ConvGeluLinear`);
     ``joined``: ``w`` already joined (:func:`~.common.joined_block`), else
-    joined here."""
+    joined here; ``fused``: the conv and GELU in Triton kernels."""
     # under autocast: all six weights in one cast (common.joined)
     if joined is None:
         joined = common.joined([[t] for t in w], x.device.type)
     fc1_w, fc1_b, dw_w, dw_b, fc2_w, fc2_b = joined
     t = F.linear(x, fc1_w, fc1_b)
-    return ConvGeluLinear.apply(t, tuple(hw), dw_w, dw_b, fc2_w, fc2_b)
+    return ConvGeluLinear.apply(t, tuple(hw), dw_w, dw_b, fc2_w, fc2_b, fused)
 
 
 def drop_path_scales(x: Tensor, drop_probs) -> Tensor:

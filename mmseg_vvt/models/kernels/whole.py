@@ -215,7 +215,7 @@ def add_into(x: Tensor, y: Tensor) -> Tensor:
     return x + y
 
 
-def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
+def mlp(x: Tensor, hw: HW, w: MlpWeights, fused: bool = False) -> Tensor:
     """``fc2(gelu(dwconv3x3(fc1(x))))`` of tokens ``x`` (``B x N x C``) on
     grid ``hw``, by bands of rows when the hidden map would pass
     :data:`MLP_BAND_BYTES`.
@@ -223,7 +223,9 @@ def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
     A band of rows ``[r0, r1)`` runs ``fc1`` on one extra row each side
     (where the image has one) as the 3x3 conv's context, and keeps the conv
     rows of the band: the conv's zero padding then only touches rows that
-    are dropped, or the image's own border.
+    are dropped, or the image's own border. ``fused``: the conv and the GELU
+    in one Triton kernel (:mod:`.triton_mlp`), which computes the band's
+    rows only and writes the hidden map once.
     """
     B, N, C = x.shape
     H, W = hw
@@ -232,15 +234,17 @@ def mlp(x: Tensor, hw: HW, w: MlpWeights) -> Tensor:
     row_bytes = B * W * hidden * x.element_size()
     rows = max(1, MLP_BAND_BYTES // row_bytes)
     if rows >= H:
-        return _mlp_rows(x, hw, w, 0, H)
+        return _mlp_rows(x, hw, w, 0, H, fused=fused)
     # fc2's output dtype: its weights' (cast under autocast), not x's
     out = x.new_empty(B, H, W, w.fc2_weight.shape[0], dtype=w.fc2_weight.dtype)
     for r0 in range(0, H, rows):
         r1 = min(r0 + rows, H)
         if B == 1:  # the band's rows are one block of out: fc2 writes there
-            _mlp_rows(x, hw, w, r0, r1, out[0, r0:r1].view(-1, out.shape[-1]))
+            _mlp_rows(x, hw, w, r0, r1, out[0, r0:r1].view(-1, out.shape[-1]),
+                      fused)
         else:
-            out[:, r0:r1] = _mlp_rows(x, hw, w, r0, r1).view(B, r1 - r0, W, -1)
+            out[:, r0:r1] = _mlp_rows(
+                x, hw, w, r0, r1, fused=fused).view(B, r1 - r0, W, -1)
     return out.view(B, N, -1)
 
 
@@ -249,14 +253,24 @@ def _mlp_rows(x: Tensor,
               w: MlpWeights,
               r0: int,
               r1: int,
-              out: Tensor = None) -> Tensor:
+              out: Tensor = None,
+              fused: bool = False) -> Tensor:
     """The MLP's output rows ``[r0, r1)``: ``B x (r1 - r0) W x C_out``;
     with ``out`` (``B (r1 - r0) W x C_out``, batch 1 only), written there
-    (one copy fewer)."""
+    (one copy fewer). ``fused``: see :func:`mlp`."""
     B, _, C = x.shape
     H, W = hw
     lo, hi = max(r0 - 1, 0), min(r1 + 1, H)
     t = F.linear(x.view(B, H, W, C)[:, lo:hi], w.fc1_weight, w.fc1_bias)
+    if fused:
+        # imported here: triton is an optional dependency
+        from .triton_mlp import dwconv_gelu
+        a = dwconv_gelu(t, w.dw_weight, w.dw_bias, r0 - lo, r1 - r0)
+        del t
+        a = a.view(B * (r1 - r0) * W, -1)
+        if out is not None:
+            return torch.addmm(w.fc2_bias, a, w.fc2_weight.t(), out=out)
+        return F.linear(a, w.fc2_weight, w.fc2_bias).view(B, (r1 - r0) * W, -1)
     # NHWC viewed as a channels-last NCHW map: the conv reads it in place
     c = F.conv2d(
         t.permute(0, 3, 1, 2),

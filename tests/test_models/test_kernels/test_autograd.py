@@ -135,7 +135,9 @@ def test_attention_input_projections_share_a_gemm_without_reduction(
     assert count.counts['aten.addmm.default'] == gemms, count.counts
 
 
-def test_conv_gelu_linear_gradcheck():
+@pytest.mark.parametrize('fused', [False, True])
+def test_conv_gelu_linear_gradcheck(fused):
+    # fused: the conv and GELU in the Triton kernels (their interpreter)
     torch.manual_seed(0)
     t = torch.randn(1, 6, 2, dtype=torch.float64, requires_grad=True)
     ws = [
@@ -143,7 +145,7 @@ def test_conv_gelu_linear_gradcheck():
         for s in [(2, 1, 3, 3), (2, ), (3, 2), (3, )]
     ]
     assert torch.autograd.gradcheck(
-        lambda *a: ConvGeluLinear.apply(a[0], (2, 3), *a[1:]), (t, *ws))
+        lambda *a: ConvGeluLinear.apply(a[0], (2, 3), *a[1:], fused), (t, *ws))
 
 
 def _grads(module, x, hw, reference):
@@ -172,12 +174,16 @@ def test_attention_gradients_equal_the_readable_formulation(
         torch.testing.assert_close(g, w, atol=1e-9, rtol=1e-8)
 
 
-def test_mlp_gradients_equal_the_readable_formulation(device):
+@pytest.mark.parametrize('impl,path', [('auto', 'autograd'),
+                                       ('triton', 'triton')])
+def test_mlp_gradients_equal_the_readable_formulation(device, impl, path):
     torch.manual_seed(0)
     mlp = Mlp(8, 24).double().to(device)
     x = torch.randn(2, 5 * 7, 8, dtype=torch.float64).to(device)
-    got = _grads(mlp, x, (5, 7), reference=False)
-    want = _grads(mlp, x, (5, 7), reference=True)
+    with implementation(impl):
+        assert kernels.select(x, mlp) == path
+    got = outputs_and_grads(mlp, x, (5, 7), impl)
+    want = outputs_and_grads(mlp, x, (5, 7), 'reference')
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-9)
 
@@ -265,10 +271,13 @@ class _NewMaps(TorchDispatchMode):
         return out
 
 
-def test_conv_gelu_linear_allocates_one_hidden_map_forward_three_backward():
+@pytest.mark.parametrize('fused,maps', [(False, (1, 3)), (True, (1, 2))])
+def test_conv_gelu_linear_allocates_one_hidden_map_forward(fused, maps):
     # the conv's output takes the GELU in place; in backward the recomputed
     # activation's buffer takes fc2's and then the GELU's gradient, so only
-    # the conv's output, the activation and the returned gradient are new
+    # the conv's output, the activation and the returned gradient are new.
+    # fused (Triton): no conv output in backward, the conv is recomputed in
+    # the kernels' registers
     torch.manual_seed(0)
     t = torch.randn(2, 5 * 7, 24, requires_grad=True)
     ws = [
@@ -276,10 +285,10 @@ def test_conv_gelu_linear_allocates_one_hidden_map_forward_three_backward():
         for s in [(24, 1, 3, 3), (24, ), (8, 24), (8, )]
     ]
     with _NewMaps(t.numel() * 4) as forward:
-        y = ConvGeluLinear.apply(t, (5, 7), *ws)
+        y = ConvGeluLinear.apply(t, (5, 7), *ws, fused)
     with _NewMaps(t.numel() * 4) as backward:
         y.sum().backward()
-    assert (forward.count, backward.count) == (1, 3)
+    assert (forward.count, backward.count) == maps
 
 
 def test_conv_gelu_linear_takes_a_conv_output_laid_out_nchw(monkeypatch):

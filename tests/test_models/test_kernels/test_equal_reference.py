@@ -87,12 +87,14 @@ def test_mlp_kernels_equal_the_readable_formulation(band_tokens, monkeypatch):
     torch.testing.assert_close(got_ag, want, atol=1e-10, rtol=1e-9)
 
 
+@pytest.mark.parametrize('fused', [False, True])
 @pytest.mark.parametrize('batch', [1, 2])
 @pytest.mark.parametrize('band_rows', [1, 4, 9, 100])
 def test_whole_tensor_mlp_bands_equal_the_readable_formulation(
-        band_rows, batch, monkeypatch):
+        band_rows, batch, fused, monkeypatch):
     # bands of 1 row, uneven bands (9 rows in 4s), one band, no banding; at
-    # batch 1 fc2 writes each band into the output (out=)
+    # batch 1 fc2 writes each band into the output (out=); fused: the conv
+    # and GELU in the Triton kernel (implementation('triton'))
     torch.manual_seed(0)
     mlp = Mlp(16, 48).double().eval()
     x = torch.randn(batch, 9 * 11, 16, dtype=torch.float64)
@@ -101,7 +103,7 @@ def test_whole_tensor_mlp_bands_equal_the_readable_formulation(
     with torch.no_grad():
         with implementation('reference'):
             want = mlp(x, (9, 11))
-        got = kernels.whole.mlp(x, (9, 11), mlp.kernel_weights())
+        got = kernels.whole.mlp(x, (9, 11), mlp.kernel_weights(), fused=fused)
     torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
 
 

@@ -69,12 +69,14 @@ def test_block_inference_ops():
     assert plain > 1.3 * whole, (whole, plain)
 
 
+@pytest.mark.parametrize('fused', [False, True])
 @pytest.mark.parametrize('batch', [1, 2])
 @pytest.mark.parametrize('amp', [False, True])
-def test_mlp_bands_on_the_device(device, amp, batch, monkeypatch):
+def test_mlp_bands_on_the_device(device, amp, batch, fused, monkeypatch):
     # on a GPU (MMSEG_VVT_TEST_DEVICE=cuda) too: bands of rows, at batch 1
     # written by fc2's GEMM into the output (out=), fp32 or under bf16
-    # autocast with fp32 tokens (CUDA's LayerNorm output)
+    # autocast with fp32 tokens (CUDA's LayerNorm output); fused: the conv
+    # and GELU in the Triton kernel
     from mmseg_vvt.models.backbones.vvt import Mlp
     from mmseg_vvt.models.kernels import implementation
     torch.manual_seed(0)
@@ -85,7 +87,7 @@ def test_mlp_bands_on_the_device(device, amp, batch, monkeypatch):
     with torch.no_grad(), amp_ctx:
         with implementation('reference'):
             want = mlp(x, (9, 11))
-        got = whole.mlp(x, (9, 11), mlp.kernel_weights())
+        got = whole.mlp(x, (9, 11), mlp.kernel_weights(), fused=fused)
     assert got.dtype == want.dtype == (torch.bfloat16 if amp else x.dtype)
     tol = dict(atol=1e-2, rtol=1e-2) if amp else dict(atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(got, want, **tol)
