@@ -73,9 +73,9 @@ class OpCounter(TorchDispatchMode):
     that only alias an input (not in place, every output on an input's
     storage: ``_unsafe_view``) are left out. ``bytes_by_op`` maps each
     counted op to the bytes it read and wrote (:func:`_elements_bytes` of
-    its tensor inputs, ``out=`` arguments left out, and of its outputs;
-    nothing for an allocation such as ``empty``); ``bytes_moved`` is their
-    sum.
+    its tensor inputs, ``out=`` arguments left out, and of its outputs and
+    the arguments it writes in place without returning them; nothing for
+    an allocation such as ``empty``); ``bytes_moved`` is their sum.
     """
 
     def __init__(self):
@@ -95,6 +95,7 @@ class OpCounter(TorchDispatchMode):
         written = [
             t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)
         ]
+        written += _mutated_not_returned(func, args, kwargs, written)
         if not func._schema.is_mutable and written and _all_alias(
                 written,
                 tree_flatten((args, kwargs))[0]):
@@ -123,6 +124,22 @@ def _read_arguments(func, args, kwargs) -> list:
         v for a, v in zip(func._schema.arguments, args) if a.name not in outs
     ]
     return [positional, {k: v for k, v in kwargs.items() if k not in outs}]
+
+
+def _mutated_not_returned(func, args, kwargs, outputs) -> list:
+    """The tensors ``func`` writes in place (``Tensor(a!)`` in its schema)
+    that it does not return, such as a kernel's gradient buffer: written
+    too. (In-place ops such as ``add_`` return what they write.)"""
+    returned = {(t.data_ptr(), t.shape) for t in outputs}
+    named = dict(zip((a.name for a in func._schema.arguments), args))
+    named.update(kwargs)
+    return [
+        t for a in func._schema.arguments
+        if a.alias_info is not None and a.alias_info.is_write and not a.is_out
+        for t in tree_flatten(named.get(a.name))[0]
+        if isinstance(t, torch.Tensor) and (t.data_ptr(),
+                                            t.shape) not in returned
+    ]
 
 
 def _all_alias(outputs, inputs) -> bool:

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from mmseg_vvt.models.kernels import triton_ops
-from mmseg_vvt.models.kernels.triton_mlp import BLOCK_C, BLOCK_W, dwconv_gelu
+from mmseg_vvt.models.kernels.triton_mlp import (BLOCK_C, BLOCK_W, dwconv_gelu,
+                                                 dwconv_gelu_backward)
 
 
 def _readable(t, weight, bias):
@@ -46,6 +47,28 @@ def test_bands_of_rows_equal_the_whole_maps_rows(r0, r1):
     torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize('W,C', [(5, 3), (BLOCK_W + 3, BLOCK_C + 5)])
+def test_backward_turns_the_gradient_at_gelu_into_the_one_at_the_conv(W, C):
+    # in place, as torch's gelu_backward of the conv's output gives it
+    t, w, b = _map(2, 6, W, C)
+    g = torch.randn(2, 6, W, C, dtype=torch.float64)
+    c = F.conv2d(
+        t.permute(0, 3, 1, 2), w, b, padding=1, groups=C).permute(0, 2, 3, 1)
+    want = torch.ops.aten.gelu_backward(g, c)
+    got = g.clone()
+    dwconv_gelu_backward(t, w, b, got)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
+def test_backward_refuses_a_gradient_of_another_shape():
+    t, w, b = _map(1, 4, 5, 3)
+    with pytest.raises(
+            ValueError,
+            match=r'grad must be contiguous and '
+            r'shaped like t \(1, 4, 5, 3\), got \(1, 4, 5\)'):
+        dwconv_gelu_backward(t, w, b, torch.zeros(1, 4, 5))
+
+
 def test_rows_outside_the_map_are_refused():
     t, w, b = _map(1, 4, 5, 3)
     with pytest.raises(
@@ -79,8 +102,11 @@ def test_half_and_single_precision_round_once(dtype, device):
     torch.testing.assert_close(got.double(), want, **tol)
 
 
-def test_the_op_passes_opcheck():
-    # schema, fake (torch.compile's shapes) and the kernel agree
+def test_the_ops_pass_opcheck():
+    # schema (the backward writes its last argument), fake (torch.compile's
+    # shapes) and the kernel agree
     t, w, b = _map(1, 5, 4, 3)
     torch.library.opcheck(torch.ops.mmseg_vvt.dwconv3x3_gelu.default,
                           (t[:, 1:], w, b, 1, 3))
+    torch.library.opcheck(torch.ops.mmseg_vvt.dwconv3x3_gelu_backward.default,
+                          (t, w, b, torch.randn_like(t)))

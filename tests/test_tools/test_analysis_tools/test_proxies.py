@@ -72,6 +72,21 @@ def test_op_counter_counts_the_bytes_each_op_reads_and_writes():
     assert c.counts['aten.empty.memory_format'] == 1  # an op; no bytes
 
 
+def test_op_counter_counts_what_an_op_writes_without_returning_it():
+    # a Triton kernel's op that turns its last argument, a gradient, into
+    # another in place (schema Tensor(a!), returns nothing): read and
+    # written
+    from mmseg_vvt.models.kernels.triton_mlp import dwconv_gelu_backward
+    t = torch.randn(1, 3, 4, 2)  # 96 bytes
+    w, b = torch.randn(2, 1, 3, 3), torch.randn(2)  # 72 and 8 bytes
+    grad = torch.randn(1, 3, 4, 2)
+    with OpCounter() as c:
+        dwconv_gelu_backward(t, w, b, grad)
+    assert c.bytes_by_op == {
+        'mmseg_vvt.dwconv3x3_gelu_backward.default': 96 + 72 + 8 + 2 * 96
+    }
+
+
 def test_saved_bytes_counts_each_storage_once():
     a = torch.randn(256, requires_grad=True)  # 1 KiB
     with SavedTensorBytes() as s:
