@@ -23,15 +23,17 @@ either runs that formulation or hands its tensors to a kernel:
                   e.g. to measure its memory on CPU.
 ``triton``        training under ``implementation('triton')`` (or with
                   ``MMSEG_VVT_IMPLEMENTATION=triton`` set): ``autograd``
-                  with the attention's core in fused Triton kernels
-                  (:mod:`.triton_attention`). Opt-in, and Triton optional:
+                  with the attention's core and the MLP's conv + GELU in
+                  fused Triton kernels (:mod:`.triton_attention`,
+                  :mod:`.triton_mlp`). Opt-in, and Triton optional:
                   on the GPU measured so far it was no clear win over
                   ``autograd`` (docs/benchmark.md, "GPU"); on CPU tensors
                   it runs in Triton's interpreter (``TRITON_INTERPRET=1``).
 ``whole_triton``  inference under ``implementation('triton')``, on every
                   device: ``whole``, with the attention's core and gated
                   clamp in the same Triton kernels (four launches where
-                  ``whole`` makes some 25 ops).
+                  ``whole`` makes some 25 ops), and each MLP band's conv
+                  and GELU in one.
 ================  ==========================================================
 """
 import contextlib
