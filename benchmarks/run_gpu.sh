@@ -105,7 +105,7 @@ step 60 'segmentor VVT-S + UperNet' "$PY" tools/throughput.py "$UPER" \
     "${TP[@]}" --out "$DEST/train_upernet_vvt-s.json"
 step 60 'segmentor Swin-T + UperNet' "$PY" tools/throughput.py "$UPER" \
     "${TP[@]}" --backbone swin-t --out "$DEST/train_upernet_swin-t.json"
-step 90 'segmentor VVT-S (Triton attention) + FPN' "$PY" tools/throughput.py \
+step 90 'segmentor VVT-S (Triton kernels) + FPN' "$PY" tools/throughput.py \
     "$FPN" "${TP[@]}" --backbone vvt-s-triton \
     --out "$DEST/train_fpn_vvt-s-triton.json"
 

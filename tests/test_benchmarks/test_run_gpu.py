@@ -74,7 +74,7 @@ def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
     assert tools.count('tools/throughput.py') == 5, calls
     # the AMP training step profiled, op by op
     assert tools.count('tools/profile_step.py') == 1, calls
-    # the Triton attention is measured in the eager training and inference
+    # the Triton kernels are measured in the eager training and inference
     # rows, the profile and the op count
     triton = [c for c in calls if 'vvt-s-triton' in c]
     assert len(triton) == 7 and all('--compile' not in c

@@ -102,7 +102,7 @@ BENCHMARK_MODELS: Dict[str, Dict[str, Any]] = {
         kwargs=dict(arch='small')),
     'vvt-s-triton':
     dict(
-        label='VVT-S, Triton attention',
+        label='VVT-S, Triton kernels',
         kind='vvt-triton',
         kwargs=dict(arch='small'),
         out_channels=_VVT_WIDTHS),
@@ -139,7 +139,7 @@ BENCHMARK_MODELS: Dict[str, Dict[str, Any]] = {
         kwargs=dict(arch=TEST_ARCH)),
     'vvt-test-triton':
     dict(
-        label='VVT tiny test arch, Triton attention',
+        label='VVT tiny test arch, Triton kernels',
         kind='vvt-triton',
         kwargs=dict(arch=TEST_ARCH)),
 }
