@@ -1253,8 +1253,8 @@ def render_proxies(data: Dict[str, Any],
     res = meta['resolution']
     skipped = [] if meta.get('triton_kernels_run', True) else [
         '- Triton kernels counted, not run (`--skip-triton-interpreter`: '
-        'their outputs allocated, left unset: the same ops, and live bytes '
-        'as a GPU holds them)'
+        'their outputs allocated, left unset: the same ops and bytes moved, '
+        'and live bytes as a GPU holds them)'
     ]
     return '\n'.join([
         '# Device-independent proxies of GPU cost', '',
