@@ -3,7 +3,6 @@
 gradients as :class:`VicinityCore` and the readable formulation. The tests
 that take ``device`` also run compiled on a GPU
 (``MMSEG_VVT_TEST_DEVICE=cuda pytest -m on_device``)."""
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 import torch
 from analysis_tools.proxies import OpCounter
 from op_helpers import block_inference_ops
+from triton_compile import run_compile_script
 
 from mmseg_vvt.models import kernels
 from mmseg_vvt.models.backbones.vvt import Mlp, VVTBlock
@@ -392,25 +392,19 @@ def test_the_environment_chooses_the_default_implementation():
     assert "MMSEG_VVT_IMPLEMENTATION must be one of" in proc.stderr
 
 
-# Every kernel compiled for a CUDA GPU by Triton's own compiler, which needs
-# no GPU (the interpreter runs the same source without compiling it), with
-# the launch settings the module uses: what the interpreter accepts but a
-# GPU would refuse fails here, and so do register spills (the cubin's
-# resource usage, read by the cuobjdump Triton ships). Pointer types follow
-# the launches: token sums and gradients of the sums in float32.
+# Every kernel compiled for a CUDA GPU (tests/triton_compile.py) with the
+# launch settings the module uses. Pointer types follow the launches: token
+# sums and gradients of the sums in float32.
 COMPILE_SCRIPT = r"""
-import json, os, re, subprocess, sys, tempfile
-import triton, triton.language as tl
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
+import json, sys
+import triton.language as tl
+from triton_compile import sm90_resources
 from mmseg_vvt.models.kernels import triton_attention as T
 FP32 = {'w_ptr', 'kvs_ptr', 'r_ptr', 'out_ptr', 'gout_ptr', 'gkvs_ptr',
         'gg_ptr'}
 LAUNCH = {'_queries_kernel': T.QUERIES,
           '_queries_backward_kernel': T.QUERIES_BACKWARD,
           '_keys_backward_kernel': T.KEYS_BACKWARD}
-CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), 'backends',
-                         'nvidia', 'bin', 'cuobjdump')
 out = []
 for name, dtype, D, over in json.loads(sys.argv[1]):
     kernel = getattr(T, name)
@@ -427,17 +421,9 @@ for name, dtype, D, over in json.loads(sys.argv[1]):
             sig[n] = '*' + over.get(n, 'fp32' if n in FP32 else dtype)
         else:
             sig[n] = 'i32'
-    k = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=consts),
-                       target=GPUTarget('cuda', 90, 32),
-                       options=dict(num_stages=T.NUM_STAGES, **launch))
-    with tempfile.NamedTemporaryFile(suffix='.cubin') as f:
-        f.write(k.asm['cubin'])
-        f.flush()
-        usage = subprocess.run([CUOBJDUMP, '-res-usage', f.name],
-                               capture_output=True, text=True).stdout
-    stack = re.search(r'STACK:(\d+)', usage)
-    out.append([name, dtype, D, k.metadata.shared,
-                int(stack.group(1)) if stack else None])
+    shared, stack = sm90_resources(kernel, sig, consts,
+                                   num_stages=T.NUM_STAGES, **launch)
+    out.append([name, dtype, D, shared, stack])
 print(json.dumps(out))
 """
 
@@ -454,16 +440,7 @@ def test_every_kernel_compiles_for_a_cuda_gpu_without_spills():
         ['_gated_clamp_kernel', 'fp16', 16, {}],
         ['_gated_clamp_backward_kernel', 'bf16', 16, {}],
     ]
-    proc = subprocess.run(
-        [sys.executable, '-c', COMPILE_SCRIPT,
-         json.dumps(cases)],
-        cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=REPO, TRITON_INTERPRET='0'),
-        capture_output=True,
-        text=True,
-        timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    compiled = json.loads(proc.stdout.splitlines()[-1])
+    compiled = run_compile_script(COMPILE_SCRIPT, cases)
     assert [c[0] for c in compiled] == [c[0] for c in cases]
     for name, dtype, D, shared, stack in compiled:
         # within the 48 KiB of shared memory every CUDA GPU gives a block
