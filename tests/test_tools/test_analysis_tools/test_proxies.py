@@ -250,7 +250,9 @@ def test_vvt_s_with_triton_kernels_counted_is_no_costlier_than_swin_t():
 
 @pytest.mark.slow
 def test_vvt_s_with_triton_kernels_is_no_costlier_than_swin_t():
-    # the same, the kernels run in Triton's interpreter (about ten minutes)
+    # the same, the kernels run in Triton's interpreter: about 45 minutes on
+    # a 2-core CPU, most of it the MLP kernels' 3000 programs per call at
+    # stage 1, each run in Python
     _assert_under_swin_t(_vvt_s_triton_step(skip_interpreter=False))
 
 
