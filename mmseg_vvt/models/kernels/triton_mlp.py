@@ -2,12 +2,15 @@
 """The MLP's depthwise 3x3 conv and exact GELU in one Triton kernel.
 
 In eager PyTorch the conv writes the hidden map and the GELU reads it back
-and writes it again: at 2048x2048 these two are about two fifths of the
-bytes a VVT-S forward moves through memory (docs/benchmark.md). Here each
-program reads a tile of tokens with its one-pixel halo once, accumulates
-the nine taps in registers (float32, or float64 for float64 tokens), adds
-the bias, applies ``0.5 x (1 + erf(x / sqrt 2))`` and writes the tile in
-the tokens' dtype: one read of the map and one write.
+and writes it again: at 2048x2048 these two move nearly a third of the
+bytes of a VVT-S forward on the whole-tensor path (docs/benchmark.md). Here
+each program reads a tile of tokens with its one-pixel halo once,
+accumulates the nine taps in registers (float32, or float64 for float64
+tokens), adds the bias, applies ``0.5 x (1 + erf(x / sqrt 2))`` and writes
+the tile in the tokens' dtype: one read of the map and one write. The
+backward twin (:func:`dwconv_gelu_backward`) recomputes the conv the same
+way and turns the gradient at the GELU's output into the one at its input
+in place, so training keeps no pre-activation map.
 
 The tokens stay in their ``B x rows x W x C`` (token-major, NHWC) layout,
 where ``fc1`` wrote them and ``fc2`` reads them, so nothing is permuted. A
