@@ -88,22 +88,25 @@ class OpCounter(TorchDispatchMode):
         out = func(*args, **kwargs)
         if func.is_view or func.overloadpacket is torch.ops.aten.detach:
             return out
-        read = [
-            t for t in tree_flatten(_read_arguments(func, args, kwargs))[0]
-            if isinstance(t, torch.Tensor)
-        ]
         written = [
             t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)
         ]
-        written += _mutated_not_returned(func, args, kwargs, written)
-        if not func._schema.is_mutable and written and _all_alias(
+        mutable = func._schema.is_mutable
+        if not mutable and written and _all_alias(
                 written,
                 tree_flatten((args, kwargs))[0]):
             return out
         self.counts[str(func)] += 1
-        if func.overloadpacket not in _ALLOCATIONS:
-            self.bytes_by_op[str(func)] += sum(
-                _elements_bytes(t) for t in read + written)
+        if func.overloadpacket in _ALLOCATIONS:
+            return out
+        read = [
+            t for t in tree_flatten(_read_arguments(func, args, kwargs))[0]
+            if isinstance(t, torch.Tensor)
+        ]
+        if mutable:
+            written += _mutated_not_returned(func, args, kwargs, written)
+        self.bytes_by_op[str(func)] += sum(
+            _elements_bytes(t) for t in read + written)
         return out
 
     @property

@@ -266,22 +266,20 @@ def _mlp_rows(x: Tensor,
         # imported here: triton is an optional dependency
         from .triton_mlp import dwconv_gelu
         a = dwconv_gelu(t, w.dw_weight, w.dw_bias, r0 - lo, r1 - r0)
-        del t
-        a = a.view(B * (r1 - r0) * W, -1)
-        if out is not None:
-            return torch.addmm(w.fc2_bias, a, w.fc2_weight.t(), out=out)
-        return F.linear(a, w.fc2_weight, w.fc2_bias).view(B, (r1 - r0) * W, -1)
-    # NHWC viewed as a channels-last NCHW map: the conv reads it in place
-    c = F.conv2d(
-        t.permute(0, 3, 1, 2),
-        w.dw_weight,
-        w.dw_bias,
-        padding=1,
-        groups=t.shape[-1])[:, :, r0 - lo:r1 - lo]
+    else:
+        # NHWC viewed as a channels-last NCHW map: the conv reads it in
+        # place
+        c = F.conv2d(
+            t.permute(0, 3, 1, 2),
+            w.dw_weight,
+            w.dw_bias,
+            padding=1,
+            groups=t.shape[-1])[:, :, r0 - lo:r1 - lo]
+        # nothing else reads the conv's output: GELU in place
+        a = torch.ops.aten.gelu_(c).permute(0, 2, 3, 1)
     del t  # two hidden maps alive at a time, not three (inference only)
-    a = torch.ops.aten.gelu_(c)  # nothing else reads the conv's output
+    # a: the band's activation, B x (r1 - r0) x W x hidden
     if out is not None:
-        a = a.permute(0, 2, 3, 1).reshape(out.shape[0], -1)
-        return torch.addmm(w.fc2_bias, a, w.fc2_weight.t(), out=out)
-    return F.linear(a.permute(0, 2, 3, 1), w.fc2_weight,
-                    w.fc2_bias).reshape(B, (r1 - r0) * W, -1)
+        return torch.addmm(
+            w.fc2_bias, a.reshape(out.shape[0], -1), w.fc2_weight.t(), out=out)
+    return F.linear(a, w.fc2_weight, w.fc2_bias).reshape(B, (r1 - r0) * W, -1)
