@@ -104,7 +104,6 @@ def test_backbone_training_under_autocast(dtype, device):
     _check_training_under_autocast(dtype, 128, device)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 def test_backbone_training_under_autocast_at_512(dtype):
     _check_training_under_autocast(dtype, 512)
