@@ -91,7 +91,11 @@ def clamp_grad(grad: Tensor,
     One op (hardtanh's backward) instead of a comparison or two and a
     multiply. Its bounds are exclusive, so it gets the neighbours of
     ``lo`` and ``hi`` in ``t``'s dtype: the same test for every value of
-    that dtype.
+    that dtype. It differs from autograd only where the clamp's output is
+    not finite (so neither is the loss, and AMP's GradScaler skips the
+    step): where ``t`` is NaN it gives ``grad`` or 0 (hardtanh's backward
+    differs between its vector and scalar loops; autograd: 0), and where
+    ``t`` is an infinity at an infinite bound it gives 0 (autograd: grad).
     """
     below, above = _open_bounds(float(lo), float(hi), t.dtype)
     if out is None:
