@@ -40,13 +40,24 @@ MLP_BAND_BYTES = 96 * 2**20
 ATTENTION_BAND_BYTES = 96 * 2**20
 
 
+def even_bands(n: int, most: int):
+    """``range(n)`` as the fewest ``(start, stop)`` bands of at most
+    ``most`` (at least 1), their sizes differing by one at most: the peak
+    is the largest band, so no band is larger than it has to be."""
+    if n <= 0:
+        return []
+    count = -(-n // max(1, most))
+    size, extra = divmod(n, count)
+    starts = [i * size + min(i, extra) for i in range(count + 1)]
+    return list(zip(starts[:-1], starts[1:]))
+
+
 def _token_bands(t: Tensor, dtype: torch.dtype):
     """``(start, stop)`` token ranges of ``t`` (``B x N x h*d``) whose
     ``4d``-wide maps in ``dtype`` fit :data:`ATTENTION_BAND_BYTES`."""
     B, N, hd = t.shape
     token_bytes = B * 4 * hd * dtype.itemsize
-    step = max(1, ATTENTION_BAND_BYTES // token_bytes)
-    return [(s, min(s + step, N)) for s in range(0, N, step)]
+    return even_bands(N, ATTENTION_BAND_BYTES // token_bytes)
 
 
 def _by_heads(t: Tensor, heads: int, dtype: torch.dtype) -> Tensor:
@@ -232,13 +243,12 @@ def mlp(x: Tensor, hw: HW, w: MlpWeights, fused: bool = False) -> Tensor:
     w = MlpWeights(*common.joined([[t] for t in w], x.device.type))
     hidden = w.fc1_weight.shape[0]
     row_bytes = B * W * hidden * x.element_size()
-    rows = max(1, MLP_BAND_BYTES // row_bytes)
-    if rows >= H:
+    bands = even_bands(H, MLP_BAND_BYTES // row_bytes)
+    if len(bands) == 1:
         return _mlp_rows(x, hw, w, 0, H, fused=fused)
     # fc2's output dtype: its weights' (cast under autocast), not x's
     out = x.new_empty(B, H, W, w.fc2_weight.shape[0], dtype=w.fc2_weight.dtype)
-    for r0 in range(0, H, rows):
-        r1 = min(r0 + rows, H)
+    for r0, r1 in bands:
         if B == 1:  # the band's rows are one block of out: fc2 writes there
             _mlp_rows(x, hw, w, r0, r1, out[0, r0:r1].view(-1, out.shape[-1]),
                       fused)

@@ -91,3 +91,26 @@ def test_mlp_bands_on_the_device(device, amp, batch, fused, monkeypatch):
     assert got.dtype == want.dtype == (torch.bfloat16 if amp else x.dtype)
     tol = dict(atol=1e-2, rtol=1e-2) if amp else dict(atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(got, want, **tol)
+
+
+@pytest.mark.parametrize('n', [0, 1, 7, 8, 9, 100, 262144])
+@pytest.mark.parametrize('most', [1, 3, 8, 64, 131072, 10**6])
+def test_even_bands_are_the_fewest_and_differ_by_one_row_at_most(n, most):
+    bands = whole.even_bands(n, most)
+    assert len(bands) == -(-n // most)  # no more bands than needed
+    if n == 0:
+        assert bands == []
+        return
+    # contiguous, covering range(n)
+    assert [s for s, _ in bands] == [0] + [e for _, e in bands[:-1]]
+    assert bands[-1][1] == n
+    sizes = [e - s for s, e in bands]
+    assert 1 <= min(sizes) and max(sizes) - min(sizes) <= 1
+    assert max(sizes) <= most
+
+
+def test_even_bands_split_the_remainder_instead_of_trailing_it():
+    # the old split made 96 + 87 of 183: the peak was the 96 band
+    assert whole.even_bands(183, 96) == [(0, 92), (92, 183)]
+    assert whole.even_bands(9, 4) == [(0, 3), (3, 6), (6, 9)]
+    assert whole.even_bands(5, 0) == [(i, i + 1) for i in range(5)]
