@@ -4,7 +4,9 @@ Reads the ``eval_*.json`` files that ``tools/test.py`` writes into a work
 dir (the newest per work dir, or all with ``--all``), loads the config each
 result records, and prints a markdown table in mmseg's model-zoo style
 with the columns Method (decode head), Backbone, Crop Size, Lr schd
-(iterations), Params (M), GFLOPs, mIoU and config.
+(iterations), Params (M), GFLOPs, mIoU and config. Results of ``--tta``
+runs go into an mIoU(ms+flip) column; a result from a partially loaded
+checkpoint or with ``--cfg-options`` is marked, with a note under the table.
 
 Params exclude the auxiliary head (it is not used at inference); GFLOPs
 count one image of the crop size (or ``--shape H W``) with

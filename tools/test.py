@@ -7,7 +7,8 @@
 #   * the summary (aAcc, mIoU, mAcc) and the per-class IoU/Acc that the
 #     configs' PerClassIoUMetric returns are written to
 #     ``<work_dir>/eval_<timestamp>.json`` (never overwriting a file), next
-#     to the table mmseg prints (mmseg_vvt/evaluation/);
+#     to the table mmseg prints (mmseg_vvt/evaluation/), with how it was
+#     made: --tta, a partial checkpoint load, the --cfg-options;
 #   * a missing or empty test dataset stops the run before the model is
 #     built, naming the path (mmseg_vvt/datasets/checks.py);
 #   * a checkpoint that does not fit the model (missing / unexpected keys,
@@ -29,7 +30,8 @@ import mmseg_vvt  # noqa: F401
 from mmseg_vvt.datasets.checks import (DatasetNotFoundError, EmptyDatasetError,
                                        check_dataloader_datasets,
                                        runner_dataloader_keys)
-from mmseg_vvt.engine import CheckpointError, add_checkpoint_fit_hook
+from mmseg_vvt.engine import (CheckpointError, CheckpointFitHook,
+                              add_checkpoint_fit_hook)
 from mmseg_vvt.engine.runtime import adapt_cfg_to_device, close_distributed
 from mmseg_vvt.evaluation import write_eval_json
 
@@ -173,6 +175,7 @@ def main(argv=None):
         summary = dict(metrics)
         per_class = summary.pop('per_class', None)
         if per_class is not None:
+            fit = [h for h in runner.hooks if isinstance(h, CheckpointFitHook)]
             path = write_eval_json(
                 cfg.work_dir,
                 timestamp=runner.timestamp,
@@ -180,7 +183,10 @@ def main(argv=None):
                 checkpoint=args.checkpoint,
                 dataset=cfg.test_dataloader.dataset.get('type', ''),
                 metrics=summary,
-                per_class=per_class)
+                per_class=per_class,
+                tta=args.tta,
+                partial_checkpoint=any(h.fits is False for h in fit),
+                cfg_options=args.cfg_options)
             print_log(
                 f'evaluation results written to {path}', logger='current')
         else:

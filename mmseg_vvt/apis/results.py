@@ -5,12 +5,20 @@
     {"config": str, "checkpoint": str, "dataset": str,
      "metrics": {"aAcc": float, "mIoU": float, "mAcc": float},
      "per_class": [{"class": str, "IoU": float, "Acc": float}, ...],
-     "timestamp": str}
+     "timestamp": str,
+     "test": {"tta": bool, "partial_checkpoint": bool, "cfg_options": {}}}
 
 :func:`collect_results` reads the newest such file of each work dir (or all
 of them), loads the recorded config with mmengine's ``Config`` and returns a
 markdown table with the columns of mmseg's model zoo: Method (decode head),
 Backbone, Crop Size, Lr schd (iterations), Params, GFLOPs, mIoU, config.
+
+A result tested with ``--tta`` goes into an ``mIoU(ms+flip)`` column, as in
+mmseg's model zoo (its newest beside the newest single-scale one of the same
+work dir and config). A result that is not the plain test of its config is
+marked with a numbered note under the table: from a partially loaded
+checkpoint, with ``--cfg-options``, or from a file without the ``test``
+record (written before it existed: counted as single-scale).
 """
 import json
 import sys
@@ -63,6 +71,32 @@ class EvalResult:
     def timestamp(self) -> str:
         return str(self.data.get('timestamp', ''))
 
+    @property
+    def tta(self) -> bool:
+        """Tested with ``--tta`` (the ``mIoU(ms+flip)`` column)."""
+        return bool((self.data.get('test') or {}).get('tta', False))
+
+    def notes(self) -> List[str]:
+        """What sets this result apart from the plain test of its config,
+        one sentence each (empty for a plain test)."""
+        test = self.data.get('test')
+        if not isinstance(test, dict):
+            return [
+                'from an eval JSON without the "test" record (written '
+                'before tools/test.py recorded --tta and partial loads): '
+                'counted as single-scale'
+            ]
+        notes = []
+        if test.get('partial_checkpoint'):
+            notes.append('from a partially loaded checkpoint '
+                         '(--allow-partial-checkpoint): the weights that did '
+                         'not fit the model kept their initial values')
+        options = test.get('cfg_options') or {}
+        if options:
+            shown = ' '.join(f'{k}={v}' for k, v in options.items())
+            notes.append(f'tested with --cfg-options {shown}')
+        return notes
+
 
 def find_eval_files(work_dir: Union[str, Path]) -> List[Path]:
     """The ``eval_*.json`` files of a work dir, oldest first (by name, which
@@ -106,21 +140,26 @@ def load_eval_file(path: Union[str, Path]) -> dict:
 def gather(work_dirs: Sequence[Union[str, Path]],
            all_results: bool = False,
            notes: Optional[Callable[[str], None]] = None) -> List[EvalResult]:
-    """Result files of each work dir: the newest one, or all with
-    ``all_results``. Older files that are left out are mentioned through
-    ``notes`` (default: stderr)."""
+    """Result files of each work dir: the newest single-scale one and the
+    newest ``--tta`` one, or all with ``all_results``. Older files that are
+    left out are mentioned through ``notes`` (default: stderr)."""
     notes = notes or (lambda m: print(m, file=sys.stderr))
     results = []
     for wd in work_dirs:
         files = find_eval_files(wd)
         loaded = [EvalResult(f, Path(wd), load_eval_file(f)) for f in files]
         loaded.sort(key=lambda r: (r.timestamp, r.path.name))
-        if not all_results and len(loaded) > 1:
-            for r in loaded[:-1]:
-                notes(f'note: {wd}: using the newest result '
-                      f'{loaded[-1].path.name}, not {r.path.name} '
-                      '(pass --all to list every result)')
-            loaded = loaded[-1:]
+        if not all_results:
+            kept = []
+            for tta in (False, True):
+                kind = [r for r in loaded if r.tta == tta]
+                for r in kind[:-1]:
+                    notes(f'note: {wd}: using the newest '
+                          f'{"--tta " if tta else ""}result '
+                          f'{kind[-1].path.name}, not {r.path.name} '
+                          '(pass --all to list every result)')
+                kept += kind[-1:]
+            loaded = sorted(kept, key=lambda r: (r.timestamp, r.path.name))
         results.extend(loaded)
     return results
 
@@ -226,12 +265,31 @@ def _link(path: Path) -> str:
     return f'[{path.stem}]({path.as_posix()})'
 
 
-def build_rows(
-        results: Sequence[EvalResult],
-        flops: bool = True,
-        flops_shape: Optional[Tuple[int, int]] = None) -> List[Dict[str, str]]:
-    """One table row (dict of formatted cells) per result."""
-    rows = []
+def _miou(result: EvalResult, notes: List[str]) -> str:
+    """The result's mIoU cell, with the numbers of its notes (added to
+    ``notes``, the table's, when new)."""
+    miou = result.data['metrics']['mIoU']
+    cell = '-' if miou is None else f'{float(miou):.2f}'
+    marks = []
+    for note in result.notes():
+        if note not in notes:
+            notes.append(note)
+        marks.append(f'({notes.index(note) + 1})')
+    return ' '.join([cell] + marks)
+
+
+def build_rows(results: Sequence[EvalResult],
+               flops: bool = True,
+               flops_shape: Optional[Tuple[int, int]] = None,
+               notes: Optional[List[str]] = None,
+               merge: bool = False) -> List[Dict[str, str]]:
+    """One table row (dict of formatted cells) per result, its mIoU under
+    ``miou`` or, tested with ``--tta``, ``miou_ms``. With ``merge``, a
+    single-scale and a ``--tta`` result of the same work dir and config
+    share a row. The notes the mIoU cells refer to are appended to
+    ``notes``."""
+    notes = [] if notes is None else notes
+    rows, row_of = [], {}
     cache: Dict[Tuple[str, Tuple[int, int], bool], Tuple[int, Optional[int]]]
     cache = {}
     for r in results:
@@ -250,32 +308,45 @@ def build_rows(
         if key not in cache:
             cache[key] = complexity(cfg_path, shape, flops)
         params, n_flops = cache[key]
-        miou = r.data['metrics']['mIoU']
-        rows.append(
-            dict(
+        column = 'miou_ms' if r.tta else 'miou'
+        dataset = str(r.data.get('dataset', '-'))
+        same = (str(r.work_dir), key[0], dataset)
+        row = row_of.get(same) if merge else None
+        if row is None or row[column] != '-':
+            row = dict(
                 method=info['method'],
                 backbone=info['backbone'],
                 crop=info['crop'],
                 schedule=info['schedule'],
                 params=fmt_number(params / 1e6),
                 gflops='-' if n_flops is None else fmt_number(n_flops / 1e9),
-                miou='-' if miou is None else f'{float(miou):.2f}',
+                miou='-',
+                miou_ms='-',
                 config=_link(Path(r.data['config'])),
-                dataset=str(r.data.get('dataset', '-')),
-            ))
+                dataset=dataset,
+            )
+            rows.append(row)
+            row_of[same] = row
+        row[column] = _miou(r, notes)
     return rows
 
 
-def markdown_table(rows: Sequence[Dict[str, str]],
-                   flops_shape: Optional[Tuple[int, int]] = None) -> str:
-    """Rows as a markdown table; a Dataset column is added when the rows
-    come from more than one dataset."""
+def markdown_table(
+    rows: Sequence[Dict[str, str]],
+    flops_shape: Optional[Tuple[int, int]] = None,
+    notes: Sequence[str] = ()
+) -> str:
+    """Rows as a markdown table, ``notes`` numbered under it; a Dataset
+    column is added when the rows come from more than one dataset, an
+    mIoU(ms+flip) column when a row has a ``--tta`` result."""
     gflops_head = 'GFLOPs' if flops_shape is None else \
         f'GFLOPs ({_fmt_size(flops_shape)})'
     columns = [('Method', 'method'), ('Backbone', 'backbone'),
                ('Crop Size', 'crop'), ('Lr schd', 'schedule'),
                ('Params (M)', 'params'), (gflops_head, 'gflops'),
                ('mIoU', 'miou'), ('config', 'config')]
+    if any(r.get('miou_ms', '-') != '-' for r in rows):
+        columns.insert(-1, ('mIoU(ms+flip)', 'miou_ms'))
     if len({r['dataset'] for r in rows}) > 1:
         columns.insert(2, ('Dataset', 'dataset'))
     lines = [
@@ -285,6 +356,9 @@ def markdown_table(rows: Sequence[Dict[str, str]],
     for r in rows:
         lines.append('| ' + ' | '.join(
             str(r[k]).replace('|', '\\|') for _, k in columns) + ' |')
+    if notes:
+        lines.append('')
+        lines += [f'- ({i}) {note}' for i, note in enumerate(notes, 1)]
     return '\n'.join(lines) + '\n'
 
 
@@ -301,5 +375,11 @@ def collect_results(work_dirs: Sequence[Union[str, Path]],
     if not work_dirs:
         raise ResultsError('no work dirs given')
     results = gather(work_dirs, all_results=all_results, notes=notes)
-    rows = build_rows(results, flops=flops, flops_shape=flops_shape)
-    return markdown_table(rows, flops_shape)
+    marks: List[str] = []
+    rows = build_rows(
+        results,
+        flops=flops,
+        flops_shape=flops_shape,
+        notes=marks,
+        merge=not all_results)
+    return markdown_table(rows, flops_shape, marks)

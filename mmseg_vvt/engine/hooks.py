@@ -28,14 +28,20 @@ class CheckpointFitHook(Hook):
     Args:
         allow_partial (bool): Load what matches and log what does not.
             Default: False.
+
+    Attributes:
+        fits (bool | None): Whether the last checkpoint loaded fitted the
+            model whole; None before one is loaded. ``tools/test.py``
+            records a partial load with the result it scores.
     """
     priority = 'LOWEST'
 
     def __init__(self, allow_partial: bool = False):
         self.allow_partial = allow_partial
+        self.fits: Optional[bool] = None
 
     def after_load_checkpoint(self, runner, checkpoint: Optional[dict]):
-        check_checkpoint_fits(
+        self.fits = check_checkpoint_fits(
             runner.model, checkpoint, allow_partial=self.allow_partial)
 
 

@@ -8,7 +8,17 @@ reads::
     {"config": str, "checkpoint": str, "dataset": str,
      "metrics": {"aAcc": float, "mIoU": float, "mAcc": float},
      "per_class": [{"class": str, "IoU": float, "Acc": float}, ...],
-     "timestamp": str}
+     "timestamp": str,
+     "test": {"tta": bool, "partial_checkpoint": bool,
+              "cfg_options": {str: value, ...}}}
+
+``test`` says how the result was made, so that a table of results can tell
+them apart: ``tta``, with the config's test-time augmentation (``--tta``:
+mmseg's ADE20K recipe is six scales and flips, its model zoo's
+"mIoU(ms+flip)"); ``partial_checkpoint``, from a checkpoint that did not fit
+the model whole (``--allow-partial-checkpoint``: some weights kept their
+initial values); ``cfg_options``, the ``--cfg-options`` overrides of the
+config file. Files written before it existed have no ``test`` key.
 
 Values are percentages rounded to 2 decimals, as ``IoUMetric`` reports them.
 A value that is undefined (0/0) is written as ``null``. If the metric was
@@ -29,13 +39,21 @@ def _percent(value: Any) -> Optional[float]:
     return None if math.isnan(value) else value
 
 
-def write_eval_json(work_dir: str, timestamp: str, config: str,
-                    checkpoint: str, dataset: str, metrics: Dict[str, Any],
-                    per_class: Optional[List[Dict[str, Any]]]) -> str:
+def write_eval_json(work_dir: str,
+                    timestamp: str,
+                    config: str,
+                    checkpoint: str,
+                    dataset: str,
+                    metrics: Dict[str, Any],
+                    per_class: Optional[List[Dict[str, Any]]],
+                    tta: bool = False,
+                    partial_checkpoint: bool = False,
+                    cfg_options: Optional[Dict[str, Any]] = None) -> str:
     """Write ``<work_dir>/eval_<timestamp>.json``; never overwrites.
 
     If that name exists (two runs in the same second), ``_1``, ``_2``, ...
-    is appended. Returns the path written.
+    is appended. Returns the path written. ``tta``, ``partial_checkpoint``
+    and ``cfg_options`` go under ``test`` (see the module's docstring).
     """
     record = {
         'config': str(config),
@@ -47,6 +65,15 @@ def write_eval_json(work_dir: str, timestamp: str, config: str,
         },
         'per_class': per_class if per_class is not None else [],
         'timestamp': str(timestamp),
+        'test': {
+            'tta':
+            bool(tta),
+            'partial_checkpoint':
+            bool(partial_checkpoint),
+            # a value JSON cannot hold is written as its repr, not dropped
+            'cfg_options':
+            json.loads(json.dumps(dict(cfg_options or {}), default=repr)),
+        },
     }
     text = json.dumps(record, indent=2, allow_nan=False)
     os.makedirs(work_dir, exist_ok=True)

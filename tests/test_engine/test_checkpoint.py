@@ -524,12 +524,24 @@ def test_fit_hook_refuses_resume_of_another_model(tmp_path):
     msg = str(info.value)
     assert 'iter_2.pth' in msg
     assert 'fc.weight (2, 4) vs (3, 4)' in msg and '2 shapes differ' in msg
-    # asked for, the partial load goes on
+    # asked for, the partial load goes on, and the hook says it was partial
+    hook = CheckpointFitHook(allow_partial=True)
+    assert hook.fits is None
     partial = _runner(
         tmp_path / 'p',
         max_iters=2,
         load_from=osp.join(tmp_path, 'iter_2.pth'),
         model=WiderModel(),
-        custom_hooks=[CheckpointFitHook(allow_partial=True)])
+        custom_hooks=[hook])
     partial.train()
     assert partial.iter == 2
+    assert hook.fits is False
+    # a checkpoint that fits: fits is True, also when a partial load is allowed
+    hook = CheckpointFitHook(allow_partial=True)
+    whole = _runner(
+        tmp_path / 'w',
+        max_iters=2,
+        load_from=osp.join(tmp_path, 'iter_2.pth'),
+        custom_hooks=[hook])
+    whole.train()
+    assert hook.fits is True

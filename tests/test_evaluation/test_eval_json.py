@@ -25,8 +25,11 @@ def test_write_eval_json_schema_and_no_overwrite(tmp_path):
 
     record = json.loads(before)
     assert set(record) == {
-        'config', 'checkpoint', 'dataset', 'metrics', 'per_class', 'timestamp'
+        'config', 'checkpoint', 'dataset', 'metrics', 'per_class', 'timestamp',
+        'test'
     }
+    assert record['test'] == dict(
+        tta=False, partial_checkpoint=False, cfg_options={})
     assert record['config'] == 'configs/x.py'
     assert record['checkpoint'] == 'work/iter_2.pth'
     assert record['dataset'] == 'ADE20KDataset'
@@ -39,3 +42,33 @@ def test_write_eval_json_schema_and_no_overwrite(tmp_path):
         'Acc': 100.0
     }
     assert record['per_class'][2]['IoU'] is None
+
+
+def test_write_eval_json_records_how_the_result_was_made(tmp_path):
+    results = evaluate()
+    per_class = results.pop('per_class')
+    path = write_eval_json(
+        str(tmp_path),
+        timestamp='20260101_000000',
+        config='configs/x.py',
+        checkpoint='work/iter_2.pth',
+        dataset='ADE20KDataset',
+        metrics=results,
+        per_class=per_class,
+        tta=True,
+        partial_checkpoint=True,
+        # as DictAction parses them: a tuple, and a value JSON cannot hold
+        cfg_options={
+            'model.test_cfg.mode': 'slide',
+            'crop_size': (256, 256),
+            'odd': {1, 2}
+        })
+    test = json.loads(open(path).read())['test']
+    assert test == dict(
+        tta=True,
+        partial_checkpoint=True,
+        cfg_options={
+            'model.test_cfg.mode': 'slide',
+            'crop_size': [256, 256],
+            'odd': '{1, 2}'
+        })

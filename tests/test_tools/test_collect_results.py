@@ -14,7 +14,14 @@ def tool():
     return load_tool('collect_results')
 
 
-def _eval_json(work_dir, cfg_path, miou, timestamp, dataset='ADE20KDataset'):
+def _eval_json(work_dir,
+               cfg_path,
+               miou,
+               timestamp,
+               dataset='ADE20KDataset',
+               **test):
+    """An eval JSON as tools/test.py writes it; ``test``: its ``test``
+    record's entries (``test=None``: a file from before it existed)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     record = dict(
         config=str(cfg_path),
@@ -27,6 +34,10 @@ def _eval_json(work_dir, cfg_path, miou, timestamp, dataset='ADE20KDataset'):
             'Acc': 50.0
         })],
         timestamp=timestamp)
+    if test.get('test', {}) is not None:
+        record['test'] = dict(
+            tta=False, partial_checkpoint=False, cfg_options={})
+        record['test'].update(test)
     path = work_dir / f'eval_{timestamp}.json'
     path.write_text(json.dumps(record))
     return path
@@ -164,3 +175,76 @@ def test_refuses_to_overwrite_out(tool, two_work_dirs, capsys):
         [str(wd1), '--no-flops', '--out',
          str(out), '--overwrite']) == 0
     assert 'Semantic FPN' in out.read_text()
+
+
+def test_tta_result_goes_into_the_ms_flip_column(tool, two_work_dirs, capsys):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    _eval_json(wd1, fpn, 14.0, '20261125_180000', tta=True)
+    assert tool.main([str(wd1), str(wd2), '--no-flops']) == 0
+    captured = capsys.readouterr()
+    header, rows = _rows(captured.out)
+    assert header[-3:] == ['mIoU', 'mIoU(ms+flip)', 'config']
+    # the single-scale and the --tta result of wd1 share its row
+    assert [(r['mIoU'], r['mIoU(ms+flip)']) for r in rows] == \
+        [('12.35', '14.00'), ('7.50', '-')]
+    assert 'note' not in captured.err  # nothing left out
+
+    # a newer single-scale result replaces the older, and says so
+    _eval_json(wd1, fpn, 13.0, '20261125_190000')
+    assert tool.main([str(wd1), '--no-flops']) == 0
+    captured = capsys.readouterr()
+    _, rows = _rows(captured.out)
+    assert [(r['mIoU'], r['mIoU(ms+flip)']) for r in rows] == \
+        [('13.00', '14.00')]
+    assert 'eval_20261125_170000.json' in captured.err
+
+    # --all: a row per file, each in its own column
+    assert tool.main([str(wd1), '--no-flops', '--all']) == 0
+    _, rows = _rows(capsys.readouterr().out)
+    assert [(r['mIoU'], r['mIoU(ms+flip)']) for r in rows] == \
+        [('12.35', '-'), ('-', '14.00'), ('13.00', '-')]
+
+
+def test_no_ms_flip_column_without_tta_results(tool, two_work_dirs, capsys):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    assert tool.main([str(wd1), str(wd2), '--no-flops']) == 0
+    header, _ = _rows(capsys.readouterr().out)
+    assert 'mIoU(ms+flip)' not in header
+
+
+def _notes(table):
+    return [ln for ln in table.splitlines() if ln.startswith('- (')]
+
+
+def test_results_that_are_not_plain_tests_are_marked(tool, two_work_dirs,
+                                                     capsys):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    wd3, wd4 = root / 'work' / 'partial', root / 'work' / 'old'
+    _eval_json(
+        wd1,
+        fpn,
+        20.0,
+        '20261125_180000',
+        cfg_options={'model.test_cfg.mode': 'slide'})
+    _eval_json(wd2, uper, 8.0, '20261125_180000', partial_checkpoint=True)
+    _eval_json(wd3, uper, 9.0, '20261125_180000', partial_checkpoint=True)
+    _eval_json(wd4, fpn, 10.0, '20261125_180000', test=None)
+    assert tool.main([str(d)
+                      for d in (wd1, wd2, wd3, wd4)] + ['--no-flops']) == 0
+    table = capsys.readouterr().out
+    _, rows = _rows(table.split('\n\n')[0])
+    # the same note, the same number
+    assert [r['mIoU'] for r in rows] == \
+        ['20.00 (1)', '8.00 (2)', '9.00 (2)', '10.00 (3)']
+    notes = _notes(table)
+    assert len(notes) == 3
+    assert notes[0] == ('- (1) tested with --cfg-options '
+                        'model.test_cfg.mode=slide')
+    assert notes[1].startswith('- (2) from a partially loaded checkpoint')
+    assert notes[2].startswith('- (3) from an eval JSON without the "test"')
+    # a plain test has no mark and no note
+    assert tool.main([str(wd1), '--no-flops', '--all']) == 0
+    table = capsys.readouterr().out
+    _, rows = _rows(table.split('\n\n')[0])
+    assert [r['mIoU'] for r in rows] == ['12.35', '20.00 (1)']
+    assert len(_notes(table)) == 1

@@ -232,6 +232,8 @@ def test_test_py_prints_miou_and_writes_json(trained, tmp_path):
     assert record['checkpoint'] == ckpt
     assert record['dataset'] == 'ADE20KDataset'
     assert set(record['metrics']) == {'aAcc', 'mIoU', 'mAcc'}
+    assert record['test'] == dict(
+        tta=False, partial_checkpoint=False, cfg_options={})
     assert len(record['per_class']) == 150
     assert set(record['per_class'][0]) == {'class', 'IoU', 'Acc'}
     # the summary printed on the console is the one in the file
@@ -260,6 +262,10 @@ def test_test_py_prints_miou_and_writes_json(trained, tmp_path):
     files = sorted(glob.glob(osp.join(work_dir, 'eval_*.json')))
     assert len(files) == 2
     assert open(path).read() == before
+    with open(files[1]) as f:  # the overrides are recorded with the result
+        assert json.load(f)['test']['cfg_options'] == {
+            'default_hooks.visualization.interval': 1
+        }
     painted = glob.glob(osp.join(show_dir, '**', '*.png'), recursive=True)
     assert len(painted) == 2  # one per validation image
 
@@ -676,7 +682,32 @@ def test_test_py_partial_load_only_when_asked(trained, tmp_path):
     ])
     assert 'Partial load asked for' in proc.stdout
     assert 'decode_head.conv_seg.bias' in proc.stdout
-    assert len(_eval_jsons(work_dir)) == 1
+    (path, ) = _eval_jsons(work_dir)
+    with open(path) as f:  # the result says it came from a partial load
+        assert json.load(f)['test']['partial_checkpoint'] is True
+
+
+def test_test_py_tta_is_recorded_and_tabled_as_ms_flip(trained, tmp_path):
+    # the config's tta_pipeline (mmseg's ADE20K one: six scales, flips)
+    ckpt = osp.join(trained['work_dir'], 'iter_8.pth')
+    work_dir = str(tmp_path / 'eval')
+    run([PYTHON, TEST, trained['cfg'], ckpt, '--work-dir', work_dir])
+    run([PYTHON, TEST, trained['cfg'], ckpt, '--work-dir', work_dir, '--tta'])
+    records = []
+    for path in sorted(_eval_jsons(work_dir)):
+        with open(path) as f:
+            records.append(json.load(f))
+    assert [r['test']['tta'] for r in records] == [False, True]
+    proc = run([
+        PYTHON,
+        osp.join(REPO, 'tools', 'collect_results.py'), work_dir, '--no-flops'
+    ])
+    header, row = [[c.strip() for c in ln.strip('|').split('|')]
+                   for ln in proc.stdout.splitlines()
+                   if ln.startswith('|')][::2]
+    cells = dict(zip(header, row))
+    assert cells['mIoU'] == f"{records[0]['metrics']['mIoU']:.2f}"
+    assert cells['mIoU(ms+flip)'] == f"{records[1]['metrics']['mIoU']:.2f}"
 
 
 def test_resume_from_truncated_checkpoint_is_one_line(trained, tmp_path):
