@@ -144,6 +144,12 @@ def main(argv=None):
         cfg = trigger_visualization_hook(cfg, args)
 
     if args.tta:
+        # mmseg's dataset _base_ files define tta_pipeline, its
+        # default_runtime tta_model; a config without them fails here
+        missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
+        if missing:
+            raise SystemExit(f'error: --tta needs {" and ".join(missing)} '
+                             f'in the config {args.config}; it has none')
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model

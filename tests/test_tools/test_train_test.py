@@ -687,6 +687,14 @@ def test_test_py_partial_load_only_when_asked(trained, tmp_path):
         assert json.load(f)['test']['partial_checkpoint'] is True
 
 
+def test_test_py_tta_without_tta_config_is_one_line(trained, tmp_path):
+    from mmseg_vvt.testing import write_tiny_config
+    cfg = write_tiny_config(tmp_path / 'no_tta.py')
+    ckpt = osp.join(trained['work_dir'], 'iter_8.pth')
+    proc = run([PYTHON, TEST, cfg, ckpt, '--tta'], check=False)
+    _one_line_error(proc, '--tta needs tta_model and tta_pipeline', cfg)
+
+
 def test_test_py_tta_is_recorded_and_tabled_as_ms_flip(trained, tmp_path):
     # the config's tta_pipeline (mmseg's ADE20K one: six scales, flips)
     ckpt = osp.join(trained['work_dir'], 'iter_8.pth')
