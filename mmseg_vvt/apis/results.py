@@ -15,8 +15,8 @@ Backbone, Crop Size, Lr schd (iterations), Params, GFLOPs, mIoU, config.
 
 A result tested with ``--tta`` goes into an ``mIoU(ms+flip)`` column, as in
 mmseg's model zoo (its newest beside the newest single-scale one of the same
-work dir and config). A result that is not the plain test of its config is
-marked with a numbered note under the table: from a partially loaded
+work dir, config and checkpoint). A result that is not the plain test of its
+config is marked with a numbered note under the table: from a partially loaded
 checkpoint, with ``--cfg-options``, or from a file without the ``test``
 record (written before it existed: counted as single-scale).
 """
@@ -134,6 +134,10 @@ def load_eval_file(path: Union[str, Path]) -> dict:
                            'format written by tools/test.py')
     if not isinstance(data['metrics'], dict) or 'mIoU' not in data['metrics']:
         raise ResultsError(f'{path}: "metrics" has no "mIoU"')
+    if not isinstance(data.get('test', {}), dict):
+        raise ResultsError(f'{path}: "test" is a '
+                           f'{type(data["test"]).__name__}, expected an '
+                           'object (tta, partial_checkpoint, cfg_options)')
     return data
 
 
@@ -285,9 +289,9 @@ def build_rows(results: Sequence[EvalResult],
                merge: bool = False) -> List[Dict[str, str]]:
     """One table row (dict of formatted cells) per result, its mIoU under
     ``miou`` or, tested with ``--tta``, ``miou_ms``. With ``merge``, a
-    single-scale and a ``--tta`` result of the same work dir and config
-    share a row. The notes the mIoU cells refer to are appended to
-    ``notes``."""
+    single-scale and a ``--tta`` result of the same work dir, config,
+    checkpoint and dataset share a row. The notes the mIoU cells refer to
+    are appended to ``notes``."""
     notes = [] if notes is None else notes
     rows, row_of = [], {}
     cache: Dict[Tuple[str, Tuple[int, int], bool], Tuple[int, Optional[int]]]
@@ -310,7 +314,8 @@ def build_rows(results: Sequence[EvalResult],
         params, n_flops = cache[key]
         column = 'miou_ms' if r.tta else 'miou'
         dataset = str(r.data.get('dataset', '-'))
-        same = (str(r.work_dir), key[0], dataset)
+        # one model: the same work dir, config, checkpoint and dataset
+        same = (str(r.work_dir), key[0], r.data.get('checkpoint'), dataset)
         row = row_of.get(same) if merge else None
         if row is None or row[column] != '-':
             row = dict(

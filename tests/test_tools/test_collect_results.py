@@ -205,6 +205,31 @@ def test_tta_result_goes_into_the_ms_flip_column(tool, two_work_dirs, capsys):
         [('12.35', '-'), ('-', '14.00'), ('13.00', '-')]
 
 
+def test_tta_result_of_another_checkpoint_gets_its_own_row(
+        tool, two_work_dirs, capsys):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    path = _eval_json(wd1, fpn, 14.0, '20261125_180000', tta=True)
+    record = json.loads(path.read_text())
+    record['checkpoint'] = str(wd1 / 'iter_2.pth')
+    path.write_text(json.dumps(record))
+    assert tool.main([str(wd1), '--no-flops']) == 0
+    _, rows = _rows(capsys.readouterr().out)
+    assert [(r['mIoU'], r['mIoU(ms+flip)']) for r in rows] == \
+        [('12.35', '-'), ('-', '14.00')]
+
+
+def test_test_record_that_is_not_an_object_is_named(tool, two_work_dirs,
+                                                    capsys):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    path = _eval_json(wd1, fpn, 14.0, '20261125_180000')
+    record = json.loads(path.read_text())
+    record['test'] = [True]
+    path.write_text(json.dumps(record))
+    assert tool.main([str(wd1), '--no-flops']) == 2
+    err = capsys.readouterr().err
+    assert path.name in err and '"test" is a list' in err
+
+
 def test_no_ms_flip_column_without_tta_results(tool, two_work_dirs, capsys):
     root, fpn, uper, wd1, wd2 = two_work_dirs
     assert tool.main([str(wd1), str(wd2), '--no-flops']) == 0
