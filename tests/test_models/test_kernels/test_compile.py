@@ -1,4 +1,5 @@
-"""torch.compile of VVT: eval and a training step, no graph breaks.
+"""torch.compile of VVT: eval and a training step, no graph breaks; and
+torch.export (what ``torch.onnx.export`` builds on) of the eval model.
 
 The default suite compiles with the ``aot_eager`` backend: dynamo's graph
 capture and AOTAutograd's fake-tensor tracing of forward and backward
@@ -8,8 +9,10 @@ slow suite compiles with inductor.
 """
 import pytest
 import torch
+from torch.export import Dim
 
 from mmseg_vvt.models.backbones import VVT
+from mmseg_vvt.models.kernels import implementation
 from mmseg_vvt.testing import tiny_arch
 
 
@@ -72,3 +75,36 @@ def test_demo_arch_compiles_in_eval_and_training():
     loss = sum(o.square().mean() for o in compiled(x))
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize('name', ['auto', 'triton'])
+def test_export_graph_is_the_readable_formulation_for_any_size(name):
+    """An exported graph must not bake in a kernel's bands or chunks (they
+    depend on the input size) nor hold Triton ops: export traces the
+    readable formulation under every implementation, and the graph,
+    exported with dynamic batch and size, computes exactly what that
+    formulation computes at another batch and size."""
+    model = _model().eval()
+    # batch 2: export specialises a dimension of size 1
+    x = torch.randn(2, 3, 64, 96)
+    with implementation(name):
+        program = torch.export.export(
+            model, (x, ),
+            dynamic_shapes=({
+                0: Dim.AUTO,
+                2: Dim.AUTO,
+                3: Dim.AUTO
+            }, ))
+    ops = {
+        str(n.target)
+        for n in program.graph.nodes if n.op == 'call_function'
+    }
+    assert not [op for op in ops if 'mmseg_vvt' in op], ops
+    other = torch.randn(3, 3, 100, 90)
+    with torch.no_grad(), implementation('reference'):
+        expected = model(other)
+    got = program.module()(other)
+    assert len(got) == len(expected) == 4
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
