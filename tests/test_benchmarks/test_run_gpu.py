@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import torch
+from analysis_tools.benchmark import proxies_stem
 from tool_modules import REPO
 
 SHIM = '''#!{python}
@@ -47,6 +48,11 @@ def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
     shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
     log = tmp_path / 'calls.jsonl'
     out = tmp_path / 'out'
+    # the proxies step's table, where benchmark_scaling.py writes it (the
+    # shim runs no tool): summary.md must carry it
+    out.mkdir()
+    proxies_md = out / (proxies_stem('fp16', 'cuda') + '.md')
+    proxies_md.write_text('| proxies table |\n')
     env = dict(os.environ, PY=str(shim), OUT=str(out), SHIM_LOG=str(log))
     env.pop('PYTHONPATH', None)  # as on a GPU machine, nothing installed
     proc = subprocess.run(['bash', 'benchmarks/run_gpu.sh'],
@@ -92,7 +98,7 @@ def test_every_step_of_run_gpu_sh_parses(tmp_path, monkeypatch):
             assert c[c.index('--out') + 1].startswith(str(out))
     env_json = json.loads((out / 'environment.json').read_text())
     assert env_json['torch'] and env_json['gpu'] is None  # no GPU here
-    assert (out / 'summary.md').exists()
+    assert '| proxies table |' in (out / 'summary.md').read_text()
     # each tool accepts its arguments (argparse exits 2 naming a bad one)
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.chdir(REPO)  # the script's paths are relative to it
