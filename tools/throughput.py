@@ -41,7 +41,7 @@ def parse_args(argv=None):
     p.add_argument(
         '--dtype',
         nargs='+',
-        default=['fp32', 'bf16'],
+        default=None,
         choices=sorted(DTYPES),
         help='inference: fp32 (no autocast) and/or autocast '
         'dtypes (default fp32 bf16)')
@@ -90,6 +90,14 @@ def parse_args(argv=None):
         p.error('--warmup must be >= 0')
     if args.amp != ['fp32'] and not args.train:
         p.error('--amp is for --train; inference takes --dtype')
+    # each flag times one kind of run: refused elsewhere, not ignored
+    if args.train and args.dtype is not None:
+        p.error('--dtype is for inference; --train takes --amp')
+    if args.backbone and not args.train:
+        p.error('--backbone is for --train; inference times the config\'s '
+                'own backbone')
+    if args.dtype is None:
+        args.dtype = ['fp32', 'bf16']
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available():

@@ -83,6 +83,16 @@ def test_throughput_rejects_bad_arguments(cfg_file):
         text=True,
         timeout=120)
     assert proc.returncode == 2 and '--shape' in proc.stderr
+    # a flag of the other kind of run is refused, not silently ignored
+    from tool_modules import load_tool
+    parse_args = load_tool('throughput').parse_args
+    for argv, flag in (([cfg_file, '--train', '--dtype', 'bf16'], '--dtype'),
+                       ([cfg_file, '--backbone', 'swin-t'], '--backbone')):
+        with pytest.raises(SystemExit) as exit_:
+            parse_args(argv)
+        assert exit_.value.code == 2, argv
+    assert parse_args([cfg_file]).dtype == ['fp32', 'bf16']
+    assert parse_args([cfg_file, '--train']).amp == ['fp32']
 
 
 def test_training_throughput_runs_the_runner_step(tmp_path):
