@@ -18,12 +18,14 @@ Example::
 """
 import argparse
 import json
-import os.path as osp
 import sys
+from pathlib import Path
 
 from mmengine.analysis.print_helper import _format_size
 from mmengine.config import DictAction
 
+from mmseg_vvt.utils.cli import (BadInputError, check_out_file, load_config,
+                                 positive_int)
 from mmseg_vvt.utils.complexity import segmentor_complexity
 
 
@@ -34,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument('config', help='mmseg config file')
     p.add_argument(
         '--shape',
-        type=int,
+        type=positive_int,
         nargs='+',
         default=[512, 512],
         help='input H W (one value: square; default 512 512)')
@@ -48,19 +50,27 @@ def parse_args(argv=None):
         action='store_true',
         help='do not print the per-module table')
     p.add_argument('--out', help='also write the numbers to this JSON file')
+    p.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an existing --out file')
     args = p.parse_args(argv)
     if len(args.shape) not in (1, 2):
         p.error(f'--shape takes H W or one size, got {args.shape}')
-    if not osp.isfile(args.config):
-        p.error(f'config file not found: {args.config}')
+    # before the model is built: the config, and where the numbers go
+    try:
+        args.cfg = load_config(args.config, args.cfg_options)
+        if args.out:
+            check_out_file(args.out, overwrite=args.overwrite)
+    except BadInputError as err:
+        p.error(str(err))
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     shape = tuple(args.shape) * (2 if len(args.shape) == 1 else 1)
-    result = segmentor_complexity(
-        args.config, shape=shape, cfg_options=args.cfg_options)
+    result = segmentor_complexity(args.cfg, shape=shape)
     line = '=' * 40
     if not args.no_table:
         print(result['table'])
@@ -78,6 +88,7 @@ def main(argv=None):
     print(line)
     if args.out:
         keep = {k: v for k, v in result.items() if k != 'table'}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(dict(config=args.config, **keep), f, indent=1)
         print(f'wrote {args.out}')

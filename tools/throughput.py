@@ -18,12 +18,20 @@ Examples::
 """
 import argparse
 import json
-import os.path as osp
 import sys
+from pathlib import Path
 
+from analysis_tools.benchmark import BENCHMARK_MODELS
 from analysis_tools.throughput import (DTYPES, segmentor_throughput,
                                        segmentor_train_throughput)
 from mmengine.config import DictAction
+
+from mmseg_vvt.utils.cli import (BadInputError, check_out_file, load_config,
+                                 nonnegative_int, positive_int)
+
+# the benchmark models with stage widths the neck and heads can take
+SWAPPABLE = sorted(k for k, v in BENCHMARK_MODELS.items()
+                   if 'out_channels' in v)
 
 
 def parse_args(argv=None):
@@ -33,11 +41,11 @@ def parse_args(argv=None):
     p.add_argument('config', help='mmseg config file')
     p.add_argument(
         '--shape',
-        type=int,
+        type=positive_int,
         nargs='+',
         default=[512, 512],
         help='input H W (one value: square; default 512 512)')
-    p.add_argument('--batch-size', type=int, default=2)
+    p.add_argument('--batch-size', type=positive_int, default=2)
     p.add_argument(
         '--dtype',
         nargs='+',
@@ -59,17 +67,18 @@ def parse_args(argv=None):
     p.add_argument(
         '--backbone',
         default=None,
+        choices=SWAPPABLE,
         help='swap in this backbone of tools/benchmark_scaling.py '
         '(e.g. swin-t), the neck and heads kept')
     p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     p.add_argument(
         '--iters',
-        type=int,
+        type=positive_int,
         default=10,
         help='timed batches per dtype (default 10)')
     p.add_argument(
         '--warmup',
-        type=int,
+        type=nonnegative_int,
         default=2,
         help='untimed batches / iterations first (default 2)')
     p.add_argument(
@@ -78,24 +87,18 @@ def parse_args(argv=None):
         action=DictAction,
         help='override config entries, key=value')
     p.add_argument('--out', help='also write the results to this JSON file')
+    p.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an existing --out file')
     args = p.parse_args(argv)
     if len(args.shape) not in (1, 2):
         p.error(f'--shape takes H W or one size, got {args.shape}')
-    if not osp.isfile(args.config):
-        p.error(f'config file not found: {args.config}')
-    for opt in ('batch_size', 'iters'):
-        if getattr(args, opt) < 1:
-            p.error(f'--{opt.replace("_", "-")} must be >= 1')
-    if args.warmup < 0:
-        p.error('--warmup must be >= 0')
     if args.amp != ['fp32'] and not args.train:
         p.error('--amp is for --train; inference takes --dtype')
     # each flag times one kind of run: refused elsewhere, not ignored
     if args.train and args.dtype is not None:
         p.error('--dtype is for inference; --train takes --amp')
-    if args.backbone and not args.train:
-        p.error('--backbone is for --train; inference times the config\'s '
-                'own backbone')
     if args.dtype is None:
         args.dtype = ['fp32', 'bf16']
     if args.device == 'cuda':
@@ -103,6 +106,13 @@ def parse_args(argv=None):
         if not torch.cuda.is_available():
             p.error(f'--device cuda: torch {torch.__version__} sees no CUDA '
                     f'GPU here')
+    # before any model is built: the config, and where the results go
+    try:
+        args.cfg = load_config(args.config, args.cfg_options)
+        if args.out:
+            check_out_file(args.out, overwrite=args.overwrite)
+    except BadInputError as err:
+        p.error(str(err))
     return args
 
 
@@ -110,13 +120,12 @@ def train_main(args, shape):
     results = {}
     for amp in args.amp:
         results[amp] = segmentor_train_throughput(
-            args.config,
+            args.cfg,
             shape=shape,
             batch_size=args.batch_size,
             amp=None if amp == 'fp32' else amp,
             iters=args.iters,
             warmup=args.warmup,
-            cfg_options=args.cfg_options,
             device=args.device,
             backbone=args.backbone)
         if args.device == 'cuda':
@@ -135,6 +144,7 @@ def train_main(args, shape):
               f'{r["ms_per_iter_median"]:.1f} | {r["peak_mib"]:.0f} '
               f'({r["memory"]}) | {r["losses_finite"]} |')
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(
                 dict(
@@ -151,15 +161,16 @@ def main(argv=None):
     if args.train:
         return train_main(args, shape)
     results = segmentor_throughput(
-        args.config,
+        args.cfg,
         shape=shape,
         batch_size=args.batch_size,
         dtypes=args.dtype,
         iters=args.iters,
         warmup=args.warmup,
-        cfg_options=args.cfg_options,
-        device=args.device)
-    print(f'config: {args.config}')
+        device=args.device,
+        backbone=args.backbone)
+    print(f'config: {args.config}' +
+          (f' with backbone {args.backbone}' if args.backbone else ''))
     print(f'input: {args.batch_size} x 3 x {shape[0]} x {shape[1]}, '
           f'{args.iters} timed batches after {args.warmup} warm-up')
     print('| dtype | images/s | ms/batch (median) | finite output |')
@@ -168,8 +179,15 @@ def main(argv=None):
         print(f'| {name} | {r["images_per_s"]:.2f} | '
               f'{r["ms_per_batch_median"]:.1f} | {r["output_finite"]} |')
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, 'w') as f:
-            json.dump(dict(config=args.config, results=results), f, indent=1)
+            json.dump(
+                dict(
+                    config=args.config,
+                    backbone=args.backbone,
+                    results=results),
+                f,
+                indent=1)
         print(f'wrote {args.out}')
     return 0
 

@@ -55,8 +55,36 @@ def test_get_flops_reports_a_missing_config(tmp_path):
                           text=True,
                           timeout=120)
     assert proc.returncode == 2
-    assert 'config file not found' in proc.stderr
+    assert 'config file' in proc.stderr and 'does not exist' in proc.stderr
     assert 'missing.py' in proc.stderr
+
+
+def test_get_flops_refuses_bad_arguments_before_counting(
+        cfg_file, tmp_path, capsys):
+    from tool_modules import load_tool
+    parse_args = load_tool('get_flops').parse_args
+    existing = tmp_path / 'old.json'
+    existing.write_text('{}')
+    syntax = tmp_path / 'syntax.py'
+    syntax.write_text('model = dict(\n')
+    cases = [
+        ([cfg_file, '--shape', '0'], 'argument --shape'),
+        ([cfg_file, '--shape', '64', '-2'], 'argument --shape'),
+        ([cfg_file, '--out', str(existing)], 'pass --overwrite'),
+        ([cfg_file, '--out', str(tmp_path)], 'is a folder'),
+        ([cfg_file, '--out', str(existing / 'x.json')], 'is a file'),
+        ([str(syntax)], 'SyntaxError'),
+        ([cfg_file, '--cfg-options',
+          'model.backbone.arch=huge'], "Unknown VVT arch 'huge'"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_:
+            parse_args(argv)
+        assert exit_.value.code == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert existing.read_text() == '{}'
+    args = parse_args([cfg_file, '--out', str(existing), '--overwrite'])
+    assert args.cfg.model.backbone.type == 'VVT'
 
 
 def test_why_mmseg_packaged_get_flops_fails_on_this_mmengine():

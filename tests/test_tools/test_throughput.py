@@ -70,7 +70,7 @@ def test_bf16_really_runs_under_autocast(cfg_file):
     assert seen == [torch.float32, torch.bfloat16]
 
 
-def test_throughput_rejects_bad_arguments(cfg_file):
+def test_throughput_rejects_bad_arguments(cfg_file, tmp_path, capsys):
     from analysis_tools.throughput import segmentor_throughput
     with pytest.raises(ValueError, match="'int8'"):
         segmentor_throughput(cfg_file, shape=(64, 64), dtypes=['int8'])
@@ -83,16 +83,65 @@ def test_throughput_rejects_bad_arguments(cfg_file):
         text=True,
         timeout=120)
     assert proc.returncode == 2 and '--shape' in proc.stderr
-    # a flag of the other kind of run is refused, not silently ignored
     from tool_modules import load_tool
     parse_args = load_tool('throughput').parse_args
-    for argv, flag in (([cfg_file, '--train', '--dtype', 'bf16'], '--dtype'),
-                       ([cfg_file, '--backbone', 'swin-t'], '--backbone')):
+    existing = tmp_path / 'old.json'
+    existing.write_text('{}')
+    no_model = tmp_path / 'no_model.py'
+    no_model.write_text('a = 1\n')
+    cases = [
+        # a flag of the other kind of run is refused, not silently ignored
+        ([cfg_file, '--train', '--dtype', 'bf16'], '--dtype is for'),
+        ([cfg_file, '--amp', 'fp16'], '--amp is for'),
+        ([cfg_file, '--backbone', 'vvt-test'], 'argument --backbone'),
+        ([cfg_file, '--shape', '0'], 'argument --shape'),
+        ([cfg_file, '--batch-size', '0'], 'argument --batch-size'),
+        ([cfg_file, '--warmup', '-1'], 'argument --warmup'),
+        ([cfg_file, '--out', str(existing)], 'pass --overwrite'),
+        ([cfg_file, '--out', str(tmp_path)], 'is a folder'),
+        ([cfg_file, '--out', str(existing / 'x.json')], 'is a file'),
+        ([str(no_model)], 'has no model entry'),
+        ([cfg_file, '--cfg-options',
+          'model.backbone.arch=huge'], "Unknown VVT arch 'huge'"),
+    ]
+    for argv, message in cases:
         with pytest.raises(SystemExit) as exit_:
             parse_args(argv)
         assert exit_.value.code == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert existing.read_text() == '{}'
     assert parse_args([cfg_file]).dtype == ['fp32', 'bf16']
     assert parse_args([cfg_file, '--train']).amp == ['fp32']
+    assert parse_args([cfg_file, '--out', str(existing), '--overwrite'])
+
+
+def test_inference_throughput_swaps_the_backbone(cfg_file, tmp_path,
+                                                 monkeypatch):
+    """--backbone without --train times the named backbone in the config's
+    neck and heads (it was once timed as the config's own VVT)."""
+    from tool_modules import load_tool
+    tool = load_tool('throughput')
+    seen = []
+    from analysis_tools import throughput
+    build = throughput.build_segmentor
+
+    def spy(cfg, *args, **kwargs):
+        model = build(cfg, *args, **kwargs)
+        seen.append(type(model.backbone).__name__)
+        return model
+
+    out = tmp_path / 'swin.json'
+    monkeypatch.setattr(throughput, 'build_segmentor', spy)
+    code = tool.main([
+        cfg_file, '--backbone', 'swin-t', '--shape', '64', '--batch-size', '1',
+        '--dtype', 'fp32', '--iters', '1', '--warmup', '0', '--out',
+        str(out)
+    ])
+    assert code == 0
+    assert seen == ['SwinTransformer']
+    got = json.load(open(out))
+    assert got['backbone'] == 'swin-t'
+    assert got['results']['fp32']['output_finite'] is True
 
 
 def test_training_throughput_runs_the_runner_step(tmp_path):

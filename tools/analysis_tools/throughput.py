@@ -19,6 +19,11 @@ __all__ = [
 ]
 
 
+def _formulation(backbone: Optional[str]):
+    # a backbone such as vvt-s-triton runs under its implementation()
+    return formulation(backbone) if backbone else contextlib.nullcontext()
+
+
 def _check_common(shape, batch_size, iters, warmup):
     shape = _check_shape(shape)
     if batch_size < 1:
@@ -30,15 +35,17 @@ def _check_common(shape, batch_size, iters, warmup):
     return shape
 
 
-def segmentor_throughput(cfg_or_path: Any,
-                         shape: Sequence[int] = (512, 512),
-                         batch_size: int = 2,
-                         dtypes: Sequence[str] = ('fp32', 'bf16'),
-                         iters: int = 10,
-                         warmup: int = 2,
-                         cfg_options: Optional[dict] = None,
-                         device: str = 'cpu',
-                         model=None) -> Dict[str, Dict[str, Any]]:
+def segmentor_throughput(
+        cfg_or_path: Any,
+        shape: Sequence[int] = (512, 512),
+        batch_size: int = 2,
+        dtypes: Sequence[str] = ('fp32', 'bf16'),
+        iters: int = 10,
+        warmup: int = 2,
+        cfg_options: Optional[dict] = None,
+        device: str = 'cpu',
+        model=None,
+        backbone: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
     """Images/s of ``model(inputs, mode='tensor')`` (backbone, neck, decode
     head; eval mode, ``no_grad``) on a random normalised batch.
 
@@ -46,6 +53,7 @@ def segmentor_throughput(cfg_or_path: Any,
     ``bf16`` / ``fp16`` under ``torch.autocast(device, dtype)``. ``warmup``
     untimed batches, then ``iters`` timed ones. ``model`` may be passed
     pre-built (then ``cfg_or_path`` is only used when it is None).
+    ``backbone`` swaps in another backbone (:func:`swap_backbone`).
 
     Returns ``{dtype: dict(images_per_s, ms_per_batch_median,
     ms_per_batch_samples, batch_size, shape, iters, output_finite)}``.
@@ -60,7 +68,13 @@ def segmentor_throughput(cfg_or_path: Any,
             raise ValueError(f'dtype must be one of {sorted(DTYPES)}, got '
                              f'{d!r}')
     if model is None:
-        model = build_segmentor(cfg_or_path, cfg_options)
+        cfg = _load_cfg(cfg_or_path, cfg_options)
+        if backbone is not None:
+            swap_backbone(cfg, backbone)
+        model = build_segmentor(cfg)
+    elif backbone is not None:
+        raise ValueError('backbone is swapped into a config; a pre-built '
+                         'model cannot take it')
     model.to(device)
     model.eval()  # (some backbones' train() do not return self)
     inputs = torch.randn(batch_size, 3, *shape, device=device)
@@ -73,7 +87,9 @@ def segmentor_throughput(cfg_or_path: Any,
             out = model(inputs, mode='tensor')
             finite.append(bool(torch.isfinite(out).all()))
 
-        with torch.no_grad(), autocast(name, torch.device(device).type):
+        with _formulation(backbone), torch.no_grad(), autocast(
+                name,
+                torch.device(device).type):
             for i in range(warmup + iters):
                 seconds = time_call(run, device)
                 if i >= warmup:
@@ -190,8 +206,7 @@ def segmentor_train_throughput(
     losses = []
 
     def step():
-        # a backbone such as vvt-s-triton runs under its implementation()
-        with (formulation(backbone) if backbone else contextlib.nullcontext()):
+        with _formulation(backbone):
             if amp is not None and kind == 'cpu':
                 with autocast(amp, 'cpu'):
                     log = model.train_step(data, optim_wrapper)
