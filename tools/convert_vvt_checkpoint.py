@@ -17,6 +17,7 @@ import torch
 
 from mmseg_vvt.engine import CheckpointError, atomic_write, safe_torch_load
 from mmseg_vvt.models.utils import vvt_convert
+from mmseg_vvt.utils.cli import BadInputError, check_out_file
 
 
 def parse_args(argv=None):
@@ -25,7 +26,17 @@ def parse_args(argv=None):
     p.add_argument('dst', help='where to write the backbone checkpoint')
     p.add_argument(
         '--force', action='store_true', help='overwrite dst if it exists')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # before the source is read: a dst that cannot be written
+    try:
+        check_out_file(
+            args.dst,
+            flag='dst',
+            overwrite=args.force,
+            overwrite_flag='--force')
+    except BadInputError as err:
+        p.error(str(err))
+    return args
 
 
 def load_published(path):
@@ -39,8 +50,6 @@ def load_published(path):
 
 def main(argv=None):
     args = parse_args(argv)
-    if osp.exists(args.dst) and not args.force:
-        sys.exit(f'{args.dst} exists; pass --force to overwrite it')
     try:
         state_dict, arch = vvt_convert(
             load_published(args.src), source=args.src)

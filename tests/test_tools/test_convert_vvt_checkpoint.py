@@ -63,9 +63,20 @@ def test_refuses_to_overwrite(tmp_path, published):
     dst = tmp_path / 'exists.pth'
     dst.write_bytes(b'keep me')
     res = _run(src, dst)
-    assert res.returncode != 0 and '--force' in res.stderr
+    assert res.returncode == 2 and 'pass --force' in res.stderr
     assert dst.read_bytes() == b'keep me'
     assert _run(src, dst, '--force').returncode == 0
+
+
+def test_unwritable_dst_is_refused_before_reading(tmp_path):
+    # the source does not exist: the dst refusal comes first, in one line
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('')
+    for dst, message in ((tmp_path, 'is a folder'),
+                         (a_file / 'out.pth', 'is a file, not a folder')):
+        res = _run(tmp_path / 'nope.pth', dst)
+        assert res.returncode == 2
+        assert message in res.stderr and 'Traceback' not in res.stderr
 
 
 def test_missing_source_is_named(tmp_path):
@@ -80,8 +91,17 @@ def test_detect_arch_and_reject_incomplete():
     del sd['block3.1.attn.v_proj.bias']
     with pytest.raises(ValueError, match='block3.1.attn.v_proj.bias'):
         vvt_convert(sd)
-    with pytest.raises(ValueError, match='not a VVT'):
-        vvt_convert({'conv1.weight': torch.zeros(1)})
+    with pytest.raises(ValueError, match='x.pth: not a VVT'):
+        vvt_convert({'conv1.weight': torch.zeros(1)}, source='x.pth')
+
+
+def test_a_segmentor_checkpoint_is_named_as_one():
+    sd = {f'backbone.{k}': v for k, v in VVT(arch='tiny').state_dict().items()}
+    with pytest.raises(ValueError) as info:
+        vvt_convert({'state_dict': sd, 'meta': {}}, source='seg.pth')
+    msg = str(info.value)
+    assert msg.startswith('seg.pth: not a VVT backbone state dict')
+    assert "prefix='backbone.'" in msg
 
 
 def test_published_file_loads_directly_as_pretrained(published):

@@ -61,7 +61,16 @@ def vvt_convert(checkpoint, source='checkpoint') -> Tuple[dict, str]:
         ValueError: on a missing, unexpected or mis-shaped key.
     """
     state_dict = extract_backbone_state_dict(checkpoint, source=source)
-    arch = detect_vvt_arch(state_dict)
+    try:
+        arch = detect_vvt_arch(state_dict)
+    except ValueError as err:
+        hint = ''
+        if any(k.startswith('backbone.') for k in state_dict):
+            hint = ("; its keys start with 'backbone.', as an mmseg "
+                    'segmentor checkpoint\'s do: that needs no conversion '
+                    '(load_from, or the backbone\'s init_cfg=dict('
+                    "type='Pretrained', checkpoint=..., prefix='backbone.'))")
+        raise ValueError(f'{source}: {err}{hint}') from err
     own = VVT(arch=arch).state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
