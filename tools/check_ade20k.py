@@ -20,6 +20,27 @@ import sys
 from mmseg_vvt.datasets.ade20k_check import (ADE20K_NUM_CLASSES,
                                              ADE20K_NUM_TRAIN, ADE20K_NUM_VAL,
                                              check_dataset, find_root)
+from mmseg_vvt.utils.cli import positive_int
+
+
+def count_or_skip(text):
+    """argparse ``type=``: a pair count >= 0, or -1 to skip the check."""
+    value = int(text)
+    if value < -1:
+        raise argparse.ArgumentTypeError(
+            f'expected a count >= 0, or -1 to skip the check, got {value}')
+    return value
+
+
+def num_classes(text):
+    """argparse ``type=``: 1..254 classes (label 0 and 255 are ignored,
+    so a class id is 1..254)."""
+    value = positive_int(text)
+    if value > 254:
+        raise argparse.ArgumentTypeError(
+            f'expected at most 254 classes (labels 1..K; 0 and 255 are '
+            f'ignored), got {value}')
+    return value
 
 
 def parse_args(argv=None):
@@ -32,28 +53,29 @@ def parse_args(argv=None):
         'ADEChallengeData2016 folder or its parent)')
     parser.add_argument(
         '--num-train',
-        type=int,
+        type=count_or_skip,
         default=ADE20K_NUM_TRAIN,
         help='expected training pairs (default '
         f'{ADE20K_NUM_TRAIN}); -1 skips the count check')
     parser.add_argument(
         '--num-val',
-        type=int,
+        type=count_or_skip,
         default=ADE20K_NUM_VAL,
         help='expected validation pairs (default '
         f'{ADE20K_NUM_VAL}); -1 skips the count check')
     parser.add_argument(
         '--num-classes',
-        type=int,
+        type=num_classes,
         default=ADE20K_NUM_CLASSES,
         help='number of classes: label values 1..K are the '
         'classes, 0 ("other") and 255 are ignored (default '
         f'{ADE20K_NUM_CLASSES})')
     parser.add_argument(
         '--jobs',
-        type=int,
+        type=positive_int,
         default=None,
-        help='decoding processes (default: one per CPU)')
+        help='decoding processes (default: one per CPU; 1: no worker '
+        'processes)')
     parser.add_argument(
         '--quiet', action='store_true', help='no progress output')
     return parser.parse_args(argv)

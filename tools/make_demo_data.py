@@ -18,6 +18,7 @@ import sys
 from mmseg_vvt.datasets.demo_data import (CLASS_NAMES, DEFAULT_NUM_TRAIN,
                                           DEFAULT_NUM_VAL, DEFAULT_SEED,
                                           DEFAULT_SIZE, NUM_CLASSES, generate)
+from mmseg_vvt.utils.cli import BadInputError, check_out_dir, nonnegative_int
 
 
 def parse_args(argv=None):
@@ -28,7 +29,7 @@ def parse_args(argv=None):
     parser.add_argument('out_dir', help='output directory, e.g. data/demo')
     parser.add_argument(
         '--seed',
-        type=int,
+        type=nonnegative_int,
         default=DEFAULT_SEED,
         help='random seed; same seed gives identical files '
         f'(default {DEFAULT_SEED})')
@@ -60,6 +61,10 @@ def parse_args(argv=None):
         args.size = [args.size[0], args.size[0]]
     elif len(args.size) != 2:
         parser.error(f'--size takes SIZE or HEIGHT WIDTH, got {args.size}')
+    try:  # a file where the folder goes: one line, not a makedirs traceback
+        check_out_dir(args.out_dir, flag='out_dir')
+    except BadInputError as err:
+        parser.error(str(err))
     return args
 
 

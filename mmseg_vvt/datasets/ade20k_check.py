@@ -114,6 +114,8 @@ def check_dataset(path,
     1: in this process). ``progress``: optional callable(done, total).
     """
     problems = []
+    if osp.exists(path) and not osp.isdir(path):
+        return [(path, 'is a file, not a dataset directory')]
     if not osp.isdir(path):
         return [(path, 'dataset directory does not exist')]
     root = find_root(path)

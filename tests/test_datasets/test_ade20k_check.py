@@ -57,6 +57,10 @@ def test_missing_dataset_directory(tmp_path):
     missing = tmp_path / 'nope'
     assert _problems(missing) == [(str(missing),
                                    'dataset directory does not exist')]
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('')
+    assert _problems(a_file) == [(str(a_file),
+                                  'is a file, not a dataset directory')]
 
 
 def test_missing_split_directories(tree):

@@ -4,6 +4,7 @@ tests the checks themselves): every problem printed with its path, the
 exit status, the process pool."""
 import os
 
+import pytest
 from PIL import Image
 from tool_modules import load_tool
 
@@ -70,3 +71,20 @@ def test_cli_ok_and_parallel_decoding(tmp_path, capsys):
     Image.new('L', (16, 16), 150).save(seg)
     assert check.main(argv) == 0
     assert 'OK:' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--num-classes', '0'], 'argument --num-classes: expected an integer'),
+    (['--num-classes', '255'], 'at most 254 classes'),
+    (['--num-train', '-5'], 'argument --num-train: expected a count >= 0'),
+    (['--num-val', '-2'], 'argument --num-val'),
+    (['--jobs', '0'], 'argument --jobs: expected an integer >= 1'),
+])
+def test_cli_refuses_bad_numbers(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        check.main([str(tmp_path)] + argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    # -1 still skips a count check
+    assert check.parse_args([str(tmp_path), '--num-train', '-1']).num_train \
+        == -1

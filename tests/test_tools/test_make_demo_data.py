@@ -52,3 +52,19 @@ def test_cli_size_and_bad_arguments(tmp_path, capsys):
     assert 'num_train=0' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         mdd.main([str(tmp_path / 'y'), '--size', '1', '2', '3'])
+
+
+def test_bad_output_path_and_seed_are_refused_by_the_parser(tmp_path, capsys):
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('keep')
+    for argv, message in (
+        ([str(a_file / 'demo')], 'is a file, not a folder'),
+        ([str(a_file)], 'is a file; expected a folder'),
+        ([str(tmp_path / 'z'), '--seed', '-1'], 'argument --seed'),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            mdd.main(argv)
+        assert exit_.value.code == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert a_file.read_text() == 'keep'
+    assert not (tmp_path / 'z').exists()
