@@ -39,6 +39,8 @@ from analysis_tools.benchmark import (BENCHMARK_MODELS, DEFAULT_MODELS,
                                       render_proxies, run_benchmark,
                                       run_proxies, write_outputs)
 
+from mmseg_vvt.utils.cli import BadInputError, check_out_dir
+
 QUICK = dict(resolutions=[64, 128], repeats=1, warmup=0)
 
 
@@ -208,6 +210,10 @@ def parse_args(argv=None):
         if not torch.cuda.is_available():
             p.error(f'--device cuda: torch {torch.__version__} sees no CUDA '
                     f'GPU here')
+    try:  # a file where the reports go: one line, before any measuring
+        check_out_dir(args.out_dir)
+    except BadInputError as err:
+        p.error(str(err))
     return args
 
 

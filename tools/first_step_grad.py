@@ -29,13 +29,14 @@ import sys
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner import Runner, set_random_seed
 from mmseg.registry import MODELS
 
 import mmseg_vvt  # noqa: F401  (registers VVT and the checked transforms)
 from mmseg_vvt.engine.runtime import replace_sync_bn
+from mmseg_vvt.utils.cli import BadInputError, load_config, positive_int
 
 
 def first_batch(cfg, batch_size=None, seed=0):
@@ -148,7 +149,7 @@ def parse_args(argv=None):
     parser.add_argument('config')
     parser.add_argument(
         '--batch-size',
-        type=int,
+        type=positive_int,
         default=None,
         help='override train_dataloader.batch_size')
     parser.add_argument(
@@ -168,14 +169,20 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override config settings, as in train.py')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:  # one error line for a config that cannot be used
+        args.cfg = load_config(
+            args.config,
+            args.cfg_options,
+            require=('model', 'train_dataloader'))
+    except BadInputError as err:
+        parser.error(str(err))
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = args.cfg
     if args.scratch:
         cfg.model.backbone.init_cfg = None
         cfg.model.pretrained = None

@@ -14,18 +14,29 @@ import json
 
 from analysis_tools.inference_cost import measure_inference
 
+from mmseg_vvt.utils.cli import BadInputError, load_config, positive_int
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config')
     parser.add_argument('--mode', choices=['whole', 'slide'], required=True)
     parser.add_argument(
-        '--shape', type=int, nargs=2, default=(2048, 2048), metavar=('H', 'W'))
-    parser.add_argument('--crop-size', type=int, nargs=2, default=None)
-    parser.add_argument('--stride', type=int, nargs=2, default=None)
+        '--shape',
+        type=positive_int,
+        nargs=2,
+        default=(2048, 2048),
+        metavar=('H', 'W'))
+    parser.add_argument(
+        '--crop-size', type=positive_int, nargs=2, default=None)
+    parser.add_argument('--stride', type=positive_int, nargs=2, default=None)
     parser.add_argument('--checkpoint', default=None)
     parser.add_argument('--no-warmup', action='store_true')
     args = parser.parse_args(argv)
+    try:  # one error line for a config that cannot be used
+        load_config(args.config)
+    except BadInputError as err:
+        parser.error(str(err))
     res = measure_inference(
         args.config,
         args.mode,

@@ -115,6 +115,11 @@ def test_bad_arguments_name_the_problem(tmp_path):
     assert "'vvt-xxl'" in proc.stderr and 'vvt-s-reference' in proc.stderr
     proc = _run('--quick', '--reference', 'nope', '--out-dir', str(tmp_path))
     assert proc.returncode == 2 and "--reference 'nope'" in proc.stderr
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('')
+    proc = _run('--quick', '--out-dir', str(a_file / 'reports'))
+    assert proc.returncode == 2
+    assert f'{a_file} is a file, not a folder' in proc.stderr
     import torch
     if not torch.cuda.is_available():  # this machine: say so, clearly
         proc = _run('--quick', '--device', 'cuda', '--out-dir', str(tmp_path))

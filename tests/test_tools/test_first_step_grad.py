@@ -64,3 +64,12 @@ def test_zero_padding_is_the_cause(demo_cfg):
     gains = {n['name']: n['gain'] for n in out['norms'] if n['degenerate']}
     assert gains['patch_embed1.norm'] == pytest.approx(1e5**0.5, rel=0.05)
     assert gains['block1.0.norm2'] == pytest.approx(1e6**0.5, rel=0.05)
+
+
+def test_a_config_without_training_data_is_one_error_line(tmp_path, capsys):
+    config = tmp_path / 'model_only.py'
+    config.write_text("model = dict(type='EncoderDecoder')\n")
+    with pytest.raises(SystemExit) as exit_:
+        fsg.parse_args([str(config)])
+    assert exit_.value.code == 2
+    assert 'has no train_dataloader entry' in capsys.readouterr().err

@@ -56,3 +56,22 @@ def test_command_line_prints_json(tiny_config, capsys):
     assert printed == res
     assert printed['output_shape'] == [40, 33]
     assert printed['stride'] == [21, 21]  # two thirds of the window
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--shape', '0', '64'], 'argument --shape: expected an integer >= 1'),
+    (['--crop-size', '32', '-1'], 'argument --crop-size'),
+    (['--cfg-is-bad'], 'has no model entry'),
+])
+def test_bad_arguments_are_refused_before_measuring(tmp_path, capsys, argv,
+                                                    message):
+    config = tmp_path / 'no_model.py'
+    config.write_text('a = 1\n')
+    if argv == ['--cfg-is-bad']:
+        argv = []
+    else:
+        config.write_text('model = dict(type="EncoderDecoder")\n')
+    with pytest.raises(SystemExit) as exit_:
+        main([str(config), '--mode', 'whole'] + argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err

@@ -76,6 +76,7 @@ def test_functions_times_the_training_kernels_without_the_profiler(tmp_path):
     (['--models', 'vvt-x'], 'vvt-x'),
     (['--steps', '0'], '--steps must be at least 1, got 0'),
     (['--warmup', '-1'], '--warmup must be 0 or more, got -1'),
+    (['--out-dir', __file__], 'is a file; expected a folder'),
 ])
 def test_bad_arguments_are_named(argv, message, capsys):
     with pytest.raises(SystemExit):
