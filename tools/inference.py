@@ -20,7 +20,10 @@ Examples::
 
 Exit status: 0 when every image was written, 1 when some failed (each is
 reported by path as it happens, and again in a summary at the end), 2 for
-bad arguments or refused work (nothing written).
+bad arguments or refused work (nothing written): a config that cannot be
+read, an unusable --device or --out-dir, missing inputs, outputs that exist,
+a checkpoint that is unsafe or does not fit the model (unless
+--allow-partial-checkpoint).
 """
 import argparse
 import pickle
@@ -28,6 +31,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from mmseg_vvt.utils.cli import check_device, check_out_dir, load_config
 
 
 def parse_args(argv=None):
@@ -98,7 +103,17 @@ def parse_args(argv=None):
         '--overwrite',
         action='store_true',
         help='replace existing output files')
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='load a checkpoint that does not fit the model (missing, '
+        'unexpected or mis-shaped keys; logged) instead of refusing it')
     args = parser.parse_args(argv)
+    if args.no_overlay and args.with_labels:
+        # the class names are drawn on the overlay: without one they would
+        # be dropped silently
+        parser.error('--with-labels writes class names onto the overlays; '
+                     'it cannot be combined with --no-overlay')
     if args.batch_size < 1:
         parser.error(f'--batch-size must be >= 1, got {args.batch_size}')
     if not 0 < args.opacity <= 1:
@@ -118,18 +133,22 @@ def main(argv=None) -> int:
     from mmseg_vvt.apis import VVTSegInferencer, expand_inputs, plan_outputs
 
     # all checks that can refuse the job run before the model is built
+    # (BadInputError, from the checks of mmseg_vvt.utils.cli, is a
+    # ValueError)
     try:
+        device = check_device(
+            args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+        cfg = load_config(args.config)
+        if not Path(args.checkpoint).is_file():
+            raise FileNotFoundError(
+                f'checkpoint {args.checkpoint} does not exist')
         images, ignored = expand_inputs(args.inputs)
+        check_out_dir(args.out_dir, '--out-dir')
         plans = plan_outputs(
             images,
             args.out_dir,
             overlay=not args.no_overlay,
             overwrite=args.overwrite)
-        if not Path(args.config).is_file():
-            raise FileNotFoundError(f'config {args.config} does not exist')
-        if not Path(args.checkpoint).is_file():
-            raise FileNotFoundError(
-                f'checkpoint {args.checkpoint} does not exist')
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
@@ -138,26 +157,27 @@ def main(argv=None) -> int:
             f'note: ignoring {path} (not an image file suffix)',
             file=sys.stderr)
 
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    if device.startswith('cuda') and not torch.cuda.is_available():
-        print(
-            f'error: --device {device} asked for, but torch sees no CUDA '
-            "device; use --device cpu",
-            file=sys.stderr)
-        return 2
     try:
         inferencer = VVTSegInferencer(
-            args.config,
+            cfg,
             args.checkpoint,
             device=device,
             mode=args.mode,
             crop_size=args.crop_size,
             stride=args.stride,
-            no_resize=args.no_resize)
+            no_resize=args.no_resize,
+            allow_partial=args.allow_partial_checkpoint)
     except (ValueError, pickle.UnpicklingError) as err:
-        # bad mode/window settings, a refused (unsafe) checkpoint
+        # bad mode/window settings, a refused (unsafe, damaged or misfit)
+        # checkpoint
         print(f'error: {err}', file=sys.stderr)
         return 2
+    if inferencer.partial_load:
+        print(
+            f'warning: partial load (--allow-partial-checkpoint): '
+            f'{inferencer.partial_load}; the weights that did not fit keep '
+            'their initial values',
+            file=sys.stderr)
     tc = inferencer.model.test_cfg
     mode_desc = tc.get('mode', 'whole')
     if mode_desc == 'slide':

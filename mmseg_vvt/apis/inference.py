@@ -318,6 +318,36 @@ def _generated_palette(n: int) -> List[List[int]]:
     return rng.randint(0, 256, size=(n, 3)).tolist()
 
 
+def _fit_palette(classes: list,
+                 palette: list,
+                 base_classes=None) -> Tuple[list, Optional[str]]:
+    """One colour per class, and a note when that is not ``palette`` as
+    given (mmseg's visualizer refuses classes and palette of different
+    lengths).
+
+    Too few colours: the missing ones are generated. Too many: when
+    ``palette`` is that of ``base_classes`` (a dataset's full class list,
+    of which ``classes`` is a subset, as with ``metainfo=dict(classes=...)``)
+    each class keeps its colour, as mmseg's datasets do; otherwise the
+    whole palette is generated, since which colour goes with which class is
+    unknown.
+    """
+    k, p = len(classes), len(palette)
+    if p == k:
+        return palette, None
+    if p < k:
+        note = (f'{k - p} of {k} colours generated' if p else 'generated')
+        return palette + _generated_palette(k)[p:], note
+    if base_classes is not None and len(base_classes) == p and all(
+            c in base_classes for c in classes):
+        index = {}
+        for i, c in enumerate(base_classes):
+            index.setdefault(c, i)
+        return [palette[index[c]] for c in classes], \
+            f'the dataset\'s colours of these {k} classes'
+    return _generated_palette(k), f'generated ({p} colours for {k} classes)'
+
+
 def resolve_dataset_meta(cfg: Config, checkpoint_meta: Optional[dict],
                          num_classes: int) -> Tuple[dict, str]:
     """Classes and palette for drawing, and where they came from.
@@ -325,13 +355,18 @@ def resolve_dataset_meta(cfg: Config, checkpoint_meta: Optional[dict],
     Order: the checkpoint's ``meta.dataset_meta`` (written by mmseg's
     runner), the test dataset of the config (its class ``METAINFO``
     updated by ``metainfo=``), an mmseg dataset alias with exactly
-    ``num_classes`` classes, and finally generic names ``class_i``. Missing
-    palette entries are filled from a fixed seeded palette.
+    ``num_classes`` classes, and finally generic names ``class_i``.
+
+    The result always has ``num_classes`` classes (the model's decode head)
+    and one colour per class: a class list that is shorter is completed
+    with ``class_i`` names, a longer one cut (both with a warning); the
+    palette is fitted by :func:`_fit_palette`. The returned source names
+    these adjustments (``'...; palette: generated ...'``).
     """
     from mmseg.registry import DATASETS
     from mmseg.utils import dataset_aliases, get_classes, get_palette
 
-    meta, source = None, None
+    meta, source, base_classes = None, None, None
     ckpt_meta = (checkpoint_meta or {}).get('dataset_meta')
     if ckpt_meta and ckpt_meta.get('classes'):
         meta, source = dict(ckpt_meta), 'checkpoint meta'
@@ -343,7 +378,11 @@ def resolve_dataset_meta(cfg: Config, checkpoint_meta: Optional[dict],
         if isinstance(ds_type, str):
             ds_cls = DATASETS.get(ds_type)
             info = dict(getattr(ds_cls, 'METAINFO', {}) or {})
-        info.update(ds_cfg.get('metainfo') or {})
+        override = dict(ds_cfg.get('metainfo') or {})
+        if 'palette' not in override and info.get('classes'):
+            # the palette is the dataset class's, for its own class list
+            base_classes = list(info['classes'])
+        info.update(override)
         if info.get('classes'):
             meta, source = info, f'config test dataset ({ds_type})'
     if meta is None:
@@ -354,19 +393,29 @@ def resolve_dataset_meta(cfg: Config, checkpoint_meta: Optional[dict],
                 source = f'mmseg dataset {name!r} (same number of classes)'
                 break
     if meta is None:
-        meta = dict(classes=[f'class_{i}' for i in range(num_classes)])
-        source = 'generic class names'
+        return dict(
+            classes=[f'class_{i}' for i in range(num_classes)],
+            palette=_generated_palette(num_classes)), 'generic class names'
 
     classes = list(meta['classes'])
-    if len(classes) != num_classes:
-        warnings.warn(
-            f'dataset meta from {source} has {len(classes)} classes but the '
-            f'model predicts {num_classes}; using class_i names for the rest')
-        classes += [f'class_{i}' for i in range(len(classes), num_classes)]
     palette = [list(map(int, c)) for c in (meta.get('palette') or [])]
-    if len(palette) < len(classes):
-        palette += _generated_palette(len(classes))[len(palette):]
-    return dict(classes=classes, palette=palette), source
+    palette, note = _fit_palette(classes, palette, base_classes)
+    notes = [f'palette: {note}'] if note else []
+    n = len(classes)
+    if n < num_classes:
+        warnings.warn(
+            f'dataset meta from {source} has {n} classes but the model '
+            f'predicts {num_classes}; using class_i names for the rest')
+        classes += [f'class_{i}' for i in range(n, num_classes)]
+        palette += _generated_palette(num_classes)[n:]
+        notes.append(f'classes: {n} names, class_{n}.. added')
+    elif n > num_classes:
+        warnings.warn(
+            f'dataset meta from {source} has {n} classes but the model '
+            f'predicts {num_classes}; using the first {num_classes}')
+        classes, palette = classes[:num_classes], palette[:num_classes]
+        notes.append(f'classes: the first {num_classes} of {n}')
+    return dict(classes=classes, palette=palette), '; '.join([source] + notes)
 
 
 @dataclass
@@ -404,6 +453,26 @@ def load_weights(model,
     return ckpt if isinstance(ckpt, dict) else {}
 
 
+def checkpoint_misfit(model,
+                      checkpoint: dict,
+                      source: Optional[str] = None) -> Optional[str]:
+    """None when ``checkpoint``'s weights fit ``model`` (keys and shapes),
+    else what does not fit: missing / unexpected keys, shapes that differ.
+
+    For reporting a partial load after the fact; it compares again rather
+    than calling ``check_checkpoint_fits(allow_partial=True)``, which would
+    log the same summary a second time.
+    """
+    from mmseg_vvt.engine.checkpoint import (CheckpointMismatchError,
+                                             check_checkpoint_fits)
+    try:
+        check_checkpoint_fits(model, checkpoint, source=source)
+    except CheckpointMismatchError as err:
+        # without the advice to ask for a partial load: it was asked for
+        return str(err).split('. Is it a checkpoint of this config?')[0]
+    return None
+
+
 def _atomic_write(path: Path, write) -> Path:
     """``write(tmp)`` to a temporary name in ``path``'s folder; returns the
     temporary path (renamed into place by the caller)."""
@@ -431,6 +500,9 @@ class VVTSegInferencer(MMSegInferencer):
       read by :class:`CheckedInferencerLoader` (gray, RGBA, 16-bit, float);
     * weights load through :func:`load_weights`; classes and palette come
       from :func:`resolve_dataset_meta` (``meta_source`` says from where);
+      ``partial_load`` is None, or after an ``allow_partial`` load of a
+      checkpoint that did not fit, what did not fit
+      (:func:`checkpoint_misfit`);
     * :meth:`run` writes label PNGs and overlays for a list of
       :class:`OutputPlan`, reporting and skipping files that fail.
 
@@ -462,6 +534,7 @@ class VVTSegInferencer(MMSegInferencer):
         cfg.visualizer.pop('save_dir', None)
         self._allow_partial = allow_partial
         self.meta_source = None
+        self.partial_load = None
         super().__init__(
             cfg,
             str(weights) if weights is not None else None,
@@ -480,9 +553,12 @@ class VVTSegInferencer(MMSegInferencer):
         model.cfg = cfg
         checkpoint = {}
         if weights is not None:
-            checkpoint = load_weights(
-                model, weights, self._allow_partial
-                or cfg.get('allow_partial_checkpoint', False))
+            allow = self._allow_partial or cfg.get('allow_partial_checkpoint',
+                                                   False)
+            checkpoint = load_weights(model, weights, allow)
+            if allow:
+                self.partial_load = checkpoint_misfit(model, checkpoint,
+                                                      str(weights))
         model.dataset_meta, self.meta_source = resolve_dataset_meta(
             cfg, checkpoint.get('meta'), model.decode_head.num_classes)
         model.to(device)

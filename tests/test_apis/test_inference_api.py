@@ -168,3 +168,48 @@ def test_resolve_dataset_meta_order():
             cfg, dict(dataset_meta=dict(classes=['x', 'y', 'z'])), 4)
     assert meta['classes'] == ['x', 'y', 'z', 'class_3']
     assert len(meta['palette']) == 4
+
+
+def test_resolve_dataset_meta_palette_fits_the_classes():
+    """One colour per class whatever the source (mmseg's visualizer
+    refuses anything else), and always the model's number of classes."""
+    from mmseg.utils import get_classes, get_palette
+
+    import mmseg_vvt  # noqa: F401  (mmseg registries)
+    ade_classes, ade_palette = get_classes('ade20k'), get_palette('ade20k')
+
+    def config(**metainfo):
+        return Config(
+            dict(
+                test_dataloader=dict(
+                    dataset=dict(type='ADE20KDataset', metainfo=metainfo))))
+
+    # a subset of the dataset's classes (the demo config): their colours,
+    # as mmseg's dataset gives them (150 colours for 6 classes crashed)
+    names = ('wall', 'sky', 'tree', 'floor', 'building', 'ceiling')
+    meta, source = resolve_dataset_meta(config(classes=names), None, 6)
+    assert meta['classes'] == list(names)
+    assert meta['palette'] == [
+        list(ade_palette[ade_classes.index(n)]) for n in names
+    ]
+    assert 'ADE20KDataset' in source and "dataset's colours" in source
+
+    # names the dataset does not have: which colour is whose is unknown
+    meta, source = resolve_dataset_meta(
+        config(classes=('cat', 'dog', 'wall')), None, 3)
+    assert meta['classes'] == ['cat', 'dog', 'wall']
+    assert len(meta['palette']) == 3
+    assert 'palette: generated (150 colours for 3 classes)' in source
+
+    # more names than the model predicts: the first num_classes
+    with pytest.warns(UserWarning, match='150 classes.*predicts 4'):
+        meta, source = resolve_dataset_meta(config(), None, 4)
+    assert meta['classes'] == list(ade_classes[:4])
+    assert meta['palette'] == [list(c) for c in ade_palette[:4]]
+    assert 'the first 4 of 150' in source
+
+    # a checkpoint's meta with more colours than classes
+    ckpt = dict(dataset_meta=dict(classes=['a', 'b'], palette=[[1, 1, 1]] * 5))
+    meta, source = resolve_dataset_meta(Config(dict()), ckpt, 2)
+    assert meta['classes'] == ['a', 'b'] and len(meta['palette']) == 2
+    assert source.startswith('checkpoint meta; palette: generated')

@@ -62,3 +62,21 @@ def test_damaged_checkpoint_is_one_line(saved, tmp_path, capsys):
     (line, ) = [ln for ln in err.splitlines() if ln.startswith('error:')]
     assert half in line and 'bytes' in line and 'truncated' in line
     assert 'Traceback' not in err
+
+
+def test_inferencer_says_whether_a_load_was_partial(saved, tmp_path):
+    """``partial_load``: None for a checkpoint that fits (asked for a
+    partial load or not), what did not fit after a partial load."""
+    from mmseg_vvt.apis import VVTSegInferencer
+    cfg, path, _ = saved
+    assert VVTSegInferencer(cfg, path).partial_load is None
+    assert VVTSegInferencer(cfg, path, allow_partial=True).partial_load \
+        is None
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['state_dict']['decode_head.extra'] = torch.zeros(1)
+    other = str(tmp_path / 'other.pth')
+    torch.save(ckpt, other)
+    misfit = VVTSegInferencer(cfg, other, allow_partial=True).partial_load
+    assert other in misfit and '1 unexpected keys (decode_head.extra)' in \
+        misfit
+    assert '--allow-partial-checkpoint' not in misfit  # it was asked for

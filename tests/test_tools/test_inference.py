@@ -385,3 +385,178 @@ def test_a_failed_image_leaves_no_partial_output(tool, tiny_model, tmp_path,
     monkeypatch.setattr(VVTSegInferencer, 'overlay', overlay)
     assert _run(tool, tiny_model, [bad], out) == 0  # not refused
     assert (out / 'labels' / 'bad.png').is_file()
+
+
+# ---------------------------------------------------------------------------
+# mistakes a user makes: refused early (exit 2, one error line, nothing
+# written, no model built), or handled
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def no_build(monkeypatch):
+    """Building the model fails the test: the refusal came before it."""
+    import mmseg_vvt.apis
+
+    def built(*args, **kwargs):
+        raise AssertionError('the model was built before the refusal')
+
+    monkeypatch.setattr(mmseg_vvt.apis, 'VVTSegInferencer', built)
+
+
+def _refused(tool, argv, capsys):
+    """The exit status of ``main(argv)`` is 2; returns its stderr."""
+    assert tool.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and 'Traceback' not in err, err
+    return err
+
+
+DEMO_CLASSES = ('wall', 'building', 'sky', 'floor', 'tree', 'ceiling')
+
+
+@pytest.fixture(scope='module')
+def demo_like_model(tmp_path_factory):
+    """A 6-class tiny model whose config names 6 of ADE20K's classes
+    (``metainfo``, as configs/vvt_fpn_demo.py), with checkpoints that have
+    no ``meta``: ``(config, {kind: checkpoint path})``."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import mmseg_vvt  # noqa: F401
+
+    root = tmp_path_factory.mktemp('demo_like')
+    cfg_path = write_tiny_config(
+        root / 'demo_like.py',
+        num_classes=len(DEMO_CLASSES),
+        test_pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='PackSegInputs')
+        ],
+        test_dataloader=dict(
+            dataset=dict(
+                type='ADE20KDataset', metainfo=dict(classes=DEMO_CLASSES))))
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(cfg_path).model)
+    model.init_weights()
+    with torch.no_grad():  # labels that vary over the image, as tiny_model
+        model.decode_head.conv_seg.weight.mul_(20)
+    paths = dict(bare=root / 'bare.pth', state_dict=root / 'state_dict.pth')
+    torch.save(model.state_dict(), paths['bare'])
+    torch.save(dict(state_dict=model.state_dict()), paths['state_dict'])
+    return cfg_path, paths
+
+
+@pytest.mark.parametrize('kind', ['bare', 'state_dict'])
+def test_checkpoint_without_meta_draws_in_the_configs_colours(
+        tool, demo_like_model, tmp_path, capsys, kind):
+    """No ``meta`` in the checkpoint: classes from the config's test
+    dataset (6 of ADE20K's 150), each in its ADE20K colour (the 150-colour
+    palette with 6 classes crashed mmseg's visualizer)."""
+    from mmseg.utils import get_classes, get_palette
+    cfg_path, paths = demo_like_model
+    img = np.random.RandomState(10).randint(0, 256, (26, 31, 3), np.uint8)
+    path = _write(tmp_path / 'a.png', img)
+    out = tmp_path / 'out'
+    assert tool.main([
+        cfg_path,
+        str(paths[kind]),
+        str(path), '--out-dir',
+        str(out), '--device', 'cpu'
+    ]) == 0
+    assert 'classes/palette from config test dataset (ADE20KDataset)' in \
+        capsys.readouterr().out
+    label = cv2.imread(str(out / 'labels' / 'a.png'), cv2.IMREAD_UNCHANGED)
+    assert label.shape == (26, 31) and label.max() < len(DEMO_CLASSES)
+    ade = get_classes('ade20k')
+    palette = np.array(
+        [get_palette('ade20k')[ade.index(c)] for c in DEMO_CLASSES])
+    overlay = cv2.imread(str(out / 'overlays' / 'a.png')).astype(np.float64)
+    np.testing.assert_allclose(
+        overlay, 0.5 * img + 0.5 * palette[label][..., ::-1], atol=1.01)
+
+
+def test_misfit_checkpoint_needs_allow_partial_checkpoint(
+        tool, tiny_model, tmp_path, capsys):
+    """The refusal names the flag that allows the load; the tool has it, and
+    says on stderr that the load was partial."""
+    cfg_path, ckpt_path, _ = tiny_model
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    del ckpt['state_dict']['decode_head.conv_seg.bias']
+    misfit = tmp_path / 'misfit.pth'
+    torch.save(ckpt, misfit)
+    img = _write(tmp_path / 'a.png', np.zeros((9, 11, 3), np.uint8))
+    out = tmp_path / 'out'
+    argv = [cfg_path, misfit, img, '--out-dir', out, '--device', 'cpu']
+    err = _refused(tool, argv, capsys)
+    assert str(misfit) in err and '--allow-partial-checkpoint' in err
+    assert not out.exists()
+
+    assert tool.main([str(a)
+                      for a in argv] + ['--allow-partial-checkpoint']) == 0
+    err = capsys.readouterr().err
+    assert 'warning: partial load' in err
+    assert 'decode_head.conv_seg.bias' in err
+    assert (out / 'labels' / 'a.png').is_file()
+    assert (out / 'overlays' / 'a.png').is_file()
+
+
+@pytest.mark.parametrize('where', ['is_a_file', 'under_a_file'])
+def test_out_dir_that_is_a_file_is_refused_before_building(
+        tool, tiny_model, tmp_path, capsys, no_build, where):
+    cfg_path, ckpt_path, _ = tiny_model
+    img = _write(tmp_path / 'a.png', np.zeros((8, 8, 3), np.uint8))
+    a_file = tmp_path / 'results'
+    a_file.write_text('keep me')
+    out = a_file if where == 'is_a_file' else a_file / 'sub'
+    err = _refused(
+        tool, [cfg_path, ckpt_path, img, '--out-dir', out, '--device', 'cpu'],
+        capsys)
+    assert '--out-dir' in err and 'is a file' in err
+    assert a_file.read_text() == 'keep me'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a.png', 'results']
+
+
+@pytest.mark.parametrize('device', ['banana', 'meta'])
+def test_bad_device_is_refused_before_building(tool, tiny_model, tmp_path,
+                                               capsys, no_build, device):
+    img = _write(tmp_path / 'a.png', np.zeros((8, 8, 3), np.uint8))
+    cfg_path, ckpt_path, _ = tiny_model
+    err = _refused(tool, [
+        cfg_path, ckpt_path, img, '--out-dir', tmp_path / 'o', '--device',
+        device
+    ], capsys)
+    assert f'--device {device!r}' in err
+    assert not (tmp_path / 'o').exists()
+
+
+@pytest.mark.parametrize(
+    'name, text, expected',
+    [('syntax.py', 'model = dict(\n', 'cannot be read'),
+     ('no_model.py', 'crop_size = (64, 64)\n', 'has no model entry'),
+     ('notes.txt', 'model = 1\n', 'cannot be read')])
+def test_config_that_is_not_a_config_is_refused(tool, tiny_model, tmp_path,
+                                                capsys, no_build, name, text,
+                                                expected):
+    _, ckpt_path, _ = tiny_model
+    cfg = tmp_path / name
+    cfg.write_text(text)
+    img = _write(tmp_path / 'a.png', np.zeros((8, 8, 3), np.uint8))
+    err = _refused(
+        tool,
+        [cfg, ckpt_path, img, '--out-dir', tmp_path / 'o', '--device', 'cpu'],
+        capsys)
+    assert str(cfg) in err and expected in err
+    assert not (tmp_path / 'o').exists()
+
+
+def test_with_labels_without_overlay_is_refused(tool, tiny_model, tmp_path,
+                                                capsys):
+    img = _write(tmp_path / 'a.png', np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(SystemExit) as exc:
+        _run(tool, tiny_model, [img], tmp_path / 'o', '--no-overlay',
+             '--with-labels')
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert '--with-labels' in err and '--no-overlay' in err
+    assert not (tmp_path / 'o').exists()
