@@ -51,6 +51,10 @@ from mmseg.visualization import SegLocalVisualizer  # noqa: E402
 
 from mmseg_vvt.datasets import demo_data  # noqa: E402
 from mmseg_vvt.datasets.ade20k_check import check_dataset  # noqa: E402
+from mmseg_vvt.utils.cli import BadInputError  # noqa: E402
+from mmseg_vvt.utils.cli import check_out_dir  # noqa: E402
+from mmseg_vvt.utils.cli import check_vvt_arch  # noqa: E402
+from mmseg_vvt.utils.cli import load_config  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
@@ -146,6 +150,19 @@ def parse_args(argv=None):
                          f'{value}')
     if args.num_vis < 1:
         parser.error(f'--num-vis must be >= 1, got {args.num_vis}')
+    # before data is generated or a model built: one error line each
+    try:
+        load_config(
+            args.config,
+            args.cfg_options,
+            require=('model', 'train_dataloader', 'val_dataloader',
+                     'test_dataloader'))
+        if args.arch is not None:
+            check_vvt_arch(args.arch)
+        check_out_dir(args.work_dir, '--work-dir')
+        check_out_dir(args.data_dir, '--data-dir')
+    except BadInputError as err:
+        parser.error(str(err))
     return args
 
 

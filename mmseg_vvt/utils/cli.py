@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 __all__ = [
-    'BadInputError', 'load_config', 'check_out_file', 'check_out_dir',
-    'check_device', 'positive_int', 'nonnegative_int'
+    'BadInputError', 'load_config', 'check_vvt_arch', 'check_out_file',
+    'check_out_dir', 'check_device', 'positive_int', 'nonnegative_int'
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -77,14 +77,21 @@ def _check_vvt_arch(model_cfg, path: str) -> None:
     if not hasattr(backbone,
                    'get') or backbone.get('type') not in ('VVT', 'mmseg.VVT'):
         return
+    check_vvt_arch(
+        backbone.get('arch', 'small'), f'config {path}: model.backbone.arch')
+
+
+def check_vvt_arch(arch, name: str = '--arch'):
+    """A VVT ``arch`` (a preset name or a dict of per-stage lists) that the
+    backbone accepts, checked without building it."""
     from mmseg_vvt.models.backbones.vvt import VVT
     try:
-        VVT._parse_arch(backbone.get('arch', 'small'))
+        VVT._parse_arch(arch)
     except (KeyError, TypeError, ValueError) as err:
         # KeyError's str() quotes its message: take the argument itself
         msg = err.args[0] if err.args else err
-        raise BadInputError(
-            f'config {path}: model.backbone.arch: {msg}') from err
+        raise BadInputError(f'{name}: {msg}') from err
+    return arch
 
 
 def _nearest_existing(path: Path) -> Path:

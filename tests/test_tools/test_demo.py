@@ -213,3 +213,26 @@ def test_baseline_reads_labels_with_the_training_checks(tmp_path):
     cfg.train_dataloader.dataset.data_root = root
     with pytest.raises(Exception, match='ADE_train_00000001.png'):
         run_demo.most_frequent_train_class(cfg)
+
+
+def test_bad_arguments_stop_before_data_or_model(tmp_path, capsys):
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('')
+    model_only = tmp_path / 'model_only.py'
+    model_only.write_text("model = dict(type='EncoderDecoder')\n")
+    data = ['--data-dir', str(tmp_path / 'data')]
+    cases = [
+        (['--arch', 'huge'], "--arch: Unknown VVT arch 'huge'"),
+        (['--arch', '{"depths": [1, 1, 1, 1]}'], '--arch: arch dict is '
+         'missing keys'),
+        (['--config', str(model_only)], 'has no train_dataloader / '
+         'val_dataloader / test_dataloader entry'),
+        (['--work-dir', str(a_file)], '--work-dir'),
+        (['--data-dir', str(a_file / 'demo')], '--data-dir'),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_:
+            run_demo.parse_args(data + argv)
+        assert exit_.value.code == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / 'data').exists()
