@@ -46,3 +46,21 @@ def device():
         pytest.fail('MMSEG_VVT_TEST_DEVICE=cuda, but torch '
                     f'{torch.__version__} sees no CUDA device')
     return torch.device(TEST_DEVICE)
+
+
+@pytest.fixture(autouse=True)
+def _logger_streams_open():
+    """mmengine's loggers keep the stream that was ``sys.stdout`` when they
+    were made; made under an earlier test's capture, that stream is closed
+    by now, and each record would print a 'Logging error' traceback into
+    this test's stderr. Point such handlers at the present stdout."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    for logger in list(MMLogger._instance_dict.values()):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and getattr(
+                    handler.stream, 'closed', False):
+                # (setStream would flush the closed stream first)
+                handler.stream = sys.stdout
+    yield
