@@ -8,6 +8,14 @@ with the columns Method (decode head), Backbone, Crop Size, Lr schd
 runs go into an mIoU(ms+flip) column; a result from a partially loaded
 checkpoint or with ``--cfg-options`` is marked, with a note under the table.
 
+Lr schd is the iteration the tested checkpoint reached (recorded by
+``tools/test.py`` from the checkpoint's ``meta``): the config's
+``max_iters`` when it got there, else e.g. ``2 (of 400)``. When the eval
+JSON does not say (a checkpoint without ``meta``, a file written before
+``tools/test.py`` recorded it) the cell is the config's ``max_iters`` with a
+numbered note under the table, e.g. ``400 (1)``. Epoch-based configs: the
+same in epochs.
+
 Params exclude the auxiliary head (it is not used at inference); GFLOPs
 count one image of the crop size (or ``--shape H W``) with
 ``mmseg_vvt.utils.complexity`` (one multiply-add = one FLOP, as in the

@@ -15,14 +15,22 @@
 #     other shapes) is refused unless --allow-partial-checkpoint; a refused
 #     checkpoint (unsafe pickle, empty or truncated file, misfit) stops the
 #     run with one line naming the file and no eval JSON
-#     (mmseg_vvt/engine/checkpoint.py, hooks.py).
+#     (mmseg_vvt/engine/checkpoint.py, hooks.py);
+#   * the iteration (and epoch) the checkpoint reached, from its ``meta``,
+#     is recorded in the eval JSON, for collect_results.py's Lr schd;
+#   * a config that cannot be read, has no ``model`` or a bad VVT arch,
+#     unmergeable --cfg-options, a --work-dir / --out that is a file (or
+#     lies under one), and an --out folder holding files (an earlier run's
+#     predictions; --overwrite lets them be replaced) stop the run with one
+#     ``error: ...`` line before the model is built (mmseg_vvt/utils/cli.py).
 import argparse
 import logging
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
@@ -34,6 +42,8 @@ from mmseg_vvt.engine import (CheckpointError, CheckpointFitHook,
                               add_checkpoint_fit_hook)
 from mmseg_vvt.engine.runtime import adapt_cfg_to_device, close_distributed
 from mmseg_vvt.evaluation import write_eval_json
+from mmseg_vvt.evaluation.eval_json import checkpoint_progress
+from mmseg_vvt.utils.cli import BadInputError, check_out_dir, load_config
 
 
 # TODO: support fuse_conv_bn, visualization, and format_only
@@ -49,7 +59,13 @@ def parse_args(argv=None):
     parser.add_argument(
         '--out',
         type=str,
-        help='The directory to save output prediction for offline evaluation')
+        help='The directory to save output prediction for offline '
+        'evaluation; refused if it holds files, unless --overwrite')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='let --out write into a folder that holds files (predictions '
+        'of the same images are replaced)')
     parser.add_argument(
         '--show', action='store_true', help='show prediction results')
     parser.add_argument(
@@ -118,14 +134,47 @@ def trigger_visualization_hook(cfg, args):
     return cfg
 
 
+class CheckpointProgressHook(Hook):
+    """Keeps the iteration and epoch in the ``meta`` of the checkpoint the
+    runner loads (the runner drops the checkpoint after loading it)."""
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.progress = dict(iter=None, epoch=None)
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        self.progress = checkpoint_progress(checkpoint)
+
+
+def check_outputs(cfg, args):
+    """The work dir and ``--out`` can be written, and ``--out`` holds no
+    files of an earlier run unless ``--overwrite``; BadInputError if not."""
+    check_out_dir(cfg.work_dir,
+                  '--work-dir' if args.work_dir is not None else 'work_dir')
+    if args.out is None:
+        return
+    out = check_out_dir(args.out, '--out')
+    # IoUMetric writes <image name>.png there: an earlier run's predictions
+    # would be replaced one by one, mixed with this run's
+    if not args.overwrite and out.is_dir() and any(out.iterdir()):
+        raise BadInputError(
+            f'--out {args.out} already holds files (an earlier run\'s '
+            'predictions?); give an empty or new folder, or pass '
+            '--overwrite to write into it')
+
+
 def main(argv=None):
     args = parse_args(argv)
 
-    # load config
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    # load config (and merge --cfg-options): a config that cannot be used
+    # is one line, not an mmengine traceback
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+    except BadInputError as err:
+        raise SystemExit(f'error: {err}')
+    # as in mmseg, --cfg-options (merged above) have the last word
+    if 'launcher' not in (args.cfg_options or {}):
+        cfg.launcher = args.launcher
 
     # work_dir is determined in this priority: CLI > segment in file > filename
     if args.work_dir is not None:
@@ -135,6 +184,13 @@ def main(argv=None):
         # use config filename as default work_dir if cfg.work_dir is None
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+
+    # before anything is built: mmengine would fail with a FileExistsError
+    # traceback on a file, and silently overwrite earlier predictions
+    try:
+        check_outputs(cfg, args)
+    except BadInputError as err:
+        raise SystemExit(f'error: {err}')
 
     cfg.load_from = args.checkpoint
     # refuse a checkpoint of another model unless a partial load is asked
@@ -170,6 +226,8 @@ def main(argv=None):
 
     # build the runner from config
     runner = Runner.from_cfg(cfg)
+    progress = CheckpointProgressHook()
+    runner.register_hook(progress)
 
     # start testing
     try:
@@ -192,7 +250,9 @@ def main(argv=None):
                 per_class=per_class,
                 tta=args.tta,
                 partial_checkpoint=any(h.fits is False for h in fit),
-                cfg_options=args.cfg_options)
+                cfg_options=args.cfg_options,
+                checkpoint_iter=progress.progress['iter'],
+                checkpoint_epoch=progress.progress['epoch'])
             print_log(
                 f'evaluation results written to {path}', logger='current')
         else:

@@ -15,13 +15,17 @@
 #   * a checkpoint that does not fit the model (``--resume``, ``load_from``)
 #     is refused unless --allow-partial-checkpoint; a refused checkpoint
 #     (unsafe pickle, empty or truncated file, misfit) stops the run with
-#     one line naming the file (mmseg_vvt/engine/checkpoint.py, hooks.py).
+#     one line naming the file (mmseg_vvt/engine/checkpoint.py, hooks.py);
+#   * a config that cannot be read, has no ``model`` or a bad VVT arch,
+#     unmergeable --cfg-options and a work dir that is a file (or lies under
+#     one) stop the run with one ``error: ...`` line before it starts
+#     (mmseg_vvt/utils/cli.py).
 import argparse
 import logging
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
@@ -35,6 +39,7 @@ from mmseg_vvt.engine import (CheckpointError, add_checkpoint_fit_hook,
 from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
                                       adapt_cfg_to_device, close_distributed,
                                       enable_amp)
+from mmseg_vvt.utils.cli import BadInputError, check_out_dir, load_config
 
 
 def parse_args(argv=None):
@@ -88,11 +93,15 @@ def parse_args(argv=None):
 def main(argv=None):
     args, parser = parse_args(argv)
 
-    # load config
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    # load config (and merge --cfg-options): a config that cannot be used
+    # is one line, not an mmengine traceback
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+    except BadInputError as err:
+        raise SystemExit(f'error: {err}')
+    # as in mmseg, --cfg-options (merged above) have the last word
+    if 'launcher' not in (args.cfg_options or {}):
+        cfg.launcher = args.launcher
 
     # work_dir is determined in this priority: CLI > segment in file > filename
     if args.work_dir is not None:
@@ -102,6 +111,13 @@ def main(argv=None):
         # use config filename as default work_dir if cfg.work_dir is None
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    # a file there would end in a FileExistsError traceback from mmengine
+    try:
+        check_out_dir(
+            cfg.work_dir,
+            '--work-dir' if args.work_dir is not None else 'work_dir')
+    except BadInputError as err:
+        raise SystemExit(f'error: {err}')
 
     # enable automatic-mixed-precision training
     if args.amp is True:

@@ -6,6 +6,7 @@
      "metrics": {"aAcc": float, "mIoU": float, "mAcc": float},
      "per_class": [{"class": str, "IoU": float, "Acc": float}, ...],
      "timestamp": str,
+     "checkpoint_iter": int | null, "checkpoint_epoch": int | null,
      "test": {"tta": bool, "partial_checkpoint": bool, "cfg_options": {}}}
 
 :func:`collect_results` reads the newest such file of each work dir (or all
@@ -19,6 +20,14 @@ work dir, config and checkpoint). A result that is not the plain test of its
 config is marked with a numbered note under the table: from a partially loaded
 checkpoint, with ``--cfg-options``, or from a file without the ``test``
 record (written before it existed: counted as single-scale).
+
+Lr schd is how far the tested checkpoint was trained (the eval JSON's
+``checkpoint_iter``; ``checkpoint_epoch`` for an epoch-based config): the
+config's ``max_iters`` (``max_epochs``) when it got there, else the
+iteration with the config's schedule beside it, ``2 (of 400)``. Where the
+file does not say (a checkpoint without ``meta``, a file written before
+``tools/test.py`` recorded it) the cell is the config's schedule with a
+numbered note under the table saying so, ``400 (1)``.
 """
 import json
 import sys
@@ -55,6 +64,12 @@ VVT_NAMES = {
     'large': 'VVT-L'
 }
 REQUIRED_KEYS = ('config', 'metrics')
+#: optional keys of counts (int or null) a result file may have
+PROGRESS_KEYS = ('checkpoint_iter', 'checkpoint_epoch')
+UNKNOWN_PROGRESS_NOTE = (
+    'Lr schd: the config\'s schedule; the iteration the tested checkpoint '
+    'reached is unknown (the checkpoint has no meta.iter, or the eval JSON '
+    'was written before tools/test.py recorded it)')
 
 
 class ResultsError(Exception):
@@ -75,6 +90,16 @@ class EvalResult:
     def tta(self) -> bool:
         """Tested with ``--tta`` (the ``mIoU(ms+flip)`` column)."""
         return bool((self.data.get('test') or {}).get('tta', False))
+
+    @property
+    def checkpoint_iter(self) -> Optional[int]:
+        """The iteration the tested checkpoint reached; None: unknown."""
+        return self.data.get('checkpoint_iter')
+
+    @property
+    def checkpoint_epoch(self) -> Optional[int]:
+        """The epoch the tested checkpoint reached; None: unknown."""
+        return self.data.get('checkpoint_epoch')
 
     def notes(self) -> List[str]:
         """What sets this result apart from the plain test of its config,
@@ -138,6 +163,13 @@ def load_eval_file(path: Union[str, Path]) -> dict:
         raise ResultsError(f'{path}: "test" is a '
                            f'{type(data["test"]).__name__}, expected an '
                            'object (tta, partial_checkpoint, cfg_options)')
+    for key in PROGRESS_KEYS:
+        value = data.get(key)
+        # bool is an int in Python, but never a count
+        if value is not None and (not isinstance(value, int)
+                                  or isinstance(value, bool) or value < 0):
+            raise ResultsError(f'{path}: "{key}" is {value!r}, expected a '
+                               'count (an integer >= 0) or null')
     return data
 
 
@@ -222,10 +254,13 @@ def describe_config(cfg: Config) -> Dict[str, str]:
         crop = (model.get('data_preprocessor') or {}).get('size')
 
     train_cfg = cfg.get('train_cfg') or {}
+    max_iters, max_epochs = None, None
     if train_cfg.get('max_iters') is not None:
-        schedule = str(int(train_cfg['max_iters']))
+        max_iters = int(train_cfg['max_iters'])
+        schedule = str(max_iters)
     elif train_cfg.get('max_epochs') is not None:
-        schedule = f'{int(train_cfg["max_epochs"])} epochs'
+        max_epochs = int(train_cfg['max_epochs'])
+        schedule = f'{max_epochs} epochs'
     else:
         schedule = '-'
     return dict(
@@ -233,7 +268,9 @@ def describe_config(cfg: Config) -> Dict[str, str]:
         backbone=backbone,
         crop=_fmt_size(crop),
         crop_size=crop,
-        schedule=schedule)
+        schedule=schedule,
+        max_iters=max_iters,
+        max_epochs=max_epochs)
 
 
 def complexity(cfg_path: Path,
@@ -269,17 +306,40 @@ def _link(path: Path) -> str:
     return f'[{path.stem}]({path.as_posix()})'
 
 
-def _miou(result: EvalResult, notes: List[str]) -> str:
-    """The result's mIoU cell, with the numbers of its notes (added to
-    ``notes``, the table's, when new)."""
-    miou = result.data['metrics']['mIoU']
-    cell = '-' if miou is None else f'{float(miou):.2f}'
+def _marked(cell: str, cell_notes: Sequence[str], notes: List[str]) -> str:
+    """``cell`` with the numbers of ``cell_notes`` (added to ``notes``, the
+    table's, when new)."""
     marks = []
-    for note in result.notes():
+    for note in cell_notes:
         if note not in notes:
             notes.append(note)
         marks.append(f'({notes.index(note) + 1})')
     return ' '.join([cell] + marks)
+
+
+def _miou(result: EvalResult, notes: List[str]) -> str:
+    """The result's mIoU cell, with the numbers of its notes."""
+    miou = result.data['metrics']['mIoU']
+    cell = '-' if miou is None else f'{float(miou):.2f}'
+    return _marked(cell, result.notes(), notes)
+
+
+def schedule_cell(info: Dict, result: EvalResult, notes: List[str]) -> str:
+    """The Lr schd cell: how far the tested checkpoint was trained, against
+    the config's schedule (``info`` from :func:`describe_config`)."""
+    if info['max_iters'] is not None:
+        planned, reached, unit = info['max_iters'], result.checkpoint_iter, ''
+    elif info['max_epochs'] is not None:
+        planned, reached = info['max_epochs'], result.checkpoint_epoch
+        unit = ' epochs'
+    else:  # a config without a schedule: what the checkpoint says
+        reached = result.checkpoint_iter
+        return '-' if reached is None else str(reached)
+    if reached is None:
+        return _marked(f'{planned}{unit}', [UNKNOWN_PROGRESS_NOTE], notes)
+    if reached == planned:
+        return f'{planned}{unit}'
+    return f'{reached}{unit} (of {planned})'
 
 
 def build_rows(results: Sequence[EvalResult],
@@ -322,7 +382,7 @@ def build_rows(results: Sequence[EvalResult],
                 method=info['method'],
                 backbone=info['backbone'],
                 crop=info['crop'],
-                schedule=info['schedule'],
+                schedule=schedule_cell(info, r, notes),
                 params=fmt_number(params / 1e6),
                 gflops='-' if n_flops is None else fmt_number(n_flops / 1e9),
                 miou='-',

@@ -9,8 +9,15 @@ reads::
      "metrics": {"aAcc": float, "mIoU": float, "mAcc": float},
      "per_class": [{"class": str, "IoU": float, "Acc": float}, ...],
      "timestamp": str,
+     "checkpoint_iter": int | null, "checkpoint_epoch": int | null,
      "test": {"tta": bool, "partial_checkpoint": bool,
               "cfg_options": {str: value, ...}}}
+
+``checkpoint_iter`` / ``checkpoint_epoch`` are the iteration / epoch the
+tested checkpoint had reached (its ``meta``, as mmengine's runner saves it):
+a results table shows how far the model was trained, not only the config's
+schedule. ``null`` when the checkpoint has no such ``meta`` (a converted or
+hand-made file); files written before they existed have neither key.
 
 ``test`` says how the result was made, so that a table of results can tell
 them apart: ``tta``, with the config's test-time augmentation (``--tta``:
@@ -27,16 +34,36 @@ per-class values are included under their mmseg names too.
 """
 import json
 import math
+import numbers
 import os
 import os.path as osp
 from typing import Any, Dict, List, Optional
 
-__all__ = ['write_eval_json']
+__all__ = ['write_eval_json', 'checkpoint_progress']
 
 
 def _percent(value: Any) -> Optional[float]:
     value = float(value)
     return None if math.isnan(value) else value
+
+
+def _count(value: Any) -> Optional[int]:
+    # bool is an int, but never an iteration count; collect_results.py
+    # refuses anything but a count >= 0 or null
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value) if value >= 0 else None
+
+
+def checkpoint_progress(checkpoint: Any) -> Dict[str, Optional[int]]:
+    """``{'iter': int | None, 'epoch': int | None}`` from a loaded
+    checkpoint's ``meta`` (mmengine's runner stores both in every checkpoint
+    it saves); None where the checkpoint does not say (no ``meta``, a bare
+    state dict, a value that is not an integer >= 0)."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict):
+        meta = {}
+    return dict(iter=_count(meta.get('iter')), epoch=_count(meta.get('epoch')))
 
 
 def write_eval_json(work_dir: str,
@@ -48,12 +75,16 @@ def write_eval_json(work_dir: str,
                     per_class: Optional[List[Dict[str, Any]]],
                     tta: bool = False,
                     partial_checkpoint: bool = False,
-                    cfg_options: Optional[Dict[str, Any]] = None) -> str:
+                    cfg_options: Optional[Dict[str, Any]] = None,
+                    checkpoint_iter: Optional[int] = None,
+                    checkpoint_epoch: Optional[int] = None) -> str:
     """Write ``<work_dir>/eval_<timestamp>.json``; never overwrites.
 
     If that name exists (two runs in the same second), ``_1``, ``_2``, ...
     is appended. Returns the path written. ``tta``, ``partial_checkpoint``
-    and ``cfg_options`` go under ``test`` (see the module's docstring).
+    and ``cfg_options`` go under ``test``; ``checkpoint_iter`` and
+    ``checkpoint_epoch`` (None: unknown) are written as they are (see the
+    module's docstring and :func:`checkpoint_progress`).
     """
     record = {
         'config': str(config),
@@ -65,6 +96,8 @@ def write_eval_json(work_dir: str,
         },
         'per_class': per_class if per_class is not None else [],
         'timestamp': str(timestamp),
+        'checkpoint_iter': _count(checkpoint_iter),
+        'checkpoint_epoch': _count(checkpoint_epoch),
         'test': {
             'tta':
             bool(tta),

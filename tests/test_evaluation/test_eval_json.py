@@ -4,6 +4,7 @@ import json
 from test_iou_metric import evaluate
 
 from mmseg_vvt.evaluation import write_eval_json
+from mmseg_vvt.evaluation.eval_json import checkpoint_progress
 
 
 def test_write_eval_json_schema_and_no_overwrite(tmp_path):
@@ -26,8 +27,11 @@ def test_write_eval_json_schema_and_no_overwrite(tmp_path):
     record = json.loads(before)
     assert set(record) == {
         'config', 'checkpoint', 'dataset', 'metrics', 'per_class', 'timestamp',
-        'test'
+        'checkpoint_iter', 'checkpoint_epoch', 'test'
     }
+    # not given: unknown, written as null
+    assert record['checkpoint_iter'] is None
+    assert record['checkpoint_epoch'] is None
     assert record['test'] == dict(
         tta=False, partial_checkpoint=False, cfg_options={})
     assert record['config'] == 'configs/x.py'
@@ -72,3 +76,47 @@ def test_write_eval_json_records_how_the_result_was_made(tmp_path):
             'crop_size': [256, 256],
             'odd': '{1, 2}'
         })
+
+
+def test_write_eval_json_records_how_far_the_checkpoint_was_trained(tmp_path):
+    results = evaluate()
+    per_class = results.pop('per_class')
+    # as tools/test.py reads them from the loaded checkpoint
+    progress = checkpoint_progress({
+        'state_dict': {},
+        'meta': {
+            'iter': 2,
+            'epoch': 0
+        }
+    })
+    assert progress == dict(iter=2, epoch=0)
+    path = write_eval_json(
+        str(tmp_path),
+        timestamp='20260101_000000',
+        config='configs/x.py',
+        checkpoint='work/iter_2.pth',
+        dataset='ADE20KDataset',
+        metrics=results,
+        per_class=per_class,
+        checkpoint_iter=progress['iter'],
+        checkpoint_epoch=progress['epoch'])
+    record = json.loads(open(path).read())
+    assert (record['checkpoint_iter'], record['checkpoint_epoch']) == (2, 0)
+
+
+def test_checkpoint_progress_unknown_without_meta():
+    unknown = dict(iter=None, epoch=None)
+    # a bare state dict, an empty or odd meta, values that are no counts
+    assert checkpoint_progress({'weight': 1}) == unknown
+    assert checkpoint_progress({'state_dict': {}, 'meta': {}}) == unknown
+    assert checkpoint_progress({'meta': 'x'}) == unknown
+    assert checkpoint_progress({'meta': {'iter': -1}}) == unknown
+    assert checkpoint_progress(None) == unknown
+    assert checkpoint_progress({'meta': {
+        'iter': True,
+        'epoch': '3'
+    }}) == unknown
+    assert checkpoint_progress({'meta': {
+        'iter': 400
+    }}) == dict(
+        iter=400, epoch=None)

@@ -8,6 +8,10 @@ from tool_modules import load_tool
 from mmseg_vvt.apis.results import fmt_number
 from mmseg_vvt.testing import write_tiny_config
 
+#: ``_eval_json(checkpoint_iter=ABSENT)``: a file without the key (written
+#: before tools/test.py recorded it)
+ABSENT = object()
+
 
 @pytest.fixture(scope='module')
 def tool():
@@ -19,13 +23,18 @@ def _eval_json(work_dir,
                miou,
                timestamp,
                dataset='ADE20KDataset',
+               checkpoint_iter=4,
+               checkpoint_epoch=0,
                **test):
-    """An eval JSON as tools/test.py writes it; ``test``: its ``test``
-    record's entries (``test=None``: a file from before it existed)."""
+    """An eval JSON as tools/test.py writes it, of the checkpoint
+    ``iter_<checkpoint_iter>.pth``; ``test``: its ``test`` record's entries
+    (``test=None``: a file from before it existed)."""
     work_dir.mkdir(parents=True, exist_ok=True)
+    name = f'iter_{checkpoint_iter}.pth' if isinstance(checkpoint_iter,
+                                                       int) else 'model.pth'
     record = dict(
         config=str(cfg_path),
-        checkpoint=str(work_dir / 'iter_4.pth'),
+        checkpoint=str(work_dir / name),
         dataset=dataset,
         metrics=dict(aAcc=80.0, mIoU=miou, mAcc=50.0),
         per_class=[dict({
@@ -34,6 +43,9 @@ def _eval_json(work_dir,
             'Acc': 50.0
         })],
         timestamp=timestamp)
+    if checkpoint_iter is not ABSENT:
+        record.update(
+            checkpoint_iter=checkpoint_iter, checkpoint_epoch=checkpoint_epoch)
     if test.get('test', {}) is not None:
         record['test'] = dict(
             tta=False, partial_checkpoint=False, cfg_options={})
@@ -62,7 +74,7 @@ def two_work_dirs(tmp_path):
         train_cfg=dict(type='IterBasedTrainLoop', max_iters=8, val_interval=8))
     wd1, wd2 = tmp_path / 'work' / 'fpn', tmp_path / 'work' / 'uper'
     _eval_json(wd1, fpn, 12.3456, '20261125_170000')
-    _eval_json(wd2, uper, 7.5, '20261125_171500')
+    _eval_json(wd2, uper, 7.5, '20261125_171500', checkpoint_iter=8)
     return tmp_path, fpn, uper, wd1, wd2
 
 
@@ -253,23 +265,87 @@ def test_results_that_are_not_plain_tests_are_marked(tool, two_work_dirs,
         cfg_options={'model.test_cfg.mode': 'slide'})
     _eval_json(wd2, uper, 8.0, '20261125_180000', partial_checkpoint=True)
     _eval_json(wd3, uper, 9.0, '20261125_180000', partial_checkpoint=True)
-    _eval_json(wd4, fpn, 10.0, '20261125_180000', test=None)
+    _eval_json(
+        wd4, fpn, 10.0, '20261125_180000', test=None, checkpoint_iter=ABSENT)
     assert tool.main([str(d)
                       for d in (wd1, wd2, wd3, wd4)] + ['--no-flops']) == 0
     table = capsys.readouterr().out
     _, rows = _rows(table.split('\n\n')[0])
     # the same note, the same number
     assert [r['mIoU'] for r in rows] == \
-        ['20.00 (1)', '8.00 (2)', '9.00 (2)', '10.00 (3)']
+        ['20.00 (1)', '8.00 (2)', '9.00 (2)', '10.00 (4)']
+    # an old file does not say how far its checkpoint was trained either
+    assert [r['Lr schd']
+            for r in rows] == ['4', '4 (of 8)', '4 (of 8)', '4 (3)']
     notes = _notes(table)
-    assert len(notes) == 3
+    assert len(notes) == 4
     assert notes[0] == ('- (1) tested with --cfg-options '
                         'model.test_cfg.mode=slide')
     assert notes[1].startswith('- (2) from a partially loaded checkpoint')
-    assert notes[2].startswith('- (3) from an eval JSON without the "test"')
+    assert notes[2].startswith("- (3) Lr schd: the config's schedule")
+    assert notes[3].startswith('- (4) from an eval JSON without the "test"')
     # a plain test has no mark and no note
     assert tool.main([str(wd1), '--no-flops', '--all']) == 0
     table = capsys.readouterr().out
     _, rows = _rows(table.split('\n\n')[0])
     assert [r['mIoU'] for r in rows] == ['12.35', '20.00 (1)']
     assert len(_notes(table)) == 1
+
+
+def test_lr_schd_is_the_iteration_the_checkpoint_reached(
+        tool, two_work_dirs, capsys):
+    """A 2-iteration checkpoint of a 4-iteration config is not tabled as
+    trained for 4 iterations; an unknown iteration is marked."""
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    early, unknown, old = (
+        root / 'work' / n for n in ('early', 'unknown', 'old'))
+    _eval_json(early, fpn, 3.0, '20261125_180000', checkpoint_iter=2)
+    _eval_json(unknown, fpn, 4.0, '20261125_180000', checkpoint_iter=None)
+    _eval_json(old, uper, 5.0, '20261125_180000', checkpoint_iter=ABSENT)
+    assert tool.main([str(d) for d in (wd1, early, unknown, old)] +
+                     ['--no-flops']) == 0
+    table = capsys.readouterr().out
+    _, rows = _rows(table.split('\n\n')[0])
+    assert [r['Lr schd'] for r in rows] == ['4', '2 (of 4)', '4 (1)', '8 (1)']
+    (note, ) = _notes(table)
+    assert note.startswith("- (1) Lr schd: the config's schedule; the "
+                           'iteration the tested checkpoint reached is '
+                           'unknown')
+
+
+def test_lr_schd_of_an_epoch_based_config(tool, tmp_path, capsys):
+    cfg = tmp_path / 'fpn_epochs.py'
+    write_tiny_config(
+        cfg,
+        num_classes=5,
+        train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=12))
+    done, early = tmp_path / 'done', tmp_path / 'early'
+    _eval_json(
+        done,
+        cfg,
+        1.0,
+        '20261125_180000',
+        checkpoint_iter=96,
+        checkpoint_epoch=12)
+    _eval_json(
+        early,
+        cfg,
+        1.0,
+        '20261125_180000',
+        checkpoint_iter=24,
+        checkpoint_epoch=3)
+    assert tool.main([str(done), str(early), '--no-flops']) == 0
+    _, rows = _rows(capsys.readouterr().out)
+    assert [r['Lr schd'] for r in rows] == ['12 epochs', '3 epochs (of 12)']
+
+
+@pytest.mark.parametrize('value', ['2', -1, True, 2.5])
+def test_bad_checkpoint_iter_is_named(tool, two_work_dirs, capsys, value):
+    root, fpn, uper, wd1, wd2 = two_work_dirs
+    path = _eval_json(wd1, fpn, 14.0, '20261125_180000')
+    record = json.loads(path.read_text())
+    record['checkpoint_iter'] = value
+    path.write_text(json.dumps(record))
+    assert tool.main([str(wd1), '--no-flops']) == 2
+    err = capsys.readouterr().err
+    assert path.name in err and '"checkpoint_iter" is' in err

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tool_modules import load_tool
 
 from mmseg_vvt.testing import TINY_ARCH
 
@@ -234,6 +235,8 @@ def test_test_py_prints_miou_and_writes_json(trained, tmp_path):
     assert set(record['metrics']) == {'aAcc', 'mIoU', 'mAcc'}
     assert record['test'] == dict(
         tta=False, partial_checkpoint=False, cfg_options={})
+    # how far the checkpoint was trained, from its meta
+    assert (record['checkpoint_iter'], record['checkpoint_epoch']) == (8, 0)
     assert len(record['per_class']) == 150
     assert set(record['per_class'][0]) == {'class', 'IoU', 'Acc'}
     # the summary printed on the console is the one in the file
@@ -275,6 +278,132 @@ def test_test_py_missing_checkpoint_is_named(trained, tmp_path):
     proc = run([PYTHON, TEST, trained['cfg'], missing], check=False)
     assert proc.returncode == 2
     assert 'no_such.pth' in proc.stdout and 'does not exist' in proc.stdout
+
+
+def test_test_py_records_the_iteration_the_checkpoint_reached(
+        trained, tmp_path, capsys):
+    """iter_2.pth of the 8-iteration run is tabled as 2 iterations, not as
+    the config's 8."""
+    ckpt = osp.join(trained['work_dir'], 'iter_2.pth')
+    work_dir = str(tmp_path / 'eval')
+    run([PYTHON, TEST, trained['cfg'], ckpt, '--work-dir', work_dir])
+    (path, ) = glob.glob(osp.join(work_dir, 'eval_*.json'))
+    with open(path) as f:
+        record = json.load(f)
+    assert (record['checkpoint_iter'], record['checkpoint_epoch']) == (2, 0)
+    assert load_tool('collect_results').main([work_dir, '--no-flops']) == 0
+    header, row = [[c.strip() for c in ln.strip('|').split('|')]
+                   for ln in capsys.readouterr().out.splitlines()
+                   if ln.startswith('|')][::2]
+    assert dict(zip(header, row))['Lr schd'] == '2 (of 8)'
+
+
+def test_test_py_refuses_out_folder_with_earlier_predictions(
+        trained, tmp_path):
+    ckpt = osp.join(trained['work_dir'], 'iter_8.pth')
+    out = tmp_path / 'preds'
+    out.mkdir()
+    earlier = out / 'ADE_validation_00000000.png'
+    earlier.write_bytes(b'an earlier run')
+    cmd = [
+        PYTHON, TEST, trained['cfg'], ckpt, '--work-dir',
+        str(tmp_path / 'eval'), '--out',
+        str(out)
+    ]
+    proc = run(cmd, check=False)
+    _one_line_error(proc, f'--out {out} already holds files', '--overwrite')
+    assert 'System environment' not in proc.stdout  # before the runner
+    assert earlier.read_bytes() == b'an earlier run'
+
+    run(cmd + ['--overwrite'])
+    assert sorted(p.name for p in out.iterdir()) == [
+        'ADE_validation_00000000.png', 'ADE_validation_00000001.png'
+    ]
+    assert cv2.imread(str(earlier), cv2.IMREAD_UNCHANGED).shape == (64, 64)
+
+
+@pytest.fixture
+def tool_env(monkeypatch):
+    # the tools set LOCAL_RANK when it is unset: keep it out of this process
+    monkeypatch.setenv('LOCAL_RANK', '0')
+
+
+def _refused(tool_main, argv):
+    """The one ``error: ...`` line a tool stopped with (SystemExit)."""
+    with pytest.raises(SystemExit) as info:
+        tool_main(argv)
+    message = info.value.code
+    assert isinstance(message, str) and message.startswith('error: '), \
+        message
+    assert '\n' not in message
+    return message
+
+
+@pytest.mark.parametrize('flag', ['--out', '--work-dir'])
+@pytest.mark.parametrize('under', [False, True])
+def test_test_py_out_or_work_dir_that_is_a_file(trained, tmp_path, tool_env,
+                                                flag, under):
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('not a folder')
+    path = a_file / 'sub' if under else a_file
+    argv = [trained['cfg'], osp.join(trained['work_dir'], 'iter_8.pth')]
+    if flag == '--out':
+        argv += ['--work-dir', str(tmp_path / 'eval')]
+    message = _refused(load_tool('test').main, argv + [flag, str(path)])
+    expected = f'{path}: {a_file} is a file, not a folder' if under else \
+        f'{path} is a file; expected a folder'
+    assert message == f'error: {flag} {expected}'
+    assert a_file.read_text() == 'not a folder'
+
+
+def test_train_py_work_dir_that_is_a_file(trained, tmp_path, tool_env):
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('not a folder')
+    message = _refused(
+        load_tool('train').main, [trained['cfg'], '--work-dir',
+                                  str(a_file)])
+    assert message == (f'error: --work-dir {a_file} is a file; expected a '
+                       'folder')
+
+
+BAD_CONFIGS = {
+    'not_a_config': ('notes.txt', 'just some notes\n', 'cannot be read'),
+    'syntax_error': ('broken.py', 'model = dict(\n', 'SyntaxError'),
+    'no_model':
+    ('no_model.py', 'crop_size = (64, 64)\n', 'has no model entry'),
+}
+
+
+@pytest.mark.parametrize('tool_name', ['test', 'train'])
+@pytest.mark.parametrize('case', sorted(BAD_CONFIGS) + ['bad_arch'])
+def test_tools_refuse_bad_configs_in_one_line(trained, tmp_path, tool_env,
+                                              tool_name, case):
+    if case == 'bad_arch':
+        cfg, extra = trained['cfg'], [
+            '--cfg-options', 'model.backbone.arch=huge'
+        ]
+        parts = (cfg, 'model.backbone.arch', 'huge')
+    else:
+        name, text, part = BAD_CONFIGS[case]
+        cfg, extra = str(tmp_path / name), []
+        with open(cfg, 'w') as f:
+            f.write(text)
+        parts = (cfg, part)
+    argv = [cfg]
+    if tool_name == 'test':
+        argv.append(osp.join(trained['work_dir'], 'iter_8.pth'))
+    argv += ['--work-dir', str(tmp_path / 'work')] + extra
+    message = _refused(load_tool(tool_name).main, argv)
+    for part in parts:
+        assert part in message, message
+    assert not osp.exists(tmp_path / 'work')  # stopped before the runner
+
+
+def test_train_py_bad_config_exits_nonzero_without_traceback(tmp_path):
+    cfg = tmp_path / 'no_model.py'
+    cfg.write_text('crop_size = (64, 64)\n')
+    proc = run([PYTHON, TRAIN, str(cfg)], timeout=120, check=False)
+    _one_line_error(proc, str(cfg), 'has no model entry')
 
 
 CRASH_HOOK = '''
