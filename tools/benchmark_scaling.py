@@ -39,7 +39,8 @@ from analysis_tools.benchmark import (BENCHMARK_MODELS, DEFAULT_MODELS,
                                       render_proxies, run_benchmark,
                                       run_proxies, write_outputs)
 
-from mmseg_vvt.utils.cli import BadInputError, check_out_dir
+from mmseg_vvt.utils.cli import (BadInputError, check_out_dir, nonnegative_int,
+                                 positive_float, positive_int)
 
 QUICK = dict(resolutions=[64, 128], repeats=1, warmup=0)
 
@@ -63,7 +64,7 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         '--resolutions',
-        type=int,
+        type=positive_int,
         nargs='+',
         help=f'square input sizes (default {list(DEFAULT_RESOLUTIONS)}, '
         f'--quick: {QUICK["resolutions"]})')
@@ -106,7 +107,7 @@ def parse_args(argv=None):
         '--device, fp32 or under autocast to --dtype, --proxy-resolution, '
         '--batch-size 2 unless given, and write proxies.json/.md '
         '(proxies[_forward][_cuda][_{dtype}].* otherwise) to --out-dir')
-    p.add_argument('--proxy-resolution', type=int, default=256)
+    p.add_argument('--proxy-resolution', type=positive_int, default=256)
     p.add_argument(
         '--skip-triton-interpreter',
         action='store_true',
@@ -116,29 +117,29 @@ def parse_args(argv=None):
         'hour)')
     p.add_argument(
         '--repeats',
-        type=int,
+        type=positive_int,
         help='timed repeats per model (interleaved; default 3, '
         '--quick: 1)')
     p.add_argument(
         '--warmup',
-        type=int,
+        type=nonnegative_int,
         help='warm-up rounds after the memory pass and the FLOP '
         'trace (default 1, --quick: 0)')
     p.add_argument(
         '--budget-s',
-        type=float,
+        type=positive_float,
         default=None,
         help='stop repeating a model at a resolution once its '
         'timed repeats add up to this many seconds (at least one '
         'repeat always runs); default: no limit')
     p.add_argument(
         '--batch-size',
-        type=int,
+        type=positive_int,
         default=None,
         help='default 1 (--proxies: 2)')
     p.add_argument(
         '--threads',
-        type=int,
+        type=positive_int,
         default=None,
         help='torch threads per worker (default: torch default)')
     p.add_argument(

@@ -21,6 +21,8 @@ import time
 
 import torch
 
+from mmseg_vvt.utils.cli import positive_int
+
 # VVT-S's first stage at 512x512, batch 8: 8 images, 128x128 tokens, one
 # 64-wide head (shapes do not change the host time on meta tensors)
 B, N, H, D = 8, 128 * 128, 1, 64
@@ -28,11 +30,13 @@ B, N, H, D = 8, 128 * 128, 1, 64
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--calls', type=int, default=2000, help='calls per round')
-    p.add_argument('--rounds', type=int, default=7, help='best of')
+    # a count of 0 would print inf / nan timings with exit status 0
+    p.add_argument(
+        '--calls', type=positive_int, default=2000, help='calls per round')
+    p.add_argument('--rounds', type=positive_int, default=7, help='best of')
     p.add_argument(
         '--threads',
-        type=int,
+        type=positive_int,
         default=1,
         help='torch threads (default 1: host time, not parallel work)')
     return p.parse_args(argv)

@@ -12,7 +12,8 @@ from typing import Optional, Sequence, Union
 
 __all__ = [
     'BadInputError', 'load_config', 'check_vvt_arch', 'check_out_file',
-    'check_out_dir', 'check_device', 'positive_int', 'nonnegative_int'
+    'check_out_dir', 'check_device', 'positive_int', 'nonnegative_int',
+    'positive_float'
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -186,3 +187,16 @@ def positive_int(text: str) -> int:
 def nonnegative_int(text: str) -> int:
     """argparse ``type=``: an integer >= 0 (warm-up counts)."""
     return _int_at_least(text, 0, 'an integer >= 0')
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type=``: a finite number > 0 (seconds, budgets)."""
+    import argparse
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}')
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f'expected a number > 0, got {text}')
+    return value

@@ -115,6 +115,23 @@ def test_bad_arguments_name_the_problem(tmp_path):
     assert "'vvt-xxl'" in proc.stderr and 'vvt-s-reference' in proc.stderr
     proc = _run('--quick', '--reference', 'nope', '--out-dir', str(tmp_path))
     assert proc.returncode == 2 and "--reference 'nope'" in proc.stderr
+    # numbers are checked by the parser, before any worker starts
+    from tool_modules import load_tool
+    parse_args = load_tool('benchmark_scaling').parse_args
+    for argv, flag in ((['--proxies', '--proxy-resolution',
+                         '0'], '--proxy-resolution'),
+                       (['--resolutions', '64',
+                         '0'], '--resolutions'), (['--repeats',
+                                                   '0'], '--repeats'),
+                       (['--warmup',
+                         '-1'], '--warmup'), (['--budget-s',
+                                               '-1'], '--budget-s'),
+                       (['--budget-s',
+                         'nan'], '--budget-s'), (['--threads',
+                                                  '0'], '--threads')):
+        with pytest.raises(SystemExit) as exit_:
+            parse_args(argv + ['--out-dir', str(tmp_path)])
+        assert exit_.value.code == 2, argv
     a_file = tmp_path / 'a_file'
     a_file.write_text('')
     proc = _run('--quick', '--out-dir', str(a_file / 'reports'))

@@ -1,5 +1,6 @@
 """tools/op_overhead.py: host time per call of the Triton attention's ops,
 beside custom_op twins of the same schema."""
+import pytest
 import torch
 from tool_modules import load_tool
 
@@ -45,3 +46,13 @@ def test_prints_a_row_per_op(capsys):
         assert abs(twin - ours - added) < 0.11
     assert 'per block' in out
     assert torch.get_num_threads() == threads  # restored
+
+
+def test_counts_below_one_are_refused(capsys):
+    # --rounds 0 once printed inf / nan timings with exit status 0
+    for flag in ('--calls', '--rounds', '--threads'):
+        with pytest.raises(SystemExit) as exit_:
+            op_overhead.parse_args([flag, '0'])
+        assert exit_.value.code == 2
+        assert f'argument {flag}: expected an integer >= 1' in \
+            capsys.readouterr().err

@@ -7,7 +7,7 @@ import pytest
 from mmseg_vvt.testing import write_tiny_config
 from mmseg_vvt.utils.cli import (BadInputError, check_device, check_out_dir,
                                  check_out_file, load_config, nonnegative_int,
-                                 positive_int)
+                                 positive_float, positive_int)
 
 
 @pytest.fixture
@@ -112,6 +112,10 @@ def test_check_device():
 
 def test_int_types():
     assert positive_int('3') == 3
+    assert positive_float('0.5') == 0.5
+    for bad in ('0', '-1', 'nan', 'inf', 'x'):
+        with pytest.raises(argparse.ArgumentTypeError):
+            positive_float(bad)
     assert nonnegative_int('0') == 0
     for fn, bad in ((positive_int, '0'), (positive_int, '-2'),
                     (nonnegative_int, '-1'), (positive_int, 'x')):
