@@ -45,6 +45,9 @@ NUM_CLASSES = len(CLASS_NAMES)
 IGNORE_LABEL = 0
 SPLITS = (('training', 'train', 0), ('validation', 'val', 1))
 DATASET_DIRNAME = 'ADEChallengeData2016'
+# in the dataset root while it is being written: an interrupted run's folder
+# is still known as this generator's (``force`` may replace it)
+GENERATING_MARK = '.generating'
 JPEG_QUALITY = 90
 
 DEFAULT_SEED = 0
@@ -247,7 +250,10 @@ def generate(out_dir,
 
     Raises FileExistsError if ``out_dir`` exists and is not empty, unless
     ``force`` (then ``out_dir/ADEChallengeData2016`` is replaced; anything
-    else in ``out_dir`` is left alone). Returns the dataset root.
+    else in ``out_dir`` is left alone). ``force`` replaces only a folder this
+    function wrote (it holds ``demo_info.json``, or the mark of a run that
+    was interrupted): a real ADE20K copy there is refused, never deleted.
+    Returns the dataset root.
     """
     height, width = size
     if num_train < 1 or num_val < 1:
@@ -267,10 +273,21 @@ def generate(out_dir,
                 f'output directory {out_dir} already exists and is not '
                 f'empty; pass --force to replace {root}')
         if osp.isdir(root):
+            if not any(
+                    osp.exists(osp.join(root, name))
+                    for name in ('demo_info.json', GENERATING_MARK)):
+                raise FileExistsError(
+                    f'{root} was not written by this generator (it has no '
+                    'demo_info.json): --force replaces only a generated '
+                    'demo set; move that folder away or give another '
+                    'output directory')
             shutil.rmtree(root)
         elif osp.exists(root):
-            os.remove(root)
+            raise FileExistsError(f'{root} is a file; --force replaces only '
+                                  'a generated demo set')
 
+    os.makedirs(root, exist_ok=True)
+    open(osp.join(root, GENERATING_MARK), 'w').close()
     for split, _, _ in SPLITS:
         os.makedirs(osp.join(root, 'images', split), exist_ok=True)
         os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)
@@ -308,4 +325,5 @@ def generate(out_dir,
     with open(osp.join(root, 'demo_info.json'), 'w') as f:
         json.dump(info, f, indent=2, sort_keys=True)
         f.write('\n')
+    os.remove(osp.join(root, GENERATING_MARK))
     return root

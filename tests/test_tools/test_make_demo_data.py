@@ -68,3 +68,39 @@ def test_bad_output_path_and_seed_are_refused_by_the_parser(tmp_path, capsys):
         assert message in capsys.readouterr().err, argv
     assert a_file.read_text() == 'keep'
     assert not (tmp_path / 'z').exists()
+
+
+def test_force_never_deletes_a_dataset_it_did_not_write(tmp_path, capsys):
+    out = tmp_path / 'data'
+    real = out / 'ADEChallengeData2016' / 'images' / 'training'
+    real.mkdir(parents=True)
+    (real / 'ADE_train_99999999.jpg').write_bytes(b'precious')
+    small = ['--num-train', '1', '--num-val', '1', '--size', '32', '--force']
+    assert mdd.main([str(out)] + small) == 1
+    assert 'was not written by this generator' in capsys.readouterr().err
+    assert (real / 'ADE_train_99999999.jpg').read_bytes() == b'precious'
+
+
+def test_force_replaces_an_interrupted_generation(tmp_path, monkeypatch):
+    from mmseg_vvt.datasets import demo_data
+    out = tmp_path / 'data'
+    calls = []
+
+    def fail_second(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed half way through
+        return encode(*args)
+
+    encode = demo_data._encode
+    monkeypatch.setattr(demo_data, '_encode', fail_second)
+    small = ['--num-train', '2', '--num-val', '1', '--size', '32']
+    with pytest.raises(KeyboardInterrupt):
+        mdd.main([str(out)] + small)
+    root = out / 'ADEChallengeData2016'
+    assert (root / '.generating').exists()
+    assert not (root / 'demo_info.json').exists()
+    monkeypatch.setattr(demo_data, '_encode', encode)
+    assert mdd.main([str(out)] + small + ['--force']) == 0
+    assert (root / 'demo_info.json').exists()
+    assert not (root / '.generating').exists()
