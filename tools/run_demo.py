@@ -49,6 +49,7 @@ from mmseg.registry import DATASETS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 from mmseg.visualization import SegLocalVisualizer  # noqa: E402
 
+from mmseg_vvt.apis.results import describe_config  # noqa: E402
 from mmseg_vvt.datasets import demo_data  # noqa: E402
 from mmseg_vvt.datasets.ade20k_check import check_dataset  # noqa: E402
 from mmseg_vvt.utils.cli import BadInputError  # noqa: E402
@@ -445,8 +446,12 @@ def main(argv=None):
     n_drawn = draw_predictions(runner, picture, args.num_vis)
     total_s = time.time() - t_start
 
+    # what ran (--config, --arch), not the default demo's name
+    info = describe_config(cfg)
+    model_name = f'{info["backbone"]} + {info["method"]}'
     results = dict(
         model=dict(
+            name=model_name,
             mIoU=model_metrics['mIoU'],
             aAcc=model_metrics['aAcc'],
             mAcc=model_metrics['mAcc']),
@@ -469,7 +474,7 @@ def main(argv=None):
     print('\n' + '=' * 64)
     print(f'VVT demo results on {results["num_val"]} validation images '
           f'({len(classes)} classes)')
-    print(f'  VVT-T + Semantic FPN      mIoU {model_metrics["mIoU"]:6.2f}  '
+    print(f'  {model_name:<25} mIoU {model_metrics["mIoU"]:6.2f}  '
           f'(aAcc {model_metrics["aAcc"]:.2f}, '
           f'mAcc {model_metrics["mAcc"]:.2f})')
     print(f'  constant "{classes[cls].strip()}" baseline'

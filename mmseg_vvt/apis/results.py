@@ -58,10 +58,10 @@ METHOD_NAMES = {
 }
 #: VVT presets -> the paper's short names
 VVT_NAMES = {
-    'tiny': 'VVT-T',
-    'small': 'VVT-S',
-    'medium': 'VVT-M',
-    'large': 'VVT-L'
+    **dict.fromkeys(('t', 'tiny'), 'VVT-T'),
+    **dict.fromkeys(('s', 'small'), 'VVT-S'),
+    **dict.fromkeys(('m', 'medium'), 'VVT-M'),
+    **dict.fromkeys(('l', 'large'), 'VVT-L')
 }
 REQUIRED_KEYS = ('config', 'metrics')
 #: optional keys of counts (int or null) a result file may have
@@ -236,8 +236,8 @@ def describe_config(cfg: Config) -> Dict[str, str]:
 
     bb = model.get('backbone') or {}
     bb_type = str(bb.get('type', '-')).split('.')[-1]
-    if bb_type in ('VVT', 'VVTReference'):
-        arch = bb.get('arch', 'tiny')
+    if bb_type == 'VVT':
+        arch = bb.get('arch', 'small')  # VVT's own default
         if isinstance(arch, str):
             backbone = VVT_NAMES.get(arch.lower(), f'VVT-{arch}')
         else:

@@ -349,3 +349,22 @@ def test_bad_checkpoint_iter_is_named(tool, two_work_dirs, capsys, value):
     assert tool.main([str(wd1), '--no-flops']) == 2
     err = capsys.readouterr().err
     assert path.name in err and '"checkpoint_iter" is' in err
+
+
+def test_describe_config_names_the_backbone_that_is_built():
+    from mmengine.config import Config
+
+    from mmseg_vvt.apis.results import describe_config
+
+    def backbone(**bb):
+        cfg = Config(
+            dict(
+                model=dict(
+                    backbone=dict(type='VVT', **bb),
+                    decode_head=dict(type='FPNHead'))))
+        return describe_config(cfg)['backbone']
+
+    # without arch, VVT builds its default, VVT-S (was: named VVT-T)
+    assert backbone() == 'VVT-S'
+    assert backbone(arch='tiny') == 'VVT-T'
+    assert backbone(arch='l') == 'VVT-L'

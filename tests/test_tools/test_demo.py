@@ -81,13 +81,19 @@ def test_tiny_demo_end_to_end(tmp_path, capsys):
     ]
     assert run_demo.main(argv) == 0
     out = capsys.readouterr().out
-    assert 'VVT-T + Semantic FPN      mIoU' in out
+    # named after what ran (a custom arch here), not the default demo
+    dims = '-'.join(map(str, TINY_ARCH['embed_dims']))
+    depths = '-'.join(map(str, TINY_ARCH['depths']))
+    name = f'VVT (custom: dims {dims}, depths {depths}) + Semantic FPN'
+    assert f'{name} mIoU' in out
+    assert 'VVT-T' not in out
     assert 'baseline' in out
 
     root = data / 'ADEChallengeData2016'
     assert len(list((root / 'images' / 'training').iterdir())) == 4
     results = json.loads((work / 'demo_results.json').read_text())
     assert results['max_iters'] == 2 and results['num_val'] == 2
+    assert results['model']['name'] == name
     for key in ('model', 'constant_baseline'):
         miou = results[key]['mIoU']
         assert math.isfinite(miou) and 0 <= miou <= 100
