@@ -29,14 +29,14 @@ import sys
 
 import torch
 import torch.nn as nn
-from mmengine.config import DictAction
 from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.runner import Runner, set_random_seed
 from mmseg.registry import MODELS
 
 import mmseg_vvt  # noqa: F401  (registers VVT and the checked transforms)
 from mmseg_vvt.engine.runtime import replace_sync_bn
-from mmseg_vvt.utils.cli import BadInputError, load_config, positive_int
+from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction, load_config,
+                                 positive_int)
 
 
 def first_batch(cfg, batch_size=None, seed=0):
@@ -167,7 +167,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, as in train.py')
     args = parser.parse_args(argv)
     try:  # one error line for a config that cannot be used

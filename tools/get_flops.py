@@ -22,10 +22,9 @@ import sys
 from pathlib import Path
 
 from mmengine.analysis.print_helper import _format_size
-from mmengine.config import DictAction
 
-from mmseg_vvt.utils.cli import (BadInputError, check_out_file, load_config,
-                                 positive_int)
+from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
+                                 check_out_file, load_config, positive_int)
 from mmseg_vvt.utils.complexity import segmentor_complexity
 
 
@@ -43,7 +42,7 @@ def parse_args(argv=None):
     p.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config entries, key=value')
     p.add_argument(
         '--no-table',

@@ -38,7 +38,7 @@ import time  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
@@ -53,6 +53,7 @@ from mmseg_vvt.apis.results import describe_config  # noqa: E402
 from mmseg_vvt.datasets import demo_data  # noqa: E402
 from mmseg_vvt.datasets.ade20k_check import check_dataset  # noqa: E402
 from mmseg_vvt.utils.cli import BadInputError  # noqa: E402
+from mmseg_vvt.utils.cli import CfgOptionsAction  # noqa: E402
 from mmseg_vvt.utils.cli import check_out_dir  # noqa: E402
 from mmseg_vvt.utils.cli import check_vvt_arch  # noqa: E402
 from mmseg_vvt.utils.cli import load_config  # noqa: E402
@@ -134,7 +135,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='further config overrides, key=value')
     args = parser.parse_args(argv)
     if args.arch is not None and args.arch.lstrip().startswith('{'):

@@ -28,7 +28,6 @@ import logging
 import os
 import os.path as osp
 
-from mmengine.config import DictAction
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -43,7 +42,8 @@ from mmseg_vvt.engine import (CheckpointError, CheckpointFitHook,
 from mmseg_vvt.engine.runtime import adapt_cfg_to_device, close_distributed
 from mmseg_vvt.evaluation import write_eval_json
 from mmseg_vvt.evaluation.eval_json import checkpoint_progress
-from mmseg_vvt.utils.cli import BadInputError, check_out_dir, load_config
+from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
+                                 check_out_dir, load_config)
 
 
 # TODO: support fuse_conv_bn, visualization, and format_only
@@ -78,7 +78,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override some settings in the used config, the key-value pair '
         'in xxx=yyy format will be merged into config file. If the value to '
         'be overwritten is a list, it should be like key="[a,b]" or key=a,b '

@@ -24,10 +24,10 @@ from pathlib import Path
 from analysis_tools.benchmark import BENCHMARK_MODELS
 from analysis_tools.throughput import (DTYPES, segmentor_throughput,
                                        segmentor_train_throughput)
-from mmengine.config import DictAction
 
-from mmseg_vvt.utils.cli import (BadInputError, check_out_file, load_config,
-                                 nonnegative_int, positive_int)
+from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
+                                 check_out_file, load_config, nonnegative_int,
+                                 positive_int)
 
 # the benchmark models with stage widths the neck and heads can take
 SWAPPABLE = sorted(k for k, v in BENCHMARK_MODELS.items()
@@ -84,7 +84,7 @@ def parse_args(argv=None):
     p.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config entries, key=value')
     p.add_argument('--out', help='also write the results to this JSON file')
     p.add_argument(

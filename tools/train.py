@@ -25,7 +25,6 @@ import logging
 import os
 import os.path as osp
 
-from mmengine.config import DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
@@ -39,7 +38,8 @@ from mmseg_vvt.engine import (CheckpointError, add_checkpoint_fit_hook,
 from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
                                       adapt_cfg_to_device, close_distributed,
                                       enable_amp)
-from mmseg_vvt.utils.cli import BadInputError, check_out_dir, load_config
+from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
+                                 check_out_dir, load_config)
 
 
 def parse_args(argv=None):
@@ -65,7 +65,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override some settings in the used config, the key-value pair '
         'in xxx=yyy format will be merged into config file. If the value to '
         'be overwritten is a list, it should be like key="[a,b]" or key=a,b '

@@ -10,10 +10,12 @@ import os.path as osp
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from mmengine.config import DictAction
+
 __all__ = [
     'BadInputError', 'load_config', 'check_vvt_arch', 'check_out_file',
     'check_out_dir', 'check_device', 'positive_int', 'nonnegative_int',
-    'positive_float'
+    'positive_float', 'CfgOptionsAction'
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -200,3 +202,20 @@ def positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f'expected a number > 0, got {text}')
     return value
+
+
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` (``--cfg-options key=value ...``) with a
+    malformed item refused by the parser, naming it, where mmengine raises
+    ``ValueError: not enough values to unpack``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for item in values or ():
+            if '=' not in item or not item.split('=', 1)[0]:
+                parser.error(f'argument {option_string}: expected KEY=VALUE '
+                             f'items, got {item!r}')
+        try:
+            super().__call__(parser, namespace, values, option_string)
+        except (ValueError, AssertionError) as err:
+            parser.error(f'argument {option_string}: cannot parse '
+                         f'{list(values)}: {_describe(err)}')

@@ -121,3 +121,31 @@ def test_int_types():
                     (nonnegative_int, '-1'), (positive_int, 'x')):
         with pytest.raises(argparse.ArgumentTypeError):
             fn(bad)
+
+
+def test_cfg_options_action_refuses_malformed_items(capsys):
+    from mmseg_vvt.utils.cli import CfgOptionsAction
+    p = argparse.ArgumentParser()
+    p.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
+    args = p.parse_args(['--cfg-options', 'a=1', 'b=[1,2]', 'c.d=x'])
+    assert args.cfg_options == {'a': 1, 'b': [1, 2], 'c.d': 'x'}
+    for item, message in (('foo', "expected KEY=VALUE items, got 'foo'"),
+                          ('=3', "got '=3'"), ('a=[1,2',
+                                               'Imbalanced brackets')):
+        with pytest.raises(SystemExit) as exit_:
+            p.parse_args(['--cfg-options', item])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert 'argument --cfg-options' in err and message in err
+
+
+@pytest.mark.parametrize(
+    'tool',
+    ['get_flops', 'throughput', 'first_step_grad', 'run_demo', 'train'])
+def test_tools_parse_cfg_options_with_the_checked_action(tool, capsys):
+    from tool_modules import load_tool
+    with pytest.raises(SystemExit) as exit_:
+        load_tool(tool).parse_args(['x.py', '--cfg-options', 'foo'] if tool !=
+                                   'run_demo' else ['--cfg-options', 'foo'])
+    assert exit_.value.code == 2
+    assert "expected KEY=VALUE items, got 'foo'" in capsys.readouterr().err
