@@ -11,9 +11,13 @@ process::
 """
 import argparse
 import json
+import os.path as osp
+import pickle
 
 from analysis_tools.inference_cost import measure_inference
 
+from mmseg_vvt.apis.inference import set_test_mode
+from mmseg_vvt.engine import CheckpointError
 from mmseg_vvt.utils.cli import BadInputError, load_config, positive_int
 
 
@@ -32,19 +36,35 @@ def main(argv=None):
     parser.add_argument('--stride', type=positive_int, nargs=2, default=None)
     parser.add_argument('--checkpoint', default=None)
     parser.add_argument('--no-warmup', action='store_true')
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='load a checkpoint that does not fit the model (missing, '
+        'unexpected or mis-shaped keys; logged) instead of refusing it')
     args = parser.parse_args(argv)
-    try:  # one error line for a config that cannot be used
-        load_config(args.config)
-    except BadInputError as err:
+    # one error line, before the model is built: the config, the window
+    # settings for the mode, the checkpoint's path
+    try:
+        set_test_mode(
+            load_config(args.config), args.mode, args.crop_size, args.stride)
+    except (BadInputError, ValueError) as err:
         parser.error(str(err))
-    res = measure_inference(
-        args.config,
-        args.mode,
-        args.shape,
-        args.crop_size,
-        args.stride,
-        args.checkpoint,
-        warmup=not args.no_warmup)
+    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
+        parser.error(f'--checkpoint {args.checkpoint}: ' + (
+            'is a folder' if osp.isdir(args.checkpoint) else 'does not exist'))
+    try:
+        res = measure_inference(
+            args.config,
+            args.mode,
+            args.shape,
+            args.crop_size,
+            args.stride,
+            args.checkpoint,
+            warmup=not args.no_warmup,
+            allow_partial=args.allow_partial_checkpoint)
+    except (CheckpointError, pickle.UnpicklingError) as err:
+        # unsafe, damaged or another model's checkpoint: refused, in one line
+        parser.exit(2, f'error: {err}\n')
     print(json.dumps(res))
     return res
 

@@ -75,3 +75,45 @@ def test_bad_arguments_are_refused_before_measuring(tmp_path, capsys, argv,
         main([str(config), '--mode', 'whole'] + argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_window_and_checkpoint_mistakes_are_one_line(tiny_config, tmp_path,
+                                                     capsys):
+    import torch
+
+    from mmseg_vvt.utils.complexity import build_segmentor
+    cases = [
+        (['--mode', 'whole', '--crop-size', '16',
+          '16'], 'only apply to slide mode'),
+        ([
+            '--mode', 'slide', '--crop-size', '16', '16', '--stride', '32',
+            '32'
+        ], 'larger than the window'),
+        (['--mode', 'whole', '--checkpoint',
+          str(tmp_path / 'nope.pth')], 'nope.pth: does not exist'),
+        (['--mode', 'whole', '--checkpoint',
+          str(tmp_path)], 'is a folder'),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_:
+            main([str(tiny_config)] + argv)
+        assert exit_.value.code == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+    # a checkpoint of another model: refused, naming the flag this tool has
+    sd = build_segmentor(str(tiny_config)).state_dict()
+    del sd['decode_head.conv_seg.bias']
+    misfit = tmp_path / 'misfit.pth'
+    torch.save({'state_dict': sd}, misfit)
+    argv = [
+        str(tiny_config), '--mode', 'whole', '--shape', '40', '33',
+        '--no-warmup', '--checkpoint',
+        str(misfit)
+    ]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and '--allow-partial-checkpoint' in err
+    assert main(argv + ['--allow-partial-checkpoint'])['output_shape'] == \
+        [40, 33]

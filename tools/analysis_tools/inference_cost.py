@@ -26,8 +26,10 @@ def measure_inference(config: str,
                       crop_size: Optional[Sequence[int]] = None,
                       stride: Optional[Sequence[int]] = None,
                       checkpoint: Optional[str] = None,
-                      warmup: bool = True) -> dict:
-    """Seconds and peak RSS of one ``inference_model`` call on CPU."""
+                      warmup: bool = True,
+                      allow_partial: bool = False) -> dict:
+    """Seconds and peak RSS of one ``inference_model`` call on CPU
+    (``allow_partial``: load a checkpoint that does not fit the model)."""
     from mmseg.apis import inference_model
 
     from mmseg_vvt.apis.inference import load_segmentor
@@ -41,7 +43,8 @@ def measure_inference(config: str,
         mode=mode,
         crop_size=crop_size,
         stride=stride,
-        no_resize=True)
+        no_resize=True,
+        allow_partial=allow_partial)
     img = np.random.RandomState(0).randint(0, 256, (*shape, 3), np.uint8)
     with torch.no_grad():
         if warmup:
