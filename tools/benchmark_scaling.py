@@ -219,6 +219,11 @@ def parse_args(argv=None):
 
 
 def proxies_main(args):
+    stem = osp.join(args.out_dir,
+                    proxies_stem(args.dtype, args.device, args.mode))
+    for ext in ('.json', '.md'):  # said up front, as the timing mode does
+        if osp.exists(stem + ext):
+            print(f'will replace existing {stem + ext}', file=sys.stderr)
     data = run_proxies(
         args.models or ['vvt-s', 'swin-t'],
         resolution=args.proxy_resolution,
@@ -231,8 +236,6 @@ def proxies_main(args):
     md = render_proxies(data, peer=args.peer)
     print(md)
     os.makedirs(args.out_dir, exist_ok=True)
-    stem = osp.join(args.out_dir,
-                    proxies_stem(args.dtype, args.device, args.mode))
     with open(stem + '.json', 'w') as f:
         json.dump(data, f, indent=1)
     with open(stem + '.md', 'w') as f:

@@ -57,6 +57,8 @@ def parse_args(argv=None):
     if len(args.shape) not in (1, 2):
         p.error(f'--shape takes H W or one size, got {args.shape}')
     # before the model is built: the config, and where the numbers go
+    if args.overwrite and not args.out:
+        p.error('--overwrite replaces the --out file; there is no --out')
     try:
         args.cfg = load_config(args.config, args.cfg_options)
         if args.out:

@@ -34,7 +34,7 @@ from analysis_tools.benchmark import (BENCHMARK_MODELS, DEVICES, DTYPES, MODES,
                                       device_label, formulation, machine_meta,
                                       make_step)
 
-from mmseg_vvt.utils.cli import BadInputError, check_out_dir
+from mmseg_vvt.utils.cli import BadInputError, check_device, check_out_dir
 
 
 def parse_args(argv=None):
@@ -71,7 +71,8 @@ def parse_args(argv=None):
                     f'{getattr(args, name)}')
     if args.warmup < 0:
         p.error(f'--warmup must be 0 or more, got {args.warmup}')
-    try:  # a file where the reports go: one line, before any measuring
+    try:  # one line, before any measuring: the device, the reports' folder
+        check_device(args.device)
         check_out_dir(args.out_dir)
     except BadInputError as err:
         p.error(str(err))

@@ -107,8 +107,13 @@ def parse_args(argv=None):
             p.error(f'--device cuda: torch {torch.__version__} sees no CUDA '
                     f'GPU here')
     # before any model is built: the config, and where the results go
+    if args.overwrite and not args.out:
+        p.error('--overwrite replaces the --out file; there is no --out')
     try:
         args.cfg = load_config(args.config, args.cfg_options)
+        if args.train and 'optim_wrapper' not in args.cfg:
+            raise BadInputError(f'--train: config {args.config} has no '
+                                'optim_wrapper to train with')
         if args.out:
             check_out_file(args.out, overwrite=args.overwrite)
     except BadInputError as err:

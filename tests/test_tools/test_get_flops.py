@@ -76,6 +76,7 @@ def test_get_flops_refuses_bad_arguments_before_counting(
         ([str(syntax)], 'SyntaxError'),
         ([cfg_file, '--cfg-options',
           'model.backbone.arch=huge'], "Unknown VVT arch 'huge'"),
+        ([cfg_file, '--overwrite'], 'there is no --out'),
     ]
     for argv, message in cases:
         with pytest.raises(SystemExit) as exit_:

@@ -82,3 +82,12 @@ def test_bad_arguments_are_named(argv, message, capsys):
     with pytest.raises(SystemExit):
         profile_step.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_cuda_without_a_gpu_is_named(capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA: the refusal cannot happen here')
+    with pytest.raises(SystemExit):
+        profile_step.parse_args(['--device', 'cuda'])
+    assert '--device cuda' in capsys.readouterr().err

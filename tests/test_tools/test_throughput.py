@@ -103,6 +103,9 @@ def test_throughput_rejects_bad_arguments(cfg_file, tmp_path, capsys):
         ([str(no_model)], 'has no model entry'),
         ([cfg_file, '--cfg-options',
           'model.backbone.arch=huge'], "Unknown VVT arch 'huge'"),
+        ([cfg_file, '--overwrite'], 'there is no --out'),
+        # the fixture's config has no optimizer: refused before the build
+        ([cfg_file, '--train'], 'has no optim_wrapper'),
     ]
     for argv, message in cases:
         with pytest.raises(SystemExit) as exit_:
@@ -111,7 +114,7 @@ def test_throughput_rejects_bad_arguments(cfg_file, tmp_path, capsys):
         assert message in capsys.readouterr().err, argv
     assert existing.read_text() == '{}'
     assert parse_args([cfg_file]).dtype == ['fp32', 'bf16']
-    assert parse_args([cfg_file, '--train']).amp == ['fp32']
+    assert parse_args([cfg_file]).amp == ['fp32']
     assert parse_args([cfg_file, '--out', str(existing), '--overwrite'])
 
 

@@ -423,13 +423,17 @@ def _proxies_cli(tmp_path, *args):
     assert r['errors'] == [] and r['ops'] > 0
     assert f'| VVT tiny test arch | {r["ops"]} ' in proc.stdout
     assert '\n- CPU: ' in proc.stdout
-    return proc.stdout, data['meta'], r
+    return proc.stdout + proc.stderr, data['meta'], r
 
 
 @pytest.mark.parametrize('dtype', ['fp32', 'bf16'])
 def test_proxies_are_printed_by_the_benchmark(dtype, tmp_path):
     stem = 'proxies' if dtype == 'fp32' else f'proxies_{dtype}'
+    (tmp_path / f'{stem}.md').write_text('an earlier run')
     out, meta, r = _proxies_cli(tmp_path, '--dtype', dtype, stem)
+    # replaced, and said so before the run
+    assert f'will replace existing {tmp_path / stem}.md' in out
+    assert 'an earlier run' not in (tmp_path / f'{stem}.md').read_text()
     assert r['saved_bytes'] > 0
     assert meta['batch_size'] == 2
     assert meta['dtype'] == dtype
