@@ -28,6 +28,14 @@ def parse_args(argv=None):
         '--force', action='store_true', help='overwrite dst if it exists')
     args = p.parse_args(argv)
     # before the source is read: a dst that cannot be written
+    if args.dst.endswith(('/', osp.sep)):
+        p.error(f'dst {args.dst} names a folder; give the file to write')
+    if osp.isdir(args.src):
+        p.error(f'src {args.src} is a folder; expected a checkpoint file')
+    if osp.exists(args.dst) and osp.exists(args.src) and osp.samefile(
+            args.src, args.dst):
+        # --force would replace the published file with the conversion
+        p.error(f'dst {args.dst} is the source file; give another path')
     try:
         check_out_file(
             args.dst,

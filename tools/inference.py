@@ -91,7 +91,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--opacity',
         type=float,
-        default=0.5,
+        default=None,
         help='overlay opacity in (0, 1] (default 0.5)')
     parser.add_argument(
         '--with-labels',
@@ -116,6 +116,11 @@ def parse_args(argv=None):
                      'it cannot be combined with --no-overlay')
     if args.batch_size < 1:
         parser.error(f'--batch-size must be >= 1, got {args.batch_size}')
+    if args.no_overlay and args.opacity is not None:
+        parser.error('--opacity sets the overlays; it cannot be combined '
+                     'with --no-overlay')
+    if args.opacity is None:
+        args.opacity = 0.5
     if not 0 < args.opacity <= 1:
         parser.error(f'--opacity must be in (0, 1], got {args.opacity}')
     for name in ('crop_size', 'stride'):
@@ -139,6 +144,10 @@ def main(argv=None) -> int:
         device = check_device(
             args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         cfg = load_config(args.config)
+        if Path(args.checkpoint).is_dir():
+            raise FileNotFoundError(
+                f'checkpoint {args.checkpoint} is a folder; expected a '
+                'checkpoint file')
         if not Path(args.checkpoint).is_file():
             raise FileNotFoundError(
                 f'checkpoint {args.checkpoint} does not exist')

@@ -68,6 +68,19 @@ def test_refuses_to_overwrite(tmp_path, published):
     assert _run(src, dst, '--force').returncode == 0
 
 
+def test_folders_and_the_source_itself_are_refused(tmp_path, published):
+    src, _ = published
+    before = src.read_bytes()
+    for args, message in (((tmp_path, tmp_path / 'x.pth'), 'is a folder'),
+                          ((src, f'{tmp_path}/new/'), 'names a folder'),
+                          ((src, src, '--force'), 'is the source file')):
+        res = _run(*args)
+        assert res.returncode == 2, args
+        assert message in res.stderr and 'Traceback' not in res.stderr
+    assert src.read_bytes() == before
+    assert not (tmp_path / 'new').exists()
+
+
 def test_unwritable_dst_is_refused_before_reading(tmp_path):
     # the source does not exist: the dst refusal comes first, in one line
     a_file = tmp_path / 'a_file'

@@ -560,3 +560,26 @@ def test_with_labels_without_overlay_is_refused(tool, tiny_model, tmp_path,
     err = capsys.readouterr().err
     assert '--with-labels' in err and '--no-overlay' in err
     assert not (tmp_path / 'o').exists()
+
+
+def test_opacity_without_overlay_is_refused(tool, tiny_model, tmp_path,
+                                            capsys):
+    img = _write(tmp_path / 'a.png', np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(SystemExit) as exc:
+        _run(tool, tiny_model, [img], tmp_path / 'o', '--no-overlay',
+             '--opacity', '0.3')
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert '--opacity' in err and '--no-overlay' in err
+    assert not (tmp_path / 'o').exists()
+
+
+def test_a_folder_given_as_checkpoint_is_named_as_one(tool, tiny_model,
+                                                      tmp_path, capsys,
+                                                      no_build):
+    cfg_path, _, _ = tiny_model
+    img = _write(tmp_path / 'a.png', np.zeros((8, 8, 3), np.uint8))
+    err = _refused(tool,
+                   [cfg_path, tmp_path, img, '--out-dir', tmp_path / 'o'],
+                   capsys)
+    assert f'checkpoint {tmp_path} is a folder' in err
