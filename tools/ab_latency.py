@@ -24,6 +24,9 @@ import statistics
 import subprocess
 import sys
 
+from mmseg_vvt.utils.cli import (BadInputError, check_out_file, check_vvt_arch,
+                                 nonnegative_int)
+
 WORKER = r'''
 import json, sys, time, torch
 import mmseg_vvt
@@ -71,12 +74,19 @@ def parse_args(argv=None):
         '--repeats', type=int, default=5, help='timed passes per process')
     p.add_argument('--rounds', type=int, default=3, help='A, B pairs')
     p.add_argument(
-        '--threads', type=int, default=0, help='torch threads (0: default)')
+        '--threads',
+        type=nonnegative_int,
+        default=0,
+        help='torch threads (0: default)')
     p.add_argument(
         '--train',
         action='store_true',
         help='time forward + backward in train mode')
     p.add_argument('--out', help='also write the results to this JSON file')
+    p.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='replace an existing --out file')
     args = p.parse_args(argv)
     for name in ('tree_a', 'tree_b'):
         tree = getattr(args, name)
@@ -86,6 +96,22 @@ def parse_args(argv=None):
     for opt in ('size', 'repeats', 'rounds'):
         if getattr(args, opt) < 1:
             p.error(f'--{opt} must be >= 1, got {getattr(args, opt)}')
+    # before any round runs: the arch (with this checkout's presets; the
+    # trees' workers build it) and where the results go
+    try:
+        arch = args.arch
+        if arch.lstrip().startswith('{'):
+            try:
+                arch = json.loads(arch)
+            except json.JSONDecodeError as err:
+                raise BadInputError(f'--arch is not valid JSON: {err}')
+        check_vvt_arch(arch)
+        if args.out:
+            check_out_file(args.out, overwrite=args.overwrite)
+    except BadInputError as err:
+        p.error(str(err))
+    if args.overwrite and not args.out:
+        p.error('--overwrite replaces the --out file; there is no --out')
     return args
 
 
@@ -139,6 +165,7 @@ def main(argv=None):
           f'{args.rounds} rounds A {med["a"] * 1e3:.0f} ms, B '
           f'{med["b"] * 1e3:.0f} ms, B / A {result["ratio_b_over_a"]:.3f}')
     if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(result, f, indent=1)
     return result

@@ -45,3 +45,22 @@ def test_a_tree_without_the_package_is_named(tmp_path, capsys):
         ab_latency.parse_args([REPO, str(tmp_path)])
     assert f"tree_b '{tmp_path}' has no mmseg_vvt/__init__.py" in (
         capsys.readouterr().err)
+
+
+def test_bad_arch_threads_and_out_are_refused_before_any_round(
+        tmp_path, capsys):
+    old = tmp_path / 'old.json'
+    old.write_text('{}')
+    for argv, message in (
+        (['--arch', 'huge'], "--arch: Unknown VVT arch 'huge'"),
+        (['--arch', '{"depths": [1]'], '--arch is not valid JSON'),
+        (['--threads', '-5'], 'argument --threads'),
+        (['--out', str(old)], 'pass --overwrite'),
+        (['--out', str(tmp_path)], 'is a folder'),
+        (['--overwrite'], 'there is no --out'),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            ab_latency.parse_args([REPO, REPO] + argv)
+        assert exit_.value.code == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert old.read_text() == '{}'
