@@ -586,10 +586,10 @@ def check_checkpoint_fits(model: torch.nn.Module,
             key = re.sub(pattern, repl, key)
         keys[key] = value
     own = _bare_model(model).state_dict()
-    missing = [
-        k for k in own
-        if k not in keys and not k.endswith('num_batches_tracked')
-    ]
+    # the keys a checkpoint must have (the total the message gives, so that
+    # an empty checkpoint reads 'N of N keys missing')
+    required = [k for k in own if not k.endswith('num_batches_tracked')]
+    missing = [k for k in required if k not in keys]
     unexpected = [k for k in keys if k not in own]
     mismatched = [
         f'{k} {tuple(keys[k].shape)} vs {tuple(own[k].shape)}' for k in own
@@ -600,8 +600,8 @@ def check_checkpoint_fits(model: torch.nn.Module,
         return True
     parts = []
     if missing:
-        parts.append(f'{len(missing)} of the model\'s {len(own)} keys '
-                     f'missing ({_first(missing)})')
+        parts.append(f'{len(missing)} of the model\'s {len(required)} '
+                     f'keys missing ({_first(missing)})')
     if unexpected:
         parts.append(f'{len(unexpected)} unexpected keys '
                      f'({_first(unexpected)})')

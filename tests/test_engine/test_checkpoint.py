@@ -479,12 +479,16 @@ def test_check_checkpoint_fits_names_first_keys_and_counts(tmp_path):
         check_checkpoint_fits(model, {'state_dict': bad}, source='b.pth')
     msg = str(info.value)
     assert "'b.pth'" in msg
-    assert '1 of the model\'s 9 keys missing (2.bias)' in msg
+    # BN's num_batches_tracked is neither required nor counted
+    assert '1 of the model\'s 8 keys missing (2.bias)' in msg
     assert '1 unexpected keys (3.weight)' in msg
     assert '0.weight (3, 5) vs (3, 4)' in msg
     assert '--allow-partial-checkpoint' in msg and '\n' not in msg
     # explicit partial load: no error, False
     assert not check_checkpoint_fits(model, bad, allow_partial=True)
+    with pytest.raises(
+            CheckpointMismatchError, match="8 of the model's 8 keys missing"):
+        check_checkpoint_fits(model, {'state_dict': {}}, source='empty')
 
 
 def test_load_model_checkpoint_refuses_misfit_and_loads_fit(tmp_path):
