@@ -34,9 +34,12 @@ from mmengine.runner import Runner, set_random_seed
 from mmseg.registry import MODELS
 
 import mmseg_vvt  # noqa: F401  (registers VVT and the checked transforms)
+from mmseg_vvt.datasets.checks import (DatasetNotFoundError, EmptyDatasetError,
+                                       check_dataloader_datasets)
+from mmseg_vvt.engine import CheckpointError
 from mmseg_vvt.engine.runtime import replace_sync_bn
 from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction, load_config,
-                                 positive_int)
+                                 nonnegative_int, positive_int)
 
 
 def first_batch(cfg, batch_size=None, seed=0):
@@ -154,7 +157,7 @@ def parse_args(argv=None):
         help='override train_dataloader.batch_size')
     parser.add_argument(
         '--seed',
-        type=int,
+        type=nonnegative_int,
         default=None,
         help="default: the config's randomness.seed, or 0")
     parser.add_argument(
@@ -190,7 +193,18 @@ def main(argv=None):
     if seed is None:
         seed = (cfg.get('randomness') or {}).get('seed') or 0
     torch.manual_seed(seed)
-    out = analyse(cfg, args.batch_size, seed)
+    # the training data first, in one line naming the path
+    try:
+        check_dataloader_datasets(cfg, ['train_dataloader'])
+    except (DatasetNotFoundError, EmptyDatasetError) as err:
+        raise SystemExit(f'error: {err}')
+    try:
+        out = analyse(cfg, args.batch_size, seed)
+    except (CheckpointError, FileNotFoundError) as err:
+        # the config's pretrained weights: missing, unsafe, misfit
+        hint = '' if args.scratch else (' (--scratch starts from a random '
+                                        'initialisation, no weights needed)')
+        raise SystemExit(f'error: {err}{hint}')
     if args.json:
         print(json.dumps(out, indent=1))
         return 0

@@ -52,11 +52,14 @@ from mmseg.visualization import SegLocalVisualizer  # noqa: E402
 from mmseg_vvt.apis.results import describe_config  # noqa: E402
 from mmseg_vvt.datasets import demo_data  # noqa: E402
 from mmseg_vvt.datasets.ade20k_check import check_dataset  # noqa: E402
+from mmseg_vvt.engine import CheckpointError  # noqa: E402
 from mmseg_vvt.utils.cli import BadInputError  # noqa: E402
 from mmseg_vvt.utils.cli import CfgOptionsAction  # noqa: E402
 from mmseg_vvt.utils.cli import check_out_dir  # noqa: E402
 from mmseg_vvt.utils.cli import check_vvt_arch  # noqa: E402
 from mmseg_vvt.utils.cli import load_config  # noqa: E402
+from mmseg_vvt.utils.cli import nonnegative_int  # noqa: E402
+from mmseg_vvt.utils.cli import positive_int  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
@@ -84,12 +87,12 @@ def parse_args(argv=None):
         '(default data/demo)')
     gen = parser.add_argument_group(
         'data generation (only used when the data folder is missing)')
-    gen.add_argument('--seed', type=int, default=None)
-    gen.add_argument('--num-train', type=int, default=None)
-    gen.add_argument('--num-val', type=int, default=None)
+    gen.add_argument('--seed', type=nonnegative_int, default=None)
+    gen.add_argument('--num-train', type=positive_int, default=None)
+    gen.add_argument('--num-val', type=positive_int, default=None)
     gen.add_argument(
         '--size',
-        type=int,
+        type=positive_int,
         nargs='+',
         default=None,
         metavar='PX',
@@ -117,7 +120,7 @@ def parse_args(argv=None):
         "(default: the config's)")
     small.add_argument(
         '--num-workers',
-        type=int,
+        type=nonnegative_int,
         default=None,
         help='data loader workers (0: load in this process)')
     parser.add_argument(
@@ -154,12 +157,17 @@ def parse_args(argv=None):
         parser.error(f'--num-vis must be >= 1, got {args.num_vis}')
     # before data is generated or a model built: one error line each
     try:
-        load_config(
+        cfg = load_config(
             args.config,
             args.cfg_options,
             require=('model', 'train_dataloader', 'val_dataloader',
                      'test_dataloader'))
         if args.arch is not None:
+            backbone = cfg.model.get('backbone') or {}
+            if backbone.get('type') not in ('VVT', 'mmseg.VVT'):
+                raise BadInputError(
+                    f'--arch sets a VVT backbone; the backbone of config '
+                    f'{args.config} is {backbone.get("type")!r}')
             check_vvt_arch(args.arch)
         check_out_dir(args.work_dir, '--work-dir')
         check_out_dir(args.data_dir, '--data-dir')
@@ -427,7 +435,11 @@ def main(argv=None):
     keep = _KeepMetrics()
     runner.register_hook(keep)
     t_train = time.time()
-    runner.train()  # validates at the end (IoUMetric prints the table)
+    try:
+        runner.train()  # validates at the end (IoUMetric prints the table)
+    except CheckpointError as err:
+        # pretrained weights that cannot be had (no network, unsafe, misfit)
+        raise SystemExit(f'error: {err}')
     train_s = time.time() - t_train
     if keep.metrics is None:
         raise RuntimeError('training ended without a validation run; '

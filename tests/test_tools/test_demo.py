@@ -226,8 +226,19 @@ def test_bad_arguments_stop_before_data_or_model(tmp_path, capsys):
     a_file.write_text('')
     model_only = tmp_path / 'model_only.py'
     model_only.write_text("model = dict(type='EncoderDecoder')\n")
+    resnet = tmp_path / 'resnet.py'
+    resnet.write_text("model = dict(type='EncoderDecoder', backbone=dict("
+                      "type='ResNetV1c'))\n" +
+                      ''.join(f'{k} = dict()\n'
+                              for k in ('train_dataloader', 'val_dataloader',
+                                        'test_dataloader')))
     data = ['--data-dir', str(tmp_path / 'data')]
     cases = [
+        (['--num-train', '0'], 'argument --num-train'),
+        (['--num-workers', '-1'], 'argument --num-workers'),
+        (['--seed', '-1'], 'argument --seed'),
+        (['--config', str(resnet), '--arch',
+          'tiny'], "--arch sets a VVT backbone; the backbone of config"),
         (['--arch', 'huge'], "--arch: Unknown VVT arch 'huge'"),
         (['--arch', '{"depths": [1, 1, 1, 1]}'], '--arch: arch dict is '
          'missing keys'),

@@ -73,3 +73,27 @@ def test_a_config_without_training_data_is_one_error_line(tmp_path, capsys):
         fsg.parse_args([str(config)])
     assert exit_.value.code == 2
     assert 'has no train_dataloader entry' in capsys.readouterr().err
+
+
+def test_missing_data_or_weights_is_one_error_line(demo_cfg, tmp_path):
+    recipe = osp.join(REPO, 'configs', 'vvt',
+                      'fpn_vvt-t_8xb2-80k_ade20k-512x512.py')
+    with pytest.raises(SystemExit) as exit_:
+        fsg.main([
+            recipe, '--cfg-options',
+            f'train_dataloader.dataset.data_root={tmp_path / "none"}'
+        ])
+    assert str(exit_.value).startswith('error: train_dataloader: ')
+    assert 'does not exist' in str(exit_.value)
+    # the data is there, the recipe's ImageNet weights are not
+    root = demo_cfg.train_dataloader.dataset.data_root
+    with pytest.raises(SystemExit) as exit_:
+        fsg.main([
+            recipe, '--batch-size', '1', '--cfg-options',
+            f'train_dataloader.dataset.data_root={root}',
+            'model.backbone.init_cfg.checkpoint='
+            f'{tmp_path / "vvt_tiny_backbone.pth"}'
+        ])
+    message = str(exit_.value)
+    assert message.startswith('error: ') and 'vvt_tiny_backbone.pth' in message
+    assert '--scratch' in message
