@@ -32,7 +32,8 @@ from pathlib import Path
 
 import torch
 
-from mmseg_vvt.utils.cli import check_device, check_out_dir, load_config
+from mmseg_vvt.utils.cli import (check_device, check_out_dir, load_config,
+                                 positive_int)
 
 
 def parse_args(argv=None):
@@ -71,14 +72,14 @@ def parse_args(argv=None):
         'overlapping windows. Default: the config\'s model.test_cfg')
     parser.add_argument(
         '--crop-size',
-        type=int,
+        type=positive_int,
         nargs='+',
         default=None,
         metavar='N',
         help='slide window H [W] (default: from the config)')
     parser.add_argument(
         '--stride',
-        type=int,
+        type=positive_int,
         nargs='+',
         default=None,
         metavar='N',

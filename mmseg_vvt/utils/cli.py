@@ -65,9 +65,12 @@ def load_config(path: PathLike,
                 f'{path}: {_describe(err)}') from err
     missing = [key for key in require if key not in cfg]
     if missing:
-        raise BadInputError(
-            f'config {path} has no {" / ".join(missing)} entry; expected an '
-            'mmseg model config (e.g. configs/vvt/*.py)')
+        # without a model it is no model config; with one, the tool needs
+        # more of it (a training or test recipe)
+        kind = ('an mmseg model config (e.g. configs/vvt/*.py)' if 'model'
+                in missing else f'a config that sets {" and ".join(require)}')
+        raise BadInputError(f'config {path} has no {" / ".join(missing)} '
+                            f'entry; expected {kind}')
     if 'model' in cfg:
         _check_vvt_arch(cfg.model, path)
     return cfg

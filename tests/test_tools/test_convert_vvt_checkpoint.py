@@ -108,6 +108,16 @@ def test_detect_arch_and_reject_incomplete():
         vvt_convert({'conv1.weight': torch.zeros(1)}, source='x.pth')
 
 
+def test_non_finite_weights_are_refused():
+    sd = dict(VVT(arch='tiny').state_dict())
+    sd['block2.0.mlp.fc1.weight'] = sd['block2.0.mlp.fc1.weight'].clone()
+    sd['block2.0.mlp.fc1.weight'][0, 0] = float('nan')
+    with pytest.raises(ValueError) as info:
+        vvt_convert(sd, source='nan.pth')
+    assert str(info.value) == ('nan.pth: 1 tensor(s) hold NaN or inf values '
+                               '(block2.0.mlp.fc1.weight); not converted')
+
+
 def test_a_segmentor_checkpoint_is_named_as_one():
     sd = {f'backbone.{k}': v for k, v in VVT(arch='tiny').state_dict().items()}
     with pytest.raises(ValueError) as info:

@@ -315,7 +315,7 @@ def test_malicious_checkpoint_is_refused(tool, tiny_model, tmp_path, capsys):
     assert not (tmp_path / 'o').exists()
 
 
-def test_bad_arguments_exit_2(tool, tiny_model, tmp_path):
+def test_bad_arguments_exit_2(tool, tiny_model, tmp_path, capsys):
     img = _write(tmp_path / 'a.png', np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(SystemExit) as exc:
         _run(tool, tiny_model, [img], tmp_path / 'o', '--mode', 'whole',
@@ -324,6 +324,13 @@ def test_bad_arguments_exit_2(tool, tiny_model, tmp_path):
     with pytest.raises(SystemExit) as exc:
         _run(tool, tiny_model, [img], tmp_path / 'o', '--batch-size', '0')
     assert exc.value.code == 2
+    for flag in ('--crop-size', '--stride'):  # named by the parser
+        with pytest.raises(SystemExit) as exc:
+            _run(tool, tiny_model, [img], tmp_path / 'o', '--mode', 'slide',
+                 flag, '0')
+        assert exc.value.code == 2
+        assert f'argument {flag}: expected an integer >= 1' in \
+            capsys.readouterr().err
     if not torch.cuda.is_available():
         assert _run(tool, tiny_model, [img], tmp_path / 'o', '--device',
                     'cuda') == 2

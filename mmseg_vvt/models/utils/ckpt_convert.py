@@ -84,4 +84,14 @@ def vvt_convert(checkpoint, source='checkpoint') -> Tuple[dict, str]:
                 f'{source}: shape mismatch for {k!r}: checkpoint has '
                 f'{tuple(state_dict[k].shape)}, VVT-{arch} expects '
                 f'{tuple(v.shape)}')
+    # a damaged download or a diverged run: converted, it would train from
+    # NaN weights without a word
+    bad = [
+        k for k in own if state_dict[k].is_floating_point()
+        and not torch.isfinite(state_dict[k]).all()
+    ]
+    if bad:
+        raise ValueError(f'{source}: {len(bad)} tensor(s) hold NaN or inf '
+                         f'values ({", ".join(bad[:3])}'
+                         f'{", ..." if len(bad) > 3 else ""}); not converted')
     return {k: state_dict[k] for k in own}, arch
