@@ -93,8 +93,10 @@ step 90 'ops per AMP step on CUDA' "$PY" tools/benchmark_scaling.py \
 
 # whole segmentor, the project's configs (Swin-T in the same neck/heads)
 # (the config first: --amp takes several values)
+# (--overwrite: a rerun into benchmarks/gpu replaces the committed rows, as
+# the scaling benchmark's reports are replaced)
 TP=(--train --device cuda --shape 512 512 --batch-size 8 --iters 10
-    --warmup 3 --amp fp32 fp16)
+    --warmup 3 --overwrite --amp fp32 fp16)
 FPN=configs/vvt/fpn_vvt-s_8xb2-80k_ade20k-512x512.py
 UPER=configs/vvt/upernet_vvt-s_8xb2-160k_ade20k-512x512.py
 step 60 'segmentor VVT-S + FPN' "$PY" tools/throughput.py "$FPN" \
