@@ -34,3 +34,15 @@ def load_tool(name):
         del sys.modules[name]
         raise
     return module
+
+
+def assert_refused(run, cases, capsys):
+    """Each ``(argv, message)`` of ``cases``: ``run(argv)`` (a tool's
+    ``parse_args`` or ``main``) exits with status 2, the parser's, and
+    ``message`` is in what it wrote to stderr."""
+    import pytest
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_:
+            run(argv)
+        assert exit_.value.code == 2, argv
+        assert message in capsys.readouterr().err, argv

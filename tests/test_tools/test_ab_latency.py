@@ -4,7 +4,7 @@ import json
 import shutil
 
 import pytest
-from tool_modules import REPO, load_tool
+from tool_modules import REPO, assert_refused, load_tool
 
 from mmseg_vvt.testing import tiny_arch
 
@@ -51,16 +51,12 @@ def test_bad_arch_threads_and_out_are_refused_before_any_round(
         tmp_path, capsys):
     old = tmp_path / 'old.json'
     old.write_text('{}')
-    for argv, message in (
+    assert_refused(lambda argv: ab_latency.parse_args([REPO, REPO] + argv), [
         (['--arch', 'huge'], "--arch: Unknown VVT arch 'huge'"),
         (['--arch', '{"depths": [1]'], '--arch is not valid JSON'),
         (['--threads', '-5'], 'argument --threads'),
         (['--out', str(old)], 'pass --overwrite'),
         (['--out', str(tmp_path)], 'is a folder'),
         (['--overwrite'], 'there is no --out'),
-    ):
-        with pytest.raises(SystemExit) as exit_:
-            ab_latency.parse_args([REPO, REPO] + argv)
-        assert exit_.value.code == 2, argv
-        assert message in capsys.readouterr().err, argv
+    ], capsys)
     assert old.read_text() == '{}'

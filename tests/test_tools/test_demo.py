@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 from PIL import Image
-from tool_modules import load_tool
+from tool_modules import assert_refused, load_tool
 
 import mmseg_vvt.datasets  # noqa: F401  (registers VVT and the transforms)
 from mmseg_vvt.datasets import demo_data
@@ -247,9 +247,6 @@ def test_bad_arguments_stop_before_data_or_model(tmp_path, capsys):
         (['--work-dir', str(a_file)], '--work-dir'),
         (['--data-dir', str(a_file / 'demo')], '--data-dir'),
     ]
-    for argv, message in cases:
-        with pytest.raises(SystemExit) as exit_:
-            run_demo.parse_args(data + argv)
-        assert exit_.value.code == 2, argv
-        assert message in capsys.readouterr().err, argv
+    assert_refused(lambda argv: run_demo.parse_args(data + argv), cases,
+                   capsys)
     assert not (tmp_path / 'data').exists()

@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
+from tool_modules import assert_refused
 
 from mmseg_vvt.testing import write_tiny_config
 
@@ -78,11 +79,7 @@ def test_get_flops_refuses_bad_arguments_before_counting(
           'model.backbone.arch=huge'], "Unknown VVT arch 'huge'"),
         ([cfg_file, '--overwrite'], 'there is no --out'),
     ]
-    for argv, message in cases:
-        with pytest.raises(SystemExit) as exit_:
-            parse_args(argv)
-        assert exit_.value.code == 2, argv
-        assert message in capsys.readouterr().err, argv
+    assert_refused(parse_args, cases, capsys)
     assert existing.read_text() == '{}'
     args = parse_args([cfg_file, '--out', str(existing), '--overwrite'])
     assert args.cfg.model.backbone.type == 'VVT'

@@ -5,7 +5,7 @@ import os
 
 import cv2
 import pytest
-from tool_modules import load_tool
+from tool_modules import assert_refused, load_tool
 
 mdd = load_tool('make_demo_data')
 
@@ -57,15 +57,11 @@ def test_cli_size_and_bad_arguments(tmp_path, capsys):
 def test_bad_output_path_and_seed_are_refused_by_the_parser(tmp_path, capsys):
     a_file = tmp_path / 'a_file'
     a_file.write_text('keep')
-    for argv, message in (
+    assert_refused(mdd.main, [
         ([str(a_file / 'demo')], 'is a file, not a folder'),
         ([str(a_file)], 'is a file; expected a folder'),
         ([str(tmp_path / 'z'), '--seed', '-1'], 'argument --seed'),
-    ):
-        with pytest.raises(SystemExit) as exit_:
-            mdd.main(argv)
-        assert exit_.value.code == 2, argv
-        assert message in capsys.readouterr().err, argv
+    ], capsys)
     assert a_file.read_text() == 'keep'
     assert not (tmp_path / 'z').exists()
 

@@ -1,7 +1,7 @@
 """tools/measure_inference.py: time and peak memory of one inference."""
 import pytest
 from analysis_tools.inference_cost import measure_inference
-from tool_modules import load_tool
+from tool_modules import assert_refused, load_tool
 
 from mmseg_vvt.testing import write_tiny_config
 
@@ -94,11 +94,7 @@ def test_window_and_checkpoint_mistakes_are_one_line(tiny_config, tmp_path,
         (['--mode', 'whole', '--checkpoint',
           str(tmp_path)], 'is a folder'),
     ]
-    for argv, message in cases:
-        with pytest.raises(SystemExit) as exit_:
-            main([str(tiny_config)] + argv)
-        assert exit_.value.code == 2, argv
-        assert message in capsys.readouterr().err, argv
+    assert_refused(lambda argv: main([str(tiny_config)] + argv), cases, capsys)
 
     # a checkpoint of another model: refused, naming the flag this tool has
     sd = build_segmentor(str(tiny_config)).state_dict()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from tool_modules import assert_refused
 
 from mmseg_vvt.testing import write_tiny_config
 
@@ -107,11 +108,7 @@ def test_throughput_rejects_bad_arguments(cfg_file, tmp_path, capsys):
         # the fixture's config has no optimizer: refused before the build
         ([cfg_file, '--train'], 'has no optim_wrapper'),
     ]
-    for argv, message in cases:
-        with pytest.raises(SystemExit) as exit_:
-            parse_args(argv)
-        assert exit_.value.code == 2, argv
-        assert message in capsys.readouterr().err, argv
+    assert_refused(parse_args, cases, capsys)
     assert existing.read_text() == '{}'
     assert parse_args([cfg_file]).dtype == ['fp32', 'bf16']
     assert parse_args([cfg_file]).amp == ['fp32']
