@@ -177,7 +177,8 @@ def parse_args(argv=None):
         args.cfg = load_config(
             args.config,
             args.cfg_options,
-            require=('model', 'train_dataloader'))
+            require=('model', 'train_dataloader'),
+            data=('train_dataloader', ))
     except BadInputError as err:
         parser.error(str(err))
     return args

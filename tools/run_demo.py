@@ -161,7 +161,8 @@ def parse_args(argv=None):
             args.config,
             args.cfg_options,
             require=('model', 'train_dataloader', 'val_dataloader',
-                     'test_dataloader'))
+                     'test_dataloader'),
+            data=('train_dataloader', 'val_dataloader', 'test_dataloader'))
         if args.arch is not None:
             backbone = cfg.model.get('backbone') or {}
             if backbone.get('type') not in ('VVT', 'mmseg.VVT'):

@@ -96,7 +96,10 @@ def main(argv=None):
     # load config (and merge --cfg-options): a config that cannot be used
     # is one line, not an mmengine traceback
     try:
-        cfg = load_config(args.config, args.cfg_options)
+        cfg = load_config(
+            args.config,
+            args.cfg_options,
+            data=('train_dataloader', 'val_dataloader'))
     except BadInputError as err:
         raise SystemExit(f'error: {err}')
     # as in mmseg, --cfg-options (merged above) have the last word

@@ -5,6 +5,7 @@ argument and what was expected, before any model is built, instead of a
 traceback from mmengine or torch halfway through a run. The tools print the
 message as ``error: ...`` and exit with a nonzero status.
 """
+import logging
 import os
 import os.path as osp
 from pathlib import Path
@@ -13,9 +14,9 @@ from typing import Optional, Sequence, Union
 from mmengine.config import DictAction
 
 __all__ = [
-    'BadInputError', 'load_config', 'check_vvt_arch', 'check_out_file',
-    'check_out_dir', 'check_device', 'positive_int', 'nonnegative_int',
-    'positive_float', 'CfgOptionsAction'
+    'BadInputError', 'load_config', 'check_vvt_arch', 'check_vvt_widths',
+    'check_classes', 'check_out_file', 'check_out_dir', 'check_device',
+    'positive_int', 'nonnegative_int', 'positive_float', 'CfgOptionsAction'
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -33,15 +34,20 @@ def _describe(err: BaseException) -> str:
 
 def load_config(path: PathLike,
                 cfg_options: Optional[dict] = None,
-                require: Sequence[str] = ('model', )):
+                require: Sequence[str] = ('model', ),
+                data: Sequence[str] = ()):
     """Read an mmengine config file and merge ``--cfg-options`` into it.
 
     Refused with a :class:`BadInputError` naming the file: a path that is
     not a file, a file mmengine cannot read (not .py/.json/.yaml, a syntax
     error, an exception raised while it runs, a missing ``_base_``), a
     config without the ``require``d top-level keys, options that cannot be
-    merged, and a VVT backbone whose ``arch`` is not a preset or a
-    well-formed dict (checked without building the model).
+    merged, a VVT backbone whose ``arch`` is not a preset or a well-formed
+    dict, a neck or head whose input widths are not the VVT's
+    (:func:`check_vvt_widths`) and, for the dataloaders named in ``data``
+    (e.g. ``('train_dataloader', 'val_dataloader')``: the ones the tool
+    runs), heads with fewer classes than their datasets
+    (:func:`check_classes`). All without building the model or the data.
     """
     from mmengine.config import Config
 
@@ -73,6 +79,8 @@ def load_config(path: PathLike,
                             f'entry; expected {kind}')
     if 'model' in cfg:
         _check_vvt_arch(cfg.model, path)
+        check_vvt_widths(cfg.model, f'config {path}')
+        check_classes(cfg, data, f'config {path}')
     return cfg
 
 
@@ -98,6 +106,165 @@ def check_vvt_arch(arch, name: str = '--arch'):
         msg = err.args[0] if err.args else err
         raise BadInputError(f'{name}: {msg}') from err
     return arch
+
+
+def _seq(value) -> Optional[list]:
+    return list(value) if isinstance(value, (list, tuple)) else None
+
+
+def _vvt_out_widths(backbone) -> Optional[list]:
+    """The channels of the outputs of a VVT backbone config, in order; None
+    for another backbone (or an arch check_vvt_arch refuses)."""
+    from mmseg_vvt.models.backbones.vvt import VVT
+    if not hasattr(backbone,
+                   'get') or backbone.get('type') not in ('VVT', 'mmseg.VVT'):
+        return None
+    try:
+        dims = VVT._parse_arch(backbone.get('arch', 'small'))['embed_dims']
+    except (KeyError, TypeError, ValueError):
+        return None
+    out_indices = backbone.get('out_indices', (0, 1, 2, 3))
+    if isinstance(out_indices, int):
+        out_indices = [out_indices]
+    try:
+        return [dims[i] for i in out_indices]
+    except (IndexError, TypeError):
+        return None  # VVT itself refuses these out_indices, naming them
+
+
+def _head_width_errors(head, key: str, widths: list) -> list:
+    """What a head reading the backbone's outputs directly gets wrong."""
+    if not hasattr(head, 'get') or 'in_channels' not in head:
+        return []
+    channels, index = head.get('in_channels'), head.get('in_index', -1)
+    many = _seq(index) is not None
+    indices = _seq(index) if many else [index]
+    bad = [
+        i for i in indices if not isinstance(i, int) or isinstance(i, bool)
+        or not -len(widths) <= i < len(widths)
+    ]
+    if bad:
+        return [
+            f'{key}.in_index {index!r} picks backbone output(s) {bad}, '
+            f'but the backbone returns {len(widths)} outputs '
+            f'({widths} channels)'
+        ]
+    expected = [widths[i] for i in indices]
+    got = _seq(channels) if many else [channels]
+    if got is not None and all(isinstance(c, int)
+                               for c in got) and (got != expected):
+        outputs = (f'outputs {index!r} have {expected}'
+                   if many else f'output {index} has {expected[0]}')
+        return [
+            f'{key}.in_channels is {channels!r}, but backbone '
+            f'{outputs} channels'
+        ]
+    return []
+
+
+def check_vvt_widths(model_cfg, where: str = 'model') -> None:
+    """Refuse a neck or decode / auxiliary head whose ``in_channels`` are
+    not the widths of a VVT backbone's outputs (its arch's ``embed_dims``
+    at ``out_indices``), e.g. VVT dropped into a Swin config (96, 192, 384,
+    768 channels where VVT has 96, 160, 320, 512), which otherwise fails in
+    the first forward with a convolution shape error. With a neck, the
+    heads read the neck's outputs and only the neck is checked."""
+    if not hasattr(model_cfg, 'get'):
+        return
+    widths = _vvt_out_widths(model_cfg.get('backbone'))
+    if widths is None:
+        return
+    neck = model_cfg.get('neck')
+    errors = []
+    if hasattr(neck, 'get'):
+        channels = neck.get('in_channels')
+        if _seq(channels) is not None and _seq(channels) != widths:
+            errors.append(f'model.neck.in_channels is {channels!r}, but the '
+                          f'VVT backbone returns {widths} channels')
+    elif neck is None:
+        for key in ('decode_head', 'auxiliary_head'):
+            heads = model_cfg.get(key)
+            for j, head in enumerate(_seq(heads) or [heads]):
+                name = f'model.{key}' + (f'[{j}]' if _seq(heads) else '')
+                errors += _head_width_errors(head, name, widths)
+    if errors:
+        raise BadInputError(f'{where}: ' + '; '.join(errors) +
+                            '. Set them to the VVT '
+                            'widths (configs/_base_/models/*_vvt.py show how)')
+
+
+def _dataset_classes(ds_cfg) -> Optional[tuple]:
+    """(number of classes, dataset type) of a dataset config, from its
+    ``metainfo`` or its registered class's ``METAINFO``; through
+    ``dataset`` / ``datasets`` wrappers. None when it cannot be told."""
+    if not hasattr(ds_cfg, 'get'):
+        return None
+    meta = ds_cfg.get('metainfo')
+    if hasattr(meta, 'get') and _seq(meta.get('classes')) is not None:
+        return len(meta['classes']), ds_cfg.get('type')
+    if hasattr(ds_cfg.get('dataset'), 'get'):
+        return _dataset_classes(ds_cfg['dataset'])
+    if _seq(ds_cfg.get('datasets')) is not None:
+        found = {_dataset_classes(d) for d in ds_cfg['datasets']}
+        counts = {f[0] for f in found if f is not None}
+        return (counts.pop(),
+                ds_cfg.get('type')) if (len(counts) == 1
+                                        and None not in found) else None
+    kind = ds_cfg.get('type')
+    if not isinstance(kind, str):
+        return None
+    from mmseg.registry import DATASETS
+    try:
+        cls = DATASETS.get(kind)
+    except Exception:  # an unknown type: the dataset build names it
+        return None
+    classes = getattr(cls, 'METAINFO', {}).get('classes')
+    return (len(classes), kind) if _seq(classes) is not None else None
+
+
+def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
+    """Refuse decode / auxiliary heads with fewer classes than the
+    datasets of the dataloaders named in ``data``: their labels would be
+    out of the head's range (``IndexError: Target k is out of bounds`` at
+    the first loss on CPU, a device-side assert on CUDA) and their IoU
+    could never be earned. More classes than the dataset names is allowed
+    (e.g. labels kept unreduced) and logged."""
+    from mmengine.logging import print_log
+    model_cfg = cfg.get('model')
+    if not hasattr(model_cfg, 'get'):
+        return
+    heads = []
+    for key in ('decode_head', 'auxiliary_head'):
+        value = model_cfg.get(key)
+        for j, head in enumerate(_seq(value) or [value]):
+            if hasattr(head, 'get') and isinstance(
+                    head.get('num_classes'), int):
+                name = f'model.{key}' + (f'[{j}]' if _seq(value) else '')
+                heads.append((name, head['num_classes']))
+    for loader in data:
+        loader_cfg = cfg.get(loader)
+        found = _dataset_classes(
+            loader_cfg.get('dataset') if hasattr(loader_cfg, 'get') else None)
+        if found is None:
+            continue
+        count, kind = found
+        for name, num_classes in heads:
+            what = (f'{where}: {name}.num_classes is {num_classes}, but the '
+                    f'dataset of {loader} ({kind}) has {count} classes')
+            if num_classes < count:
+                first, last = num_classes, count - 1
+                labels = (f'its label {last} is' if first == last else
+                          f'its labels {first}..{last} are')
+                raise BadInputError(
+                    f"{what}: {labels} out of the head's range; set "
+                    f'{name}.num_classes={count} (or choose classes with the '
+                    "dataset's metainfo)")
+            if num_classes > count:
+                print_log(
+                    f'{what}: the head\'s extra outputs are trained only if '
+                    'the labels use them',
+                    logger='current',
+                    level=logging.WARNING)
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -246,6 +246,13 @@ def test_bad_arguments_stop_before_data_or_model(tmp_path, capsys):
          'val_dataloader / test_dataloader entry'),
         (['--work-dir', str(a_file)], '--work-dir'),
         (['--data-dir', str(a_file / 'demo')], '--data-dir'),
+        # merge, then fail in the first loss / forward
+        (['--cfg-options', 'model.decode_head.num_classes=3'],
+         'model.decode_head.num_classes is 3, but the dataset of '
+         'train_dataloader (ADE20KDataset) has 6 classes'),
+        (['--cfg-options', 'model.neck.in_channels=[64,128,320,512]'],
+         'model.neck.in_channels is [64, 128, 320, 512], but the VVT '
+         'backbone returns [96, 160, 320, 512] channels'),
     ]
     assert_refused(lambda argv: run_demo.parse_args(data + argv), cases,
                    capsys)

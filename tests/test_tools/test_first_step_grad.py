@@ -75,6 +75,18 @@ def test_a_config_without_training_data_is_one_error_line(tmp_path, capsys):
     assert 'has no train_dataloader entry' in capsys.readouterr().err
 
 
+def test_a_head_with_fewer_classes_than_the_data_is_one_error_line(capsys):
+    # not the loss's 'IndexError: Target 5 is out of bounds'
+    demo = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
+    with pytest.raises(SystemExit) as exit_:
+        fsg.parse_args(
+            [demo, '--cfg-options', 'model.decode_head.num_classes=5'])
+    assert exit_.value.code == 2
+    assert ('model.decode_head.num_classes is 5, but the dataset of '
+            'train_dataloader (ADE20KDataset) has 6 classes: its label 5 is '
+            "out of the head's range") in capsys.readouterr().err
+
+
 def test_missing_data_or_weights_is_one_error_line(demo_cfg, tmp_path):
     recipe = osp.join(REPO, 'configs', 'vvt',
                       'fpn_vvt-t_8xb2-80k_ade20k-512x512.py')

@@ -373,16 +373,24 @@ BAD_CONFIGS = {
     ('no_model.py', 'crop_size = (64, 64)\n', 'has no model entry'),
 }
 
+# --cfg-options that merge but would fail in the first forward or loss
+BAD_OPTIONS = {
+    'bad_arch': ('model.backbone.arch=huge', ('model.backbone.arch', 'huge')),
+    'few_classes': ('model.decode_head.num_classes=2',
+                    ('model.decode_head.num_classes is 2', '150 classes')),
+    'neck_widths': ('model.neck.in_channels=[8,8,8,8]',
+                    ('model.neck.in_channels is [8, 8, 8, 8]', 'VVT')),
+}
+
 
 @pytest.mark.parametrize('tool_name', ['test', 'train'])
-@pytest.mark.parametrize('case', sorted(BAD_CONFIGS) + ['bad_arch'])
+@pytest.mark.parametrize('case', sorted(BAD_CONFIGS) + sorted(BAD_OPTIONS))
 def test_tools_refuse_bad_configs_in_one_line(trained, tmp_path, tool_env,
                                               tool_name, case):
-    if case == 'bad_arch':
-        cfg, extra = trained['cfg'], [
-            '--cfg-options', 'model.backbone.arch=huge'
-        ]
-        parts = (cfg, 'model.backbone.arch', 'huge')
+    if case in BAD_OPTIONS:
+        option, parts = BAD_OPTIONS[case]
+        cfg, extra = trained['cfg'], ['--cfg-options', option]
+        parts = (cfg, ) + parts
     else:
         name, text, part = BAD_CONFIGS[case]
         cfg, extra = str(tmp_path / name), []

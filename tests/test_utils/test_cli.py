@@ -4,10 +4,10 @@ import argparse
 
 import pytest
 
-from mmseg_vvt.testing import write_tiny_config
+from mmseg_vvt.testing import tiny_segmentor, write_tiny_config
 from mmseg_vvt.utils.cli import (BadInputError, check_device, check_out_dir,
-                                 check_out_file, load_config, nonnegative_int,
-                                 positive_float, positive_int)
+                                 check_out_file, check_vvt_widths, load_config,
+                                 nonnegative_int, positive_float, positive_int)
 
 
 @pytest.fixture
@@ -63,6 +63,136 @@ def test_load_config_names_options_that_do_not_merge(cfg_file):
     # a dict option over a number needs _delete_: mmengine refuses
     with pytest.raises(BadInputError, match='--cfg-options'):
         load_config(cfg_file, {'model.backbone.drop_path_rate.x': 1})
+
+
+@pytest.mark.parametrize('head, options, expect', [
+    ('fpn', {
+        'model.neck.in_channels': [96, 192, 384, 768]
+    }, 'model.neck.in_channels is [96, 192, 384, 768], but the VVT backbone '
+     'returns [16, 32, 64, 128] channels'),
+    ('fpn', {
+        'model.backbone.out_indices': [1, 2, 3]
+    }, 'model.neck.in_channels is [16, 32, 64, 128], but the VVT backbone '
+     'returns [32, 64, 128] channels'),
+    ('uper', {
+        'model.decode_head.in_channels': [16, 32, 64, 96]
+    }, 'model.decode_head.in_channels is [16, 32, 64, 96], but backbone '
+     'outputs [0, 1, 2, 3] have [16, 32, 64, 128] channels'),
+    ('uper', {
+        'model.auxiliary_head.in_channels': 128
+    }, 'model.auxiliary_head.in_channels is 128, but backbone output 2 has 64 '
+     'channels'),
+    ('fcn', {
+        'model.backbone.out_indices': [0, 1]
+    }, 'model.decode_head.in_index 3 picks backbone output(s) [3], but the '
+     'backbone returns 2 outputs ([16, 32] channels)'),
+])
+def test_load_config_refuses_inputs_narrower_or_wider_than_vvt(
+        tmp_path, head, options, expect):
+    # without the check: a conv shape error in the first forward
+    cfg = write_tiny_config(
+        tmp_path / 'c.py', decode_head=head, auxiliary_head=head == 'uper')
+    load_config(cfg)
+    with pytest.raises(BadInputError) as info:
+        load_config(cfg, options)
+    assert f'config {cfg}: {expect}' in str(info.value)
+
+
+def test_vvt_widths_follow_out_indices_and_skip_other_backbones():
+    model = tiny_segmentor(decode_head='uper', auxiliary_head=True)
+    model['backbone']['out_indices'] = [1, 2, 3]
+    model['decode_head'].update(in_channels=[32, 64, 128], in_index=[0, 1, 2])
+    model['auxiliary_head'].update(in_channels=64, in_index=-2)
+    check_vvt_widths(model)
+    model['auxiliary_head']['in_index'] = 2  # now the 128-channel stage 4
+    with pytest.raises(BadInputError, match='output 2 has 128 channels'):
+        check_vvt_widths(model)
+    model['backbone'] = dict(type='ResNetV1c', depth=50)
+    check_vvt_widths(model)  # not ours: mmseg's own checks apply
+
+
+def _with_data(tmp_path, num_classes, dataset, aux=False):
+    loader = dict(dataset=dataset)
+    return write_tiny_config(
+        tmp_path / 'c.py',
+        num_classes=num_classes,
+        decode_head='uper',
+        auxiliary_head=aux,
+        train_dataloader=loader,
+        test_dataloader=loader)
+
+
+# (the dataset config, its classes, the dataset type named)
+@pytest.mark.parametrize('dataset, count, named', [
+    (dict(type='ADE20KDataset'), 150, 'ADE20KDataset'),
+    (dict(type='ADE20KDataset',
+          metainfo=dict(classes=list('abcd'))), 4, 'ADE20KDataset'),
+    (dict(
+        type='RepeatDataset', times=2,
+        dataset=dict(type='CityscapesDataset')), 19, 'CityscapesDataset'),
+    (dict(
+        type='ConcatDataset',
+        datasets=[dict(type='ADE20KDataset'),
+                  dict(type='ADE20KDataset')]), 150, 'ConcatDataset'),
+])
+def test_load_config_refuses_heads_with_fewer_classes_than_the_data(
+        tmp_path, dataset, count, named):
+    # without the check: IndexError 'Target k is out of bounds' in the loss
+    cfg = _with_data(tmp_path, 2, dataset)
+    load_config(cfg)  # only the dataloaders the tool runs are checked
+    with pytest.raises(BadInputError) as info:
+        load_config(cfg, data=('train_dataloader', ))
+    assert str(info.value) == (
+        f'config {cfg}: model.decode_head.num_classes is 2, but the dataset '
+        f'of train_dataloader ({named}) has {count} classes: its '
+        f'labels 2..{count - 1} are out of the head\'s range; set '
+        f'model.decode_head.num_classes={count} (or choose classes with the '
+        'dataset\'s metainfo)')
+    fitting = _with_data(tmp_path, count, dataset)
+    assert load_config(fitting, data=('train_dataloader', 'test_dataloader'))
+
+
+def test_class_check_names_the_auxiliary_head(tmp_path):
+    cfg = _with_data(
+        tmp_path,
+        3,
+        dict(type='ADE20KDataset', metainfo=dict(classes=list('abc'))),
+        aux=True)
+    with pytest.raises(BadInputError, match='model.auxiliary_head'):
+        load_config(
+            cfg, {'model.auxiliary_head.num_classes': 1},
+            data=('test_dataloader', ))
+
+
+def test_more_classes_than_the_data_is_logged_not_refused(
+        tmp_path, monkeypatch):
+    # e.g. labels kept unreduced: a head of 151 for ADE20K's 150 names
+    import logging
+
+    import mmengine.logging
+    logged = []
+    monkeypatch.setattr(mmengine.logging, 'print_log',
+                        lambda msg, **kw: logged.append((msg, kw['level'])))
+    cfg = _with_data(tmp_path, 151, dict(type='ADE20KDataset'))
+    assert load_config(cfg, data=('train_dataloader', ))
+    assert [m for m in logged if m[1] >= logging.WARNING] == [
+        (f'config {cfg}: model.decode_head.num_classes is 151, but the '
+         'dataset of train_dataloader (ADE20KDataset) has 150 classes: the '
+         "head's extra outputs are trained only if the labels use them",
+         logging.WARNING)
+    ]
+
+
+def test_unknown_dataset_classes_are_left_to_the_dataset(tmp_path):
+    for dataset in (dict(type='NoSuchDataset'), dict(type='BaseSegDataset'),
+                    dict(
+                        type='ConcatDataset',
+                        datasets=[
+                            dict(type='ADE20KDataset'),
+                            dict(type='CityscapesDataset')
+                        ])):
+        assert load_config(
+            _with_data(tmp_path, 2, dataset), data=('train_dataloader', ))
 
 
 def test_check_out_file(tmp_path):
