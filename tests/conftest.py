@@ -25,6 +25,12 @@ if TEST_DEVICE not in ('cpu', 'cuda'):
 if TEST_DEVICE == 'cpu':
     os.environ.setdefault('TRITON_INTERPRET', '1')
 
+# Tools that train on CPU change glibc's malloc policy for their process
+# (mmseg_vvt/engine/allocator.py). Tests measure resident memory in this
+# process, so it keeps glibc's defaults; the policy's own tests run
+# subprocesses with the variable set to 'keep'.
+os.environ['MMSEG_VVT_CPU_ALLOCATOR'] = 'default'
+
 
 def pytest_configure(config):
     config.addinivalue_line(

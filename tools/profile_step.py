@@ -210,11 +210,16 @@ def main(argv=None):
     kind = 'profile_functions' if args.functions else 'profile'
     out = osp.join(args.out_dir,
                    f'{kind}_{args.mode}_{args.device}_{args.dtype}.md')
+    allocator = ''
+    if args.device == 'cpu' and args.mode == 'train':
+        # what tools/train.py runs CPU training with
+        from mmseg_vvt.engine.allocator import keep_freed_cpu_memory
+        allocator = f'- CPU allocator: {keep_freed_cpu_memory()[1]}\n'
     import torch
     meta = machine_meta(args.device)
     meta['torch_threads'] = torch.get_num_threads()
     header = (f'- {meta["date_utc"]}, commit `{meta["git_commit"]}`\n'
-              f'- {device_label(meta)}\n'
+              f'- {device_label(meta)}\n{allocator}'
               f'- load average at start: '
               f'{", ".join(f"{x:.2f}" for x in meta["load_avg_at_start"])}'
               f'\n- command: `tools/profile_step.py '

@@ -122,6 +122,11 @@ def parse_args(argv=None):
 
 
 def train_main(args, shape):
+    allocator = None
+    if args.device == 'cpu':
+        # what tools/train.py runs CPU training with
+        from mmseg_vvt.engine.allocator import keep_freed_cpu_memory
+        allocator = keep_freed_cpu_memory()[1]
     results = {}
     for amp in args.amp:
         results[amp] = segmentor_train_throughput(
@@ -141,6 +146,8 @@ def train_main(args, shape):
     print(f'training on {args.device}: {args.batch_size} x 3 x {shape[0]} x '
           f'{shape[1]}, {args.iters} timed iterations after {args.warmup} '
           f'warm-up')
+    if allocator:
+        print(f'CPU allocator: {allocator}')
     print('| precision | images/s | ms/iter (median) | peak memory (MiB) | '
           'finite losses |')
     print('|---|---|---|---|---|')
@@ -153,7 +160,10 @@ def train_main(args, shape):
         with open(args.out, 'w') as f:
             json.dump(
                 dict(
-                    config=args.config, backbone=args.backbone, train=results),
+                    config=args.config,
+                    backbone=args.backbone,
+                    cpu_allocator=allocator,
+                    train=results),
                 f,
                 indent=1)
         print(f'wrote {args.out}')

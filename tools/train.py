@@ -16,6 +16,9 @@
 #     is refused unless --allow-partial-checkpoint; a refused checkpoint
 #     (unsafe pickle, empty or truncated file, misfit) stops the run with
 #     one line naming the file (mmseg_vvt/engine/checkpoint.py, hooks.py);
+#   * CPU training keeps glibc from unmapping large freed blocks, which
+#     VVT's wide hidden maps would page-fault in again every step
+#     (mmseg_vvt/engine/allocator.py; MMSEG_VVT_CPU_ALLOCATOR=default: off);
 #   * a config that cannot be read, has no ``model`` or a bad VVT arch,
 #     unmergeable --cfg-options and a work dir that is a file (or lies under
 #     one) stop the run with one ``error: ...`` line before it starts
@@ -25,6 +28,7 @@ import logging
 import os
 import os.path as osp
 
+from mmengine.device import get_device
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
@@ -35,6 +39,7 @@ from mmseg_vvt.datasets.checks import (DatasetNotFoundError, EmptyDatasetError,
                                        runner_dataloader_keys)
 from mmseg_vvt.engine import (CheckpointError, add_checkpoint_fit_hook,
                               latest_checkpoint)
+from mmseg_vvt.engine.allocator import keep_freed_cpu_memory
 from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
                                       adapt_cfg_to_device, close_distributed,
                                       enable_amp)
@@ -146,6 +151,15 @@ def main(argv=None):
         check_dataloader_datasets(cfg, runner_dataloader_keys(cfg, 'train'))
     except (DatasetNotFoundError, EmptyDatasetError) as err:
         raise SystemExit(f'error: {err}')
+
+    # CPU training: freed tensors' memory reused, not faulted in anew each
+    # step (mmseg_vvt/engine/allocator.py); before the runner allocates
+    if get_device() == 'cpu':
+        try:
+            _, allocator = keep_freed_cpu_memory()
+        except ValueError as err:
+            raise SystemExit(f'error: {err}')
+        print_log(f'CPU training: {allocator}', logger='current')
 
     # build the runner from config
     if 'runner_type' not in cfg:

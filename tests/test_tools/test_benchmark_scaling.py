@@ -82,6 +82,12 @@ def test_train_mode_measures_forward_backward(tmp_path):
     assert [r['resolution'] for r in data['results']] == [64, 80]
     assert data['meta']['optimizer_step'] == 'AdamW'
     assert data['meta']['device'] == 'cpu'
+    # the workers set the allocator policy tools/train.py trains with (the
+    # suite opts out of it) and the report says which
+    why = 'MMSEG_VVT_CPU_ALLOCATOR=default: glibc malloc left as it is'
+    assert data['meta']['cpu_allocator'] == why
+    assert f'- CPU allocator: {why}\n' in (out /
+                                           'scaling_train.md').read_text()
     for r in data['results']:
         assert r['mode'] == 'train' and r['errors'] == []
         assert r['repeats'] == 1 == len(r['latency_samples_ms'])

@@ -47,6 +47,9 @@ def test_functions_times_the_training_kernels_without_the_profiler(tmp_path):
         str(tmp_path)
     ])
     text = (tmp_path / 'profile_functions_train_cpu_fp32.md').read_text()
+    # the policy tools/train.py trains with on CPU (the suite opts out)
+    assert ('- CPU allocator: MMSEG_VVT_CPU_ALLOCATOR=default: glibc malloc '
+            'left as it is\n') in text
     vvt, swin = text.split('## ')[1:]
     assert re.match(
         r'vvt-test: train, 64x64, batch 1, fp32 on cpu; '

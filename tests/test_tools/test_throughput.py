@@ -169,6 +169,8 @@ def test_training_throughput_runs_the_runner_step(tmp_path):
     assert r['images_per_s'] == pytest.approx(2 * 2 / total_s)
     assert r['peak_mib'] > 0 and r['losses_finite'] is True
     assert '| fp32 (OptimWrapper) |' in proc.stdout
+    assert json.load(open(out))['cpu_allocator'] == (
+        'MMSEG_VVT_CPU_ALLOCATOR=default: glibc malloc left as it is')
 
 
 def test_swap_backbone_sets_the_input_widths():

@@ -183,7 +183,9 @@ def trained(ade_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('train')
     cfg = write_config(tmp / 'tiny_fpn.py', ade_root, iters=8)
     work_dir = str(tmp / 'work')
-    proc = run([PYTHON, TRAIN, cfg, '--work-dir', work_dir])
+    # the tools' default allocator policy (the suite's process keeps glibc's)
+    proc = run([PYTHON, TRAIN, cfg, '--work-dir', work_dir],
+               env={'MMSEG_VVT_CPU_ALLOCATOR': 'keep'})
     return dict(cfg=cfg, work_dir=work_dir, log=proc.stdout)
 
 
@@ -198,6 +200,9 @@ def test_train_loss_goes_down(trained):
     # SyncBN recipe on CPU: the heads are built with BN, and said so
     assert 'SyncBN needs CUDA tensors' in trained['log']
     assert 'model.decode_head.norm_cfg' in trained['log']
+    # CPU training reuses freed memory (mmseg_vvt/engine/allocator.py)
+    assert ('CPU training: glibc malloc keeps freed memory for reuse'
+            in trained['log'])
 
 
 def test_checkpoint_holds_only_allowlisted_globals(trained):
@@ -354,6 +359,18 @@ def test_test_py_out_or_work_dir_that_is_a_file(trained, tmp_path, tool_env,
         f'{path} is a file; expected a folder'
     assert message == f'error: {flag} {expected}'
     assert a_file.read_text() == 'not a folder'
+
+
+def test_train_py_names_a_bad_allocator_choice(trained, tmp_path, tool_env,
+                                               monkeypatch):
+    monkeypatch.setenv('MMSEG_VVT_CPU_ALLOCATOR', 'tcmalloc')
+    message = _refused(
+        load_tool('train').main,
+        [trained['cfg'], '--work-dir',
+         str(tmp_path / 'work')])
+    assert message == ("error: MMSEG_VVT_CPU_ALLOCATOR must be one of "
+                       "('keep', 'default'), got 'tcmalloc'")
+    assert not (tmp_path / 'work').exists()
 
 
 def test_train_py_work_dir_that_is_a_file(trained, tmp_path, tool_env):

@@ -298,6 +298,11 @@ def _worker_init(spec: Dict[str, Any]) -> None:
             # Triton kernels run on CPU tensors only in its interpreter,
             # chosen when they are defined: before anything imports them
             os.environ['TRITON_INTERPRET'] = '1'
+        allocator = None
+        if device == 'cpu' and spec['mode'] == 'train':
+            # what tools/train.py runs CPU training with
+            from mmseg_vvt.engine.allocator import keep_freed_cpu_memory
+            allocator = keep_freed_cpu_memory()[1]
         import torch
         if spec.get('threads'):
             torch.set_num_threads(int(spec['threads']))
@@ -322,7 +327,8 @@ def _worker_init(spec: Dict[str, Any]) -> None:
             device=device,
             error=None,
             params=sum(p.numel() for p in model.parameters()),
-            threads=torch.get_num_threads())
+            threads=torch.get_num_threads(),
+            allocator=allocator)
     except BaseException as e:  # noqa: B902  reported by hello()
         _W.update(error=_short_error(e))
 
@@ -338,7 +344,11 @@ def _worker_call(cmd: str) -> Dict[str, Any]:
         from .timing import time_call
         step, device = _W['step'], _W['device']
         if cmd == 'hello':
-            return dict(ok=True, params=_W['params'], threads=_W['threads'])
+            return dict(
+                ok=True,
+                params=_W['params'],
+                threads=_W['threads'],
+                allocator=_W['allocator'])
         if cmd == 'memory':
             gc.collect()
             seconds, mem = measure_peak(lambda: time_call(step, device),
@@ -693,6 +703,8 @@ def run_benchmark(
                     continue
                 rec['params'] = reply['params']
                 meta.setdefault('torch_threads', reply['threads'])
+                if reply.get('allocator'):
+                    meta.setdefault('cpu_allocator', reply['allocator'])
                 workers[name] = w
                 if name in flop_counts:
                     count = flop_counts[name]
@@ -896,6 +908,8 @@ def render_markdown(data: Dict[str, Any],
         f'{", ".join(f"{x:.2f}" for x in meta["load_avg_at_start"])}',
         f'- command: `{meta.get("command", "")}`', ''
     ]
+    if meta.get('cpu_allocator'):
+        lines.insert(-2, f'- CPU allocator: {meta["cpu_allocator"]}')
     if meta.get('flops_recount'):
         rc = meta['flops_recount']
         lines.insert(

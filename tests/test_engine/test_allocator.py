@@ -1,0 +1,84 @@
+"""mmseg_vvt.engine.allocator: CPU training keeps large freed blocks in
+glibc's heap instead of unmapping them, unless the user chose otherwise."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mmseg_vvt.engine.allocator import ENV_VAR, keep_freed_cpu_memory
+
+REPO = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# a 64 MiB tensor: above glibc's default mmap threshold (at most 32 MiB)
+PROBE = '''
+import json, torch
+from mmseg_vvt.engine.allocator import keep_freed_cpu_memory, mapped_bytes
+applied, why = keep_freed_cpu_memory()
+before = mapped_bytes()
+t = torch.empty(64 << 20, dtype=torch.uint8)
+print(json.dumps(dict(applied=applied, why=why,
+                      mapped=mapped_bytes() - before)))
+'''
+
+
+def _probe(**env):
+    import json
+    full = {k: v for k, v in os.environ.items() if not k.startswith('MALLOC_')}
+    full.update(env, PYTHONPATH=REPO)
+    proc = subprocess.run([sys.executable, '-c', PROBE],
+                          env=full,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_keep_serves_large_tensors_from_the_heap():
+    kept = _probe(**{ENV_VAR: 'keep'})
+    assert kept['applied'] is True
+    assert 'keeps freed memory for reuse' in kept['why']
+    assert kept['mapped'] == 0  # not a block of its own, unmapped on free
+    default = _probe(**{ENV_VAR: 'default'})
+    assert default['applied'] is False
+    assert default['mapped'] >= 64 << 20  # glibc's default: mapped alone
+
+
+def test_an_allocator_the_user_chose_is_left_alone():
+    chosen = _probe(**{ENV_VAR: 'keep', 'MALLOC_MMAP_THRESHOLD_': '65536'})
+    assert chosen['applied'] is False
+    assert chosen['why'] == ('the allocator is left as the environment sets '
+                             'it (MALLOC_MMAP_THRESHOLD_)')
+    assert chosen['mapped'] >= 64 << 20
+
+
+@pytest.mark.parametrize('env, named', [
+    ({
+        'LD_PRELOAD': '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2'
+    }, 'jemalloc'),
+    ({
+        'LD_PRELOAD': 'libtcmalloc_minimal.so.4'
+    }, 'tcmalloc'),
+    ({
+        'GLIBC_TUNABLES': 'glibc.malloc.mmap_threshold=65536'
+    }, 'GLIBC_TUNABLES'),
+    ({
+        'MALLOC_TRIM_THRESHOLD_': '0'
+    }, 'MALLOC_TRIM_THRESHOLD_'),
+])
+def test_other_allocator_settings_are_named(env, named):
+    # decided from the environment before mallopt is called
+    applied, why = keep_freed_cpu_memory(dict(env, **{ENV_VAR: 'keep'}))
+    assert not applied and why.endswith(f'({named})')
+
+
+def test_default_opts_out_and_a_bad_value_is_named():
+    assert keep_freed_cpu_memory({
+        ENV_VAR: 'default'
+    }) == (False, f'{ENV_VAR}=default: glibc malloc left as it is')
+    with pytest.raises(ValueError) as info:
+        keep_freed_cpu_memory({ENV_VAR: 'jemalloc'})
+    assert str(info.value) == (f"{ENV_VAR} must be one of ('keep', "
+                               "'default'), got 'jemalloc'")
