@@ -214,7 +214,10 @@ def main(argv=None):
     if args.device == 'cpu' and args.mode == 'train':
         # what tools/train.py runs CPU training with
         from mmseg_vvt.engine.allocator import keep_freed_cpu_memory
-        allocator = f'- CPU allocator: {keep_freed_cpu_memory()[1]}\n'
+        try:
+            allocator = f'- CPU allocator: {keep_freed_cpu_memory()[1]}\n'
+        except ValueError as err:  # a bad MMSEG_VVT_CPU_ALLOCATOR
+            raise SystemExit(f'error: {err}')
     import torch
     meta = machine_meta(args.device)
     meta['torch_threads'] = torch.get_num_threads()

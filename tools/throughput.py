@@ -126,7 +126,10 @@ def train_main(args, shape):
     if args.device == 'cpu':
         # what tools/train.py runs CPU training with
         from mmseg_vvt.engine.allocator import keep_freed_cpu_memory
-        allocator = keep_freed_cpu_memory()[1]
+        try:
+            allocator = keep_freed_cpu_memory()[1]
+        except ValueError as err:  # a bad MMSEG_VVT_CPU_ALLOCATOR
+            raise SystemExit(f'error: {err}')
     results = {}
     for amp in args.amp:
         results[amp] = segmentor_train_throughput(

@@ -39,7 +39,7 @@ from mmseg_vvt.datasets.checks import (DatasetNotFoundError, EmptyDatasetError,
                                        runner_dataloader_keys)
 from mmseg_vvt.engine import (CheckpointError, add_checkpoint_fit_hook,
                               latest_checkpoint)
-from mmseg_vvt.engine.allocator import keep_freed_cpu_memory
+from mmseg_vvt.engine.allocator import allocator_choice, keep_freed_cpu_memory
 from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
                                       adapt_cfg_to_device, close_distributed,
                                       enable_amp)
@@ -105,7 +105,8 @@ def main(argv=None):
             args.config,
             args.cfg_options,
             data=('train_dataloader', 'val_dataloader'))
-    except BadInputError as err:
+        allocator_choice()  # a bad value is named on every device
+    except (BadInputError, ValueError) as err:
         raise SystemExit(f'error: {err}')
     # as in mmseg, --cfg-options (merged above) have the last word
     if 'launcher' not in (args.cfg_options or {}):
@@ -155,10 +156,7 @@ def main(argv=None):
     # CPU training: freed tensors' memory reused, not faulted in anew each
     # step (mmseg_vvt/engine/allocator.py); before the runner allocates
     if get_device() == 'cpu':
-        try:
-            _, allocator = keep_freed_cpu_memory()
-        except ValueError as err:
-            raise SystemExit(f'error: {err}')
+        _, allocator = keep_freed_cpu_memory()
         print_log(f'CPU training: {allocator}', logger='current')
 
     # build the runner from config

@@ -18,7 +18,9 @@ import ctypes
 import os
 from typing import Mapping, Optional, Tuple
 
-__all__ = ['ENV_VAR', 'keep_freed_cpu_memory', 'mapped_bytes']
+__all__ = [
+    'ENV_VAR', 'allocator_choice', 'keep_freed_cpu_memory', 'mapped_bytes'
+]
 
 #: ``default`` leaves the allocator as it is; ``keep`` (or unset) applies it
 ENV_VAR = 'MMSEG_VVT_CPU_ALLOCATOR'
@@ -48,6 +50,17 @@ def _glibc() -> Optional[ctypes.CDLL]:
     return libc
 
 
+def allocator_choice(environ: Optional[Mapping[str, str]] = None) -> str:
+    """``$MMSEG_VVT_CPU_ALLOCATOR``: ``'keep'`` (also when unset) or
+    ``'default'``; another value raises a ValueError naming it."""
+    env = os.environ if environ is None else environ
+    choice = env.get(ENV_VAR) or 'keep'
+    if choice not in CHOICES:
+        raise ValueError(f'{ENV_VAR} must be one of {CHOICES}, got '
+                         f'{choice!r}')
+    return choice
+
+
 def keep_freed_cpu_memory(
         environ: Optional[Mapping[str, str]] = None) -> Tuple[bool, str]:
     """Ask glibc to serve blocks under 1 GiB from the heap and keep freed
@@ -65,10 +78,7 @@ def keep_freed_cpu_memory(
     """
     global _applied
     env = os.environ if environ is None else environ
-    choice = env.get(ENV_VAR) or 'keep'
-    if choice not in CHOICES:
-        raise ValueError(f'{ENV_VAR} must be one of {CHOICES}, got '
-                         f'{choice!r}')
+    choice = allocator_choice(env)
     if _applied is not None and _applied[0]:
         return _applied
     if choice == 'default':

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from mmseg_vvt.engine.allocator import ENV_VAR, keep_freed_cpu_memory
+from mmseg_vvt.engine.allocator import (ENV_VAR, allocator_choice,
+                                        keep_freed_cpu_memory)
 
 REPO = os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -75,6 +76,8 @@ def test_other_allocator_settings_are_named(env, named):
 
 
 def test_default_opts_out_and_a_bad_value_is_named():
+    assert allocator_choice({}) == 'keep' == allocator_choice({ENV_VAR: ''})
+    assert allocator_choice({ENV_VAR: 'default'}) == 'default'
     assert keep_freed_cpu_memory({
         ENV_VAR: 'default'
     }) == (False, f'{ENV_VAR}=default: glibc malloc left as it is')
