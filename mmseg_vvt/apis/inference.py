@@ -24,7 +24,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -541,6 +541,25 @@ class VVTSegInferencer(MMSegInferencer):
             device=device,
             scope=cfg.get('default_scope', 'mmseg'))
         self.visualizer.set_dataset_meta(**self.model.dataset_meta)
+
+    def _init_collate(self, cfg: ConfigType) -> Callable:
+        # mmengine looks the collate function up in the 'function' registry
+        # of scope 'mmseg', which mmseg does not define: a WARNING ("may
+        # cause unexpected failure") on every run, then mmengine's own
+        # registry. Look there directly.
+        from mmengine.dataset import pseudo_collate
+        from mmengine.registry import FUNCTIONS
+        loader = cfg.get('test_dataloader')
+        collate = loader.get('collate_fn') if hasattr(loader, 'get') else None
+        if collate is None:
+            return pseudo_collate  # mmengine's default when none is set
+        name = collate.get('type') if isinstance(collate, dict) else collate
+        fn = FUNCTIONS.get(name) if isinstance(name, str) else name
+        if not callable(fn):
+            raise ValueError(
+                f'test_dataloader.collate_fn {collate!r} is not a function '
+                f'registered in mmengine (e.g. pseudo_collate)')
+        return fn
 
     def _init_model(self,
                     cfg: ConfigType,

@@ -2,6 +2,7 @@
 whose test pipeline uses the checked loaders."""
 import cv2
 import numpy as np
+import pytest
 
 from mmseg_vvt.apis import VVTSegInferencer
 
@@ -21,3 +22,30 @@ def test_mmseg_call_interface_on_paths_and_16bit(tiny_config, tmp_path):
     assert a.shape == (21, 17)
     np.testing.assert_array_equal(a, a16)
     assert out['visualization'][0].shape == (21, 17, 3)
+
+
+def test_no_registry_scope_warning_and_mmengine_collate(
+        tiny_config, monkeypatch):
+    # mmengine's lookup in mmseg's (absent) 'function' registry warned
+    # "Failed to search registry ..." on every inference run
+    import mmengine.logging
+    from mmengine.config import Config
+    from mmengine.dataset import default_collate, pseudo_collate
+    logged = []
+    real = mmengine.logging.print_log
+    monkeypatch.setattr(
+        mmengine.logging, 'print_log',
+        lambda msg, *a, **kw: logged.append(msg) or real(msg, *a, **kw))
+    inferencer = VVTSegInferencer(tiny_config, None, device='cpu')
+    out = inferencer(np.zeros((9, 11, 3), np.uint8))
+    assert out['predictions'].shape == (9, 11)
+    assert not [m for m in logged if 'Failed to search registry' in m]
+    assert inferencer.collate_fn is pseudo_collate
+    # a config's own collate function is still honoured, and a bad one named
+    cfg = Config.fromfile(tiny_config)
+    for given in (dict(type='default_collate'), 'default_collate'):
+        cfg.test_dataloader = dict(collate_fn=given)
+        assert inferencer._init_collate(cfg) is default_collate
+    cfg.test_dataloader = dict(collate_fn=dict(type='no_such_collate'))
+    with pytest.raises(ValueError, match='no_such_collate'):
+        inferencer._init_collate(cfg)
