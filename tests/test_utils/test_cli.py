@@ -279,3 +279,24 @@ def test_tools_parse_cfg_options_with_the_checked_action(tool, capsys):
                                    'run_demo' else ['--cfg-options', 'foo'])
     assert exit_.value.code == 2
     assert "expected KEY=VALUE items, got 'foo'" in capsys.readouterr().err
+
+
+def test_vvt_in_an_mmseg_config_without_its_widths_is_named(tmp_path):
+    # the README's drop-in example without its decode_head line
+    cfg = tmp_path / 'segformer_vvt.py'
+    cfg.write_text(
+        "_base_ = ['mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-"
+        "512x512.py']\n"
+        "custom_imports = dict(imports=['mmseg_vvt'], "
+        "allow_failed_imports=False)\n"
+        "model = dict(backbone=dict(_delete_=True, type='VVT', "
+        "arch='small'))\n")
+    with pytest.raises(BadInputError) as info:
+        load_config(cfg)
+    assert str(info.value).startswith(
+        f'config {cfg}: model.decode_head.in_channels is [32, 64, 160, 256], '
+        'but backbone outputs [0, 1, 2, 3] have [96, 160, 320, 512] channels.')
+    fixed = load_config(
+        cfg, {'model.decode_head.in_channels': [96, 160, 320, 512]},
+        data=('train_dataloader', 'val_dataloader'))
+    assert fixed.model.backbone.type == 'VVT'
