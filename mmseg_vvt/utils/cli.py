@@ -241,6 +241,7 @@ def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
                     head.get('num_classes'), int):
                 name = f'model.{key}' + (f'[{j}]' if _seq(value) else '')
                 heads.append((name, head['num_classes']))
+    logged = set()  # train and val on one dataset: one line
     for loader in data:
         loader_cfg = cfg.get(loader)
         found = _dataset_classes(
@@ -259,7 +260,8 @@ def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
                     f"{what}: {labels} out of the head's range; set "
                     f'{name}.num_classes={count} (or choose classes with the '
                     "dataset's metainfo)")
-            if num_classes > count:
+            if num_classes > count and (name, count, kind) not in logged:
+                logged.add((name, count, kind))
                 print_log(
                     f'{what}: the head\'s extra outputs are trained only if '
                     'the labels use them',

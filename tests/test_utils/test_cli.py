@@ -174,7 +174,8 @@ def test_more_classes_than_the_data_is_logged_not_refused(
     monkeypatch.setattr(mmengine.logging, 'print_log',
                         lambda msg, **kw: logged.append((msg, kw['level'])))
     cfg = _with_data(tmp_path, 151, dict(type='ADE20KDataset'))
-    assert load_config(cfg, data=('train_dataloader', ))
+    # (its train and test dataloaders share the dataset: logged once)
+    assert load_config(cfg, data=('train_dataloader', 'test_dataloader'))
     assert [m for m in logged if m[1] >= logging.WARNING] == [
         (f'config {cfg}: model.decode_head.num_classes is 151, but the '
          'dataset of train_dataloader (ADE20KDataset) has 150 classes: the '
