@@ -20,8 +20,10 @@
 #     VVT's wide hidden maps would page-fault in again every step
 #     (mmseg_vvt/engine/allocator.py; MMSEG_VVT_CPU_ALLOCATOR=default: off);
 #   * a config that cannot be read, has no ``model`` or a bad VVT arch,
-#     unmergeable --cfg-options and a work dir that is a file (or lies under
-#     one) stop the run with one ``error: ...`` line before it starts
+#     a neck / head whose widths are not VVT's or with fewer classes than
+#     the dataset, unmergeable --cfg-options and a work dir that is a file
+#     (or lies under one) stop the run with one ``error: ...`` line before
+#     it starts
 #     (mmseg_vvt/utils/cli.py).
 import argparse
 import logging
@@ -157,7 +159,8 @@ def main(argv=None):
     # step (mmseg_vvt/engine/allocator.py); before the runner allocates
     if get_device() == 'cpu':
         _, allocator = keep_freed_cpu_memory()
-        print_log(f'CPU training: {allocator}', logger='current')
+        if int(os.environ.get('RANK', '0')) == 0:  # once per job
+            print_log(f'CPU training: {allocator}', logger='current')
 
     # build the runner from config
     if 'runner_type' not in cfg:
