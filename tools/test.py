@@ -20,10 +20,11 @@
 #     is recorded in the eval JSON, for collect_results.py's Lr schd;
 #   * a config that cannot be read, has no ``model`` or a bad VVT arch,
 #     a neck / head whose widths are not VVT's or with fewer classes than
-#     the test dataset, unmergeable --cfg-options, a --work-dir / --out that is a file (or
-#     lies under one), and an --out folder holding files (an earlier run's
-#     predictions; --overwrite lets them be replaced) stop the run with one
-#     ``error: ...`` line before the model is built (mmseg_vvt/utils/cli.py).
+#     the test dataset, unmergeable --cfg-options, a --work-dir / --out
+#     that is a file (or lies under one), and an --out folder holding files
+#     (an earlier run's predictions; --overwrite lets them be replaced) stop
+#     the run with one ``error: ...`` line before the model is built
+#     (mmseg_vvt/utils/cli.py).
 import argparse
 import logging
 import os
