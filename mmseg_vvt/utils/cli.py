@@ -222,13 +222,21 @@ def _dataset_classes(ds_cfg) -> Optional[tuple]:
     return (len(classes), kind) if _seq(classes) is not None else None
 
 
+# heads whose num_classes is not the dataset's on purpose: STDC's detail
+# head makes its own 2-class boundary targets, SAN's counts classes without
+# the background. Over mmseg 1.2.2's own configs these are the only heads
+# the rule below would refuse (tests/test_utils/test_cli.py sweeps them).
+OWN_CLASS_COUNT_HEADS = ('STDCHead', 'SideAdapterCLIPHead')
+
+
 def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
     """Refuse decode / auxiliary heads with fewer classes than the
     datasets of the dataloaders named in ``data``: their labels would be
     out of the head's range (``IndexError: Target k is out of bounds`` at
     the first loss on CPU, a device-side assert on CUDA) and their IoU
     could never be earned. More classes than the dataset names is allowed
-    (e.g. labels kept unreduced) and logged."""
+    (e.g. labels kept unreduced) and logged. Heads that count classes their
+    own way (:data:`OWN_CLASS_COUNT_HEADS`) are not checked."""
     from mmengine.logging import print_log
     model_cfg = cfg.get('model')
     if not hasattr(model_cfg, 'get'):
@@ -237,10 +245,13 @@ def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
     for key in ('decode_head', 'auxiliary_head'):
         value = model_cfg.get(key)
         for j, head in enumerate(_seq(value) or [value]):
-            if hasattr(head, 'get') and isinstance(
+            if not hasattr(head, 'get') or not isinstance(
                     head.get('num_classes'), int):
-                name = f'model.{key}' + (f'[{j}]' if _seq(value) else '')
-                heads.append((name, head['num_classes']))
+                continue
+            if str(head.get('type')).split('.')[-1] in OWN_CLASS_COUNT_HEADS:
+                continue
+            name = f'model.{key}' + (f'[{j}]' if _seq(value) else '')
+            heads.append((name, head['num_classes']))
     logged = set()  # train and val on one dataset: one line
     for loader in data:
         loader_cfg = cfg.get(loader)
