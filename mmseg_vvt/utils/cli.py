@@ -112,12 +112,21 @@ def _seq(value) -> Optional[list]:
     return list(value) if isinstance(value, (list, tuple)) else None
 
 
+def _type_name(kind) -> str:
+    """A config's ``type``: a registered name (``'mmseg.VVT'`` -> ``'VVT'``)
+    or, in pure-Python configs, the class itself."""
+    if isinstance(kind, type):
+        return kind.__name__
+    return str(kind).split('.')[-1]
+
+
 def _vvt_out_widths(backbone) -> Optional[list]:
     """The channels of the outputs of a VVT backbone config, in order; None
     for another backbone (or an arch check_vvt_arch refuses)."""
     from mmseg_vvt.models.backbones.vvt import VVT
-    if not hasattr(backbone,
-                   'get') or backbone.get('type') not in ('VVT', 'mmseg.VVT'):
+    if not hasattr(backbone, 'get') or not (backbone.get('type') is VVT
+                                            or backbone.get('type') in
+                                            ('VVT', 'mmseg.VVT')):
         return None
     try:
         dims = VVT._parse_arch(backbone.get('arch', 'small'))['embed_dims']
@@ -149,17 +158,20 @@ def _head_width_errors(head, key: str, widths: list) -> list:
             f'but the backbone returns {len(widths)} outputs '
             f'({widths} channels)'
         ]
+    errors = []
+    c1 = head.get('c1_in_channels')  # DeepLabV3+: backbone output 0 too
+    if isinstance(c1, int) and c1 > 0 and c1 != widths[0]:
+        errors.append(f'{key}.c1_in_channels is {c1}, but backbone output 0 '
+                      f'has {widths[0]} channels')
     expected = [widths[i] for i in indices]
     got = _seq(channels) if many else [channels]
     if got is not None and all(isinstance(c, int)
                                for c in got) and (got != expected):
         outputs = (f'outputs {index!r} have {expected}'
                    if many else f'output {index} has {expected[0]}')
-        return [
-            f'{key}.in_channels is {channels!r}, but backbone '
-            f'{outputs} channels'
-        ]
-    return []
+        errors.append(f'{key}.in_channels is {channels!r}, but backbone '
+                      f'{outputs} channels')
+    return errors
 
 
 def check_vvt_widths(model_cfg, where: str = 'model') -> None:
@@ -195,31 +207,67 @@ def check_vvt_widths(model_cfg, where: str = 'model') -> None:
 
 def _dataset_classes(ds_cfg) -> Optional[tuple]:
     """(number of classes, dataset type) of a dataset config, from its
-    ``metainfo`` or its registered class's ``METAINFO``; through
-    ``dataset`` / ``datasets`` wrappers. None when it cannot be told."""
+    ``metainfo`` (a list, or a file of names as mmengine reads it) or its
+    class's ``METAINFO``; through ``dataset`` / ``datasets`` wrappers. None
+    when it cannot be told."""
     if not hasattr(ds_cfg, 'get'):
         return None
+    kind = ds_cfg.get('type')
     meta = ds_cfg.get('metainfo')
-    if hasattr(meta, 'get') and _seq(meta.get('classes')) is not None:
-        return len(meta['classes']), ds_cfg.get('type')
+    if hasattr(meta, 'get') and meta.get('classes') is not None:
+        classes = meta['classes']
+        if isinstance(classes, str):  # mmengine reads a file of names
+            if not osp.isfile(classes):
+                return None  # the dataset build names it
+            from mmengine.fileio import list_from_file
+            classes = list_from_file(classes)
+        classes = _seq(classes)
+        return (len(classes), _type_name(kind)) if classes else None
     if hasattr(ds_cfg.get('dataset'), 'get'):
         return _dataset_classes(ds_cfg['dataset'])
     if _seq(ds_cfg.get('datasets')) is not None:
         found = {_dataset_classes(d) for d in ds_cfg['datasets']}
         counts = {f[0] for f in found if f is not None}
         return (counts.pop(),
-                ds_cfg.get('type')) if (len(counts) == 1
-                                        and None not in found) else None
-    kind = ds_cfg.get('type')
-    if not isinstance(kind, str):
-        return None
-    from mmseg.registry import DATASETS
-    try:
-        cls = DATASETS.get(kind)
-    except Exception:  # an unknown type: the dataset build names it
+                _type_name(kind)) if (len(counts) == 1
+                                      and None not in found) else None
+    if isinstance(kind, type):
+        cls = kind
+    elif isinstance(kind, str):
+        from mmseg.registry import DATASETS
+        try:
+            cls = DATASETS.get(kind)
+        except Exception:  # an unknown type: the dataset build names it
+            return None
+    else:
         return None
     classes = getattr(cls, 'METAINFO', {}).get('classes')
-    return (len(classes), kind) if _seq(classes) is not None else None
+    return (len(classes),
+            _type_name(kind)) if _seq(classes) is not None else None
+
+
+def _own_class_count(kind) -> bool:
+    """Whether head type ``kind`` is (a subclass of) a head in
+    :data:`OWN_CLASS_COUNT_HEADS`."""
+    if isinstance(kind, str):
+        from mmseg.registry import MODELS
+        try:
+            kind = MODELS.get(kind) or kind
+        except Exception:  # an unknown type: the model build names it
+            pass
+    if isinstance(kind, type):
+        return any(c.__name__ in OWN_CLASS_COUNT_HEADS for c in kind.__mro__)
+    return _type_name(kind) in OWN_CLASS_COUNT_HEADS
+
+
+def _softmax_losses(head) -> list:
+    losses = head.get('loss_decode')
+    losses = _seq(losses) or [losses]
+    return [
+        loss for loss in losses
+        if hasattr(loss, 'get') and _type_name(loss.get('type')) ==
+        'CrossEntropyLoss' and not loss.get('use_sigmoid', False)
+    ]
 
 
 # heads whose num_classes is not the dataset's on purpose: STDC's detail
@@ -234,12 +282,16 @@ def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
     datasets of the dataloaders named in ``data``: their labels would be
     out of the head's range (``IndexError: Target k is out of bounds`` at
     the first loss on CPU, a device-side assert on CUDA) and their IoU
-    could never be earned. More classes than the dataset names is allowed
-    (e.g. labels kept unreduced) and logged. Heads that count classes their
-    own way (:data:`OWN_CLASS_COUNT_HEADS`) are not checked."""
+    could never be earned. A head with ``out_channels=1`` (one sigmoid
+    output) counts as two classes and needs a sigmoid loss. More classes
+    than the dataset names is allowed (e.g. labels kept unreduced) and
+    logged. Heads that count classes their own way (subclasses of
+    :data:`OWN_CLASS_COUNT_HEADS`) are not checked, nor is any head in a
+    config that sets ``check_num_classes = False``."""
     from mmengine.logging import print_log
     model_cfg = cfg.get('model')
-    if not hasattr(model_cfg, 'get'):
+    if not data or not hasattr(model_cfg, 'get') or not cfg.get(
+            'check_num_classes', True):
         return
     heads = []
     for key in ('decode_head', 'auxiliary_head'):
@@ -248,10 +300,20 @@ def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
             if not hasattr(head, 'get') or not isinstance(
                     head.get('num_classes'), int):
                 continue
-            if str(head.get('type')).split('.')[-1] in OWN_CLASS_COUNT_HEADS:
+            if _own_class_count(head.get('type')):
                 continue
             name = f'model.{key}' + (f'[{j}]' if _seq(value) else '')
-            heads.append((name, head['num_classes']))
+            num_classes = head['num_classes']
+            if head.get('out_channels') == 1:
+                if _softmax_losses(head):
+                    raise BadInputError(
+                        f'{where}: {name}.out_channels is 1 (one sigmoid '
+                        'output for two classes), but its loss_decode is a '
+                        'CrossEntropyLoss with use_sigmoid=False, which '
+                        'needs one output per class; set use_sigmoid=True '
+                        f'or out_channels={max(num_classes, 2)}')
+                num_classes = 2  # background and foreground
+            heads.append((name, num_classes))
     logged = set()  # train and val on one dataset: one line
     for loader in data:
         loader_cfg = cfg.get(loader)
@@ -270,14 +332,17 @@ def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
                 raise BadInputError(
                     f"{what}: {labels} out of the head's range; set "
                     f'{name}.num_classes={count} (or choose classes with the '
-                    "dataset's metainfo)")
+                    "dataset's metainfo; check_num_classes = False in the "
+                    'config skips this check for heads that count classes '
+                    'their own way)')
             if num_classes > count and (name, count, kind) not in logged:
                 logged.add((name, count, kind))
-                print_log(
-                    f'{what}: the head\'s extra outputs are trained only if '
-                    'the labels use them',
-                    logger='current',
-                    level=logging.WARNING)
+                if int(os.environ.get('RANK', '0')) == 0:  # once per job
+                    print_log(
+                        f"{what}: the head's extra outputs are trained only "
+                        'if the labels use them',
+                        logger='current',
+                        level=logging.WARNING)
 
 
 def _nearest_existing(path: Path) -> Path:

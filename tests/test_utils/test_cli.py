@@ -5,8 +5,9 @@ import argparse
 import pytest
 
 from mmseg_vvt.testing import tiny_segmentor, write_tiny_config
-from mmseg_vvt.utils.cli import (BadInputError, check_device, check_out_dir,
-                                 check_out_file, check_vvt_widths, load_config,
+from mmseg_vvt.utils.cli import (BadInputError, check_classes, check_device,
+                                 check_out_dir, check_out_file,
+                                 check_vvt_widths, load_config,
                                  nonnegative_int, positive_float, positive_int)
 
 
@@ -147,7 +148,8 @@ def test_load_config_refuses_heads_with_fewer_classes_than_the_data(
         f'of train_dataloader ({named}) has {count} classes: its '
         f'labels 2..{count - 1} are out of the head\'s range; set '
         f'model.decode_head.num_classes={count} (or choose classes with the '
-        'dataset\'s metainfo)')
+        "dataset's metainfo; check_num_classes = False in the config skips "
+        "this check for heads that count classes their own way)")
     fitting = _with_data(tmp_path, count, dataset)
     assert load_config(fitting, data=('train_dataloader', 'test_dataloader'))
 
@@ -328,3 +330,97 @@ def test_mmseg_own_configs_pass_the_class_check():
             continue
         checked += 1
     assert checked >= 600, (checked, len(configs))
+
+
+def _cfg(head, dataset):
+    from mmengine.config import Config
+    return Config(
+        dict(
+            model=dict(decode_head=head),
+            train_dataloader=dict(dataset=dataset)))
+
+
+ADE = dict(type='ADE20KDataset')
+TWO = dict(type='ADE20KDataset', metainfo=dict(classes=['bg', 'fg']))
+
+
+def test_class_names_from_a_file_are_counted(tmp_path):
+    # mmengine reads metainfo classes given as a path, one name a line
+    names = tmp_path / 'classes.txt'
+    names.write_text('a\nb\nc\n')
+    ds = dict(type='ADE20KDataset', metainfo=dict(classes=str(names)))
+    check_classes(_cfg(dict(num_classes=3), ds), ['train_dataloader'])
+    with pytest.raises(BadInputError, match='has 3 classes'):
+        check_classes(_cfg(dict(num_classes=2), ds), ['train_dataloader'])
+    # a missing file is the dataset's to name, not ADE20K's 150
+    ds['metainfo']['classes'] = str(tmp_path / 'missing.txt')
+    check_classes(_cfg(dict(num_classes=2), ds), ['train_dataloader'])
+
+
+def test_one_sigmoid_output_counts_as_two_classes():
+    sigmoid = dict(type='CrossEntropyLoss', use_sigmoid=True)
+    softmax = dict(type='CrossEntropyLoss', use_sigmoid=False)
+    for num_classes in (1, 2):  # both forms train a binary sigmoid head
+        check_classes(
+            _cfg(
+                dict(
+                    num_classes=num_classes,
+                    out_channels=1,
+                    loss_decode=sigmoid), TWO), ['train_dataloader'])
+    # one output under a softmax loss: 'Target 1 is out of bounds'
+    with pytest.raises(BadInputError) as info:
+        check_classes(
+            _cfg(
+                dict(num_classes=2, out_channels=1, loss_decode=[softmax]),
+                TWO), ['train_dataloader'])
+    assert ('model.decode_head.out_channels is 1 (one sigmoid output for '
+            'two classes), but its loss_decode is a CrossEntropyLoss with '
+            'use_sigmoid=False') in str(info.value)
+
+
+def test_heads_counting_their_own_classes_and_the_opt_out():
+    from mmseg.models.decode_heads import STDCHead
+    from mmseg.registry import MODELS
+
+    @MODELS.register_module(force=True)
+    class MyDetailHead(STDCHead):
+        pass
+
+    for kind in ('STDCHead', 'mmseg.STDCHead', STDCHead, 'MyDetailHead',
+                 MyDetailHead):
+        check_classes(
+            _cfg(dict(type=kind, num_classes=2), ADE), ['train_dataloader'])
+    head = dict(type='FCNHead', num_classes=2)
+    with pytest.raises(BadInputError):
+        check_classes(_cfg(head, ADE), ['train_dataloader'])
+    cfg = _cfg(head, ADE)
+    cfg.check_num_classes = False
+    check_classes(cfg, ['train_dataloader'])
+
+
+def test_types_given_as_classes_as_in_pure_python_configs():
+    from mmseg.datasets import ADE20KDataset
+
+    from mmseg_vvt.models.backbones import VVT
+    with pytest.raises(BadInputError) as info:
+        check_classes(
+            _cfg(dict(num_classes=2), dict(type=ADE20KDataset)),
+            ['train_dataloader'])
+    assert '(ADE20KDataset) has 150 classes' in str(info.value)
+    model = tiny_segmentor(decode_head='uper')
+    model['backbone']['type'] = VVT
+    model['decode_head']['in_channels'] = [16, 32, 64, 96]
+    with pytest.raises(BadInputError, match='in_channels is'):
+        check_vvt_widths(model)
+
+
+def test_deeplabv3plus_low_level_input_is_checked():
+    # DepthwiseSeparableASPPHead reads backbone output 0 besides in_index
+    model = tiny_segmentor(decode_head='fcn')
+    model['decode_head'].update(c1_in_channels=256, c1_channels=8)
+    with pytest.raises(BadInputError) as info:
+        check_vvt_widths(model)
+    assert ('model.decode_head.c1_in_channels is 256, but backbone output 0 '
+            'has 16 channels') in str(info.value)
+    model['decode_head']['c1_in_channels'] = 16
+    check_vvt_widths(model)
