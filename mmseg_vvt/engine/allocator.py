@@ -11,8 +11,9 @@ CPU launcher (``torch.backends.xeon.run_cpu``) arranges by preloading them.
 
 :func:`keep_freed_cpu_memory` sets that policy in the running process through
 ``mallopt`` (it applies to later allocations, and processes forked later
-inherit it). The cost: the process keeps its peak memory instead of returning
-freed memory to the system, as a GPU's caching allocator does.
+inherit it, e.g. dataloader workers: each keeps its own peak). The cost: the
+process keeps its peak memory instead of returning freed memory to the
+system, as a GPU's caching allocator does.
 """
 import ctypes
 import os
@@ -30,6 +31,8 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 #: blocks below this come from the heap (mallopt takes an int)
 MMAP_THRESHOLD = 1 << 30
+#: the most older glibc accepts (HEAP_MAX_SIZE / 2 on 64-bit)
+OLD_GLIBC_MMAP_THRESHOLD = 32 << 20
 #: free memory at the heap's top kept up to this
 TRIM_THRESHOLD = (1 << 31) - 1
 # the user chose the allocator already: leave it
@@ -42,10 +45,10 @@ _applied: Optional[Tuple[bool, str]] = None
 
 def _glibc() -> Optional[ctypes.CDLL]:
     try:
-        libc = ctypes.CDLL(None)
+        libc = ctypes.CDLL(None)  # TypeError on Windows
         libc.gnu_get_libc_version  # absent in musl and others
         libc.mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return None
     return libc
 
@@ -93,13 +96,18 @@ def keep_freed_cpu_memory(
     libc = _glibc()
     if libc is None:
         return False, 'not glibc: the allocator is left as it is'
-    ok = (
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-        and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
-    if not ok:
+    # older glibc refuses thresholds above HEAP_MAX_SIZE / 2 (32 MiB)
+    for threshold, size in ((MMAP_THRESHOLD, '1 GiB'),
+                            (OLD_GLIBC_MMAP_THRESHOLD, '32 MiB')):
+        if libc.mallopt(_M_MMAP_THRESHOLD, threshold) == 1:
+            break
+    else:
         return False, 'glibc refused the mallopt settings: left as it was'
+    if libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) != 1:
+        return False, ('glibc took the mmap threshold but refused the trim '
+                       'threshold: freed memory may still go back')
     _applied = (True, 'glibc malloc keeps freed memory for reuse (blocks '
-                'under 1 GiB from the heap, not fresh pages each time; '
+                f'under {size} from the heap, not fresh pages each time; '
                 f'{ENV_VAR}=default turns this off)')
     return _applied
 

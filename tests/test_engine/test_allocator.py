@@ -85,3 +85,47 @@ def test_default_opts_out_and_a_bad_value_is_named():
         keep_freed_cpu_memory({ENV_VAR: 'jemalloc'})
     assert str(info.value) == (f"{ENV_VAR} must be one of ('keep', "
                                "'default'), got 'jemalloc'")
+
+
+class _FakeLibc:
+    """mallopt that accepts mmap thresholds up to ``limit`` and records
+    calls."""
+
+    def __init__(self, limit):
+        self.limit, self.calls = limit, []
+
+    def mallopt(self, param, value):
+        self.calls.append((param, value))
+        return int(param != -3 or value <= self.limit)  # -3: M_MMAP_THRESHOLD
+
+
+def test_older_glibc_gets_its_largest_threshold(monkeypatch):
+    import mmseg_vvt.engine.allocator as allocator
+    monkeypatch.setattr(allocator, '_applied', None)
+    older = _FakeLibc(limit=32 << 20)
+    monkeypatch.setattr(allocator, '_glibc', lambda: older)
+    applied, why = keep_freed_cpu_memory({ENV_VAR: 'keep'})
+    assert applied and 'blocks under 32 MiB from the heap' in why
+    assert older.calls == [(-3, 1 << 30), (-3, 32 << 20), (-1, (1 << 31) - 1)]
+    monkeypatch.setattr(allocator, '_applied', None)
+    monkeypatch.setattr(allocator, '_glibc', lambda: _FakeLibc(limit=0))
+    assert keep_freed_cpu_memory({
+        ENV_VAR: 'keep'
+    }) == (False, 'glibc refused the mallopt settings: left as it was')
+    monkeypatch.setattr(allocator, '_glibc', lambda: None)
+    assert keep_freed_cpu_memory(
+        {ENV_VAR:
+         'keep'}) == (False, 'not glibc: the allocator is left as it is')
+
+
+def test_no_c_library_handle_is_not_glibc(monkeypatch):
+    # ctypes.CDLL(None) raises TypeError on Windows
+    import ctypes
+
+    import mmseg_vvt.engine.allocator as allocator
+
+    def no_handle(name):
+        raise TypeError('expected str, bytes or os.PathLike object')
+
+    monkeypatch.setattr(ctypes, 'CDLL', no_handle)
+    assert allocator._glibc() is None
