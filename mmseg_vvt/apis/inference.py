@@ -18,6 +18,7 @@ command line front end that strings them together:
   bar, per-file error reporting and outputs that appear only complete.
 """
 import copy
+import functools
 import glob
 import os
 import sys
@@ -553,13 +554,16 @@ class VVTSegInferencer(MMSegInferencer):
         collate = loader.get('collate_fn') if hasattr(loader, 'get') else None
         if collate is None:
             return pseudo_collate  # mmengine's default when none is set
-        name = collate.get('type') if isinstance(collate, dict) else collate
+        kwargs = dict(collate) if isinstance(collate, dict) else {}
+        name = kwargs.pop('type', None) if isinstance(collate,
+                                                      dict) else collate
         fn = FUNCTIONS.get(name) if isinstance(name, str) else name
         if not callable(fn):
             raise ValueError(
                 f'test_dataloader.collate_fn {collate!r} is not a function '
                 f'registered in mmengine (e.g. pseudo_collate)')
-        return fn
+        # its other keys are arguments, as the Runner's dataloaders take them
+        return functools.partial(fn, **kwargs) if kwargs else fn
 
     def _init_model(self,
                     cfg: ConfigType,

@@ -46,6 +46,16 @@ def test_no_registry_scope_warning_and_mmengine_collate(
     for given in (dict(type='default_collate'), 'default_collate'):
         cfg.test_dataloader = dict(collate_fn=given)
         assert inferencer._init_collate(cfg) is default_collate
+    # its other keys are arguments, as in the Runner's dataloaders
+    from mmengine.registry import FUNCTIONS
+
+    @FUNCTIONS.register_module(force=True)
+    def scaled_test_collate(batch, scale=1):
+        return [scale * x for x in batch]
+
+    cfg.test_dataloader = dict(
+        collate_fn=dict(type='scaled_test_collate', scale=2))
+    assert inferencer._init_collate(cfg)([1, 2]) == [2, 4]
     cfg.test_dataloader = dict(collate_fn=dict(type='no_such_collate'))
     with pytest.raises(ValueError, match='no_such_collate'):
         inferencer._init_collate(cfg)
