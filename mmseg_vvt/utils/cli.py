@@ -293,6 +293,15 @@ def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
     if not data or not hasattr(model_cfg, 'get') or not cfg.get(
             'check_num_classes', True):
         return
+    imports = cfg.get('custom_imports')
+    if hasattr(imports, 'get') and imports.get('imports'):
+        # a head type of the user's is registered there (pure-Python configs
+        # do not import them on reading)
+        from mmengine.utils import import_modules_from_strings
+        try:
+            import_modules_from_strings(**imports)
+        except ImportError:
+            pass  # the model build names it
     heads = []
     for key in ('decode_head', 'auxiliary_head'):
         value = model_cfg.get(key)

@@ -378,7 +378,8 @@ def test_one_sigmoid_output_counts_as_two_classes():
             'use_sigmoid=False') in str(info.value)
 
 
-def test_heads_counting_their_own_classes_and_the_opt_out():
+def test_heads_counting_their_own_classes_and_the_opt_out(
+        tmp_path, monkeypatch):
     from mmseg.models.decode_heads import STDCHead
     from mmseg.registry import MODELS
 
@@ -393,6 +394,17 @@ def test_heads_counting_their_own_classes_and_the_opt_out():
     head = dict(type='FCNHead', num_classes=2)
     with pytest.raises(BadInputError):
         check_classes(_cfg(head, ADE), ['train_dataloader'])
+    # a subclass in a module of the user's, registered by custom_imports
+    module = tmp_path / 'my_edge_heads.py'
+    module.write_text('from mmseg.registry import MODELS\n'
+                      'from mmseg.models.decode_heads import STDCHead\n'
+                      '@MODELS.register_module(force=True)\n'
+                      'class MyEdgeHead(STDCHead):\n'
+                      '    pass\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = _cfg(dict(type='MyEdgeHead', num_classes=2), ADE)
+    cfg.custom_imports = dict(imports=['my_edge_heads'])
+    check_classes(cfg, ['train_dataloader'])
     cfg = _cfg(head, ADE)
     cfg.check_num_classes = False
     check_classes(cfg, ['train_dataloader'])
