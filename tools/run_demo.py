@@ -60,6 +60,7 @@ from mmseg_vvt.utils.cli import check_vvt_arch  # noqa: E402
 from mmseg_vvt.utils.cli import load_config  # noqa: E402
 from mmseg_vvt.utils.cli import nonnegative_int  # noqa: E402
 from mmseg_vvt.utils.cli import positive_int  # noqa: E402
+from mmseg_vvt.utils.cli import vvt_backbone  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'vvt_fpn_demo.py')
@@ -164,11 +165,11 @@ def parse_args(argv=None):
                      'test_dataloader'),
             data=('train_dataloader', 'val_dataloader', 'test_dataloader'))
         if args.arch is not None:
-            backbone = cfg.model.get('backbone') or {}
-            if backbone.get('type') not in ('VVT', 'mmseg.VVT'):
+            if vvt_backbone(cfg.model) is None:
+                other = (cfg.model.get('backbone') or {}).get('type')
                 raise BadInputError(
                     f'--arch sets a VVT backbone; the backbone of config '
-                    f'{args.config} is {backbone.get("type")!r}')
+                    f'{args.config} is {other!r}')
             check_vvt_arch(args.arch)
         check_out_dir(args.work_dir, '--work-dir')
         check_out_dir(args.data_dir, '--data-dir')

@@ -14,9 +14,10 @@ from typing import Optional, Sequence, Union
 from mmengine.config import DictAction
 
 __all__ = [
-    'BadInputError', 'load_config', 'check_vvt_arch', 'check_vvt_widths',
-    'check_classes', 'check_out_file', 'check_out_dir', 'check_device',
-    'positive_int', 'nonnegative_int', 'positive_float', 'CfgOptionsAction'
+    'BadInputError', 'load_config', 'vvt_backbone', 'check_vvt_arch',
+    'check_vvt_widths', 'check_classes', 'check_out_file', 'check_out_dir',
+    'check_device', 'positive_int', 'nonnegative_int', 'positive_float',
+    'CfgOptionsAction'
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -84,15 +85,26 @@ def load_config(path: PathLike,
     return cfg
 
 
+def vvt_backbone(model_cfg):
+    """The ``backbone`` of a ``model`` config when it is this package's VVT
+    (named ``'VVT'`` / ``'mmseg.VVT'``, or the class in a pure-Python
+    config), else None."""
+    from mmseg_vvt.models.backbones.vvt import VVT
+    backbone = model_cfg.get('backbone') if hasattr(model_cfg, 'get') else None
+    if not hasattr(backbone, 'get'):
+        return None
+    kind = backbone.get('type')
+    return backbone if kind is VVT or kind in ('VVT', 'mmseg.VVT') else None
+
+
 def _check_vvt_arch(model_cfg, path: str) -> None:
     # the one backbone this package owns: its arch is checked up front, so
     # `--cfg-options model.backbone.arch=huge` is one line, not a traceback
-    backbone = model_cfg.get('backbone') if hasattr(model_cfg, 'get') else None
-    if not hasattr(backbone,
-                   'get') or backbone.get('type') not in ('VVT', 'mmseg.VVT'):
-        return
-    check_vvt_arch(
-        backbone.get('arch', 'small'), f'config {path}: model.backbone.arch')
+    backbone = vvt_backbone(model_cfg)
+    if backbone is not None:
+        check_vvt_arch(
+            backbone.get('arch', 'small'),
+            f'config {path}: model.backbone.arch')
 
 
 def check_vvt_arch(arch, name: str = '--arch'):
@@ -120,13 +132,12 @@ def _type_name(kind) -> str:
     return str(kind).split('.')[-1]
 
 
-def _vvt_out_widths(backbone) -> Optional[list]:
+def _vvt_out_widths(model_cfg) -> Optional[list]:
     """The channels of the outputs of a VVT backbone config, in order; None
     for another backbone (or an arch check_vvt_arch refuses)."""
     from mmseg_vvt.models.backbones.vvt import VVT
-    if not hasattr(backbone, 'get') or not (backbone.get('type') is VVT
-                                            or backbone.get('type') in
-                                            ('VVT', 'mmseg.VVT')):
+    backbone = vvt_backbone(model_cfg)
+    if backbone is None:
         return None
     try:
         dims = VVT._parse_arch(backbone.get('arch', 'small'))['embed_dims']
@@ -181,9 +192,7 @@ def check_vvt_widths(model_cfg, where: str = 'model') -> None:
     768 channels where VVT has 96, 160, 320, 512), which otherwise fails in
     the first forward with a convolution shape error. With a neck, the
     heads read the neck's outputs and only the neck is checked."""
-    if not hasattr(model_cfg, 'get'):
-        return
-    widths = _vvt_out_widths(model_cfg.get('backbone'))
+    widths = _vvt_out_widths(model_cfg)
     if widths is None:
         return
     neck = model_cfg.get('neck')

@@ -8,7 +8,8 @@ from mmseg_vvt.testing import tiny_segmentor, write_tiny_config
 from mmseg_vvt.utils.cli import (BadInputError, check_classes, check_device,
                                  check_out_dir, check_out_file,
                                  check_vvt_widths, load_config,
-                                 nonnegative_int, positive_float, positive_int)
+                                 nonnegative_int, positive_float, positive_int,
+                                 vvt_backbone)
 
 
 @pytest.fixture
@@ -419,6 +420,10 @@ def test_types_given_as_classes_as_in_pure_python_configs():
             _cfg(dict(num_classes=2), dict(type=ADE20KDataset)),
             ['train_dataloader'])
     assert '(ADE20KDataset) has 150 classes' in str(info.value)
+    for kind, found in ((VVT, True), ('mmseg.VVT', True), ('VVT', True),
+                        ('ResNetV1c', False)):
+        assert (vvt_backbone(dict(backbone=dict(type=kind)))
+                is not None) == found
     model = tiny_segmentor(decode_head='uper')
     model['backbone']['type'] = VVT
     model['decode_head']['in_channels'] = [16, 32, 64, 96]
