@@ -29,6 +29,7 @@ import os
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import json  # noqa: E402
 import os.path as osp  # noqa: E402
 import sys  # noqa: E402
@@ -38,8 +39,8 @@ import time  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
+from mmengine.fileio import list_from_file  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
@@ -57,6 +58,7 @@ from mmseg_vvt.utils.cli import BadInputError  # noqa: E402
 from mmseg_vvt.utils.cli import CfgOptionsAction  # noqa: E402
 from mmseg_vvt.utils.cli import check_out_dir  # noqa: E402
 from mmseg_vvt.utils.cli import check_vvt_arch  # noqa: E402
+from mmseg_vvt.utils.cli import dataset_classes  # noqa: E402
 from mmseg_vvt.utils.cli import load_config  # noqa: E402
 from mmseg_vvt.utils.cli import nonnegative_int  # noqa: E402
 from mmseg_vvt.utils.cli import positive_int  # noqa: E402
@@ -173,8 +175,15 @@ def parse_args(argv=None):
             check_vvt_arch(args.arch)
         check_out_dir(args.work_dir, '--work-dir')
         check_out_dir(args.data_dir, '--data-dir')
+        # the demo data is generated with the training set's classes
+        if dataset_classes(cfg.train_dataloader.dataset) is None:
+            raise BadInputError(
+                f'config {args.config}: the number of classes of '
+                "train_dataloader's dataset cannot be told; give its "
+                'metainfo classes')
     except BadInputError as err:
         parser.error(str(err))
+    args.cfg = cfg  # read once, --cfg-options merged
     return args
 
 
@@ -244,7 +253,7 @@ def _default(value, default):
 # 2. config
 # ---------------------------------------------------------------------------
 def build_cfg(args, data_root):
-    cfg = Config.fromfile(args.config)
+    cfg = copy.deepcopy(args.cfg)
     cfg.work_dir = args.work_dir
     cfg.launcher = 'none'
     loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -423,10 +432,12 @@ def main(argv=None):
     t_start = time.time()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    ds_cfg = Config.fromfile(args.config).train_dataloader.dataset
+    ds_cfg = args.cfg.train_dataloader.dataset
     classes = (ds_cfg.get('metainfo') or {}).get('classes')
     if classes is None:  # a config without custom classes: the dataset's
         classes = DATASETS.get(ds_cfg.type).METAINFO['classes']
+    elif isinstance(classes, str):  # a file of names, as mmengine reads it
+        classes = list_from_file(classes)
     data_root = prepare_data(args, num_classes=len(classes))
     cfg = build_cfg(args, data_root)
     # mmengine hands out one visualizer per name and process: a second demo

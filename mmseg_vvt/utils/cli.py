@@ -214,7 +214,7 @@ def check_vvt_widths(model_cfg, where: str = 'model') -> None:
                             'widths (configs/_base_/models/*_vvt.py show how)')
 
 
-def _dataset_classes(ds_cfg) -> Optional[tuple]:
+def dataset_classes(ds_cfg) -> Optional[tuple]:
     """(number of classes, dataset type) of a dataset config, from its
     ``metainfo`` (a list, or a file of names as mmengine reads it) or its
     class's ``METAINFO``; through ``dataset`` / ``datasets`` wrappers. None
@@ -233,9 +233,9 @@ def _dataset_classes(ds_cfg) -> Optional[tuple]:
         classes = _seq(classes)
         return (len(classes), _type_name(kind)) if classes else None
     if hasattr(ds_cfg.get('dataset'), 'get'):
-        return _dataset_classes(ds_cfg['dataset'])
+        return dataset_classes(ds_cfg['dataset'])
     if _seq(ds_cfg.get('datasets')) is not None:
-        found = {_dataset_classes(d) for d in ds_cfg['datasets']}
+        found = {dataset_classes(d) for d in ds_cfg['datasets']}
         counts = {f[0] for f in found if f is not None}
         return (counts.pop(),
                 _type_name(kind)) if (len(counts) == 1
@@ -335,7 +335,7 @@ def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
     logged = set()  # train and val on one dataset: one line
     for loader in data:
         loader_cfg = cfg.get(loader)
-        found = _dataset_classes(
+        found = dataset_classes(
             loader_cfg.get('dataset') if hasattr(loader_cfg, 'get') else None)
         if found is None:
             continue
