@@ -615,7 +615,7 @@ def check_checkpoint_fits(model: torch.nn.Module,
             f'{summary}. Is it a checkpoint of this config? To load the '
             'matching weights anyway, ask for a partial load '
             '(--allow-partial-checkpoint, or allow_partial_checkpoint=True '
-            'in the config).')
+            'in the config or its --cfg-options).')
     print_log(
         f'Partial load asked for (allow_partial_checkpoint): {summary}. '
         'Missing and mis-shaped weights keep their initial values, '

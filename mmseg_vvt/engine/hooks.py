@@ -18,7 +18,13 @@ class CheckpointFitHook(Hook):
     config loads partly, with one warning line, and the run goes on with a
     partly random model. This hook raises
     :class:`~mmseg_vvt.engine.CheckpointMismatchError` instead (first keys
-    and counts), unless ``allow_partial`` (then it logs the same summary).
+    and counts), unless a partial load is asked for (then it logs the same
+    summary): ``allow_partial``, or ``allow_partial_checkpoint = True`` in
+    the runner's config. The VVT configs list this hook in
+    ``custom_hooks`` (``configs/_base_/default_runtime.py``), so the check
+    also holds under mmseg's own ``tools/test.py`` and ``tools/train.py``,
+    where ``--cfg-options allow_partial_checkpoint=True`` asks for the
+    partial load.
 
     ``after_load_checkpoint`` is mmengine's hook point between reading a
     checkpoint and loading it into the model, for loading and resuming
@@ -41,23 +47,43 @@ class CheckpointFitHook(Hook):
         self.fits: Optional[bool] = None
 
     def after_load_checkpoint(self, runner, checkpoint: Optional[dict]):
+        cfg = getattr(runner, 'cfg', None) or {}
+        allow_partial = self.allow_partial or bool(
+            cfg.get('allow_partial_checkpoint', False))
         self.fits = check_checkpoint_fits(
-            runner.model, checkpoint, allow_partial=self.allow_partial)
+            runner.model, checkpoint, allow_partial=allow_partial)
 
 
 def add_checkpoint_fit_hook(cfg, allow_partial: bool = False) -> None:
-    """Append :class:`CheckpointFitHook` to ``cfg.custom_hooks`` (once).
+    """Put one :class:`CheckpointFitHook` in ``cfg.custom_hooks``.
 
-    A partial load is allowed when ``allow_partial`` or the config says
-    ``allow_partial_checkpoint = True``; either is logged when the
-    checkpoint does not fit.
+    A partial load is allowed when ``allow_partial``, the config's
+    ``allow_partial_checkpoint = True`` or a ``CheckpointFitHook`` the
+    config lists already asks for it; either is logged when the checkpoint
+    does not fit. The config's own entry (the VVT configs carry one) is
+    replaced, so the hook runs once.
     """
+    hooks = list(cfg.get('custom_hooks') or [])
+    own = [h for h in hooks if _is_fit_hook(h)]
     allow_partial = bool(
-        allow_partial or cfg.get('allow_partial_checkpoint', False))
+        allow_partial or cfg.get('allow_partial_checkpoint', False)
+        or any(_asks_partial(h) for h in own))
     cfg.allow_partial_checkpoint = allow_partial
-    hooks = [
-        h for h in (cfg.get('custom_hooks') or [])
-        if h.get('type') not in ('CheckpointFitHook', CheckpointFitHook)
-    ]
+    hooks = [h for h in hooks if not _is_fit_hook(h)]
     hooks.append(dict(type='CheckpointFitHook', allow_partial=allow_partial))
     cfg.custom_hooks = hooks
+
+
+def _is_fit_hook(hook) -> bool:
+    """A ``custom_hooks`` entry (a config dict or a built hook) that is a
+    :class:`CheckpointFitHook`."""
+    if isinstance(hook, Hook):
+        return isinstance(hook, CheckpointFitHook)
+    return hook.get('type') in ('CheckpointFitHook', 'mmseg.CheckpointFitHook',
+                                CheckpointFitHook)
+
+
+def _asks_partial(hook) -> bool:
+    if isinstance(hook, Hook):
+        return hook.allow_partial
+    return bool(hook.get('allow_partial', False))

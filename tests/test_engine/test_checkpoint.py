@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 from ckpt_helpers import (NO_PROXY_ENV, serve_directory, write_malicious,
                           write_truncated)
+from mmengine.config import Config
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model import BaseModel, BaseModule
 from mmengine.runner import Runner
@@ -28,10 +29,10 @@ from torch.utils.data import Dataset
 import mmseg_vvt  # noqa: F401  (installs the allow-list)
 from mmseg_vvt.engine import (CheckpointError, CheckpointFitHook,
                               CheckpointMismatchError, CorruptCheckpointError,
-                              UnsafeCheckpointError, allowed_global_names,
-                              check_checkpoint_fits, load_from_local,
-                              load_model_checkpoint, register_safe_scheme,
-                              safe_torch_load)
+                              UnsafeCheckpointError, add_checkpoint_fit_hook,
+                              allowed_global_names, check_checkpoint_fits,
+                              load_from_local, load_model_checkpoint,
+                              register_safe_scheme, safe_torch_load)
 
 
 class ToyDataset(Dataset):
@@ -540,6 +541,18 @@ def test_fit_hook_refuses_resume_of_another_model(tmp_path):
     partial.train()
     assert partial.iter == 2
     assert hook.fits is False
+    # the runner's config can ask for it too (mmseg's own tools:
+    # --cfg-options allow_partial_checkpoint=True)
+    hook = CheckpointFitHook()
+    partial = _runner(
+        tmp_path / 'c',
+        max_iters=2,
+        load_from=osp.join(tmp_path, 'iter_2.pth'),
+        model=WiderModel(),
+        custom_hooks=[hook])
+    partial.cfg.allow_partial_checkpoint = True
+    partial.train()
+    assert hook.fits is False
     # a checkpoint that fits: fits is True, also when a partial load is allowed
     hook = CheckpointFitHook(allow_partial=True)
     whole = _runner(
@@ -549,3 +562,32 @@ def test_fit_hook_refuses_resume_of_another_model(tmp_path):
         custom_hooks=[hook])
     whole.train()
     assert hook.fits is True
+
+
+def test_add_checkpoint_fit_hook_keeps_one_hook_and_the_partial_choice():
+    ema = dict(type='EMAHook')
+    # the configs' own entry is replaced, the other hooks stay in order
+    cfg = Config(dict(custom_hooks=[dict(type='CheckpointFitHook'), ema]))
+    add_checkpoint_fit_hook(cfg)
+    assert cfg.custom_hooks == [
+        ema, dict(type='CheckpointFitHook', allow_partial=False)
+    ]
+    assert cfg.allow_partial_checkpoint is False
+    # a partial load asked for anywhere is kept: the flag, the config's
+    # variable, its hook entry (a dict or a built hook)
+    asks = [
+        (Config(dict()), True),
+        (Config(dict(allow_partial_checkpoint=True)), False),
+        (Config(
+            dict(custom_hooks=[
+                dict(type='CheckpointFitHook', allow_partial=True)
+            ])), False),
+        (Config(dict(custom_hooks=[CheckpointFitHook(allow_partial=True)])),
+         False),
+    ]
+    for cfg, flag in asks:
+        add_checkpoint_fit_hook(cfg, allow_partial=flag)
+        assert cfg.custom_hooks == [
+            dict(type='CheckpointFitHook', allow_partial=True)
+        ]
+        assert cfg.allow_partial_checkpoint is True
