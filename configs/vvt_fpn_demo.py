@@ -6,7 +6,7 @@
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
     'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py',
+    './_base_/default_runtime.py',
 ]
 custom_imports = dict(
     imports=['mmseg_vvt', 'mmseg_vvt.datasets'], allow_failed_imports=False)

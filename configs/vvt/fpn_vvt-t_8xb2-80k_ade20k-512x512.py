@@ -3,8 +3,7 @@
 # total batch 16 (8 GPUs x 2 images), crop 512x512.
 _base_ = [
     '../_base_/models/fpn_vvt.py', '../_base_/datasets/ade20k_checked.py',
-    'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_80k.py'
+    '../_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
 ]
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)

@@ -4,8 +4,7 @@
 # (8 GPUs x 2 images), crop 512x512, auxiliary FCN head on stage 3 (0.4).
 _base_ = [
     '../_base_/models/upernet_vvt.py', '../_base_/datasets/ade20k_checked.py',
-    'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_160k.py'
+    '../_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
 ]
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)

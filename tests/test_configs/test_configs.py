@@ -60,6 +60,17 @@ def test_the_full_set_exists():
 
 
 @pytest.mark.parametrize('path', ALL_CONFIGS, ids=_rel)
+def test_configs_refuse_checkpoints_that_do_not_fit(path):
+    """Every config lists the fit check itself, so it holds under mmseg's
+    own tools too (configs/_base_/default_runtime.py)."""
+    cfg = Config.fromfile(path)
+    fit = [h for h in cfg.custom_hooks if h.type == 'CheckpointFitHook']
+    assert len(fit) == 1 and not fit[0].get('allow_partial', False)
+    assert cfg.allow_partial_checkpoint is False
+    assert 'mmseg_vvt' in cfg.custom_imports.imports  # registers the hook
+
+
+@pytest.mark.parametrize('path', ALL_CONFIGS, ids=_rel)
 def test_config_builds_and_runs(path):
     cfg = Config.fromfile(path)
     model_cfg = cfg.model

@@ -843,6 +843,30 @@ def test_test_py_partial_load_only_when_asked(trained, tmp_path):
         assert json.load(f)['test']['partial_checkpoint'] is True
 
 
+def test_mmseg_own_test_py_refuses_a_checkpoint_that_does_not_fit(
+        trained, tmp_path):
+    """The configs list the fit check in custom_hooks, so mmseg's own
+    tools/test.py (what ``mim test`` runs) refuses too, and scores nothing."""
+    import mmseg
+    mmseg_test = osp.join(
+        osp.dirname(mmseg.__file__), '.mim', 'tools', 'test.py')
+    ckpt = load_ckpt(osp.join(trained['work_dir'], 'iter_8.pth'))
+    del ckpt['state_dict']['decode_head.conv_seg.bias']
+    path = str(tmp_path / 'no_bias.pth')
+    torch.save(ckpt, path)
+    work_dir = str(tmp_path / 'eval')
+    cmd = [PYTHON, mmseg_test, trained['cfg'], path, '--work-dir', work_dir]
+    proc = run(cmd, check=False)
+    assert proc.returncode != 0
+    assert 'CheckpointMismatchError' in proc.stdout
+    assert "keys missing (decode_head.conv_seg.bias)" in proc.stdout
+    assert 'mIoU:' not in proc.stdout  # no metric line
+    # the partial load is asked for through the config
+    proc = run(cmd + ['--cfg-options', 'allow_partial_checkpoint=True'])
+    assert 'Partial load asked for' in proc.stdout
+    assert 'mIoU:' in proc.stdout
+
+
 def test_test_py_tta_without_tta_config_is_one_line(trained, tmp_path):
     from mmseg_vvt.testing import write_tiny_config
     cfg = write_tiny_config(tmp_path / 'no_tta.py')
