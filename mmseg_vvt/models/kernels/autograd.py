@@ -430,9 +430,9 @@ class ConvGeluLinear(torch.autograd.Function):
         ctx.save_for_backward(t, ws[0], ws[1], ws[2])
         ctx.hw = hw
         ctx.fused = fused
-        ctx.weight_dtypes = [
-            w.dtype for w in (dw_weight, dw_bias, fc2_weight, fc2_bias)
-        ]
+        ctx.weight_layouts = [(w.dtype, w.stride())
+                              for w in (dw_weight, dw_bias, fc2_weight,
+                                        fc2_bias)]
         return y
 
     @staticmethod
@@ -467,9 +467,13 @@ class ConvGeluLinear(torch.autograd.Function):
                 t.view(B, *ctx.hw, C).permute(0, 3, 1, 2), dw_w, [C], [1, 1],
                 [1, 1], [1, 1], False, [0, 0], C, [True, True, True])
         g_t = g_t.permute(0, 2, 3, 1).reshape(B, N, C)
+        # in each weight's dtype and strides: the conv's weight gradient
+        # comes with a channels-last stride in its size-1 dimension, which
+        # DDP's gradient buckets flag ("Grad strides do not match")
         grads = [
-            g.to(d) for g, d in zip((g_dw_w, g_dw_b, g_fc2_w,
-                                     g_fc2_b), ctx.weight_dtypes)
+            common.in_layout(g, d, stride)
+            for g, (d, stride) in zip((g_dw_w, g_dw_b, g_fc2_w,
+                                       g_fc2_b), ctx.weight_layouts)
         ]
         return (g_t, None, *grads, None)
 

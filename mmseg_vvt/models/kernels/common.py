@@ -104,6 +104,20 @@ def clamp_grad(grad: Tensor,
         grad, t, below, above, grad_input=out)
 
 
+def in_layout(t: Tensor, dtype: torch.dtype, stride: Sequence[int]) -> Tensor:
+    """``t`` in ``dtype`` with ``stride`` (a parameter's layout, for its
+    gradient). Strides that differ only in size-1 dimensions address the
+    same memory: relabelled by a view; any other layout is copied."""
+    t = t.to(dtype)
+    stride = tuple(stride)
+    if t.stride() == stride:
+        return t
+    if all(a == b or n == 1 for a, b, n in zip(t.stride(), stride, t.shape)):
+        return t.as_strided(t.shape, stride, t.storage_offset())
+    return torch.empty_strided(
+        t.shape, stride, dtype=dtype, device=t.device).copy_(t)
+
+
 def position_weights(height: int,
                      width: int,
                      device=None,

@@ -522,3 +522,23 @@ def test_projection_and_mean_under_autocast_casts_as_autocast_does():
                                                  (xs, ws, bs), (gy, gm)))
     for g, e in zip(got, want):
         torch.testing.assert_close(g.float(), e.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize('impl,path', [('auto', 'autograd'),
+                                       ('triton', 'triton')])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_training_gradients_are_laid_out_as_their_parameters(
+        device, impl, path, dtype):
+    # DDP's gradient buckets take each gradient in its parameter's strides
+    # and warn ("Grad strides do not match bucket view strides") otherwise;
+    # the depthwise conv's weight gradient came channels-last
+    torch.manual_seed(0)
+    block = VVTBlock(32, 2, 4, 2, 2).to(device)
+    x = torch.randn(2, 8 * 8, 32, device=device)
+    with implementation(impl):
+        assert kernels.select(x, block.mlp) == path
+        with torch.autocast(device.type, dtype, enabled=dtype != x.dtype):
+            block(x, (8, 8)).float().sum().backward()
+    for name, p in block.named_parameters():
+        assert p.grad is not None and p.grad.dtype == p.dtype, name
+        assert p.grad.stride() == p.stride(), (name, p.grad.stride())

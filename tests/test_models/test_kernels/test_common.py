@@ -230,3 +230,23 @@ def test_signed_clamp_in_place_is_signed_clamp_written_over_its_input():
     assert got.data_ptr() == t.data_ptr()
     assert torch.equal(t[:, :4], want)
     assert t[0, 0] == 0.0
+
+
+def test_in_layout_relabels_size_one_strides_and_copies_other_layouts():
+    # a depthwise conv's weight gradient as convolution backward gives it
+    g = torch.randn(4, 3, 3, 1).permute(0, 3, 1, 2)
+    assert g.stride() == (9, 1, 3, 1)
+    got = common.in_layout(g, torch.float32, (9, 9, 3, 1))
+    assert got.stride() == (9, 9, 3, 1) and torch.equal(got, g)
+    assert got.data_ptr() == g.data_ptr()  # a view: same memory order
+    with OpCounter() as count:
+        common.in_layout(g, torch.float32, (9, 9, 3, 1))
+    assert count.total == 0
+    # another memory order is copied into the layout asked for
+    t = torch.randn(3, 5).t()
+    got = common.in_layout(t, torch.float64, (3, 1))
+    assert got.stride() == (3, 1) and got.dtype == torch.float64
+    assert torch.equal(got, t.double())
+    # already laid out so: the tensor itself
+    c = torch.randn(2, 3)
+    assert common.in_layout(c, torch.float32, c.stride()) is c
