@@ -68,10 +68,10 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = [
     'CheckpointError', 'UnsafeCheckpointError', 'CorruptCheckpointError',
-    'CheckpointMismatchError', 'install_checkpoint_allowlist',
-    'allowed_global_names', 'safe_torch_load', 'load_from_local',
-    'load_from_http', 'register_safe_scheme', 'checkpoint_source',
-    'check_checkpoint_fits', 'load_model_checkpoint'
+    'CheckpointMismatchError', 'CheckpointNotFoundError',
+    'install_checkpoint_allowlist', 'allowed_global_names', 'safe_torch_load',
+    'load_from_local', 'load_from_http', 'register_safe_scheme',
+    'checkpoint_source', 'check_checkpoint_fits', 'load_model_checkpoint'
 ]
 
 #: The statistics methods HistoryBuffer stores in its pickled state
@@ -103,6 +103,11 @@ class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
 
 class CorruptCheckpointError(CheckpointError):
     """An empty, truncated or non-PyTorch checkpoint file."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A local checkpoint file that does not exist. Also a
+    :class:`FileNotFoundError`, what mmengine's own loader raises."""
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -331,7 +336,7 @@ def load_from_local(filename: str, map_location: Optional[Any] = None):
     """mmengine loader for local paths (replaces mmengine's own)."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
+        raise CheckpointNotFoundError(f'{filename} can not be found.')
     return _loaded(safe_torch_load(filename, map_location), filename)
 
 

@@ -28,11 +28,12 @@ from torch.utils.data import Dataset
 
 import mmseg_vvt  # noqa: F401  (installs the allow-list)
 from mmseg_vvt.engine import (CheckpointError, CheckpointFitHook,
-                              CheckpointMismatchError, CorruptCheckpointError,
-                              UnsafeCheckpointError, add_checkpoint_fit_hook,
-                              allowed_global_names, check_checkpoint_fits,
-                              load_from_local, load_model_checkpoint,
-                              register_safe_scheme, safe_torch_load)
+                              CheckpointMismatchError, CheckpointNotFoundError,
+                              CorruptCheckpointError, UnsafeCheckpointError,
+                              add_checkpoint_fit_hook, allowed_global_names,
+                              check_checkpoint_fits, load_from_local,
+                              load_model_checkpoint, register_safe_scheme,
+                              safe_torch_load)
 
 
 class ToyDataset(Dataset):
@@ -225,8 +226,10 @@ def test_getattr_is_limited_to_history_buffer_methods(tmp_path):
 
 def test_missing_file_is_named(tmp_path):
     path = str(tmp_path / 'nope.pth')
-    with pytest.raises(FileNotFoundError, match='nope.pth'):
+    with pytest.raises(FileNotFoundError, match='nope.pth') as info:
         CheckpointLoader.load_checkpoint(path)
+    # a CheckpointError too: the tools print it as one line
+    assert isinstance(info.value, CheckpointNotFoundError)
 
 
 def test_plain_state_dict_still_loads(tmp_path):

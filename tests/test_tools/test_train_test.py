@@ -383,6 +383,38 @@ def test_train_py_work_dir_that_is_a_file(trained, tmp_path, tool_env):
                        'folder')
 
 
+@pytest.mark.parametrize('weights', ['missing', 'segmentor', 'deeper'])
+def test_train_py_pretrained_weights_that_cannot_serve_are_one_line(
+        trained, tmp_path, tool_env, weights):
+    """The configs' default state before the ImageNet weights are converted
+    (a missing file); a segmentor checkpoint given without its prefix; the
+    weights of a shallower VVT (was: loaded in part with a warning)."""
+    path = osp.join(trained['work_dir'], 'iter_8.pth')
+    init = dict(_delete_=True, type='Pretrained', checkpoint=path)
+    options = []
+    if weights == 'missing':
+        path = init['checkpoint'] = str(tmp_path / 'vvt_small_backbone.pth')
+        expected = ('does not exist', 'tools/convert_vvt_checkpoint.py',
+                    'model.backbone.init_cfg=None')
+    elif weights == 'segmentor':
+        expected = ("prefix='backbone.'", )
+    else:
+        init['prefix'] = 'backbone.'
+        options = ['--cfg-options', 'model.backbone.arch.depths=[2,1,1,1]']
+        expected = ('does not fit the VVT backbone', 'keys missing',
+                    'strict=False')
+    cfg = tmp_path / 'pretrained.py'
+    cfg.write_text(f'_base_ = [{trained["cfg"]!r}]\n'
+                   f'model = dict(backbone=dict(init_cfg={init!r}))\n')
+    message = _refused(
+        load_tool('train').main,
+        [str(cfg), '--work-dir',
+         str(tmp_path / 'work'), *options])
+    assert path in message
+    for part in expected:
+        assert part in message, message
+
+
 BAD_CONFIGS = {
     'not_a_config': ('notes.txt', 'just some notes\n', 'cannot be read'),
     'syntax_error': ('broken.py', 'model = dict(\n', 'SyntaxError'),

@@ -23,6 +23,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...engine.checkpoint import (CheckpointMismatchError,
+                                  CheckpointNotFoundError)
 from .. import kernels
 from ..layers.vicinity_attention import VicinityAttention
 
@@ -275,9 +277,12 @@ class VVT(BaseModule):
             checkpoint=PATH)`` loads an ImageNet checkpoint as the authors
             published it (plain state dict, or under ``model`` /
             ``state_dict``; ``head.*`` dropped; an optional ``prefix`` key
-            selects a sub-dict such as ``'backbone.'``). Shape mismatches
-            raise; missing and unexpected keys are reported. None: the
-            paper's random initialisation. Default: None.
+            selects a sub-dict such as ``'backbone.'``). A checkpoint that
+            does not fit (a shape that differs, keys missing or unexpected)
+            is refused with :class:`~mmseg_vvt.engine.CheckpointMismatchError`;
+            ``strict=False`` in ``init_cfg`` loads what matches and logs
+            the missing and unexpected keys (shapes must still match).
+            None: the paper's random initialisation. Default: None.
     """
 
     arch_zoo: Dict[str, Dict[str, list]] = {
@@ -444,21 +449,34 @@ class VVT(BaseModule):
             self._random_init()
         elif cfg.get('type') == 'Pretrained':
             unknown = set(cfg) - {
-                'type', 'checkpoint', 'prefix', 'map_location'
+                'type', 'checkpoint', 'prefix', 'map_location', 'strict'
             }
             if unknown or 'checkpoint' not in cfg:
                 raise ValueError(
                     'Pretrained init_cfg of VVT takes checkpoint (required), '
-                    f'prefix, map_location; got {dict(cfg)}')
+                    f'prefix, map_location, strict; got {dict(cfg)}')
             self._random_init()
-            ckpt = CheckpointLoader.load_checkpoint(
-                cfg['checkpoint'],
-                map_location=cfg.get('map_location', 'cpu'),
-                logger='current')
+            source = cfg['checkpoint']
+            try:
+                ckpt = CheckpointLoader.load_checkpoint(
+                    source,
+                    map_location=cfg.get('map_location', 'cpu'),
+                    logger='current')
+            except FileNotFoundError as err:
+                raise CheckpointNotFoundError(
+                    f'the VVT backbone\'s pretrained checkpoint {source!r} '
+                    'does not exist. Convert the authors\' ImageNet '
+                    'checkpoint into it (tools/convert_vvt_checkpoint.py), '
+                    'point model.backbone.init_cfg.checkpoint elsewhere, or '
+                    'train from scratch with model.backbone.init_cfg=None'
+                ) from err
             state_dict = extract_backbone_state_dict(
-                ckpt, prefix=cfg.get('prefix'), source=cfg['checkpoint'])
+                ckpt, prefix=cfg.get('prefix'), source=source)
             load_backbone_state_dict(
-                self, state_dict, source=cfg['checkpoint'])
+                self,
+                state_dict,
+                source=source,
+                strict=cfg.get('strict', True))
         else:
             super().init_weights()
             return
@@ -552,10 +570,14 @@ def extract_backbone_state_dict(checkpoint, prefix=None, source='checkpoint'):
     Accepts a plain state dict or one under ``model`` / ``state_dict``;
     strips a ``module.`` prefix (DDP) and, if given, selects ``prefix``
     (e.g. ``'backbone.'``); drops the classifier ``head.*``.
+
+    Raises:
+        CheckpointMismatchError: not a dict, or no key starts with
+            ``prefix``.
     """
     if not isinstance(checkpoint, dict):
-        raise ValueError(f'{source}: expected a dict checkpoint, got '
-                         f'{type(checkpoint).__name__}')
+        raise CheckpointMismatchError(f'{source}: expected a dict checkpoint, '
+                                      f'got {type(checkpoint).__name__}')
     state_dict = checkpoint
     for key in ('state_dict', 'model'):
         if key in state_dict and isinstance(state_dict[key], dict):
@@ -571,7 +593,9 @@ def extract_backbone_state_dict(checkpoint, prefix=None, source='checkpoint'):
             for k, v in state_dict.items() if k.startswith(prefix)
         }
         if not selected:
-            raise KeyError(f'{source}: no key starts with prefix {prefix!r}')
+            raise CheckpointMismatchError(
+                f'{source}: no key starts with prefix {prefix!r} (first '
+                f'keys: {list(state_dict)[:3]})')
         state_dict = selected
     return {
         k: v
@@ -580,21 +604,51 @@ def extract_backbone_state_dict(checkpoint, prefix=None, source='checkpoint'):
     }
 
 
+def _first(keys, n=3):
+    more = ', ...' if len(keys) > n else ''
+    return ', '.join(keys[:n]) + more
+
+
+def _prefix_hint(own, state_dict) -> str:
+    """A ``prefix`` under which the checkpoint's keys are the model's (a
+    segmentor checkpoint's ``backbone.``), as advice."""
+    for key in state_dict:
+        for name in own:
+            if key.endswith('.' + name):
+                prefix = key[:-len(name)]
+                hits = sum(
+                    k.startswith(prefix) and k[len(prefix):] in own
+                    for k in state_dict)
+                return (f"; its keys under {prefix!r} are this VVT's "
+                        f'({hits} of {len(own)}): load them with '
+                        f"init_cfg=dict(type='Pretrained', checkpoint=..., "
+                        f'prefix={prefix!r})')
+    return '; is it a VVT checkpoint?'
+
+
 def load_backbone_state_dict(module: nn.Module,
                              state_dict,
-                             source='checkpoint'):
-    """Load ``state_dict`` into a VVT, strictly about shapes.
+                             source='checkpoint',
+                             strict: bool = True):
+    """Load ``state_dict`` into a VVT.
+
+    Args:
+        strict (bool): Refuse missing and unexpected keys. False: load the
+            keys that match, and log the others as warnings.
 
     Raises:
-        ValueError: at the first key whose shape differs (naming the key and
-            both shapes), or when no key matches at all.
+        CheckpointMismatchError: at the first key whose shape differs
+            (naming the key and both shapes), when no key matches at all,
+            or (``strict``) when keys are missing or unexpected (the first
+            few of each and the counts).
 
-    Missing and unexpected keys are reported as warnings and returned.
+    Returns:
+        tuple[list, list]: the missing and the unexpected keys.
     """
     own = module.state_dict()
     for key, value in state_dict.items():
         if key in own and tuple(own[key].shape) != tuple(value.shape):
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f'{source}: shape mismatch for {key!r}: checkpoint has '
                 f'{tuple(value.shape)}, the model expects '
                 f'{tuple(own[key].shape)} (is it a checkpoint of another '
@@ -602,10 +656,22 @@ def load_backbone_state_dict(module: nn.Module,
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     if len(missing) == len(own):
-        raise ValueError(
-            f'{source}: none of the model\'s keys is in the checkpoint (first '
-            f'checkpoint keys: {list(state_dict)[:5]}); is it a VVT '
-            'checkpoint?')
+        raise CheckpointMismatchError(
+            f'{source}: none of the model\'s keys is in the checkpoint '
+            f'(first checkpoint keys: {list(state_dict)[:3]})' +
+            _prefix_hint(own, state_dict))
+    if strict and (missing or unexpected):
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} of the backbone's {len(own)} keys "
+                         f'missing ({_first(missing)})')
+        if unexpected:
+            parts.append(f'{len(unexpected)} unexpected keys '
+                         f'({_first(unexpected)})')
+        raise CheckpointMismatchError(
+            f'{source} does not fit the VVT backbone: ' + '; '.join(parts) +
+            '. Is it a checkpoint of this arch? To load the matching '
+            "weights anyway, add strict=False to the backbone's init_cfg.")
     module.load_state_dict(state_dict, strict=False)
     if missing:
         print_log(

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmseg_vvt.engine import CheckpointMismatchError, CheckpointNotFoundError
 from mmseg_vvt.models import kernels
 from mmseg_vvt.models.backbones import VVT
 from mmseg_vvt.models.backbones import vvt as vvt_module
@@ -308,7 +309,8 @@ def test_pretrained_shape_mismatch_names_key_and_shapes(tmp_path):
     assert '(32, 16)' in msg and '(64, 16)' in msg
 
 
-def test_pretrained_missing_and_unexpected_keys_are_reported(tmp_path):
+def test_pretrained_missing_and_unexpected_keys_are_refused_unless_not_strict(
+        tmp_path):
     torch.manual_seed(0)
     sd = dict(VVT(arch=TINY_ARCH).state_dict())
     removed = sd.pop('block2.1.attn.q_proj.weight')
@@ -317,6 +319,21 @@ def test_pretrained_missing_and_unexpected_keys_are_reported(tmp_path):
     torch.save(sd, path)
     model = VVT(
         arch=TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(CheckpointMismatchError) as e:
+        model.init_weights()
+    msg = str(e.value)
+    assert str(path) in msg and 'does not fit the VVT backbone' in msg
+    n = len(model.state_dict())
+    assert f"1 of the backbone's {n} keys missing " \
+        '(block2.1.attn.q_proj.weight)' in msg
+    assert '1 unexpected keys (extra.weight)' in msg and 'strict=False' in msg
+    # nothing of it was loaded
+    assert not torch.equal(model.block1[0].attn.q_proj.weight,
+                           sd['block1.0.attn.q_proj.weight'])
+    # asked for: what matches loads, the rest is logged
+    model = VVT(
+        arch=TINY_ARCH,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path), strict=False))
     with mock.patch.object(vvt_module, 'print_log') as log:
         model.init_weights()
     text = ' '.join(str(c.args[0]) for c in log.call_args_list)
@@ -325,6 +342,30 @@ def test_pretrained_missing_and_unexpected_keys_are_reported(tmp_path):
     torch.testing.assert_close(model.block1[0].attn.q_proj.weight,
                                sd['block1.0.attn.q_proj.weight'])
     assert removed.shape == model.block2[1].attn.q_proj.weight.shape
+
+
+def test_pretrained_checkpoint_of_another_depth_is_refused(tmp_path):
+    """A VVT-T checkpoint for a deeper VVT of the same widths: every key it
+    has fits, the extra blocks would stay random."""
+    path, _ = _published_checkpoint(tmp_path, None)
+    deeper = dict(TINY_ARCH, depths=[d + 1 for d in TINY_ARCH['depths']])
+    model = VVT(
+        arch=deeper, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(CheckpointMismatchError, match='keys missing'):
+        model.init_weights()
+
+
+def test_missing_pretrained_file_says_what_to_do(tmp_path):
+    path = str(tmp_path / 'vvt_small_backbone.pth')
+    model = VVT(
+        arch=TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=path))
+    with pytest.raises(CheckpointNotFoundError) as e:
+        model.init_weights()
+    msg = str(e.value)
+    assert path in msg and 'does not exist' in msg
+    assert 'tools/convert_vvt_checkpoint.py' in msg
+    assert 'model.backbone.init_cfg=None' in msg
+    assert isinstance(e.value, FileNotFoundError)  # what mmengine raises
 
 
 def test_pretrained_with_prefix_selects_backbone(tmp_path):
@@ -348,7 +389,34 @@ def test_checkpoint_of_something_else_is_refused(tmp_path):
     torch.save({'conv1.weight': torch.zeros(64, 3, 7, 7)}, path)
     model = VVT(
         arch=TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(ValueError, match='none of the model'):
+    with pytest.raises(
+            CheckpointMismatchError,
+            match='none of the model.*is it a VVT checkpoint'):
+        model.init_weights()
+
+
+def test_segmentor_checkpoint_without_prefix_names_the_prefix(tmp_path):
+    torch.manual_seed(0)
+    src = VVT(arch=TINY_ARCH)
+    sd = {'decode_head.conv_seg.weight': torch.zeros(2, 2, 1, 1)}
+    sd.update({f'backbone.{k}': v for k, v in src.state_dict().items()})
+    path = tmp_path / 'segmentor.pth'
+    torch.save({'state_dict': sd, 'meta': {}}, path)
+    model = VVT(
+        arch=TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(CheckpointMismatchError) as e:
+        model.init_weights()
+    n = len(src.state_dict())
+    assert f"its keys under 'backbone.' are this VVT's ({n} of {n})" \
+        in str(e.value)
+    assert "prefix='backbone.'" in str(e.value)
+    # and a prefix no key has is named with the keys there are
+    model = VVT(
+        arch=TINY_ARCH,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='bb'))
+    with pytest.raises(
+            CheckpointMismatchError,
+            match="no key starts with prefix 'bb.'.*decode_head"):
         model.init_weights()
 
 
