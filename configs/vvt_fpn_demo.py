@@ -45,6 +45,25 @@ test_pipeline = [
     dict(type='CheckedLoadAnnotations', num_classes=num_classes),
     dict(type='PackSegInputs')
 ]
+# `tools/test.py --tta`: mmseg's ADE20K multi-scale + flip pipeline (scales
+# of the image's own size), with the same checked loaders
+tta_pipeline = [
+    dict(type='CheckedLoadImageFromFile'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [
+                dict(type='Resize', scale_factor=r, keep_ratio=True)
+                for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+            ],
+            [
+                dict(type='RandomFlip', prob=0., direction='horizontal'),
+                dict(type='RandomFlip', prob=1., direction='horizontal')
+            ],
+            [dict(type='CheckedLoadAnnotations', num_classes=num_classes)],
+            [dict(type='PackSegInputs')],
+        ])
+]
 train_dataloader = dict(
     batch_size=8,
     num_workers=1,

@@ -311,6 +311,37 @@ def _types(pipeline):
     return out
 
 
+@pytest.mark.parametrize('path', ALL_CONFIGS, ids=_rel)
+def test_every_pipeline_loads_with_the_checked_transforms(path):
+    """Also ``tta_pipeline`` (``tools/test.py --tta``): a corrupt file is
+    named there too."""
+    cfg = Config.fromfile(path)
+    pipelines = dict(
+        train=cfg.train_dataloader.dataset.pipeline,
+        val=cfg.val_dataloader.dataset.pipeline,
+        test=cfg.test_dataloader.dataset.pipeline,
+        tta=cfg.tta_pipeline)
+    for name, pipeline in pipelines.items():
+        types = _types(pipeline)
+        assert {'CheckedLoadImageFromFile', 'CheckedLoadAnnotations'} \
+            <= set(types), name
+        assert not set(types) & set(CHECKED), (name, types)
+        labels = [
+            t for t in _flat(pipeline) if t['type'] == 'CheckedLoadAnnotations'
+        ]
+        head = cfg.model.decode_head.num_classes
+        assert all(t.num_classes == head for t in labels), name
+
+
+def _flat(pipeline):
+    for step in pipeline:
+        if isinstance(step, (list, tuple)):
+            yield from _flat(step)
+        else:
+            yield step
+            yield from _flat(step.get('transforms', []))
+
+
 @pytest.fixture(scope='module')
 def mmseg_ade20k(tmp_path_factory):
     """mmseg's own ADE20K dataset base file, loaded as configs load it."""
