@@ -619,8 +619,9 @@ def check_checkpoint_fits(model: torch.nn.Module,
         raise CheckpointMismatchError(
             f'{summary}. Is it a checkpoint of this config? To load the '
             'matching weights anyway, ask for a partial load '
-            '(--allow-partial-checkpoint, or allow_partial_checkpoint=True '
-            'in the config or its --cfg-options).')
+            '(--cfg-options allow_partial_checkpoint=True, or that line in '
+            "the config; this project's tools also take "
+            '--allow-partial-checkpoint).')
     print_log(
         f'Partial load asked for (allow_partial_checkpoint): {summary}. '
         'Missing and mis-shaped weights keep their initial values, '
