@@ -185,6 +185,25 @@ def _head_width_errors(head, key: str, widths: list) -> list:
     return errors
 
 
+def _check_vvt_input_channels(model_cfg, where: str) -> None:
+    # the data preprocessor normalises as many channels as the images have:
+    # VVT's first patch embedding must take that many (else a ValueError in
+    # the first forward)
+    backbone = vvt_backbone(model_cfg)
+    pre = model_cfg.get('data_preprocessor')
+    if backbone is None or not hasattr(pre, 'get'):
+        return
+    mean = _seq(pre.get('mean'))
+    channels = backbone.get('in_channels', 3)
+    if mean is not None and isinstance(channels, int) \
+            and channels != len(mean):
+        raise BadInputError(
+            f'{where}: model.backbone.in_channels is {channels}, but '
+            f'model.data_preprocessor normalises {len(mean)} channels '
+            f'(mean={list(mean)}); set in_channels={len(mean)}, or give '
+            f'the preprocessor a mean and std for {channels} channels')
+
+
 def check_vvt_widths(model_cfg, where: str = 'model') -> None:
     """Refuse a neck or decode / auxiliary head whose ``in_channels`` are
     not the widths of a VVT backbone's outputs (its arch's ``embed_dims``
@@ -192,6 +211,7 @@ def check_vvt_widths(model_cfg, where: str = 'model') -> None:
     768 channels where VVT has 96, 160, 320, 512), which otherwise fails in
     the first forward with a convolution shape error. With a neck, the
     heads read the neck's outputs and only the neck is checked."""
+    _check_vvt_input_channels(model_cfg, where)
     widths = _vvt_out_widths(model_cfg)
     if widths is None:
         return

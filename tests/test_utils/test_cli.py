@@ -67,28 +67,39 @@ def test_load_config_names_options_that_do_not_merge(cfg_file):
         load_config(cfg_file, {'model.backbone.drop_path_rate.x': 1})
 
 
-@pytest.mark.parametrize('head, options, expect', [
-    ('fpn', {
-        'model.neck.in_channels': [96, 192, 384, 768]
-    }, 'model.neck.in_channels is [96, 192, 384, 768], but the VVT backbone '
-     'returns [16, 32, 64, 128] channels'),
-    ('fpn', {
-        'model.backbone.out_indices': [1, 2, 3]
-    }, 'model.neck.in_channels is [16, 32, 64, 128], but the VVT backbone '
-     'returns [32, 64, 128] channels'),
-    ('uper', {
-        'model.decode_head.in_channels': [16, 32, 64, 96]
-    }, 'model.decode_head.in_channels is [16, 32, 64, 96], but backbone '
-     'outputs [0, 1, 2, 3] have [16, 32, 64, 128] channels'),
-    ('uper', {
-        'model.auxiliary_head.in_channels': 128
-    }, 'model.auxiliary_head.in_channels is 128, but backbone output 2 has 64 '
-     'channels'),
-    ('fcn', {
-        'model.backbone.out_indices': [0, 1]
-    }, 'model.decode_head.in_index 3 picks backbone output(s) [3], but the '
-     'backbone returns 2 outputs ([16, 32] channels)'),
-])
+@pytest.mark.parametrize(
+    'head, options, expect',
+    [
+        ('fpn', {
+            'model.neck.in_channels': [96, 192, 384, 768]
+        },
+         'model.neck.in_channels is [96, 192, 384, 768], but the VVT backbone '
+         'returns [16, 32, 64, 128] channels'),
+        ('fpn', {
+            'model.backbone.out_indices': [1, 2, 3]
+        }, 'model.neck.in_channels is [16, 32, 64, 128], but the VVT backbone '
+         'returns [32, 64, 128] channels'),
+        ('uper', {
+            'model.decode_head.in_channels': [16, 32, 64, 96]
+        }, 'model.decode_head.in_channels is [16, 32, 64, 96], but backbone '
+         'outputs [0, 1, 2, 3] have [16, 32, 64, 128] channels'),
+        ('uper', {
+            'model.auxiliary_head.in_channels': 128
+        }, 'model.auxiliary_head.in_channels is 128, but backbone output 2 '
+         'has 64 channels'),
+        ('fcn', {
+            'model.backbone.out_indices': [0, 1]
+        },
+         'model.decode_head.in_index 3 picks backbone output(s) [3], but the '
+         'backbone returns 2 outputs ([16, 32] channels)'),
+        # the input side: VVT's patch embedding takes what the preprocessor
+        # normalises (was: a ValueError in the first forward)
+        ('fpn', {
+            'model.backbone.in_channels': 4
+        }, 'model.backbone.in_channels is 4, but model.data_preprocessor '
+         'normalises 3 channels (mean=[123.675, 116.28, 103.53]); set '
+         'in_channels=3'),
+    ])
 def test_load_config_refuses_inputs_narrower_or_wider_than_vvt(
         tmp_path, head, options, expect):
     # without the check: a conv shape error in the first forward
@@ -111,6 +122,18 @@ def test_vvt_widths_follow_out_indices_and_skip_other_backbones():
         check_vvt_widths(model)
     model['backbone'] = dict(type='ResNetV1c', depth=50)
     check_vvt_widths(model)  # not ours: mmseg's own checks apply
+
+
+def test_vvt_input_channels_follow_the_preprocessor():
+    model = tiny_segmentor()
+    model['backbone']['in_channels'] = 4
+    with pytest.raises(BadInputError, match='in_channels is 4'):
+        check_vvt_widths(model)
+    # four-channel data, normalised as such, is fine; so is no mean at all
+    model['data_preprocessor'].update(mean=[0] * 4, std=[1] * 4)
+    check_vvt_widths(model)
+    model['data_preprocessor'].update(mean=None, std=None)
+    check_vvt_widths(model)
 
 
 def _with_data(tmp_path, num_classes, dataset, aux=False):
