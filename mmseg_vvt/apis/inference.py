@@ -91,10 +91,13 @@ def expand_inputs(
         else:
             matches = sorted(glob.glob(str(item), recursive=True))
             files = [Path(m) for m in matches if Path(m).is_file()]
+            if not files and not glob.has_magic(str(item)):
+                raise FileNotFoundError(
+                    f'input {str(item)!r} does not exist (expected an image '
+                    'file, a folder, or a glob pattern)')
             if not files:
                 raise FileNotFoundError(
-                    f'input {str(item)!r} is not an image file, a folder, or '
-                    'a glob pattern matching any file')
+                    f'input {str(item)!r}: the glob pattern matches no file')
             for f in files:
                 if _is_image_name(f):
                     add(f)
@@ -146,10 +149,19 @@ def plan_outputs(images: Sequence[Path],
             f'  {s}.png <- ' + ', '.join(map(str, p))
             for s, p in sorted(clashes.items())
         ]
+        earlier = sorted({
+            str(p.parent)
+            for paths in clashes.values()
+            for p in paths if p.parent.name in (LABEL_DIR, OVERLAY_DIR)
+        })
+        advice = ('run them with separate --out-dir' if not earlier else
+                  'some lie in ' + ', '.join(earlier) + ', an earlier run\'s '
+                  'outputs by their folder names: leave those out of the '
+                  'inputs')
         raise ValueError(
             'several inputs would write the same output file (outputs are '
-            'named after the input file name without its suffix); run them '
-            'with separate --out-dir:\n' + '\n'.join(lines))
+            'named after the input file name without its suffix); ' + advice +
+            ':\n' + '\n'.join(lines))
     if not overwrite:
         existing = [
             str(p) for plan in plans for p in (plan.label, plan.overlay)

@@ -32,8 +32,14 @@ def test_expand_inputs_files_folders_globs(tmp_path):
 
 
 def test_expand_inputs_errors_name_the_input(tmp_path):
-    with pytest.raises(FileNotFoundError, match='nothing_here'):
+    with pytest.raises(
+            FileNotFoundError,
+            match='nothing_here.*the glob pattern matches no file'):
         expand_inputs([str(tmp_path / 'nothing_here*.png')])
+    # a plain path: it does not exist (was: "not an image file, a folder, or
+    # a glob pattern matching any file")
+    with pytest.raises(FileNotFoundError, match=r'nope\.jpg. does not exist'):
+        expand_inputs([str(tmp_path / 'nope.jpg')])
     _touch(tmp_path / 'only.txt')
     with pytest.raises(FileNotFoundError, match='no image files'):
         expand_inputs([tmp_path])
@@ -48,8 +54,19 @@ def test_plan_outputs_paths_clashes_and_overwrite(tmp_path):
     assert plan_outputs([a], tmp_path / 'out', overlay=False)[0].overlay \
         is None
 
-    with pytest.raises(ValueError, match=r'a\.png <- .*a\.jpg, .*a\.png'):
+    with pytest.raises(
+            ValueError,
+            match=r'separate --out-dir:\n.*a\.png <- .*a\.jpg, '
+            r'.*a\.png'):
         plan_outputs([a, tmp_path / 'x' / 'a.png'], tmp_path / 'out')
+    # an earlier run's outputs among the inputs ('in/**'): another --out-dir
+    # would not help, leaving them out does
+    earlier = tmp_path / 'in' / 'pred' / 'labels' / 'a.png'
+    with pytest.raises(ValueError) as info:
+        plan_outputs([a, earlier], tmp_path / 'out')
+    assert f"some lie in {earlier.parent}, an earlier run's outputs" \
+        in str(info.value)
+    assert 'separate --out-dir' not in str(info.value)
 
     _touch(tmp_path / 'out' / 'overlays' / 'b.png')
     with pytest.raises(FileExistsError, match=r'overlays/b\.png'):
