@@ -10,5 +10,14 @@ _base_ = ['mmseg::_base_/default_runtime.py']
 # --cfg-options allow_partial_checkpoint=True) loads what fits and logs the
 # rest. `import mmseg_vvt` registers the hook: the VVT model bases carry
 # that custom_imports (mmengine refuses a key that two bases set).
-custom_hooks = [dict(type='CheckpointFitHook')]
+#
+# A VVT whose input channels or output widths do not fit the preprocessor,
+# neck or heads, or a head with fewer classes than its dataset, stops the
+# run before the first iteration with the message this project's tools give
+# up front (VVTConfigCheckHook; `check_num_classes = False` skips the class
+# check).
+custom_hooks = [
+    dict(type='CheckpointFitHook'),
+    dict(type='VVTConfigCheckHook')
+]
 allow_partial_checkpoint = False

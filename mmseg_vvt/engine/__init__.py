@@ -9,7 +9,8 @@ from .checkpoint import (CheckpointError, CheckpointMismatchError,
                          load_from_local, load_model_checkpoint,
                          register_safe_scheme, safe_torch_load)
 from .fileio import AtomicLocalBackend, atomic_write, latest_checkpoint
-from .hooks import CheckpointFitHook, add_checkpoint_fit_hook
+from .hooks import (CheckpointFitHook, VVTConfigCheckHook,
+                    add_checkpoint_fit_hook)
 
 install_checkpoint_allowlist()
 
@@ -20,5 +21,5 @@ __all__ = [
     'install_checkpoint_allowlist', 'load_from_http', 'load_from_local',
     'load_model_checkpoint', 'register_safe_scheme', 'safe_torch_load',
     'AtomicLocalBackend', 'atomic_write', 'latest_checkpoint',
-    'CheckpointFitHook', 'add_checkpoint_fit_hook'
+    'CheckpointFitHook', 'add_checkpoint_fit_hook', 'VVTConfigCheckHook'
 ]

@@ -1,12 +1,60 @@
-"""Hook that refuses a checkpoint whose weights do not fit the model."""
-from typing import Optional
+"""Hooks that carry this project's guards into any tool that runs a VVT
+config: a checkpoint whose weights do not fit the model is refused, and a
+config whose heads cannot fit the VVT or the data stops before the first
+iteration."""
+from typing import Optional, Sequence
 
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
 from .checkpoint import check_checkpoint_fits
 
-__all__ = ['CheckpointFitHook', 'add_checkpoint_fit_hook']
+__all__ = [
+    'CheckpointFitHook', 'add_checkpoint_fit_hook', 'VVTConfigCheckHook'
+]
+
+
+@HOOKS.register_module()
+class VVTConfigCheckHook(Hook):
+    """The config checks of this project's tools, for runs other tools start
+    (mmseg's own ``tools/train.py`` / ``tools/test.py``, ``mim train``):
+    VVT's input channels and output widths against the data preprocessor,
+    the neck and the heads (``check_vvt_widths``), and each head's
+    ``num_classes`` against the datasets the loop runs (``check_classes``,
+    refusals only; ``check_num_classes = False`` in the config skips it).
+
+    Without them a wrong width fails in the first forward with a shape
+    error, and a head with fewer classes than the data with ``Target k is
+    out of bounds`` at the first loss (a device-side assert on CUDA). This
+    hook raises :class:`~mmseg_vvt.utils.cli.BadInputError` with the same
+    message the project's tools print, before the first iteration (the
+    runner has built the model and the data by then). Each set of
+    dataloaders is checked once per run.
+    """
+    priority = 'VERY_HIGH'
+
+    def __init__(self):
+        self._checked = set()
+
+    def _check(self, runner, loaders: Sequence[str]) -> None:
+        from ..utils.cli import check_classes, check_vvt_widths
+        if loaders in self._checked:
+            return
+        cfg = runner.cfg
+        where = f'config {cfg.filename}' if cfg.filename else 'config'
+        if hasattr(cfg.get('model'), 'get'):
+            check_vvt_widths(cfg.model, where)
+            check_classes(cfg, loaders, where, log_more=False)
+        self._checked.add(loaders)
+
+    def before_train(self, runner) -> None:
+        self._check(runner, ('train_dataloader', 'val_dataloader'))
+
+    def before_val(self, runner) -> None:
+        self._check(runner, ('val_dataloader', ))
+
+    def before_test(self, runner) -> None:
+        self._check(runner, ('test_dataloader', ))
 
 
 @HOOKS.register_module()

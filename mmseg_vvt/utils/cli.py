@@ -306,7 +306,10 @@ def _softmax_losses(head) -> list:
 OWN_CLASS_COUNT_HEADS = ('STDCHead', 'SideAdapterCLIPHead')
 
 
-def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
+def check_classes(cfg,
+                  data: Sequence[str],
+                  where: str = 'config',
+                  log_more: bool = True) -> None:
     """Refuse decode / auxiliary heads with fewer classes than the
     datasets of the dataloaders named in ``data``: their labels would be
     out of the head's range (``IndexError: Target k is out of bounds`` at
@@ -314,9 +317,9 @@ def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
     could never be earned. A head with ``out_channels=1`` (one sigmoid
     output) counts as two classes and needs a sigmoid loss. More classes
     than the dataset names is allowed (e.g. labels kept unreduced) and
-    logged. Heads that count classes their own way (subclasses of
-    :data:`OWN_CLASS_COUNT_HEADS`) are not checked, nor is any head in a
-    config that sets ``check_num_classes = False``."""
+    logged (unless not ``log_more``). Heads that count classes their own
+    way (subclasses of :data:`OWN_CLASS_COUNT_HEADS`) are not checked, nor
+    is any head in a config that sets ``check_num_classes = False``."""
     from mmengine.logging import print_log
     model_cfg = cfg.get('model')
     if not data or not hasattr(model_cfg, 'get') or not cfg.get(
@@ -373,7 +376,8 @@ def check_classes(cfg, data: Sequence[str], where: str = 'config') -> None:
                     "dataset's metainfo; check_num_classes = False in the "
                     'config skips this check for heads that count classes '
                     'their own way)')
-            if num_classes > count and (name, count, kind) not in logged:
+            if log_more and num_classes > count and (name, count,
+                                                     kind) not in logged:
                 logged.add((name, count, kind))
                 if int(os.environ.get('RANK', '0')) == 0:  # once per job
                     print_log(

@@ -68,6 +68,8 @@ def test_configs_refuse_checkpoints_that_do_not_fit(path):
     assert len(fit) == 1 and not fit[0].get('allow_partial', False)
     assert cfg.allow_partial_checkpoint is False
     assert 'mmseg_vvt' in cfg.custom_imports.imports  # registers the hook
+    # and the config checks of this project's tools, run by the runner
+    assert [h.type for h in cfg.custom_hooks].count('VVTConfigCheckHook') == 1
 
 
 @pytest.mark.parametrize('path', ALL_CONFIGS, ids=_rel)
