@@ -154,10 +154,11 @@ def plan_outputs(images: Sequence[Path],
             for paths in clashes.values()
             for p in paths if p.parent.name in (LABEL_DIR, OVERLAY_DIR)
         })
-        advice = ('run them with separate --out-dir' if not earlier else
-                  'some lie in ' + ', '.join(earlier) + ', an earlier run\'s '
-                  'outputs by their folder names: leave those out of the '
-                  'inputs')
+        advice = 'run them with separate --out-dir'
+        if earlier:  # another --out-dir would not part these
+            advice += ('; inputs in ' + ', '.join(earlier) + ' look like an '
+                       "earlier run's outputs (by their folder names): leave "
+                       'those out of the inputs')
         raise ValueError(
             'several inputs would write the same output file (outputs are '
             'named after the input file name without its suffix); ' + advice +

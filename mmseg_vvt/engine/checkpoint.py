@@ -545,7 +545,8 @@ def _bare_model(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _first(keys: List[str]) -> str:
+def first_keys(keys: List[str]) -> str:
+    """The first few of ``keys``, for a message."""
     shown = ', '.join(keys[:_FIRST])
     return shown + (', ...' if len(keys) > _FIRST else '')
 
@@ -606,22 +607,23 @@ def check_checkpoint_fits(model: torch.nn.Module,
     parts = []
     if missing:
         parts.append(f'{len(missing)} of the model\'s {len(required)} '
-                     f'keys missing ({_first(missing)})')
+                     f'keys missing ({first_keys(missing)})')
     if unexpected:
         parts.append(f'{len(unexpected)} unexpected keys '
-                     f'({_first(unexpected)})')
+                     f'({first_keys(unexpected)})')
     if mismatched:
         parts.append(f'{len(mismatched)} shapes differ (checkpoint vs '
-                     f'model: {_first(mismatched)})')
+                     f'model: {first_keys(mismatched)})')
     summary = (f'checkpoint {source!r} does not fit the model: ' +
                '; '.join(parts))
     if not allow_partial:
         raise CheckpointMismatchError(
             f'{summary}. Is it a checkpoint of this config? To load the '
-            'matching weights anyway, ask for a partial load '
-            '(--cfg-options allow_partial_checkpoint=True, or that line in '
-            "the config; this project's tools also take "
-            '--allow-partial-checkpoint).')
+            'matching weights anyway, ask for a partial load: '
+            'allow_partial_checkpoint=True in the config (with mmseg\'s own '
+            'tools: --cfg-options allow_partial_checkpoint=True), '
+            "--allow-partial-checkpoint with this project's tools, "
+            'allow_partial=True in its Python API.')
     print_log(
         f'Partial load asked for (allow_partial_checkpoint): {summary}. '
         'Missing and mis-shaped weights keep their initial values, '

@@ -2,7 +2,7 @@
 config: a checkpoint whose weights do not fit the model is refused, and a
 config whose heads cannot fit the VVT or the data stops before the first
 iteration."""
-from typing import Optional, Sequence
+from typing import Optional
 
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
@@ -13,6 +13,11 @@ __all__ = [
     'CheckpointFitHook', 'add_checkpoint_fit_hook', 'VVTConfigCheckHook'
 ]
 
+# the loops a runner has built when its before_run hooks are called, and the
+# dataloader each runs
+_LOOPS = (('_train_loop', 'train_dataloader'), ('_val_loop', 'val_dataloader'),
+          ('_test_loop', 'test_dataloader'))
+
 
 @HOOKS.register_module()
 class VVTConfigCheckHook(Hook):
@@ -20,41 +25,38 @@ class VVTConfigCheckHook(Hook):
     (mmseg's own ``tools/train.py`` / ``tools/test.py``, ``mim train``):
     VVT's input channels and output widths against the data preprocessor,
     the neck and the heads (``check_vvt_widths``), and each head's
-    ``num_classes`` against the datasets the loop runs (``check_classes``,
-    refusals only; ``check_num_classes = False`` in the config skips it).
+    ``num_classes`` against the datasets of the loops the run has built
+    (``check_classes``, refusals only; ``check_num_classes = False`` in the
+    config skips it). A TTA model (``test.py --tta``) is checked through the
+    segmentor it wraps.
 
     Without them a wrong width fails in the first forward with a shape
     error, and a head with fewer classes than the data with ``Target k is
     out of bounds`` at the first loss (a device-side assert on CUDA). This
-    hook raises :class:`~mmseg_vvt.utils.cli.BadInputError` with the same
-    message the project's tools print, before the first iteration (the
-    runner has built the model and the data by then). Each set of
-    dataloaders is checked once per run.
+    hook raises :class:`~mmseg_vvt.utils.cli.BadInputError` with the message
+    the project's tools print up front, in ``before_run``: after the runner
+    has built the model and the loops, before it loads pretrained weights or
+    a checkpoint (whose errors would hide the config's).
     """
+    # before any other hook's before_run: nothing of the run should start
+    # on a config that cannot run
     priority = 'VERY_HIGH'
 
-    def __init__(self):
-        self._checked = set()
+    def before_run(self, runner) -> None:
+        from mmengine.runner import BaseLoop
 
-    def _check(self, runner, loaders: Sequence[str]) -> None:
         from ..utils.cli import check_classes, check_vvt_widths
-        if loaders in self._checked:
-            return
         cfg = runner.cfg
-        where = f'config {cfg.filename}' if cfg.filename else 'config'
-        if hasattr(cfg.get('model'), 'get'):
-            check_vvt_widths(cfg.model, where)
-            check_classes(cfg, loaders, where, log_more=False)
-        self._checked.add(loaders)
-
-    def before_train(self, runner) -> None:
-        self._check(runner, ('train_dataloader', 'val_dataloader'))
-
-    def before_val(self, runner) -> None:
-        self._check(runner, ('val_dataloader', ))
-
-    def before_test(self, runner) -> None:
-        self._check(runner, ('test_dataloader', ))
+        name = getattr(cfg, 'filename', None)
+        where = f'config {name}' if name else 'config'
+        if not hasattr(cfg.get('model'), 'get'):
+            return
+        loaders = [
+            loader for attr, loader in _LOOPS
+            if isinstance(getattr(runner, attr, None), BaseLoop)
+        ]
+        check_vvt_widths(cfg.model, where)
+        check_classes(cfg, loaders, where, log_more=False)
 
 
 @HOOKS.register_module()
@@ -103,13 +105,14 @@ class CheckpointFitHook(Hook):
 
 
 def add_checkpoint_fit_hook(cfg, allow_partial: bool = False) -> None:
-    """Put one :class:`CheckpointFitHook` in ``cfg.custom_hooks``.
+    """Leave one :class:`CheckpointFitHook` in ``cfg.custom_hooks``.
 
     A partial load is allowed when ``allow_partial``, the config's
     ``allow_partial_checkpoint = True`` or a ``CheckpointFitHook`` the
     config lists already asks for it; either is logged when the checkpoint
     does not fit. The config's own entry (the VVT configs carry one) is
-    replaced, so the hook runs once.
+    kept, as the built hook when it is one (its ``fits`` stays readable),
+    and any further entries are dropped, so the hook runs once.
     """
     hooks = list(cfg.get('custom_hooks') or [])
     own = [h for h in hooks if _is_fit_hook(h)]
@@ -117,13 +120,19 @@ def add_checkpoint_fit_hook(cfg, allow_partial: bool = False) -> None:
         allow_partial or cfg.get('allow_partial_checkpoint', False)
         or any(_asks_partial(h) for h in own))
     cfg.allow_partial_checkpoint = allow_partial
+    built = [h for h in own if isinstance(h, Hook)]
+    if built:
+        keep = built[0]
+        keep.allow_partial = allow_partial
+    else:
+        keep = dict(type='CheckpointFitHook', allow_partial=allow_partial)
     hooks = [h for h in hooks if not _is_fit_hook(h)]
-    hooks.append(dict(type='CheckpointFitHook', allow_partial=allow_partial))
+    hooks.append(keep)
     cfg.custom_hooks = hooks
 
 
 def _is_fit_hook(hook) -> bool:
-    """A ``custom_hooks`` entry (a config dict or a built hook) that is a
+    """Whether a ``custom_hooks`` entry (a config dict or a built hook) is a
     :class:`CheckpointFitHook`."""
     if isinstance(hook, Hook):
         return isinstance(hook, CheckpointFitHook)
@@ -132,6 +141,7 @@ def _is_fit_hook(hook) -> bool:
 
 
 def _asks_partial(hook) -> bool:
+    """Whether a ``CheckpointFitHook`` entry allows a partial load."""
     if isinstance(hook, Hook):
         return hook.allow_partial
     return bool(hook.get('allow_partial', False))

@@ -15,9 +15,9 @@ from mmengine.config import DictAction
 
 __all__ = [
     'BadInputError', 'load_config', 'vvt_backbone', 'check_vvt_arch',
-    'check_vvt_widths', 'check_classes', 'check_out_file', 'check_out_dir',
-    'check_device', 'positive_int', 'nonnegative_int', 'positive_float',
-    'CfgOptionsAction'
+    'check_vvt_widths', 'check_classes', 'segmentor_cfg', 'check_out_file',
+    'check_out_dir', 'check_device', 'positive_int', 'nonnegative_int',
+    'positive_float', 'CfgOptionsAction'
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -85,11 +85,22 @@ def load_config(path: PathLike,
     return cfg
 
 
+def segmentor_cfg(model_cfg):
+    """The segmentor of a ``model`` config: the config itself, or the one a
+    TTA model wraps (``test.py --tta`` makes ``model`` a
+    ``SegTTAModel(module=...)``)."""
+    if hasattr(model_cfg, 'get') and 'backbone' not in model_cfg \
+            and hasattr(model_cfg.get('module'), 'get'):
+        return model_cfg['module']
+    return model_cfg
+
+
 def vvt_backbone(model_cfg):
-    """The ``backbone`` of a ``model`` config when it is this package's VVT
-    (named ``'VVT'`` / ``'mmseg.VVT'``, or the class in a pure-Python
-    config), else None."""
+    """The ``backbone`` of a ``model`` config (or of the segmentor a TTA
+    model wraps) when it is this package's VVT (named ``'VVT'`` /
+    ``'mmseg.VVT'``, or the class in a pure-Python config), else None."""
     from mmseg_vvt.models.backbones.vvt import VVT
+    model_cfg = segmentor_cfg(model_cfg)
     backbone = model_cfg.get('backbone') if hasattr(model_cfg, 'get') else None
     if not hasattr(backbone, 'get'):
         return None
@@ -195,7 +206,8 @@ def _check_vvt_input_channels(model_cfg, where: str) -> None:
         return
     mean = _seq(pre.get('mean'))
     channels = backbone.get('in_channels', 3)
-    if mean is not None and isinstance(channels, int) \
+    # one value is broadcast over every channel
+    if mean is not None and len(mean) > 1 and isinstance(channels, int) \
             and channels != len(mean):
         raise BadInputError(
             f'{where}: model.backbone.in_channels is {channels}, but '
@@ -211,6 +223,7 @@ def check_vvt_widths(model_cfg, where: str = 'model') -> None:
     768 channels where VVT has 96, 160, 320, 512), which otherwise fails in
     the first forward with a convolution shape error. With a neck, the
     heads read the neck's outputs and only the neck is checked."""
+    model_cfg = segmentor_cfg(model_cfg)
     _check_vvt_input_channels(model_cfg, where)
     widths = _vvt_out_widths(model_cfg)
     if widths is None:
@@ -321,7 +334,7 @@ def check_classes(cfg,
     way (subclasses of :data:`OWN_CLASS_COUNT_HEADS`) are not checked, nor
     is any head in a config that sets ``check_num_classes = False``."""
     from mmengine.logging import print_log
-    model_cfg = cfg.get('model')
+    model_cfg = segmentor_cfg(cfg.get('model'))
     if not data or not hasattr(model_cfg, 'get') or not cfg.get(
             'check_num_classes', True):
         return

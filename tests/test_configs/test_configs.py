@@ -72,6 +72,16 @@ def test_configs_refuse_checkpoints_that_do_not_fit(path):
     assert [h.type for h in cfg.custom_hooks].count('VVTConfigCheckHook') == 1
 
 
+def test_a_config_extending_custom_hooks_keeps_the_guards(tmp_path):
+    # the README's advice: a list set in a child replaces the base's
+    child = tmp_path / 'ema.py'
+    child.write_text(f"_base_ = [{osp.join(CONFIG_DIR, 'vvt_fpn_demo.py')!r}]"
+                     "\ncustom_hooks = _base_.custom_hooks + "
+                     "[dict(type='EMAHook')]\n")
+    assert [h.type for h in Config.fromfile(str(child)).custom_hooks
+            ] == ['CheckpointFitHook', 'VVTConfigCheckHook', 'EMAHook']
+
+
 @pytest.mark.parametrize('path', ALL_CONFIGS, ids=_rel)
 def test_config_builds_and_runs(path):
     cfg = Config.fromfile(path)

@@ -585,8 +585,6 @@ def test_add_checkpoint_fit_hook_keeps_one_hook_and_the_partial_choice():
             dict(custom_hooks=[
                 dict(type='CheckpointFitHook', allow_partial=True)
             ])), False),
-        (Config(dict(custom_hooks=[CheckpointFitHook(allow_partial=True)])),
-         False),
     ]
     for cfg, flag in asks:
         add_checkpoint_fit_hook(cfg, allow_partial=flag)
@@ -594,3 +592,13 @@ def test_add_checkpoint_fit_hook_keeps_one_hook_and_the_partial_choice():
             dict(type='CheckpointFitHook', allow_partial=True)
         ]
         assert cfg.allow_partial_checkpoint is True
+    # a built hook is kept (its `fits` stays readable), told the choice
+    built = CheckpointFitHook(allow_partial=True)
+    cfg = Config(
+        dict(custom_hooks=[dict(type='CheckpointFitHook'), built, ema]))
+    add_checkpoint_fit_hook(cfg)
+    assert cfg.custom_hooks == [ema, built] and built.allow_partial
+    built = CheckpointFitHook()
+    cfg = Config(dict(custom_hooks=[built]))
+    add_checkpoint_fit_hook(cfg, allow_partial=True)
+    assert cfg.custom_hooks == [built] and built.allow_partial

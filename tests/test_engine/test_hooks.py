@@ -1,65 +1,81 @@
 """The hooks the VVT configs list: VVTConfigCheckHook here;
 CheckpointFitHook with the checkpoint loading in test_checkpoint.py."""
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 from mmengine.config import Config
+from mmengine.runner import BaseLoop
 
 import mmseg_vvt  # noqa: F401  (registers the hooks)
 from mmseg_vvt.engine import VVTConfigCheckHook
 from mmseg_vvt.testing import tiny_segmentor
 from mmseg_vvt.utils.cli import BadInputError, check_classes
 
-
-def _runner(model, **loaders):
-    cfg = Config(dict(model=model, **loaders))
-    return SimpleNamespace(cfg=cfg)
-
-
 ADE = dict(dataset=dict(type='ADE20KDataset'))  # 150 classes
 
 
-def test_config_check_hook_refuses_heads_with_fewer_classes_than_the_data():
-    runner = _runner(tiny_segmentor(num_classes=4), train_dataloader=ADE)
-    hook = VVTConfigCheckHook()
+def _runner(model, built=('train', ), **loaders):
+    """A runner as before_run sees it: its config, and the loops named in
+    ``built`` built (the others still configs)."""
+    loops = {
+        f'_{name}_loop':
+        (mock.Mock(spec=BaseLoop) if name in built else dict(type='Loop'))
+        for name in ('train', 'val', 'test')
+    }
+    return SimpleNamespace(cfg=Config(dict(model=model, **loaders)), **loops)
+
+
+def test_heads_with_fewer_classes_than_the_data_of_a_built_loop_are_refused():
+    model = tiny_segmentor(num_classes=4)
+    runner = _runner(model, built=('train', 'val'), train_dataloader=ADE)
     with pytest.raises(BadInputError) as info:
-        hook.before_train(runner)
+        VVTConfigCheckHook().before_run(runner)
     assert str(info.value).startswith(
-        'config: model.decode_head.num_classes is 4, but the dataset '
-        'of train_dataloader (ADE20KDataset) has 150 classes')
-    # the test loop reads no ADE20K here: nothing to refuse
-    hook.before_test(runner)
+        'config: model.decode_head.num_classes is 4, but the dataset of '
+        'train_dataloader (ADE20KDataset) has 150 classes')
+    # test() builds only the test loop: an ADE20K train set is not its data
+    runner = _runner(model, built=('test', ), train_dataloader=ADE)
+    VVTConfigCheckHook().before_run(runner)
+    runner = _runner(model, built=('test', ), test_dataloader=ADE)
+    with pytest.raises(BadInputError, match='test_dataloader'):
+        VVTConfigCheckHook().before_run(runner)
     # the config's own opt-out holds
     runner.cfg.check_num_classes = False
-    VVTConfigCheckHook().before_train(runner)
+    VVTConfigCheckHook().before_run(runner)
 
 
-def test_config_check_hook_refuses_widths_that_are_not_vvt_s():
+@pytest.mark.parametrize('tta', [False, True])
+def test_widths_and_input_channels_are_checked_also_under_tta(tta):
     model = tiny_segmentor(num_classes=150)
     model['neck']['in_channels'] = [96, 192, 384, 768]  # Swin-T's
-    runner = _runner(model, test_dataloader=ADE)
+    # test.py --tta wraps the segmentor in mmseg's SegTTAModel
+    wrap = (lambda m: dict(type='SegTTAModel', module=m)) if tta else (
+        lambda m: m)
+    runner = _runner(wrap(model), built=('test', ), test_dataloader=ADE)
     with pytest.raises(BadInputError, match='model.neck.in_channels is'):
-        VVTConfigCheckHook().before_test(runner)
+        VVTConfigCheckHook().before_run(runner)
+    model = tiny_segmentor(num_classes=150)
+    model['backbone']['in_channels'] = 4
+    runner = _runner(wrap(model), built=('test', ), test_dataloader=ADE)
+    with pytest.raises(BadInputError, match='in_channels is 4'):
+        VVTConfigCheckHook().before_run(runner)
+    model = tiny_segmentor(num_classes=2)
+    runner = _runner(wrap(model), built=('test', ), test_dataloader=ADE)
+    with pytest.raises(BadInputError, match='num_classes is 2'):
+        VVTConfigCheckHook().before_run(runner)
 
 
-def test_config_check_hook_checks_once_and_logs_nothing(monkeypatch):
+def test_more_classes_than_the_data_is_left_to_the_tools_log(monkeypatch):
     logged = []
     monkeypatch.setattr('mmengine.logging.print_log',
                         lambda *a, **k: logged.append(a))
-    # more classes than the data: allowed; the tools log it, the hook not
     runner = _runner(
         tiny_segmentor(num_classes=200),
+        built=('train', 'val'),
         train_dataloader=ADE,
         val_dataloader=ADE)
-    hook = VVTConfigCheckHook()
-    hook.before_train(runner)
-    hook.before_val(runner)
+    VVTConfigCheckHook().before_run(runner)
     assert not [a for a in logged if 'extra outputs' in str(a[0])]
     check_classes(runner.cfg, ['train_dataloader'])  # the tools' call logs
     assert [a for a in logged if 'extra outputs' in str(a[0])]
-    # checked once per set of loaders: a config changed mid-run is not
-    # checked again at every validation
-    runner.cfg.model.decode_head.num_classes = 2
-    hook.before_train(runner)
-    with pytest.raises(BadInputError):
-        VVTConfigCheckHook().before_train(runner)

@@ -905,23 +905,32 @@ def test_mmseg_own_train_py_stops_a_head_with_too_few_classes(
         trained, tmp_path):
     """VVTConfigCheckHook (in the configs' custom_hooks) gives mmseg's own
     tools the check this project's tools run up front: before the first
-    iteration, not at the first loss (a device-side assert on CUDA)."""
+    iteration (not at the first loss, a device-side assert on CUDA), and
+    before the pretrained weights load (whose error would hide it)."""
     import mmseg
     mmseg_train = osp.join(
         osp.dirname(mmseg.__file__), '.mim', 'tools', 'train.py')
-    proc = run([
-        PYTHON, mmseg_train, trained['cfg'], '--work-dir',
-        str(tmp_path / 'work'), '--cfg-options',
-        'model.decode_head.num_classes=2'
-    ],
-               check=False)
+    missing = str(tmp_path / 'vvt_tiny_backbone.pth')
+    cfg = tmp_path / 'few_classes.py'
+    cfg.write_text(
+        f'_base_ = [{trained["cfg"]!r}]\n'
+        'model = dict(decode_head=dict(num_classes=2), backbone=dict('
+        f"init_cfg=dict(_delete_=True, type='Pretrained', "
+        f'checkpoint={missing!r})))\n')
+    proc = run(
+        [PYTHON, mmseg_train,
+         str(cfg), '--work-dir',
+         str(tmp_path / 'work')],
+        check=False)
     assert proc.returncode != 0
     assert 'BadInputError' in proc.stdout
-    assert (f"config {trained['cfg']}: model.decode_head.num_classes is 2, "
-            'but the dataset of train_dataloader (ADE20KDataset) has 150 '
+    assert (f'config {cfg}: model.decode_head.num_classes is 2, but the '
+            'dataset of train_dataloader (ADE20KDataset) has 150 '
             'classes') in proc.stdout
     assert 'Iter(train)' not in proc.stdout
     assert 'out of bounds' not in proc.stdout
+    # the weights were not reached
+    assert 'CheckpointNotFoundError' not in proc.stdout
 
 
 def test_test_py_tta_without_tta_config_is_one_line(trained, tmp_path):

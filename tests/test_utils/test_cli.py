@@ -134,6 +134,9 @@ def test_vvt_input_channels_follow_the_preprocessor():
     check_vvt_widths(model)
     model['data_preprocessor'].update(mean=None, std=None)
     check_vvt_widths(model)
+    # one value is broadcast over every channel by mmseg's preprocessor
+    model['data_preprocessor'].update(mean=[127.5], std=[127.5])
+    check_vvt_widths(model)
 
 
 def _with_data(tmp_path, num_classes, dataset, aux=False):

@@ -9,6 +9,7 @@ formulation; faster implementations of the same functions live in
 :mod:`mmseg_vvt.models.kernels`.
 """
 import math
+from collections import Counter
 from typing import Dict, Sequence, Tuple, Union
 
 import torch
@@ -23,8 +24,6 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...engine.checkpoint import (CheckpointMismatchError,
-                                  CheckpointNotFoundError)
 from .. import kernels
 from ..layers.vicinity_attention import VicinityAttention
 
@@ -456,6 +455,8 @@ class VVT(BaseModule):
                     'Pretrained init_cfg of VVT takes checkpoint (required), '
                     f'prefix, map_location, strict; got {dict(cfg)}')
             self._random_init()
+            # lazily: the model code does not import the runtime package
+            from ...engine.checkpoint import CheckpointNotFoundError
             source = cfg['checkpoint']
             try:
                 ckpt = CheckpointLoader.load_checkpoint(
@@ -575,6 +576,7 @@ def extract_backbone_state_dict(checkpoint, prefix=None, source='checkpoint'):
         CheckpointMismatchError: not a dict, or no key starts with
             ``prefix``.
     """
+    from ...engine.checkpoint import CheckpointMismatchError
     if not isinstance(checkpoint, dict):
         raise CheckpointMismatchError(f'{source}: expected a dict checkpoint, '
                                       f'got {type(checkpoint).__name__}')
@@ -604,25 +606,21 @@ def extract_backbone_state_dict(checkpoint, prefix=None, source='checkpoint'):
     }
 
 
-def _first(keys, n=3):
-    more = ', ...' if len(keys) > n else ''
-    return ', '.join(keys[:n]) + more
-
-
 def _prefix_hint(own, state_dict) -> str:
-    """A ``prefix`` under which the checkpoint's keys are the model's (a
-    segmentor checkpoint's ``backbone.``), as advice."""
+    """A ``prefix`` under which most of the model's keys are in the
+    checkpoint (a segmentor checkpoint's ``backbone.``), as advice."""
+    hits = Counter()
     for key in state_dict:
         for name in own:
             if key.endswith('.' + name):
-                prefix = key[:-len(name)]
-                hits = sum(
-                    k.startswith(prefix) and k[len(prefix):] in own
-                    for k in state_dict)
-                return (f"; its keys under {prefix!r} are this VVT's "
-                        f'({hits} of {len(own)}): load them with '
-                        f"init_cfg=dict(type='Pretrained', checkpoint=..., "
-                        f'prefix={prefix!r})')
+                hits[key[:-len(name)]] += 1
+    if hits:
+        prefix, count = hits.most_common(1)[0]
+        if count > len(own) // 2:
+            return (f"; its keys under {prefix!r} are this VVT's ({count} "
+                    f'of {len(own)}): load them with '
+                    "init_cfg=dict(type='Pretrained', checkpoint=..., "
+                    f'prefix={prefix!r})')
     return '; is it a VVT checkpoint?'
 
 
@@ -633,6 +631,10 @@ def load_backbone_state_dict(module: nn.Module,
     """Load ``state_dict`` into a VVT.
 
     Args:
+        module (nn.Module): The VVT.
+        state_dict (dict): Its weights, as
+            :func:`extract_backbone_state_dict` returns them.
+        source (str): The checkpoint's name, for messages.
         strict (bool): Refuse missing and unexpected keys. False: load the
             keys that match, and log the others as warnings.
 
@@ -645,6 +647,7 @@ def load_backbone_state_dict(module: nn.Module,
     Returns:
         tuple[list, list]: the missing and the unexpected keys.
     """
+    from ...engine.checkpoint import CheckpointMismatchError, first_keys
     own = module.state_dict()
     for key, value in state_dict.items():
         if key in own and tuple(own[key].shape) != tuple(value.shape):
@@ -664,10 +667,10 @@ def load_backbone_state_dict(module: nn.Module,
         parts = []
         if missing:
             parts.append(f"{len(missing)} of the backbone's {len(own)} keys "
-                         f'missing ({_first(missing)})')
+                         f'missing ({first_keys(missing)})')
         if unexpected:
             parts.append(f'{len(unexpected)} unexpected keys '
-                         f'({_first(unexpected)})')
+                         f'({first_keys(unexpected)})')
         raise CheckpointMismatchError(
             f'{source} does not fit the VVT backbone: ' + '; '.join(parts) +
             '. Is it a checkpoint of this arch? To load the matching '

@@ -393,6 +393,19 @@ def test_checkpoint_of_something_else_is_refused(tmp_path):
             CheckpointMismatchError,
             match='none of the model.*is it a VVT checkpoint'):
         model.init_weights()
+    # a few key names in common (VVT's stage norms, a MiT's block norms) are
+    # no prefix to suggest
+    mit = {
+        f'backbone.layers.{i}.1.{j}.norm{n}.weight': torch.zeros(8)
+        for i in range(4)
+        for j in range(2)
+        for n in (1, 2)
+    }
+    torch.save({'state_dict': mit}, path)
+    with pytest.raises(
+            CheckpointMismatchError,
+            match='none of the model.*is it a VVT checkpoint'):
+        model.init_weights()
 
 
 def test_segmentor_checkpoint_without_prefix_names_the_prefix(tmp_path):
