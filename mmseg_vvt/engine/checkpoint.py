@@ -551,6 +551,26 @@ def first_keys(keys: List[str]) -> str:
     return shown + (', ...' if len(keys) > _FIRST else '')
 
 
+def misfit_summary(missing: List[str],
+                   unexpected: List[str],
+                   total: int,
+                   mismatched: List[str] = (),
+                   whose: str = "the model's") -> str:
+    """What does not fit, for a message: the counts of missing (of
+    ``total``), unexpected and mis-shaped keys, and the first few of each."""
+    parts = []
+    if missing:
+        parts.append(f'{len(missing)} of {whose} {total} keys missing '
+                     f'({first_keys(missing)})')
+    if unexpected:
+        parts.append(f'{len(unexpected)} unexpected keys '
+                     f'({first_keys(unexpected)})')
+    if mismatched:
+        parts.append(f'{len(mismatched)} shapes differ (checkpoint vs '
+                     f'model: {first_keys(mismatched)})')
+    return '; '.join(parts)
+
+
 # the key revision mmengine's loader applies by default (DDP's prefix)
 STRIP_DDP_PREFIX = ((r'^module\.', ''), )
 
@@ -604,18 +624,8 @@ def check_checkpoint_fits(model: torch.nn.Module,
     ]
     if not (missing or unexpected or mismatched):
         return True
-    parts = []
-    if missing:
-        parts.append(f'{len(missing)} of the model\'s {len(required)} '
-                     f'keys missing ({first_keys(missing)})')
-    if unexpected:
-        parts.append(f'{len(unexpected)} unexpected keys '
-                     f'({first_keys(unexpected)})')
-    if mismatched:
-        parts.append(f'{len(mismatched)} shapes differ (checkpoint vs '
-                     f'model: {first_keys(mismatched)})')
     summary = (f'checkpoint {source!r} does not fit the model: ' +
-               '; '.join(parts))
+               misfit_summary(missing, unexpected, len(required), mismatched))
     if not allow_partial:
         raise CheckpointMismatchError(
             f'{summary}. Is it a checkpoint of this config? To load the '

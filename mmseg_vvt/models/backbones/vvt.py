@@ -647,7 +647,7 @@ def load_backbone_state_dict(module: nn.Module,
     Returns:
         tuple[list, list]: the missing and the unexpected keys.
     """
-    from ...engine.checkpoint import CheckpointMismatchError, first_keys
+    from ...engine.checkpoint import CheckpointMismatchError, misfit_summary
     own = module.state_dict()
     for key, value in state_dict.items():
         if key in own and tuple(own[key].shape) != tuple(value.shape):
@@ -664,15 +664,9 @@ def load_backbone_state_dict(module: nn.Module,
             f'(first checkpoint keys: {list(state_dict)[:3]})' +
             _prefix_hint(own, state_dict))
     if strict and (missing or unexpected):
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} of the backbone's {len(own)} keys "
-                         f'missing ({first_keys(missing)})')
-        if unexpected:
-            parts.append(f'{len(unexpected)} unexpected keys '
-                         f'({first_keys(unexpected)})')
         raise CheckpointMismatchError(
-            f'{source} does not fit the VVT backbone: ' + '; '.join(parts) +
+            f'{source} does not fit the VVT backbone: ' + misfit_summary(
+                missing, unexpected, len(own), whose="the backbone's") +
             '. Is it a checkpoint of this arch? To load the matching '
             "weights anyway, add strict=False to the backbone's init_cfg.")
     module.load_state_dict(state_dict, strict=False)
