@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
+import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.utils import ProgressBar
 from mmseg.apis import MMSegInferencer
@@ -615,21 +616,30 @@ class VVTSegInferencer(MMSegInferencer):
         ``visualize`` (``SegLocalVisualizer``)."""
         if not 0 < opacity <= 1:
             raise ValueError(f'opacity must be in (0, 1], got {opacity}')
-        from mmengine.structures import PixelData
-        from mmseg.structures import SegDataSample
-
-        # numpy labels: the visualizer indexes its colour mask with
-        # ``labels == k``; as a one-element torch tensor (a 1x1 image) numpy
-        # takes that as the integer index 1 (IndexError)
-        drawn = SegDataSample()
-        drawn.pred_sem_seg = PixelData(
-            data=pred.pred_sem_seg.data.cpu().numpy())
         (vis, ) = self.visualize([np.ascontiguousarray(image_bgr[:, :, ::-1])],
-                                 [drawn],
+                                 [pred],
                                  return_vis=True,
                                  opacity=opacity,
                                  with_labels=with_labels)
         return np.ascontiguousarray(vis[:, :, ::-1])
+
+    def visualize(self, inputs, preds, **kwargs):
+        """mmseg's ``visualize``, given each prediction's labels as numpy:
+        the visualizer indexes its colour mask with ``labels == k``, and a
+        one-element torch tensor (a 1x1 image) numpy takes as the integer
+        index 1 (``IndexError``), on every route that draws (``overlay``,
+        ``__call__`` with ``return_vis`` or ``out_dir``)."""
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+
+        drawn = []
+        for pred in preds:
+            labels = pred.pred_sem_seg.data
+            if isinstance(labels, torch.Tensor):
+                pred = SegDataSample(metainfo=pred.metainfo)
+                pred.pred_sem_seg = PixelData(data=labels.cpu().numpy())
+            drawn.append(pred)
+        return super().visualize(inputs, drawn, **kwargs)
 
     def write_outputs(self,
                       plan: OutputPlan,

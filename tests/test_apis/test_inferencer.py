@@ -24,6 +24,19 @@ def test_mmseg_call_interface_on_paths_and_16bit(tiny_config, tmp_path):
     assert out['visualization'][0].shape == (21, 17, 3)
 
 
+@pytest.mark.parametrize('size', [(1, 1), (1, 5), (4, 1)])
+def test_drawing_works_for_every_size(tiny_config, tmp_path, size):
+    # mmseg's visualizer took a 1x1 prediction tensor for an index
+    # (IndexError); the CLI's overlays were mended, __call__'s were not
+    img = np.full((*size, 3), 90, np.uint8)
+    inferencer = VVTSegInferencer(tiny_config, None, device='cpu')
+    out = inferencer(img, return_vis=True, out_dir=str(tmp_path))
+    assert out['predictions'].shape == size
+    assert out['visualization'].shape == (*size, 3)  # one input: unlisted
+    (drawn, ) = (tmp_path / 'vis').iterdir()
+    assert cv2.imread(str(drawn)).shape == (*size, 3)
+
+
 def test_no_registry_scope_warning_and_mmengine_collate(
         tiny_config, monkeypatch):
     # mmengine's lookup in mmseg's (absent) 'function' registry warned
