@@ -127,6 +127,7 @@ class CheckedLoadAnnotations(LoadAnnotations):
             raise DataFileError(
                 f'{path}: cannot load label map ({_describe(e)}); expected '
                 f'a readable single-channel PNG') from e
+        self._check_width(path)
         seg = results['gt_seg_map']
         if seg.ndim != 2:
             raise DataFileError(
@@ -141,6 +142,32 @@ class CheckedLoadAnnotations(LoadAnnotations):
                 f'map must have exactly the size of its image')
         if self.num_classes is not None:
             self._check_values(path, seg, results.get('label_map'))
+
+    def _check_width(self, path):
+        """Refuse a label file wider than 8 bits holding values outside
+        0..255: mmseg casts what it decodes to uint8, so 261 would silently
+        become 5. An 8-bit PNG is told by its header, without decoding."""
+        import mmcv
+        from mmengine import fileio
+        data = fileio.get(path, backend_args=self.backend_args)
+        # PNG: signature, IHDR chunk; byte 24 is the bit depth
+        if data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 24 \
+                and data[24] <= 8:
+            return
+        raw = mmcv.imfrombytes(
+            data, flag='unchanged', backend=self.imdecode_backend)
+        if raw is None or raw.dtype == np.uint8:
+            return
+        outside = (raw < 0) | (raw > 255)
+        if outside.any():
+            values = np.unique(raw[outside])
+            shown = ', '.join(str(v) for v in values[:5].tolist())
+            more = ', ...' if values.size > 5 else ''
+            raise DataFileError(
+                f'{path}: label map has {raw.dtype} values outside 0..255 '
+                f'({shown}{more}; {int(outside.sum())} pixels), which '
+                'mmseg\'s 8-bit labels would wrap around (e.g. 261 to 5); '
+                'expected an 8-bit single-channel PNG')
 
     def _check_values(self, path, seg, label_map):
         # one pass over the map; the table maps the few offending train ids

@@ -3,6 +3,7 @@ pipelines, mmengine's Runner) gives errors that name the file or path."""
 import os
 import os.path as osp
 
+import cv2
 import numpy as np
 import pytest
 from mmengine.config import Config
@@ -128,6 +129,44 @@ def test_label_not_single_channel_or_unreadable(data):
     with pytest.raises(DataFileError) as exc:
         ds[2]
     assert str(exc.value).startswith(f'{seg}: cannot load label map')
+
+
+@pytest.mark.parametrize('backend', ['cv2', 'pillow'])
+def test_16bit_label_values_above_255_are_named_not_wrapped(data, backend):
+    # mmseg casts the decoded map to uint8: 261 became class 4 (261 - 256,
+    # then reduce_zero_label) without a word, 456 was reported as 200
+    root, _ = data
+    img = osp.join(root, 'images', 'training', 'ADE_train_00000001.jpg')
+    seg = osp.join(root, 'annotations', 'training', 'ADE_train_00000001.png')
+    labels = np.asarray(Image.open(seg)).astype(np.uint16)
+
+    def load():
+        results = dict(
+            img_path=img,
+            seg_map_path=seg,
+            seg_fields=[],
+            reduce_zero_label=True,
+            label_map=None)
+        CheckedLoadImageFromFile()(results)
+        return CheckedLoadAnnotations(
+            num_classes=150, imdecode_backend=backend)(
+                results)
+
+    # a 16-bit file with 8-bit values loads as the 8-bit one does
+    want = load()['gt_seg_map']
+    cv2.imwrite(seg, labels)
+    assert Image.open(seg).mode.startswith('I;16')
+    np.testing.assert_array_equal(load()['gt_seg_map'], want)
+    labels[:3] = 261
+    labels[-1, :2] = 456
+    cv2.imwrite(seg, labels)
+    with pytest.raises(DataFileError) as exc:
+        load()
+    n = 3 * labels.shape[1] + 2
+    assert str(exc.value) == (
+        f'{seg}: label map has uint16 values outside 0..255 (261, 456; {n} '
+        "pixels), which mmseg's 8-bit labels would wrap around (e.g. 261 to "
+        '5); expected an 8-bit single-channel PNG')
 
 
 def test_missing_label_file_names_it(data):
