@@ -131,6 +131,19 @@ def test_label_not_single_channel_or_unreadable(data):
     assert str(exc.value).startswith(f'{seg}: cannot load label map')
 
 
+def _load_pair(img, seg, **kw):
+    """One image and its label map through the checked loaders, as the
+    pipeline runs them (``kw``: the label loader's arguments)."""
+    results = dict(
+        img_path=img,
+        seg_map_path=seg,
+        seg_fields=[],
+        reduce_zero_label=kw.get('reduce_zero_label', True),
+        label_map=None)
+    CheckedLoadImageFromFile()(results)
+    return CheckedLoadAnnotations(**kw)(results)
+
+
 @pytest.mark.parametrize('backend', ['cv2', 'pillow'])
 def test_16bit_label_values_above_255_are_named_not_wrapped(data, backend):
     # mmseg casts the decoded map to uint8: 261 became class 4 (261 - 256,
@@ -141,16 +154,7 @@ def test_16bit_label_values_above_255_are_named_not_wrapped(data, backend):
     labels = np.asarray(Image.open(seg)).astype(np.uint16)
 
     def load():
-        results = dict(
-            img_path=img,
-            seg_map_path=seg,
-            seg_fields=[],
-            reduce_zero_label=True,
-            label_map=None)
-        CheckedLoadImageFromFile()(results)
-        return CheckedLoadAnnotations(
-            num_classes=150, imdecode_backend=backend)(
-                results)
+        return _load_pair(img, seg, num_classes=150, imdecode_backend=backend)
 
     # a 16-bit file with 8-bit values loads as the 8-bit one does
     want = load()['gt_seg_map']
@@ -234,15 +238,7 @@ def test_loader_checks_values_with_and_without_reduce_zero_label(data):
     seg = osp.join(root, 'annotations', 'training', 'ADE_train_00000001.png')
 
     def load(**kw):
-        reduce = kw.get('reduce_zero_label', True)
-        results = dict(
-            img_path=img,
-            seg_map_path=seg,
-            seg_fields=[],
-            reduce_zero_label=reduce,
-            label_map=None)
-        CheckedLoadImageFromFile()(results)
-        return CheckedLoadAnnotations(**kw)(results)
+        return _load_pair(img, seg, **kw)
 
     _paint(seg, 6)
     assert load(num_classes=6)['gt_seg_map'].max() <= 255
