@@ -532,29 +532,27 @@ def test_fit_hook_refuses_resume_of_another_model(tmp_path):
     msg = str(info.value)
     assert 'iter_2.pth' in msg
     assert 'fc.weight (2, 4) vs (3, 4)' in msg and '2 shapes differ' in msg
+
     # asked for, the partial load goes on, and the hook says it was partial
+    def partial_run(work, hook, cfg_asks=False):
+        run = _runner(
+            tmp_path / work,
+            max_iters=2,
+            load_from=osp.join(tmp_path, 'iter_2.pth'),
+            model=WiderModel(),
+            custom_hooks=[hook])
+        run.cfg.allow_partial_checkpoint = cfg_asks
+        run.train()
+        return run
+
     hook = CheckpointFitHook(allow_partial=True)
     assert hook.fits is None
-    partial = _runner(
-        tmp_path / 'p',
-        max_iters=2,
-        load_from=osp.join(tmp_path, 'iter_2.pth'),
-        model=WiderModel(),
-        custom_hooks=[hook])
-    partial.train()
-    assert partial.iter == 2
+    assert partial_run('p', hook).iter == 2
     assert hook.fits is False
     # the runner's config can ask for it too (mmseg's own tools:
     # --cfg-options allow_partial_checkpoint=True)
     hook = CheckpointFitHook()
-    partial = _runner(
-        tmp_path / 'c',
-        max_iters=2,
-        load_from=osp.join(tmp_path, 'iter_2.pth'),
-        model=WiderModel(),
-        custom_hooks=[hook])
-    partial.cfg.allow_partial_checkpoint = True
-    partial.train()
+    partial_run('c', hook, cfg_asks=True)
     assert hook.fits is False
     # a checkpoint that fits: fits is True, also when a partial load is allowed
     hook = CheckpointFitHook(allow_partial=True)
