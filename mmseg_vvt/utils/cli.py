@@ -165,9 +165,26 @@ def _vvt_out_widths(model_cfg) -> Optional[list]:
 
 def _head_width_errors(head, key: str, widths: list) -> list:
     """What a head reading the backbone's outputs directly gets wrong."""
-    if not hasattr(head, 'get') or 'in_channels' not in head:
+    if not hasattr(head, 'get'):
         return []
-    channels, index = head.get('in_channels'), head.get('in_index', -1)
+    errors = []
+    inner = head.get('kernel_generate_head')  # K-Net's reads the backbone
+    if hasattr(inner, 'get'):
+        errors += _head_width_errors(inner, f'{key}.kernel_generate_head',
+                                     widths)
+    if 'in_channels' not in head:
+        return errors
+    channels = head.get('in_channels')
+    if 'in_index' not in head and _seq(channels) is not None:
+        # a list without in_index: the head takes every output in order
+        # (Mask2Former's pixel decoder; mmseg's BaseDecodeHead refuses it)
+        if all(isinstance(c, int)
+               for c in channels) and list(channels) != widths:
+            errors.append(f'{key}.in_channels is {channels!r}, but the '
+                          f'VVT backbone returns {widths} channels (the '
+                          'head reads every output)')
+        return errors
+    index = head.get('in_index', -1)
     many = _seq(index) is not None
     indices = _seq(index) if many else [index]
     bad = [
@@ -175,12 +192,11 @@ def _head_width_errors(head, key: str, widths: list) -> list:
         or not -len(widths) <= i < len(widths)
     ]
     if bad:
-        return [
+        return errors + [
             f'{key}.in_index {index!r} picks backbone output(s) {bad}, '
             f'but the backbone returns {len(widths)} outputs '
             f'({widths} channels)'
         ]
-    errors = []
     c1 = head.get('c1_in_channels')  # DeepLabV3+: backbone output 0 too
     if isinstance(c1, int) and c1 > 0 and c1 != widths[0]:
         errors.append(f'{key}.c1_in_channels is {c1}, but backbone output 0 '
@@ -216,26 +232,50 @@ def _check_vvt_input_channels(model_cfg, where: str) -> None:
             f'the preprocessor a mean and std for {channels} channels')
 
 
+def _neck_width_errors(neck, key: str, widths: list) -> list:
+    if not hasattr(neck, 'get'):
+        return []
+    channels = neck.get('in_channels')
+    if _seq(channels) is not None and _seq(channels) != widths:
+        return [
+            f'{key}.in_channels is {channels!r}, but the VVT backbone '
+            f'returns {widths} channels'
+        ]
+    dim = neck.get('embed_dim')
+    if _type_name(neck.get('type')) == 'Feature2Pyramid' and isinstance(
+            dim, int) and set(widths) != {dim}:
+        # made for ViT-like backbones, whose outputs share one width
+        return [
+            f'{key} is a Feature2Pyramid, which takes outputs of '
+            f'embed_dim={dim} channels each, but the VVT backbone returns '
+            f'{widths} channels; use a neck with one in_channels per output '
+            '(e.g. FPN or MultiLevelNeck)'
+        ]
+    return []
+
+
 def check_vvt_widths(model_cfg, where: str = 'model') -> None:
     """Refuse a neck or decode / auxiliary head whose ``in_channels`` are
     not the widths of a VVT backbone's outputs (its arch's ``embed_dims``
     at ``out_indices``), e.g. VVT dropped into a Swin config (96, 192, 384,
     768 channels where VVT has 96, 160, 320, 512), which otherwise fails in
-    the first forward with a convolution shape error. With a neck, the
-    heads read the neck's outputs and only the neck is checked."""
+    the first forward with a convolution shape error. A head's list of
+    ``in_channels`` without ``in_index`` (Mask2Former) is read as every
+    output in order; K-Net's ``kernel_generate_head`` is checked inside its
+    head. With a neck (or a list of necks: the first), the heads read the
+    neck's outputs and only the neck is checked; a ``Feature2Pyramid`` neck
+    needs outputs of one width, which VVT's are not."""
     model_cfg = segmentor_cfg(model_cfg)
     _check_vvt_input_channels(model_cfg, where)
     widths = _vvt_out_widths(model_cfg)
     if widths is None:
         return
-    neck = model_cfg.get('neck')
-    errors = []
-    if hasattr(neck, 'get'):
-        channels = neck.get('in_channels')
-        if _seq(channels) is not None and _seq(channels) != widths:
-            errors.append(f'model.neck.in_channels is {channels!r}, but the '
-                          f'VVT backbone returns {widths} channels')
-    elif neck is None:
+    neck, errors = model_cfg.get('neck'), []
+    if _seq(neck):  # mmengine chains a list of necks; the first reads VVT
+        errors = _neck_width_errors(neck[0], 'model.neck[0]', widths)
+    elif neck is not None:
+        errors = _neck_width_errors(neck, 'model.neck', widths)
+    else:
         for key in ('decode_head', 'auxiliary_head'):
             heads = model_cfg.get(key)
             for j, head in enumerate(_seq(heads) or [heads]):
@@ -319,6 +359,25 @@ def _softmax_losses(head) -> list:
 OWN_CLASS_COUNT_HEADS = ('STDCHead', 'SideAdapterCLIPHead')
 
 
+def _class_heads(model_cfg):
+    """(name, config) of every head that predicts classes: the decode and
+    auxiliary heads, and K-Net's heads inside its decode head."""
+    for key in ('decode_head', 'auxiliary_head'):
+        value = model_cfg.get(key)
+        for j, head in enumerate(_seq(value) or [value]):
+            if not hasattr(head, 'get'):
+                continue
+            name = f'model.{key}' + (f'[{j}]' if _seq(value) else '')
+            yield name, head
+            inner = head.get('kernel_generate_head')
+            if hasattr(inner, 'get'):
+                yield f'{name}.kernel_generate_head', inner
+            updates = _seq(head.get('kernel_update_head')) or []
+            for i, update in enumerate(updates):
+                if hasattr(update, 'get'):
+                    yield f'{name}.kernel_update_head[{i}]', update
+
+
 def check_classes(cfg,
                   data: Sequence[str],
                   where: str = 'config',
@@ -348,26 +407,22 @@ def check_classes(cfg,
         except ImportError:
             pass  # the model build names it
     heads = []
-    for key in ('decode_head', 'auxiliary_head'):
-        value = model_cfg.get(key)
-        for j, head in enumerate(_seq(value) or [value]):
-            if not hasattr(head, 'get') or not isinstance(
-                    head.get('num_classes'), int):
-                continue
-            if _own_class_count(head.get('type')):
-                continue
-            name = f'model.{key}' + (f'[{j}]' if _seq(value) else '')
-            num_classes = head['num_classes']
-            if head.get('out_channels') == 1:
-                if _softmax_losses(head):
-                    raise BadInputError(
-                        f'{where}: {name}.out_channels is 1 (one sigmoid '
-                        'output for two classes), but its loss_decode is a '
-                        'CrossEntropyLoss with use_sigmoid=False, which '
-                        'needs one output per class; set use_sigmoid=True '
-                        f'or out_channels={max(num_classes, 2)}')
-                num_classes = 2  # background and foreground
-            heads.append((name, num_classes))
+    for name, head in _class_heads(model_cfg):
+        if not isinstance(head.get('num_classes'), int):
+            continue
+        if _own_class_count(head.get('type')):
+            continue
+        num_classes = head['num_classes']
+        if head.get('out_channels') == 1:
+            if _softmax_losses(head):
+                raise BadInputError(
+                    f'{where}: {name}.out_channels is 1 (one sigmoid '
+                    'output for two classes), but its loss_decode is a '
+                    'CrossEntropyLoss with use_sigmoid=False, which '
+                    'needs one output per class; set use_sigmoid=True '
+                    f'or out_channels={max(num_classes, 2)}')
+            num_classes = 2  # background and foreground
+        heads.append((name, num_classes))
     logged = set()  # train and val on one dataset: one line
     for loader in data:
         loader_cfg = cfg.get(loader)

@@ -332,7 +332,7 @@ def test_vvt_in_an_mmseg_config_without_its_widths_is_named(tmp_path):
     assert fixed.model.backbone.type == 'VVT'
 
 
-def test_mmseg_own_configs_pass_the_class_check():
+def test_mmseg_own_configs_pass_the_class_check_and_refuse_vvt_as_is():
     # no false refusals: every config mmseg 1.2.2 ships that mmengine can
     # read here passes, with all three dataloaders checked (STDC's detail
     # head and SAN's head count classes their own way and are skipped)
@@ -340,23 +340,38 @@ def test_mmseg_own_configs_pass_the_class_check():
     import os.path as osp
 
     import mmseg
+
+    from mmseg_vvt.utils.cli import segmentor_cfg
     root = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs')
     configs = [
         c for c in glob.glob(osp.join(root, '**', '*.py'), recursive=True)
         if '_base_' not in c
     ]
-    checked = 0
-    for cfg in configs:
+    checked, missed = 0, []
+    for path in configs:
         try:
-            load_config(
-                cfg,
+            cfg = load_config(
+                path,
                 data=('train_dataloader', 'val_dataloader', 'test_dataloader'))
         except BadInputError as err:
             # configs that import packages not installed here
             assert 'cannot be read as an mmengine config' in str(err), err
             continue
         checked += 1
+        # no misses: VVT swapped in with the config's widths left as they
+        # were is refused, whatever reads its outputs (necks, lists of
+        # heads, Mask2Former's all-output head, K-Net's inner head, BEiT's
+        # one-width Feature2Pyramid)
+        model = segmentor_cfg(cfg.model)
+        if hasattr(model.get('backbone'), 'get'):
+            model.backbone = dict(type='VVT', arch='small')
+            try:
+                check_vvt_widths(model)
+                missed.append(path)
+            except BadInputError:
+                pass
     assert checked >= 600, (checked, len(configs))
+    assert not missed, missed
 
 
 def _cfg(head, dataset):
@@ -467,3 +482,92 @@ def test_deeplabv3plus_low_level_input_is_checked():
             'has 16 channels') in str(info.value)
     model['decode_head']['c1_in_channels'] = 16
     check_vvt_widths(model)
+
+
+def test_heads_reading_every_output_and_nested_heads_are_checked():
+    # Mask2Former: a list of in_channels, no in_index, all outputs in order
+    model = tiny_segmentor(decode_head='fcn')
+    model['decode_head'] = dict(
+        type='Mask2FormerHead', in_channels=[256, 512, 1024, 2048])
+    with pytest.raises(BadInputError) as info:
+        check_vvt_widths(model)
+    assert ('model.decode_head.in_channels is [256, 512, 1024, 2048], but '
+            'the VVT backbone returns [16, 32, 64, 128] channels (the head '
+            'reads every output)') in str(info.value)
+    model['decode_head']['in_channels'] = [16, 32, 64, 128]
+    check_vvt_widths(model)
+    # K-Net: the head reading VVT sits inside the decode head
+    uper = tiny_segmentor(decode_head='uper')['decode_head']
+    model['decode_head'] = dict(
+        type='IterativeDecodeHead',
+        kernel_generate_head=dict(uper, in_channels=[16, 32, 64, 96]))
+    with pytest.raises(BadInputError) as info:
+        check_vvt_widths(model)
+    assert ('model.decode_head.kernel_generate_head.in_channels is [16, 32, '
+            '64, 96], but backbone outputs [0, 1, 2, 3] have [16, 32, 64, '
+            '128] channels') in str(info.value)
+    model['decode_head']['kernel_generate_head'] = uper
+    check_vvt_widths(model)
+
+
+def test_a_list_of_necks_is_checked_at_its_first():
+    import torch
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+    model = tiny_segmentor(decode_head='fpn')
+    fpn = model['neck']
+    model['neck'] = [
+        dict(fpn, in_channels=[96, 192, 384, 768]),
+        dict(
+            type='MultiLevelNeck',
+            in_channels=[16] * 4,
+            out_channels=16,
+            scales=[1, 1, 1, 1])
+    ]
+    with pytest.raises(
+            BadInputError,
+            match=r'model.neck\[0\].in_channels '
+            r'is \[96, 192, 384, 768\], but the VVT backbone '
+            r'returns \[16, 32, 64, 128\] channels'):
+        check_vvt_widths(model)
+    # mmengine builds the list as a chain, whose first link reads VVT
+    model['neck'][0] = fpn
+    check_vvt_widths(model)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        segmentor = MODELS.build(model)
+    logits = segmentor(torch.rand(1, 3, 64, 64), mode='tensor')
+    assert logits.shape == (1, 4, 16, 16)
+
+
+def test_a_one_width_neck_is_refused_for_vvt():
+    # BEiT / MAE's Feature2Pyramid deconvolves outputs of one width
+    model = tiny_segmentor(decode_head='fpn')
+    model['neck'] = dict(type='Feature2Pyramid', embed_dim=768)
+    with pytest.raises(BadInputError) as info:
+        check_vvt_widths(model)
+    assert ('model.neck is a Feature2Pyramid, which takes outputs of '
+            'embed_dim=768 channels each, but the VVT backbone returns [16, '
+            '32, 64, 128] channels') in str(info.value)
+
+
+def test_knet_inner_heads_are_class_checked():
+    uper = dict(type='UPerHead', num_classes=150)
+    update = dict(type='KernelUpdateHead', num_classes=150)
+    knet = dict(
+        type='IterativeDecodeHead',
+        kernel_generate_head=uper,
+        kernel_update_head=[update, update])
+    check_classes(_cfg(knet, ADE), ['train_dataloader'])
+    knet['kernel_update_head'] = [update, dict(update, num_classes=19)]
+    with pytest.raises(
+            BadInputError,
+            match=r'model.decode_head.'
+            r'kernel_update_head\[1\].num_classes is 19'):
+        check_classes(_cfg(knet, ADE), ['train_dataloader'])
+    knet['kernel_update_head'] = [update]
+    knet['kernel_generate_head'] = dict(uper, num_classes=19)
+    with pytest.raises(
+            BadInputError,
+            match='model.decode_head.'
+            'kernel_generate_head.num_classes is 19'):
+        check_classes(_cfg(knet, ADE), ['train_dataloader'])
