@@ -11,6 +11,9 @@
 #     made: --tta, a partial checkpoint load, the --cfg-options;
 #   * a missing or empty test dataset stops the run before the model is
 #     built, naming the path (mmseg_vvt/datasets/checks.py);
+#   * a damaged image or label file (mmseg_vvt/datasets/transforms.py) stops
+#     the run with one line naming it, also when a DataLoader worker raised
+#     it;
 #   * a checkpoint that does not fit the model (missing / unexpected keys,
 #     other shapes) is refused unless --allow-partial-checkpoint; a refused
 #     checkpoint (unsafe pickle, empty or truncated file, misfit) stops the
@@ -39,13 +42,14 @@ import mmseg_vvt  # noqa: F401
 from mmseg_vvt.datasets.checks import (DatasetNotFoundError, EmptyDatasetError,
                                        check_dataloader_datasets,
                                        runner_dataloader_keys)
+from mmseg_vvt.datasets.transforms import DataFileError
 from mmseg_vvt.engine import (CheckpointError, CheckpointFitHook,
                               add_checkpoint_fit_hook)
 from mmseg_vvt.engine.runtime import adapt_cfg_to_device, close_distributed
 from mmseg_vvt.evaluation import write_eval_json
 from mmseg_vvt.evaluation.eval_json import checkpoint_progress
 from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
-                                 check_out_dir, load_config)
+                                 check_out_dir, error_text, load_config)
 
 
 # TODO: support fuse_conv_bn, visualization, and format_only
@@ -237,6 +241,8 @@ def main(argv=None):
         metrics = runner.test()
     except CheckpointError as err:
         raise SystemExit(f'error: {err}')
+    except DataFileError as err:  # from a DataLoader worker too
+        raise SystemExit(f'error: {error_text(err)}')
 
     if is_main_process():
         summary = dict(metrics)

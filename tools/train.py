@@ -10,6 +10,9 @@
 #     run before it starts, naming the path (an empty one would otherwise
 #     make mmengine's InfiniteSampler wait forever;
 #     mmseg_vvt/datasets/checks.py);
+#   * a damaged image or label file (mmseg_vvt/datasets/transforms.py) stops
+#     the run with one line naming it, also when a DataLoader worker raised
+#     it;
 #   * ``--resume`` continues from the newest complete checkpoint, also one
 #     saved just before the job was killed (mmseg_vvt/engine/fileio.py);
 #   * a checkpoint that does not fit the model (``--resume``, ``load_from``)
@@ -39,6 +42,7 @@ import mmseg_vvt  # noqa: F401
 from mmseg_vvt.datasets.checks import (DatasetNotFoundError, EmptyDatasetError,
                                        check_dataloader_datasets,
                                        runner_dataloader_keys)
+from mmseg_vvt.datasets.transforms import DataFileError
 from mmseg_vvt.engine import (CheckpointError, add_checkpoint_fit_hook,
                               latest_checkpoint)
 from mmseg_vvt.engine.allocator import allocator_choice, keep_freed_cpu_memory
@@ -46,7 +50,7 @@ from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
                                       adapt_cfg_to_device, close_distributed,
                                       enable_amp)
 from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
-                                 check_out_dir, load_config)
+                                 check_out_dir, error_text, load_config)
 
 
 def parse_args(argv=None):
@@ -183,6 +187,8 @@ def main(argv=None):
         runner.train()
     except CheckpointError as err:
         raise SystemExit(f'error: {err}')
+    except DataFileError as err:  # from a DataLoader worker too
+        raise SystemExit(f'error: {error_text(err)}')
     # a live gloo group can abort the process at interpreter exit
     close_distributed()
     return runner

@@ -8,6 +8,7 @@ message as ``error: ...`` and exit with a nonzero status.
 import logging
 import os
 import os.path as osp
+import re
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -17,7 +18,7 @@ __all__ = [
     'BadInputError', 'load_config', 'vvt_backbone', 'check_vvt_arch',
     'check_vvt_widths', 'check_classes', 'segmentor_cfg', 'check_out_file',
     'check_out_dir', 'check_device', 'positive_int', 'nonnegative_int',
-    'positive_float', 'CfgOptionsAction'
+    'positive_float', 'CfgOptionsAction', 'error_text'
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -26,6 +27,23 @@ PathLike = Union[str, os.PathLike]
 class BadInputError(ValueError):
     """An argument (a path, a config, a device, a number) the tool cannot
     use; the message names it and says what was expected."""
+
+
+def error_text(err: BaseException) -> str:
+    """``err``'s message. For an error a DataLoader worker raised, that is
+    the worker's own message: torch re-raises it in the main process with
+    the worker's whole traceback as its text, whose last exception line
+    (``package.module.Name: message``, maybe over several lines) holds it."""
+    text = str(err)
+    if not (text.startswith('Caught ') and 'Original Traceback' in text):
+        return text
+    lines = text.rstrip().split('\n')
+    head = re.compile(r'[\w.]*\b' + re.escape(type(err).__name__) + ': ')
+    for i in range(len(lines) - 1, -1, -1):
+        found = head.match(lines[i])
+        if found:
+            return '\n'.join([lines[i][found.end():]] + lines[i + 1:])
+    return text
 
 
 def _describe(err: BaseException) -> str:

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import os.path as osp
+import shutil
 import socket
 import subprocess
 import sys
@@ -764,6 +765,56 @@ def test_train_py_missing_dataset_directory_is_named(tmp_path, missing):
     assert proc.returncode == 1, out[-3000:]
     assert f'error: train_dataloader: {expected}' in out
     assert 'Traceback' not in out
+
+
+def _corrupt_copy(ade_root, tmp_path, split):
+    """A copy of the tiny ADE20K whose first ``split`` image is not a JPEG."""
+    root = str(tmp_path / 'ade' / 'ADEChallengeData2016')
+    shutil.copytree(ade_root, root)
+    bad = osp.join(root, 'images', split, f'ADE_{split}_00000000.jpg')
+    with open(bad, 'wb') as f:
+        f.write(b'not a jpeg')
+    return root, bad
+
+
+CHECKED_LOADING = [
+    'dataset.pipeline.0.type=CheckedLoadImageFromFile',
+    'dataset.pipeline.1.type=CheckedLoadAnnotations'
+]
+
+
+def test_train_py_corrupt_image_in_a_worker_is_one_line(ade_root, tmp_path):
+    # torch re-raises a worker's error with the worker's traceback as its
+    # message (was: about 55 lines, the file named in the last)
+    root, bad = _corrupt_copy(ade_root, tmp_path, 'training')
+    cfg = write_config(tmp_path / 'tiny_fpn.py', root, iters=2)
+    options = ['train_dataloader.num_workers=1'
+               ] + [f'train_dataloader.{o}' for o in CHECKED_LOADING]
+    proc = run([
+        PYTHON, TRAIN, cfg, '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', *options
+    ],
+               timeout=180,
+               check=False)
+    line = _one_line_error(proc, f'error: {bad}: cannot load image')
+    assert 'Caught DataFileError' not in line
+
+
+def test_test_py_corrupt_image_is_one_line(trained, ade_root, tmp_path):
+    root, bad = _corrupt_copy(ade_root, tmp_path, 'validation')
+    options = [f'test_dataloader.dataset.data_root={root}'] + [
+        f'test_dataloader.{o}'.replace('pipeline.1', 'pipeline.2')
+        for o in CHECKED_LOADING
+    ]
+    proc = run([
+        PYTHON, TEST, trained['cfg'],
+        osp.join(trained['work_dir'], 'iter_8.pth'), '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', *options
+    ],
+               timeout=180,
+               check=False)
+    _one_line_error(proc, f'error: {bad}: cannot load image')
+    assert not _eval_jsons(str(tmp_path / 'work'))
 
 
 # -- checkpoints that test.py / train.py must refuse (issue 12) -------------

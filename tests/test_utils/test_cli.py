@@ -571,3 +571,24 @@ def test_knet_inner_heads_are_class_checked():
             match='model.decode_head.'
             'kernel_generate_head.num_classes is 19'):
         check_classes(_cfg(knet, ADE), ['train_dataloader'])
+
+
+def test_error_text_unwraps_a_dataloader_workers_error():
+    from torch._utils import ExceptionWrapper
+
+    from mmseg_vvt.datasets import DataFileError
+    from mmseg_vvt.utils.cli import error_text
+    try:
+        try:
+            raise AssertionError('failed to load image: a.jpg')
+        except AssertionError:
+            raise DataFileError('a.jpg: cannot load image\nsecond line')
+    except DataFileError:
+        wrapped = ExceptionWrapper(where='in DataLoader worker process 0')
+    with pytest.raises(DataFileError) as info:
+        wrapped.reraise()  # what the main process gets
+    assert 'Original Traceback' in str(info.value)
+    assert error_text(info.value) == 'a.jpg: cannot load image\nsecond line'
+    # raised in the main process (num_workers=0): the message as it is
+    plain = DataFileError('a.jpg: cannot load image')
+    assert error_text(plain) == 'a.jpg: cannot load image'
