@@ -182,12 +182,6 @@ def main(argv=None) -> int:
         # checkpoint
         print(f'error: {err}', file=sys.stderr)
         return 2
-    if inferencer.partial_load:
-        print(
-            f'warning: partial load (--allow-partial-checkpoint): '
-            f'{inferencer.partial_load}; the weights that did not fit keep '
-            'their initial values',
-            file=sys.stderr)
     tc = inferencer.model.test_cfg
     mode_desc = tc.get('mode', 'whole')
     if mode_desc == 'slide':

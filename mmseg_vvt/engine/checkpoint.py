@@ -664,8 +664,11 @@ def load_model_checkpoint(model: torch.nn.Module,
         source=filename,
         allow_partial=allow_partial,
         revise_keys=revise_keys)
+    # silent: the check above has named any misfit, and mmengine's own
+    # report of a partial load would say it again
     return mme_checkpoint._load_checkpoint_to_model(
         _bare_model(model),
         checkpoint,
         strict=False,
+        logger='silent',
         revise_keys=list(revise_keys))
