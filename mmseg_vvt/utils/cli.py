@@ -62,7 +62,9 @@ def load_config(path: PathLike,
     error, an exception raised while it runs, a missing ``_base_``), a
     config without the ``require``d top-level keys, options that cannot be
     merged, a VVT backbone whose ``arch`` is not a preset or a well-formed
-    dict, a neck or head whose input widths are not the VVT's
+    dict or that would be handed a ``pretrained`` (VVT takes its weights
+    from ``init_cfg``), a MaskFormer / Mask2Former head without mmdet
+    installed, a neck or head whose input widths are not the VVT's
     (:func:`check_vvt_widths`) and, for the dataloaders named in ``data``
     (e.g. ``('train_dataloader', 'val_dataloader')``: the ones the tool
     runs), heads with fewer classes than their datasets
@@ -98,6 +100,8 @@ def load_config(path: PathLike,
                             f'entry; expected {kind}')
     if 'model' in cfg:
         _check_vvt_arch(cfg.model, path)
+        _check_vvt_pretrained(cfg.model, path)
+        _check_mmdet_heads(cfg.model, path)
         check_vvt_widths(cfg.model, f'config {path}')
         check_classes(cfg, data, f'config {path}')
     return cfg
@@ -136,6 +140,48 @@ def _check_vvt_arch(model_cfg, path: str) -> None:
             f'config {path}: model.backbone.arch')
 
 
+def _check_vvt_pretrained(model_cfg, path: str) -> None:
+    # mmseg's segmentors hand model.pretrained to the backbone: a config
+    # VVT was dropped into may still name the old backbone's weights there
+    backbone = vvt_backbone(model_cfg)
+    if backbone is None:
+        return
+    for key, value in (('model.pretrained',
+                        segmentor_cfg(model_cfg).get('pretrained')),
+                       ('model.backbone.pretrained',
+                        backbone.get('pretrained'))):
+        if value is not None:
+            raise BadInputError(
+                f'config {path}: {key} is {value!r}, which mmseg hands to '
+                'the backbone, but VVT takes its weights only from '
+                'model.backbone.init_cfg (in a config written for another '
+                f"backbone, {key} names that backbone's weights); set "
+                f"{key}=None, and VVT's ImageNet weights with "
+                "model.backbone.init_cfg=dict(type='Pretrained', "
+                'checkpoint=PATH)')
+
+
+# mmseg heads built on mmdet's; without mmdet, mmseg derives them from
+# BaseModule instead, and the build fails with "unexpected keyword argument"
+MMDET_HEADS = ('MaskFormerHead', 'Mask2FormerHead')
+
+
+def _check_mmdet_heads(model_cfg, path: str) -> None:
+    import importlib.util
+    model_cfg = segmentor_cfg(model_cfg)
+    if not hasattr(model_cfg,
+                   'get') or importlib.util.find_spec('mmdet') is not None:
+        return
+    heads = model_cfg.get('decode_head')
+    for j, head in enumerate(_seq(heads) or [heads]):
+        kind = _type_name(head.get('type')) if hasattr(head, 'get') else None
+        if kind in MMDET_HEADS:
+            name = 'model.decode_head' + (f'[{j}]' if _seq(heads) else '')
+            raise BadInputError(
+                f'config {path}: {name} is a {kind}, which mmseg builds on '
+                "mmdet's, but mmdet is not installed (mim install mmdet)")
+
+
 def check_vvt_arch(arch, name: str = '--arch'):
     """A VVT ``arch`` (a preset name or a dict of per-stage lists) that the
     backbone accepts, checked without building it."""
@@ -161,9 +207,10 @@ def _type_name(kind) -> str:
     return str(kind).split('.')[-1]
 
 
-def _vvt_out_widths(model_cfg) -> Optional[list]:
-    """The channels of the outputs of a VVT backbone config, in order; None
-    for another backbone (or an arch check_vvt_arch refuses)."""
+def _vvt_out_stages(model_cfg) -> Optional[tuple]:
+    """(stages, embed_dims) of a VVT backbone config: the stage of each
+    output in order and every stage's width; None for another backbone (or
+    an arch or out_indices VVT itself refuses, naming them)."""
     from mmseg_vvt.models.backbones.vvt import VVT
     backbone = vvt_backbone(model_cfg)
     if backbone is None:
@@ -172,17 +219,17 @@ def _vvt_out_widths(model_cfg) -> Optional[list]:
         dims = VVT._parse_arch(backbone.get('arch', 'small'))['embed_dims']
     except (KeyError, TypeError, ValueError):
         return None
-    out_indices = backbone.get('out_indices', (0, 1, 2, 3))
-    if isinstance(out_indices, int):
-        out_indices = [out_indices]
-    try:
-        return [dims[i] for i in out_indices]
-    except (IndexError, TypeError):
-        return None  # VVT itself refuses these out_indices, naming them
+    stages = backbone.get('out_indices', (0, 1, 2, 3))
+    stages = [stages] if isinstance(stages, int) else _seq(stages)
+    if stages is None or not all(
+            isinstance(i, int) and 0 <= i < len(dims) for i in stages):
+        return None
+    return stages, dims
 
 
 def _head_width_errors(head, key: str, widths: list) -> list:
-    """What a head reading the backbone's outputs directly gets wrong."""
+    """What a head reading the backbone's outputs directly gets wrong, as
+    (message, whether it is a width) pairs."""
     if not hasattr(head, 'get'):
         return []
     errors = []
@@ -198,9 +245,9 @@ def _head_width_errors(head, key: str, widths: list) -> list:
         # (Mask2Former's pixel decoder; mmseg's BaseDecodeHead refuses it)
         if all(isinstance(c, int)
                for c in channels) and list(channels) != widths:
-            errors.append(f'{key}.in_channels is {channels!r}, but the '
-                          f'VVT backbone returns {widths} channels (the '
-                          'head reads every output)')
+            errors.append((f'{key}.in_channels is {channels!r}, but the '
+                           f'VVT backbone returns {widths} channels (the '
+                           'head reads every output)', True))
         return errors
     index = head.get('in_index', -1)
     many = _seq(index) is not None
@@ -211,22 +258,60 @@ def _head_width_errors(head, key: str, widths: list) -> list:
     ]
     if bad:
         return errors + [
-            f'{key}.in_index {index!r} picks backbone output(s) {bad}, '
-            f'but the backbone returns {len(widths)} outputs '
-            f'({widths} channels)'
+            (f'{key}.in_index {index!r} picks backbone output(s) {bad}, '
+             f'but the backbone returns {len(widths)} outputs '
+             f'({widths} channels): pick among 0..{len(widths) - 1}, or '
+             'return more stages with model.backbone.out_indices', False)
         ]
     c1 = head.get('c1_in_channels')  # DeepLabV3+: backbone output 0 too
     if isinstance(c1, int) and c1 > 0 and c1 != widths[0]:
-        errors.append(f'{key}.c1_in_channels is {c1}, but backbone output 0 '
-                      f'has {widths[0]} channels')
+        errors.append((f'{key}.c1_in_channels is {c1}, but backbone output '
+                       f'0 has {widths[0]} channels', True))
     expected = [widths[i] for i in indices]
     got = _seq(channels) if many else [channels]
     if got is not None and all(isinstance(c, int)
                                for c in got) and (got != expected):
         outputs = (f'outputs {index!r} have {expected}'
                    if many else f'output {index} has {expected[0]}')
-        errors.append(f'{key}.in_channels is {channels!r}, but backbone '
-                      f'{outputs} channels')
+        errors.append((f'{key}.in_channels is {channels!r}, but backbone '
+                       f'{outputs} channels', True))
+    return errors
+
+
+def _head_output(head) -> Optional[int]:
+    """The backbone output at whose resolution a head predicts, when its
+    config tells: a single ``in_index``, or the first of ``resize_concat``
+    (which resizes the others to it)."""
+    index = head.get('in_index', -1)
+    if isinstance(index, int):
+        return index
+    if head.get('input_transform') == 'resize_concat' and _seq(index):
+        return _seq(index)[0]
+    return None
+
+
+def _cascade_stride_errors(heads, strides: list) -> list:
+    # CascadeEncoderDecoder's OCRHead gathers its input's pixels by the
+    # previous head's prediction, which must have that input's size. In
+    # mmseg's OCRNet configs both heads read dilated ResNet outputs, all at
+    # stride 8; VVT's outputs have four strides.
+    errors = []
+    for j in range(1, len(heads)):
+        prev, head = heads[j - 1], heads[j]
+        if not (hasattr(prev, 'get') and hasattr(head, 'get')) or \
+                _type_name(head.get('type')) != 'OCRHead':
+            continue
+        mine, theirs = _head_output(head), _head_output(prev)
+        if mine is None or theirs is None or \
+                strides[mine] == strides[theirs]:
+            continue
+        errors.append(
+            (f'model.decode_head[{j}] is an OCRHead, which needs '
+             f"model.decode_head[{j - 1}]'s prediction at the size of its "
+             f'own input, but it reads backbone output {mine} (stride '
+             f'{strides[mine]}) and model.decode_head[{j - 1}] predicts at '
+             f'output {theirs} (stride {strides[theirs]}): let both read one '
+             'output (one in_index, with its in_channels)', False))
     return errors
 
 
@@ -255,20 +340,16 @@ def _neck_width_errors(neck, key: str, widths: list) -> list:
         return []
     channels = neck.get('in_channels')
     if _seq(channels) is not None and _seq(channels) != widths:
-        return [
-            f'{key}.in_channels is {channels!r}, but the VVT backbone '
-            f'returns {widths} channels'
-        ]
+        return [(f'{key}.in_channels is {channels!r}, but the VVT backbone '
+                 f'returns {widths} channels', True)]
     dim = neck.get('embed_dim')
     if _type_name(neck.get('type')) == 'Feature2Pyramid' and isinstance(
             dim, int) and set(widths) != {dim}:
         # made for ViT-like backbones, whose outputs share one width
-        return [
-            f'{key} is a Feature2Pyramid, which takes outputs of '
-            f'embed_dim={dim} channels each, but the VVT backbone returns '
-            f'{widths} channels; use a neck with one in_channels per output '
-            '(e.g. FPN or MultiLevelNeck)'
-        ]
+        return [(f'{key} is a Feature2Pyramid, which takes outputs of '
+                 f'embed_dim={dim} channels each, but the VVT backbone '
+                 f'returns {widths} channels: use a neck with one '
+                 'in_channels per output (e.g. FPN or MultiLevelNeck)', False)]
     return []
 
 
@@ -285,9 +366,11 @@ def check_vvt_widths(model_cfg, where: str = 'model') -> None:
     needs outputs of one width, which VVT's are not."""
     model_cfg = segmentor_cfg(model_cfg)
     _check_vvt_input_channels(model_cfg, where)
-    widths = _vvt_out_widths(model_cfg)
-    if widths is None:
+    outputs = _vvt_out_stages(model_cfg)
+    if outputs is None:
         return
+    stages, dims = outputs
+    widths = [dims[i] for i in stages]
     neck, errors = model_cfg.get('neck'), []
     if _seq(neck):  # mmengine chains a list of necks; the first reads VVT
         errors = _neck_width_errors(neck[0], 'model.neck[0]', widths)
@@ -299,10 +382,14 @@ def check_vvt_widths(model_cfg, where: str = 'model') -> None:
             for j, head in enumerate(_seq(heads) or [heads]):
                 name = f'model.{key}' + (f'[{j}]' if _seq(heads) else '')
                 errors += _head_width_errors(head, name, widths)
+        if not errors and _seq(model_cfg.get('decode_head')):
+            errors = _cascade_stride_errors(model_cfg['decode_head'],
+                                            [4 * 2**i for i in stages])
     if errors:
-        raise BadInputError(f'{where}: ' + '; '.join(errors) +
-                            '. Set them to the VVT '
-                            'widths (configs/_base_/models/*_vvt.py show how)')
+        advice = ('. Set them to the VVT widths (configs/_base_/models/'
+                  '*_vvt.py show how)' if any(w for _, w in errors) else '')
+        raise BadInputError(f'{where}: ' + '; '.join(e for e, _ in errors) +
+                            advice)
 
 
 def dataset_classes(ds_cfg) -> Optional[tuple]:

@@ -282,6 +282,11 @@ class VVT(BaseModule):
             ``strict=False`` in ``init_cfg`` loads what matches and logs
             the missing and unexpected keys (shapes must still match).
             None: the paper's random initialisation. Default: None.
+        pretrained (None): Only None. mmseg's segmentors hand their
+            ``model.pretrained`` to the backbone; in a config written for
+            another backbone it names that backbone's weights (e.g.
+            ``'open-mmlab://resnet50_v1c'``), so anything else is refused,
+            pointing to ``init_cfg``. Default: None.
     """
 
     arch_zoo: Dict[str, Dict[str, list]] = {
@@ -328,7 +333,9 @@ class VVT(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
-                 init_cfg=None):
+                 init_cfg=None,
+                 pretrained=None):
+        self.check_pretrained(pretrained)
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self._parse_arch(arch)
         if not isinstance(in_channels, int) or in_channels < 1:
@@ -385,6 +392,18 @@ class VVT(BaseModule):
             setattr(self, f'block{i + 1}', blocks)
             setattr(self, f'norm{i + 1}', nn.LayerNorm(dims, eps=1e-6))
             prev_dims = dims
+
+    @staticmethod
+    def check_pretrained(pretrained) -> None:
+        """Refuse a ``pretrained`` other than None (see the class's Args)."""
+        if pretrained is not None:
+            raise ValueError(
+                f'VVT got pretrained={pretrained!r}: mmseg hands a config\'s '
+                'model.pretrained to its backbone, and in a config written '
+                "for another backbone it names that backbone's weights. Set "
+                "model.pretrained=None; VVT's ImageNet weights go in "
+                "model.backbone.init_cfg=dict(type='Pretrained', "
+                'checkpoint=PATH)')
 
     @classmethod
     def _parse_arch(cls, arch) -> Dict[str, list]:
