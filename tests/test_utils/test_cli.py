@@ -646,6 +646,16 @@ def test_vvt_refuses_a_pretrained_argument():
     assert 'Set model.pretrained=None' in str(info.value)
 
 
+def _non_width_refusal(model) -> str:
+    """The message check_vvt_widths refuses ``model`` with, for a mistake
+    that is not a width: no advice to set the widths."""
+    with pytest.raises(BadInputError) as info:
+        check_vvt_widths(model)
+    message = str(info.value)
+    assert 'Set them to the VVT widths' not in message
+    return message
+
+
 def _ocrnet(fcn_index, ocr_index):
     """A tiny OCRNet on the tiny VVT: an FCN head, then the OCR head."""
     model = tiny_segmentor(decode_head='fcn')
@@ -678,14 +688,11 @@ def test_ocrnet_heads_must_read_outputs_of_one_stride():
 
     # mmseg's ResNet OCRNet reads outputs 2 and 3, both at stride 8 there
     refused = _ocrnet(2, 3)
-    with pytest.raises(BadInputError) as info:
-        check_vvt_widths(refused)
-    message = str(info.value)
+    message = _non_width_refusal(refused)
     assert ('model.decode_head[1] is an OCRHead, which needs '
             "model.decode_head[0]'s prediction at the size of its own input, "
             'but it reads backbone output 3 (stride 32) and '
             'model.decode_head[0] predicts at output 2 (stride 16)') in message
-    assert 'Set them to the VVT widths' not in message  # not a width
     check_vvt_widths(_ocrnet(3, 3))
     check_vvt_widths(_ocrnet(2, 2))
     # what the check spares: the refused config's first forward fails
@@ -700,14 +707,11 @@ def test_ocrnet_heads_must_read_outputs_of_one_stride():
 def test_an_index_past_the_outputs_is_not_told_to_fix_widths():
     model = tiny_segmentor(decode_head='fcn')
     model['backbone']['out_indices'] = [0, 1]
-    with pytest.raises(BadInputError) as info:
-        check_vvt_widths(model)
-    message = str(info.value)
+    message = _non_width_refusal(model)
     assert ('model.decode_head.in_index 3 picks backbone output(s) [3], but '
             'the backbone returns 2 outputs ([16, 32] channels): pick among '
             '0..1, or return more stages with model.backbone.out_indices'
             ) in message
-    assert 'Set them to the VVT widths' not in message
 
 
 def test_maskformer_heads_without_mmdet_are_named(tmp_path, monkeypatch):
