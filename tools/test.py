@@ -49,7 +49,8 @@ from mmseg_vvt.engine.runtime import adapt_cfg_to_device, close_distributed
 from mmseg_vvt.evaluation import write_eval_json
 from mmseg_vvt.evaluation.eval_json import checkpoint_progress
 from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
-                                 check_out_dir, error_text, load_config)
+                                 check_classes, check_out_dir, error_text,
+                                 load_config)
 
 
 # TODO: support fuse_conv_bn, visualization, and format_only
@@ -216,6 +217,14 @@ def main(argv=None):
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
+        # load_config checked the pipeline TTA has just replaced
+        try:
+            check_classes(
+                cfg, ('test_dataloader', ),
+                f'config {args.config}',
+                log_more=False)
+        except BadInputError as err:
+            raise SystemExit(f'error: {err}')
 
     # add output_dir in metric
     if args.out is not None:

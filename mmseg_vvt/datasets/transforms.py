@@ -121,6 +121,14 @@ class CheckedLoadAnnotations(LoadAnnotations):
 
     def _load_seg_map(self, results):
         path = results['seg_map_path']
+        dataset = results.get('reduce_zero_label')
+        if None not in (self.reduce_zero_label, dataset) and \
+                self.reduce_zero_label != dataset:
+            # mmseg asserts it; a config's mistake, not the file's
+            raise ValueError(
+                f'CheckedLoadAnnotations: reduce_zero_label is '
+                f'{self.reduce_zero_label}, but the dataset loads with '
+                f'reduce_zero_label={dataset}; set them alike')
         try:
             super()._load_seg_map(results)
         except Exception as e:

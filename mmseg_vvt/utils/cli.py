@@ -496,7 +496,12 @@ def check_classes(cfg,
     than the dataset names is allowed (e.g. labels kept unreduced) and
     logged (unless not ``log_more``). Heads that count classes their own
     way (subclasses of :data:`OWN_CLASS_COUNT_HEADS`) are not checked, nor
-    is any head in a config that sets ``check_num_classes = False``."""
+    is any head in a config that sets ``check_num_classes = False``.
+
+    The label loaders of those dataloaders' pipelines (``TestTimeAug``'s
+    too) are checked against their dataset and the decode head:
+    ``reduce_zero_label`` as the dataset's, a ``CheckedLoadAnnotations``'s
+    ``num_classes`` as the head's."""
     from mmengine.logging import print_log
     model_cfg = segmentor_cfg(cfg.get('model'))
     if not data or not hasattr(model_cfg, 'get') or not cfg.get(
@@ -529,14 +534,13 @@ def check_classes(cfg,
             num_classes = 2  # background and foreground
         heads.append((name, num_classes))
     logged = set()  # train and val on one dataset: one line
+    decode = [h for h in heads if h[0].startswith('model.decode_head')]
     for loader in data:
         loader_cfg = cfg.get(loader)
         found = dataset_classes(
             loader_cfg.get('dataset') if hasattr(loader_cfg, 'get') else None)
-        if found is None:
-            continue
-        count, kind = found
-        for name, num_classes in heads:
+        count, kind = found or (None, None)
+        for name, num_classes in heads if found else ():
             what = (f'{where}: {name}.num_classes is {num_classes}, but the '
                     f'dataset of {loader} ({kind}) has {count} classes')
             if num_classes < count:
@@ -555,9 +559,103 @@ def check_classes(cfg,
                 if int(os.environ.get('RANK', '0')) == 0:  # once per job
                     print_log(
                         f"{what}: the head's extra outputs are trained only "
-                        'if the labels use them',
+                        'if the labels use them, and pixels predicted as '
+                        f'{_ids(count, num_classes - 1)} count as misses in '
+                        'the metric',
                         logger='current',
                         level=logging.WARNING)
+        # the last decode head's prediction is the model's
+        _check_label_loaders(loader, loader_cfg,
+                             decode[-1] if decode else None, where)
+
+
+def _ids(first: int, last: int) -> str:
+    return f'class {first}' if first == last else f'classes {first}..{last}'
+
+
+# mmseg's label loaders, by registered name
+LABEL_LOADERS = ('LoadAnnotations', 'CheckedLoadAnnotations')
+
+
+def _transform_is(kind, names: Sequence[str]) -> bool:
+    """Whether transform type ``kind`` is (a subclass of) one named in
+    ``names``."""
+    if isinstance(kind, str):
+        from mmseg.registry import TRANSFORMS
+        try:
+            kind = TRANSFORMS.get(kind) or kind
+        except Exception:  # an unknown type: the pipeline build names it
+            pass
+    if isinstance(kind, type):
+        return any(c.__name__ in names for c in kind.__mro__)
+    return _type_name(kind) in names
+
+
+def _label_loaders(pipeline, key: str):
+    """(name, config) of the label loaders in ``pipeline``, through
+    ``TestTimeAug``'s lists of transforms."""
+    for i, step in enumerate(_seq(pipeline) or []):
+        if not hasattr(step, 'get'):
+            continue
+        name = f'{key}[{i}]'
+        if _transform_is(step.get('type'), LABEL_LOADERS):
+            yield name, step
+        for j, branch in enumerate(_seq(step.get('transforms')) or []):
+            yield from _label_loaders(branch, f'{name}.transforms[{j}]')
+
+
+def _default_reduce_zero_label(kind) -> Optional[bool]:
+    # ADE20KDataset reduces by default, mmseg's other datasets do not
+    import inspect
+    if isinstance(kind, str):
+        from mmseg.registry import DATASETS
+        try:
+            kind = DATASETS.get(kind)
+        except Exception:  # an unknown type: the dataset build names it
+            return None
+    if not isinstance(kind, type):
+        return None
+    for cls in kind.__mro__:  # Cityscapes' passes **kwargs to the base's
+        param = inspect.signature(
+            cls.__init__).parameters.get('reduce_zero_label')
+        if param is not None and isinstance(param.default, bool):
+            return param.default
+    return None
+
+
+def _check_label_loaders(loader: str, loader_cfg, head, where: str) -> None:
+    """Refuse a label loader of ``loader``'s dataset whose
+    ``reduce_zero_label`` is not its dataset's (mmseg asserts it at the
+    first label), or a ``CheckedLoadAnnotations`` whose ``num_classes`` is
+    not the decode head's (``head``: (name, count)); e.g. ADE20K's 150 left
+    in a config moved to another dataset, which lets labels the loss
+    cannot take through."""
+    ds = loader_cfg.get('dataset') if hasattr(loader_cfg, 'get') else None
+    key = f'{loader}.dataset'
+    while hasattr(ds, 'get') and 'pipeline' not in ds and hasattr(
+            ds.get('dataset'), 'get'):  # RepeatDataset and the like
+        ds, key = ds['dataset'], f'{key}.dataset'
+    if not hasattr(ds, 'get'):
+        return
+    reduce = ds.get('reduce_zero_label',
+                    _default_reduce_zero_label(ds.get('type')))
+    for name, step in _label_loaders(ds.get('pipeline'), f'{key}.pipeline'):
+        mine = step.get('reduce_zero_label')
+        if isinstance(mine, bool) and isinstance(reduce, bool) and \
+                mine != reduce:
+            raise BadInputError(
+                f'{where}: {name}.reduce_zero_label is {mine}, but its '
+                f'dataset ({_type_name(ds.get("type"))}) loads with '
+                f'reduce_zero_label={reduce}; set them alike (True where '
+                'label 0 means "other" and is ignored, as in ADE20K; False '
+                'where 0 is a class, as in Cityscapes, VOC and most others)')
+        count = step.get('num_classes')
+        if head is not None and isinstance(count, int) and count != head[1]:
+            raise BadInputError(
+                f'{where}: {name}.num_classes is {count}, but '
+                f'{head[0]}.num_classes is {head[1]}: the loader checks '
+                'label values against the classes the head predicts; set '
+                f'it to {head[1]}')
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -264,6 +264,28 @@ def test_loader_checks_values_with_and_without_reduce_zero_label(data):
         CheckedLoadAnnotations(num_classes=0)
 
 
+def test_reduce_zero_label_unlike_the_datasets_is_a_config_error(data):
+    # mmseg asserts it while loading; was reported as an unreadable file
+    root, _ = data
+    img = osp.join(root, 'images', 'training', 'ADE_train_00000001.jpg')
+    seg = osp.join(root, 'annotations', 'training', 'ADE_train_00000001.png')
+    results = dict(
+        img_path=img,
+        seg_map_path=seg,
+        seg_fields=[],
+        reduce_zero_label=False,  # the dataset's, e.g. Cityscapes
+        label_map=None)
+    CheckedLoadImageFromFile()(results)
+    with pytest.raises(ValueError) as exc:
+        CheckedLoadAnnotations(reduce_zero_label=True)(results)
+    assert not isinstance(exc.value, DataFileError)
+    assert str(exc.value) == (
+        'CheckedLoadAnnotations: reduce_zero_label is True, but the dataset '
+        'loads with reduce_zero_label=False; set them alike')
+    # None follows the dataset
+    assert CheckedLoadAnnotations()(results)['gt_seg_map'].ndim == 2
+
+
 def test_loader_without_num_classes_warns_once(data, monkeypatch):
     import mmseg_vvt.datasets.transforms as transforms
     root, _ = data

@@ -992,6 +992,33 @@ def test_test_py_tta_without_tta_config_is_one_line(trained, tmp_path):
     _one_line_error(proc, '--tta needs tta_model and tta_pipeline', cfg)
 
 
+def test_test_py_tta_pipeline_is_checked_as_it_runs(trained, tmp_path,
+                                                    tool_env):
+    # --tta swaps the test pipeline for tta_pipeline after the config
+    # checks (was: its loader's 3 classes went unchecked, an mIoU printed)
+    cfg = tmp_path / 'tta3.py'
+    cfg.write_text(
+        f"_base_ = [{trained['cfg']!r}]\n"
+        'tta_pipeline = [\n'
+        "    dict(type='CheckedLoadImageFromFile'),\n"
+        "    dict(type='TestTimeAug', transforms=[\n"
+        "        [dict(type='Resize', scale=(64, 64), keep_ratio=True)],\n"
+        "        [dict(type='CheckedLoadAnnotations', num_classes=3)],\n"
+        "        [dict(type='PackSegInputs')]])]\n")
+    argv = [
+        str(cfg),
+        osp.join(trained['work_dir'], 'iter_8.pth'), '--work-dir',
+        str(tmp_path / 'eval')
+    ]
+    message = _refused(load_tool('test').main, argv + ['--tta'])
+    assert message == (
+        f'error: config {cfg}: test_dataloader.dataset.pipeline[1].'
+        'transforms[1][0].num_classes is 3, but model.decode_head.num_classes '
+        'is 150: the loader checks label values against the classes the head '
+        'predicts; set it to 150')
+    assert not _eval_jsons(str(tmp_path / 'eval'))
+
+
 def test_test_py_tta_is_recorded_and_tabled_as_ms_flip(trained, tmp_path):
     # the config's tta_pipeline (mmseg's ADE20K one: six scales, flips)
     ckpt = osp.join(trained['work_dir'], 'iter_8.pth')

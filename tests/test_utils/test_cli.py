@@ -208,7 +208,8 @@ def test_more_classes_than_the_data_is_logged_not_refused(
     assert [m for m in logged if m[1] >= logging.WARNING] == [
         (f'config {cfg}: model.decode_head.num_classes is 151, but the '
          'dataset of train_dataloader (ADE20KDataset) has 150 classes: the '
-         "head's extra outputs are trained only if the labels use them",
+         "head's extra outputs are trained only if the labels use them, "
+         'and pixels predicted as class 150 count as misses in the metric',
          logging.WARNING)
     ]
 
@@ -736,3 +737,67 @@ def test_maskformer_heads_without_mmdet_are_named(tmp_path, monkeypatch):
     assert str(info.value) == (
         f'config {cfg}: model.decode_head is a Mask2FormerHead, which mmseg '
         "builds on mmdet's, but mmdet is not installed (mim install mmdet)")
+
+
+def _loader_cfg(dataset, steps, num_classes=4):
+    from mmengine.config import Config
+    model = tiny_segmentor(num_classes=num_classes)
+    return Config(
+        dict(
+            model=model,
+            test_dataloader=dict(dataset=dict(dataset, pipeline=steps))))
+
+
+def _loader_refusal(dataset, steps, num_classes=4) -> str:
+    with pytest.raises(BadInputError) as info:
+        check_classes(
+            _loader_cfg(dataset, steps, num_classes), ['test_dataloader'])
+    return str(info.value)
+
+
+CITYSCAPES = dict(type='CityscapesDataset')
+FOUR = dict(type='ADE20KDataset', metainfo=dict(classes=list('abcd')))
+
+
+def test_label_loaders_follow_their_dataset_and_the_head():
+    # ADE20K's settings left in a config moved to Cityscapes: mmseg asserts
+    # at the first label (was: "cannot load label map", naming the file)
+    reduce = [dict(type='CheckedLoadAnnotations', reduce_zero_label=True)]
+    assert _loader_refusal(CITYSCAPES, reduce, 19) == (
+        'config: test_dataloader.dataset.pipeline[0].reduce_zero_label is '
+        'True, but its dataset (CityscapesDataset) loads with '
+        'reduce_zero_label=False; set them alike (True where label 0 means '
+        '"other" and is ignored, as in ADE20K; False where 0 is a class, as '
+        'in Cityscapes, VOC and most others)')
+    check_classes(
+        _loader_cfg(dict(CITYSCAPES, reduce_zero_label=True), reduce, 19),
+        ['test_dataloader'])
+    for follows in (None, False):  # None: the dataset's
+        check_classes(
+            _loader_cfg(
+                CITYSCAPES,
+                [dict(type='LoadAnnotations', reduce_zero_label=follows)], 19),
+            ['test_dataloader'])
+    # ADE20K's 150 left in the loader of a 4-class head (was: labels the
+    # loss cannot take let through: "Target 8 is out of bounds")
+    ade = [dict(type='CheckedLoadAnnotations', num_classes=150)]
+    assert _loader_refusal(FOUR, ade) == (
+        'config: test_dataloader.dataset.pipeline[0].num_classes is 150, but '
+        'model.decode_head.num_classes is 4: the loader checks label values '
+        'against the classes the head predicts; set it to 4')
+    check_classes(
+        _loader_cfg(FOUR, [dict(ade[0], num_classes=4)]), ['test_dataloader'])
+
+
+def test_label_loaders_inside_test_time_aug_are_checked():
+    tta = [
+        dict(type='CheckedLoadImageFromFile'),
+        dict(
+            type='TestTimeAug',
+            transforms=[[dict(type='RandomFlip', prob=1.)],
+                        [dict(type='CheckedLoadAnnotations', num_classes=150)],
+                        [dict(type='PackSegInputs')]])
+    ]
+    assert _loader_refusal(FOUR, tta).startswith(
+        'config: test_dataloader.dataset.pipeline[1].transforms[1][0].'
+        'num_classes is 150, but model.decode_head.num_classes is 4')
