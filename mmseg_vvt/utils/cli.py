@@ -631,11 +631,18 @@ def _check_label_loaders(loader: str, loader_cfg, head, where: str) -> None:
     in a config moved to another dataset, which lets labels the loss
     cannot take through."""
     ds = loader_cfg.get('dataset') if hasattr(loader_cfg, 'get') else None
-    key = f'{loader}.dataset'
-    while hasattr(ds, 'get') and 'pipeline' not in ds and hasattr(
-            ds.get('dataset'), 'get'):  # RepeatDataset and the like
-        ds, key = ds['dataset'], f'{key}.dataset'
+    _check_dataset_label_loaders(ds, f'{loader}.dataset', head, where)
+
+
+def _check_dataset_label_loaders(ds, key: str, head, where: str) -> None:
     if not hasattr(ds, 'get'):
+        return
+    if 'pipeline' not in ds:  # RepeatDataset, ConcatDataset and the like
+        _check_dataset_label_loaders(
+            ds.get('dataset'), f'{key}.dataset', head, where)
+        for i, inner in enumerate(_seq(ds.get('datasets')) or []):
+            _check_dataset_label_loaders(inner, f'{key}.datasets[{i}]', head,
+                                         where)
         return
     reduce = ds.get('reduce_zero_label',
                     _default_reduce_zero_label(ds.get('type')))

@@ -745,7 +745,9 @@ def _loader_cfg(dataset, steps, num_classes=4):
     return Config(
         dict(
             model=model,
-            test_dataloader=dict(dataset=dict(dataset, pipeline=steps))))
+            test_dataloader=dict(
+                dataset=dataset if steps is
+                None else dict(dataset, pipeline=steps))))
 
 
 def _loader_refusal(dataset, steps, num_classes=4) -> str:
@@ -787,6 +789,14 @@ def test_label_loaders_follow_their_dataset_and_the_head():
         'against the classes the head predicts; set it to 4')
     check_classes(
         _loader_cfg(FOUR, [dict(ade[0], num_classes=4)]), ['test_dataloader'])
+    # through dataset wrappers (VOC-aug is a ConcatDataset of two)
+    concat = dict(
+        type='ConcatDataset',
+        datasets=[dict(FOUR, pipeline=[]),
+                  dict(FOUR, pipeline=ade)])
+    assert _loader_refusal(concat, None).startswith(
+        'config: test_dataloader.dataset.datasets[1].pipeline[0].num_classes '
+        'is 150, but model.decode_head.num_classes is 4')
 
 
 def test_label_loaders_inside_test_time_aug_are_checked():
