@@ -224,7 +224,7 @@ def _vvt_out_stages(model_cfg) -> Optional[tuple]:
     if stages is None or not all(
             isinstance(i, int) and 0 <= i < len(dims) for i in stages):
         return None
-    return stages, dims
+    return sorted(stages), dims  # VVT returns its outputs in stage order
 
 
 def _head_width_errors(head, key: str, widths: list) -> list:

@@ -120,6 +120,20 @@ def test_vvt_widths_follow_out_indices_and_skip_other_backbones():
     model['auxiliary_head']['in_index'] = 2  # now the 128-channel stage 4
     with pytest.raises(BadInputError, match='output 2 has 128 channels'):
         check_vvt_widths(model)
+    # the outputs come in stage order, whatever the order of out_indices
+    import torch
+
+    from mmseg_vvt.models.backbones import VVT
+    model['backbone']['out_indices'] = [3, 1]
+    outs = VVT(**{
+        k: v
+        for k, v in model['backbone'].items() if k != 'type'
+    })(
+        torch.rand(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [32, 128]
+    model['decode_head'].update(in_channels=[32, 128], in_index=[0, 1])
+    model['auxiliary_head'].update(in_channels=32, in_index=0)
+    check_vvt_widths(model)
     model['backbone'] = dict(type='ResNetV1c', depth=50)
     check_vvt_widths(model)  # not ours: mmseg's own checks apply
 
