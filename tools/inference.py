@@ -182,6 +182,13 @@ def main(argv=None) -> int:
         # checkpoint
         print(f'error: {err}', file=sys.stderr)
         return 2
+    if inferencer.partial_load:
+        # the log has named what did not fit; stderr carries the warning
+        print(
+            'warning: partial load (--allow-partial-checkpoint): the '
+            'weights that did not fit (logged above) keep their initial '
+            'values',
+            file=sys.stderr)
     tc = inferencer.model.test_cfg
     mode_desc = tc.get('mode', 'whole')
     if mode_desc == 'slide':
