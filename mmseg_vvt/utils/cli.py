@@ -433,18 +433,24 @@ def dataset_classes(ds_cfg) -> Optional[tuple]:
             _type_name(kind)) if _seq(classes) is not None else None
 
 
+def _is_a(kind, names: Sequence[str], registry: str = 'MODELS') -> bool:
+    """Whether config type ``kind`` (a name in mmseg's ``registry``, or a
+    class) is (a subclass of) a class named in ``names``."""
+    if isinstance(kind, str):
+        import mmseg.registry
+        try:
+            kind = getattr(mmseg.registry, registry).get(kind) or kind
+        except Exception:  # an unknown type: the build names it
+            pass
+    if isinstance(kind, type):
+        return any(c.__name__ in names for c in kind.__mro__)
+    return _type_name(kind) in names
+
+
 def _own_class_count(kind) -> bool:
     """Whether head type ``kind`` is (a subclass of) a head in
     :data:`OWN_CLASS_COUNT_HEADS`."""
-    if isinstance(kind, str):
-        from mmseg.registry import MODELS
-        try:
-            kind = MODELS.get(kind) or kind
-        except Exception:  # an unknown type: the model build names it
-            pass
-    if isinstance(kind, type):
-        return any(c.__name__ in OWN_CLASS_COUNT_HEADS for c in kind.__mro__)
-    return _type_name(kind) in OWN_CLASS_COUNT_HEADS
+    return _is_a(kind, OWN_CLASS_COUNT_HEADS)
 
 
 def _softmax_losses(head) -> list:
@@ -499,9 +505,10 @@ def check_classes(cfg,
     is any head in a config that sets ``check_num_classes = False``.
 
     The label loaders of those dataloaders' pipelines (``TestTimeAug``'s
-    too) are checked against their dataset and the decode head:
-    ``reduce_zero_label`` as the dataset's, a ``CheckedLoadAnnotations``'s
-    ``num_classes`` as the head's."""
+    and wrapped datasets' too) are checked against their dataset and the
+    decode head: ``reduce_zero_label`` as the dataset's, a
+    ``CheckedLoadAnnotations``'s ``num_classes`` from the dataset's classes
+    to the head's; one message names every loader that is wrong."""
     from mmengine.logging import print_log
     model_cfg = segmentor_cfg(cfg.get('model'))
     if not data or not hasattr(model_cfg, 'get') or not cfg.get(
@@ -535,11 +542,16 @@ def check_classes(cfg,
         heads.append((name, num_classes))
     logged = set()  # train and val on one dataset: one line
     decode = [h for h in heads if h[0].startswith('model.decode_head')]
+    loader_errors = []
     for loader in data:
         loader_cfg = cfg.get(loader)
         found = dataset_classes(
             loader_cfg.get('dataset') if hasattr(loader_cfg, 'get') else None)
         count, kind = found or (None, None)
+        # the last decode head's prediction is the model's
+        loader_errors += _label_loader_errors(loader, loader_cfg,
+                                              decode[-1] if decode else None,
+                                              found)
         for name, num_classes in heads if found else ():
             what = (f'{where}: {name}.num_classes is {num_classes}, but the '
                     f'dataset of {loader} ({kind}) has {count} classes')
@@ -564,9 +576,9 @@ def check_classes(cfg,
                         'the metric',
                         logger='current',
                         level=logging.WARNING)
-        # the last decode head's prediction is the model's
-        _check_label_loaders(loader, loader_cfg,
-                             decode[-1] if decode else None, where)
+    if loader_errors:  # train, val and test often share one mistake
+        raise BadInputError(f'{where}: ' +
+                            '; '.join(dict.fromkeys(loader_errors)))
 
 
 def _ids(first: int, last: int) -> str:
@@ -577,20 +589,6 @@ def _ids(first: int, last: int) -> str:
 LABEL_LOADERS = ('LoadAnnotations', 'CheckedLoadAnnotations')
 
 
-def _transform_is(kind, names: Sequence[str]) -> bool:
-    """Whether transform type ``kind`` is (a subclass of) one named in
-    ``names``."""
-    if isinstance(kind, str):
-        from mmseg.registry import TRANSFORMS
-        try:
-            kind = TRANSFORMS.get(kind) or kind
-        except Exception:  # an unknown type: the pipeline build names it
-            pass
-    if isinstance(kind, type):
-        return any(c.__name__ in names for c in kind.__mro__)
-    return _type_name(kind) in names
-
-
 def _label_loaders(pipeline, key: str):
     """(name, config) of the label loaders in ``pipeline``, through
     ``TestTimeAug``'s lists of transforms."""
@@ -598,14 +596,15 @@ def _label_loaders(pipeline, key: str):
         if not hasattr(step, 'get'):
             continue
         name = f'{key}[{i}]'
-        if _transform_is(step.get('type'), LABEL_LOADERS):
+        if _is_a(step.get('type'), LABEL_LOADERS, 'TRANSFORMS'):
             yield name, step
         for j, branch in enumerate(_seq(step.get('transforms')) or []):
             yield from _label_loaders(branch, f'{name}.transforms[{j}]')
 
 
 def _default_reduce_zero_label(kind) -> Optional[bool]:
-    # ADE20KDataset reduces by default, mmseg's other datasets do not
+    # the default of the dataset class's __init__ (ADE20K, LoveDA, Potsdam
+    # and a few others reduce; BaseSegDataset does not)
     import inspect
     if isinstance(kind, str):
         from mmseg.registry import DATASETS
@@ -623,46 +622,58 @@ def _default_reduce_zero_label(kind) -> Optional[bool]:
     return None
 
 
-def _check_label_loaders(loader: str, loader_cfg, head, where: str) -> None:
-    """Refuse a label loader of ``loader``'s dataset whose
-    ``reduce_zero_label`` is not its dataset's (mmseg asserts it at the
-    first label), or a ``CheckedLoadAnnotations`` whose ``num_classes`` is
-    not the decode head's (``head``: (name, count)); e.g. ADE20K's 150 left
-    in a config moved to another dataset, which lets labels the loss
-    cannot take through."""
+def _label_loader_errors(loader: str, loader_cfg, head, found) -> list:
+    """What the label loaders of ``loader``'s dataset get wrong: a
+    ``reduce_zero_label`` unlike their dataset's (mmseg asserts it at the
+    first label), or a ``CheckedLoadAnnotations`` ``num_classes`` above the
+    decode head's (``head``: (name, classes it predicts)), which lets
+    labels the loss cannot take through (e.g. ADE20K's 150 left in a config
+    moved to another dataset), or below the dataset's (``found``: (classes,
+    type)), which refuses valid labels as bad files."""
     ds = loader_cfg.get('dataset') if hasattr(loader_cfg, 'get') else None
-    _check_dataset_label_loaders(ds, f'{loader}.dataset', head, where)
+    return _dataset_label_loader_errors(ds, f'{loader}.dataset', head, found)
 
 
-def _check_dataset_label_loaders(ds, key: str, head, where: str) -> None:
+def _dataset_label_loader_errors(ds, key: str, head, found) -> list:
     if not hasattr(ds, 'get'):
-        return
+        return []
     if 'pipeline' not in ds:  # RepeatDataset, ConcatDataset and the like
-        _check_dataset_label_loaders(
-            ds.get('dataset'), f'{key}.dataset', head, where)
-        for i, inner in enumerate(_seq(ds.get('datasets')) or []):
-            _check_dataset_label_loaders(inner, f'{key}.datasets[{i}]', head,
-                                         where)
-        return
+        inner = [(ds.get('dataset'), f'{key}.dataset')]
+        inner += [(d, f'{key}.datasets[{i}]')
+                  for i, d in enumerate(_seq(ds.get('datasets')) or [])]
+        return [
+            e for d, k in inner
+            for e in _dataset_label_loader_errors(d, k, head, found)
+        ]
+    errors = []
+    kind = _type_name(ds.get('type'))
     reduce = ds.get('reduce_zero_label',
                     _default_reduce_zero_label(ds.get('type')))
     for name, step in _label_loaders(ds.get('pipeline'), f'{key}.pipeline'):
         mine = step.get('reduce_zero_label')
         if isinstance(mine, bool) and isinstance(reduce, bool) and \
                 mine != reduce:
-            raise BadInputError(
-                f'{where}: {name}.reduce_zero_label is {mine}, but its '
-                f'dataset ({_type_name(ds.get("type"))}) loads with '
-                f'reduce_zero_label={reduce}; set them alike (True where '
-                'label 0 means "other" and is ignored, as in ADE20K; False '
-                'where 0 is a class, as in Cityscapes, VOC and most others)')
+            errors.append(
+                f'{name}.reduce_zero_label is {mine}, but its dataset '
+                f'({kind}) loads with reduce_zero_label={reduce}: leave it '
+                "out of the loader to follow the dataset's, or set the "
+                "dataset's (True where label 0 means \"other\" and is "
+                'ignored, as in ADE20K)')
         count = step.get('num_classes')
-        if head is not None and isinstance(count, int) and count != head[1]:
-            raise BadInputError(
-                f'{where}: {name}.num_classes is {count}, but '
-                f'{head[0]}.num_classes is {head[1]}: the loader checks '
-                'label values against the classes the head predicts; set '
-                f'it to {head[1]}')
+        if not isinstance(count, int):
+            continue
+        if head is not None and count > head[1]:
+            errors.append(
+                f'{name}.num_classes is {count}, but {head[0]} predicts '
+                f'{head[1]} classes: labels {head[1]}..{count - 1} would '
+                f'pass the loader and fail the loss; set it to {head[1]}')
+        elif found is not None and count < found[0]:
+            errors.append(
+                f'{name}.num_classes is {count}, but its dataset '
+                f'({found[1]}) has {found[0]} classes: labels of '
+                f'{_ids(count, found[0] - 1)} would be refused as not '
+                f'classes; set it to {found[0]}')
+    return errors
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -1013,9 +1013,9 @@ def test_test_py_tta_pipeline_is_checked_as_it_runs(trained, tmp_path,
     message = _refused(load_tool('test').main, argv + ['--tta'])
     assert message == (
         f'error: config {cfg}: test_dataloader.dataset.pipeline[1].'
-        'transforms[1][0].num_classes is 3, but model.decode_head.num_classes '
-        'is 150: the loader checks label values against the classes the head '
-        'predicts; set it to 150')
+        'transforms[1][0].num_classes is 3, but its dataset (ADE20KDataset) '
+        'has 150 classes: labels of classes 3..149 would be refused as not '
+        'classes; set it to 150')
     assert not _eval_jsons(str(tmp_path / 'eval'))
 
 

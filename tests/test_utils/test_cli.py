@@ -782,9 +782,9 @@ def test_label_loaders_follow_their_dataset_and_the_head():
     assert _loader_refusal(CITYSCAPES, reduce, 19) == (
         'config: test_dataloader.dataset.pipeline[0].reduce_zero_label is '
         'True, but its dataset (CityscapesDataset) loads with '
-        'reduce_zero_label=False; set them alike (True where label 0 means '
-        '"other" and is ignored, as in ADE20K; False where 0 is a class, as '
-        'in Cityscapes, VOC and most others)')
+        "reduce_zero_label=False: leave it out of the loader to follow the "
+        "dataset's, or set the dataset's (True where label 0 means \"other\" "
+        'and is ignored, as in ADE20K)')
     check_classes(
         _loader_cfg(dict(CITYSCAPES, reduce_zero_label=True), reduce, 19),
         ['test_dataloader'])
@@ -799,10 +799,38 @@ def test_label_loaders_follow_their_dataset_and_the_head():
     ade = [dict(type='CheckedLoadAnnotations', num_classes=150)]
     assert _loader_refusal(FOUR, ade) == (
         'config: test_dataloader.dataset.pipeline[0].num_classes is 150, but '
-        'model.decode_head.num_classes is 4: the loader checks label values '
-        'against the classes the head predicts; set it to 4')
+        'model.decode_head predicts 4 classes: labels 4..149 would pass the '
+        'loader and fail the loss; set it to 4')
     check_classes(
         _loader_cfg(FOUR, [dict(ade[0], num_classes=4)]), ['test_dataloader'])
+    # fewer than the dataset's classes: its valid labels blamed on the file
+    assert _loader_refusal(FOUR, [dict(ade[0], num_classes=3)]) == (
+        'config: test_dataloader.dataset.pipeline[0].num_classes is 3, but '
+        'its dataset (ADE20KDataset) has 4 classes: labels of class 3 would '
+        'be refused as not classes; set it to 4')
+    # between the two: a head with more classes than the data (logged) and
+    # a loader checking the data's
+    check_classes(
+        _loader_cfg(FOUR, [dict(ade[0], num_classes=4)], num_classes=5),
+        ['test_dataloader'])
+    # one message for every loader that shares the mistake
+    from mmengine.config import Config
+    unreduced = dict(type='LoadAnnotations', reduce_zero_label=False)
+    both = Config(
+        dict(
+            model=tiny_segmentor(),
+            train_dataloader=dict(dataset=dict(FOUR, pipeline=ade)),
+            test_dataloader=dict(
+                dataset=dict(FOUR, pipeline=[unreduced] + ade))))
+    with pytest.raises(BadInputError) as info:
+        check_classes(both, ['train_dataloader', 'test_dataloader'])
+    message = str(info.value)
+    assert message.startswith('config: train_dataloader.dataset.pipeline[0]'
+                              '.num_classes is 150')
+    for also in ('; test_dataloader.dataset.pipeline[0].reduce_zero_label '
+                 'is False', '; test_dataloader.dataset.pipeline[1].'
+                 'num_classes is 150'):
+        assert also in message
     # through dataset wrappers (VOC-aug is a ConcatDataset of two)
     concat = dict(
         type='ConcatDataset',
@@ -810,7 +838,7 @@ def test_label_loaders_follow_their_dataset_and_the_head():
                   dict(FOUR, pipeline=ade)])
     assert _loader_refusal(concat, None).startswith(
         'config: test_dataloader.dataset.datasets[1].pipeline[0].num_classes '
-        'is 150, but model.decode_head.num_classes is 4')
+        'is 150, but model.decode_head predicts 4 classes')
 
 
 def test_label_loaders_inside_test_time_aug_are_checked():
@@ -824,4 +852,4 @@ def test_label_loaders_inside_test_time_aug_are_checked():
     ]
     assert _loader_refusal(FOUR, tta).startswith(
         'config: test_dataloader.dataset.pipeline[1].transforms[1][0].'
-        'num_classes is 150, but model.decode_head.num_classes is 4')
+        'num_classes is 150, but model.decode_head predicts 4 classes')
