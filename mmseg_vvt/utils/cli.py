@@ -150,15 +150,17 @@ def _check_vvt_pretrained(model_cfg, path: str) -> None:
                         segmentor_cfg(model_cfg).get('pretrained')),
                        ('model.backbone.pretrained',
                         backbone.get('pretrained'))):
-        if value is not None:
-            raise BadInputError(
-                f'config {path}: {key} is {value!r}, which mmseg hands to '
-                'the backbone, but VVT takes its weights only from '
-                'model.backbone.init_cfg (in a config written for another '
-                f"backbone, {key} names that backbone's weights); set "
-                f"{key}=None, and VVT's ImageNet weights with "
-                "model.backbone.init_cfg=dict(type='Pretrained', "
-                'checkpoint=PATH)')
+        if value is None:
+            continue
+        why = (' (in a config written for another backbone it names that '
+               "backbone's weights)" if key == 'model.pretrained' else '')
+        handed = (', which mmseg hands to the backbone,'
+                  if key == 'model.pretrained' else ',')
+        raise BadInputError(
+            f'config {path}: {key} is {value!r}{handed} but VVT takes its '
+            f'weights only from model.backbone.init_cfg{why}; set {key}=None, '
+            "and VVT's ImageNet weights with model.backbone.init_cfg="
+            "dict(type='Pretrained', checkpoint=PATH)")
 
 
 # mmseg heads built on mmdet's; without mmdet, mmseg derives them from
@@ -174,8 +176,9 @@ def _check_mmdet_heads(model_cfg, path: str) -> None:
         return
     heads = model_cfg.get('decode_head')
     for j, head in enumerate(_seq(heads) or [heads]):
-        kind = _type_name(head.get('type')) if hasattr(head, 'get') else None
-        if kind in MMDET_HEADS:
+        kind = head.get('type') if hasattr(head, 'get') else None
+        if kind is not None and _is_a(kind, MMDET_HEADS):
+            kind = _type_name(kind)
             name = 'model.decode_head' + (f'[{j}]' if _seq(heads) else '')
             raise BadInputError(
                 f'config {path}: {name} is a {kind}, which mmseg builds on '
@@ -349,7 +352,8 @@ def _neck_width_errors(neck, key: str, widths: list) -> list:
         return [(f'{key} is a Feature2Pyramid, which takes outputs of '
                  f'embed_dim={dim} channels each, but the VVT backbone '
                  f'returns {widths} channels: use a neck with one '
-                 'in_channels per output (e.g. FPN or MultiLevelNeck)', False)]
+                 'in_channels per output (e.g. FPN, or MultiLevelNeck with '
+                 'scales=[1, 1, 1, 1])', False)]
     return []
 
 

@@ -800,9 +800,13 @@ def test_train_py_corrupt_image_in_a_worker_is_one_line(ade_root, tmp_path):
     assert 'Caught DataFileError' not in line
 
 
-def test_test_py_corrupt_image_is_one_line(trained, ade_root, tmp_path):
+def test_test_py_corrupt_image_in_a_worker_is_one_line(trained, ade_root,
+                                                       tmp_path):
     root, bad = _corrupt_copy(ade_root, tmp_path, 'validation')
-    options = [f'test_dataloader.dataset.data_root={root}'] + [
+    options = [
+        f'test_dataloader.dataset.data_root={root}',
+        'test_dataloader.num_workers=1'
+    ] + [
         f'test_dataloader.{o}'.replace('pipeline.1', 'pipeline.2')
         for o in CHECKED_LOADING
     ]

@@ -649,6 +649,14 @@ def test_vvt_in_a_resnet_config_needs_pretrained_none(tmp_path):
     fixed = load_config(
         _drop_in(tmp_path / 'fixed.py', str(cfg), dict(pretrained=None)))
     assert fixed.model.pretrained is None
+    fixed_path = tmp_path / 'fixed.py'
+    with pytest.raises(BadInputError) as info:
+        load_config(fixed_path, {'model.backbone.pretrained': 'vvt.pth'})
+    assert str(info.value) == (
+        f"config {fixed_path}: model.backbone.pretrained is 'vvt.pth', but "
+        'VVT takes its weights only from model.backbone.init_cfg; set '
+        "model.backbone.pretrained=None, and VVT's ImageNet weights with "
+        "model.backbone.init_cfg=dict(type='Pretrained', checkpoint=PATH)")
 
 
 def test_vvt_refuses_a_pretrained_argument():
