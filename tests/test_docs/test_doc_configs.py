@@ -13,10 +13,20 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BLOCK = re.compile(r"```python\n(_base_ = \['mmseg::.*?)```", re.S)
 
 
-@pytest.mark.parametrize('doc', ['README.md', 'docs/training.md'])
-def test_drop_in_example_loads_and_builds(doc, tmp_path):
+def _logits(cfg, height, width):
+    """The logits of ``cfg``'s model, built without its ImageNet file (not
+    here), for one random image."""
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
+    cfg.model.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        return model(torch.rand(1, 3, height, width), mode='tensor')
+
+
+@pytest.mark.parametrize('doc', ['README.md', 'docs/training.md'])
+def test_drop_in_example_loads_and_builds(doc, tmp_path):
     with open(osp.join(REPO, doc)) as f:
         (example, ) = BLOCK.findall(f.read())
     path = tmp_path / 'drop_in.py'
@@ -24,19 +34,11 @@ def test_drop_in_example_loads_and_builds(doc, tmp_path):
     cfg = load_config(path, data=('train_dataloader', 'val_dataloader'))
     assert cfg.model.backbone.type == 'VVT'
     assert cfg.model.pretrained is None
-    # the ImageNet file is not here: build without loading it
-    cfg.model.backbone.init_cfg = None
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        model = MODELS.build(cfg.model).eval()
-    with torch.no_grad():
-        logits = model(torch.rand(1, 3, 64, 64), mode='tensor')
-    assert logits.shape == (1, 150, 16, 16)
+    assert _logits(cfg, 64, 64).shape == (1, 150, 16, 16)
 
 
 def test_another_dataset_example_loads_and_builds(tmp_path):
     # training.md's Cityscapes config, where it says to save it
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import MODELS
     with open(osp.join(REPO, 'docs', 'training.md')) as f:
         text = f.read()
     section = text[text.index('### Another dataset'):]
@@ -52,9 +54,4 @@ def test_another_dataset_example_loads_and_builds(tmp_path):
     # and the custom_hooks of our runtime came along
     assert [h['type'] for h in cfg.custom_hooks
             ] == ['CheckpointFitHook', 'VVTConfigCheckHook']
-    cfg.model.backbone.init_cfg = None
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        model = MODELS.build(cfg.model).eval()
-    with torch.no_grad():
-        logits = model(torch.rand(1, 3, 64, 128), mode='tensor')
-    assert logits.shape == (1, 19, 16, 32)
+    assert _logits(cfg, 64, 128).shape == (1, 19, 16, 32)
