@@ -128,7 +128,8 @@ class CheckedLoadAnnotations(LoadAnnotations):
             raise ValueError(
                 f'CheckedLoadAnnotations: reduce_zero_label is '
                 f'{self.reduce_zero_label}, but the dataset loads with '
-                f'reduce_zero_label={dataset}; set them alike')
+                f'reduce_zero_label={dataset}; leave it out of the loader to '
+                "follow the dataset's, or set the dataset's")
         try:
             super()._load_seg_map(results)
         except Exception as e:

@@ -281,7 +281,8 @@ def test_reduce_zero_label_unlike_the_datasets_is_a_config_error(data):
     assert not isinstance(exc.value, DataFileError)
     assert str(exc.value) == (
         'CheckedLoadAnnotations: reduce_zero_label is True, but the dataset '
-        'loads with reduce_zero_label=False; set them alike')
+        'loads with reduce_zero_label=False; leave it out of the loader to '
+        "follow the dataset's, or set the dataset's")
     # None follows the dataset
     assert CheckedLoadAnnotations()(results)['gt_seg_map'].ndim == 2
 

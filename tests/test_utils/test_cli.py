@@ -666,7 +666,8 @@ def test_vvt_refuses_a_pretrained_argument():
     with pytest.raises(ValueError) as info:
         VVT(arch=tiny_arch(), pretrained='open-mmlab://resnet50_v1c')
     assert "VVT got pretrained='open-mmlab://resnet50_v1c'" in str(info.value)
-    assert 'Set model.pretrained=None' in str(info.value)
+    assert 'Set model.pretrained (or model.backbone.pretrained, wherever ' \
+        'it was given) to None' in str(info.value)
 
 
 def _non_width_refusal(model) -> str:

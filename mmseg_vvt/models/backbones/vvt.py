@@ -401,7 +401,8 @@ class VVT(BaseModule):
                 f'VVT got pretrained={pretrained!r}: mmseg hands a config\'s '
                 'model.pretrained to its backbone, and in a config written '
                 "for another backbone it names that backbone's weights. Set "
-                "model.pretrained=None; VVT's ImageNet weights go in "
+                'model.pretrained (or model.backbone.pretrained, wherever it '
+                "was given) to None; VVT's ImageNet weights go in "
                 "model.backbone.init_cfg=dict(type='Pretrained', "
                 'checkpoint=PATH)')
 
