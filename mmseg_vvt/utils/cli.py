@@ -174,15 +174,13 @@ def _check_mmdet_heads(model_cfg, path: str) -> None:
     if not hasattr(model_cfg,
                    'get') or importlib.util.find_spec('mmdet') is not None:
         return
-    heads = model_cfg.get('decode_head')
-    for j, head in enumerate(_seq(heads) or [heads]):
-        kind = head.get('type') if hasattr(head, 'get') else None
+    for name, head in _heads(model_cfg, ('decode_head', )):
+        kind = head.get('type')
         if kind is not None and _is_a(kind, MMDET_HEADS):
-            kind = _type_name(kind)
-            name = 'model.decode_head' + (f'[{j}]' if _seq(heads) else '')
             raise BadInputError(
-                f'config {path}: {name} is a {kind}, which mmseg builds on '
-                "mmdet's, but mmdet is not installed (mim install mmdet)")
+                f'config {path}: {name} is a {_type_name(kind)}, which mmseg '
+                "builds on mmdet's, but mmdet is not installed (mim install "
+                'mmdet)')
 
 
 def check_vvt_arch(arch, name: str = '--arch'):
@@ -381,11 +379,8 @@ def check_vvt_widths(model_cfg, where: str = 'model') -> None:
     elif neck is not None:
         errors = _neck_width_errors(neck, 'model.neck', widths)
     else:
-        for key in ('decode_head', 'auxiliary_head'):
-            heads = model_cfg.get(key)
-            for j, head in enumerate(_seq(heads) or [heads]):
-                name = f'model.{key}' + (f'[{j}]' if _seq(heads) else '')
-                errors += _head_width_errors(head, name, widths)
+        for name, head in _heads(model_cfg):
+            errors += _head_width_errors(head, name, widths)
         if not errors and _seq(model_cfg.get('decode_head')):
             errors = _cascade_stride_errors(model_cfg['decode_head'],
                                             [4 * 2**i for i in stages])
@@ -474,23 +469,28 @@ def _softmax_losses(head) -> list:
 OWN_CLASS_COUNT_HEADS = ('STDCHead', 'SideAdapterCLIPHead')
 
 
+def _heads(model_cfg, keys: Sequence[str] = ('decode_head', 'auxiliary_head')):
+    """(name, config) of the heads under ``keys`` of a segmentor config,
+    one or a list each (``model.decode_head[1]``)."""
+    for key in keys:
+        value = model_cfg.get(key)
+        for j, head in enumerate(_seq(value) or [value]):
+            if hasattr(head, 'get'):
+                yield f'model.{key}' + (f'[{j}]' if _seq(value) else ''), head
+
+
 def _class_heads(model_cfg):
     """(name, config) of every head that predicts classes: the decode and
     auxiliary heads, and K-Net's heads inside its decode head."""
-    for key in ('decode_head', 'auxiliary_head'):
-        value = model_cfg.get(key)
-        for j, head in enumerate(_seq(value) or [value]):
-            if not hasattr(head, 'get'):
-                continue
-            name = f'model.{key}' + (f'[{j}]' if _seq(value) else '')
-            yield name, head
-            inner = head.get('kernel_generate_head')
-            if hasattr(inner, 'get'):
-                yield f'{name}.kernel_generate_head', inner
-            updates = _seq(head.get('kernel_update_head')) or []
-            for i, update in enumerate(updates):
-                if hasattr(update, 'get'):
-                    yield f'{name}.kernel_update_head[{i}]', update
+    for name, head in _heads(model_cfg):
+        yield name, head
+        inner = head.get('kernel_generate_head')
+        if hasattr(inner, 'get'):
+            yield f'{name}.kernel_generate_head', inner
+        updates = _seq(head.get('kernel_update_head')) or []
+        for i, update in enumerate(updates):
+            if hasattr(update, 'get'):
+                yield f'{name}.kernel_update_head[{i}]', update
 
 
 def check_classes(cfg,
