@@ -107,22 +107,9 @@ class Mlp(BaseModule):
         :func:`~mmseg_vvt.models.kernels.common.joined_block` joined them for
         the training kernel (used when training without dropout; None:
         the module's own parameters)."""
-        path = kernels.select(x, self)
-        if path == 'cpu':
-            return kernels.cpu.mlp(x, hw_shape, self.kernel_weights())
-        if path in kernels.WHOLE_PATHS:
-            return kernels.whole.mlp(
-                x,
-                hw_shape,
-                self.kernel_weights(),
-                fused=path == 'whole_triton')
-        if path in kernels.TRAINING_PATHS and self.drop.p == 0:
-            return kernels.autograd.mlp(
-                x,
-                hw_shape,
-                self.kernel_weights(),
-                joined=joined_weights,
-                fused=path == 'triton')
+        y = kernels.mlp(self, x, hw_shape, self.drop.p, joined_weights)
+        if y is not None:
+            return y
         x = self.act(self.dwconv(self.fc1(x), hw_shape))
         return self.drop(self.fc2(self.drop(x)))
 
@@ -201,24 +188,23 @@ class VVTBlock(BaseModule):
         return []
 
     def _forward(self, x, hw_shape, inplace=False, drop_path_scales=None):
-        path = kernels.select(x, self)
-        if path in kernels.TRAINING_PATHS:
+        if kernels.trains(self, x):
             return self._forward_training(x, hw_shape, drop_path_scales)
-        if path == 'cpu' and kernels.cpu.fuses_block(x, self.attn.sr_ratio):
-            return kernels.cpu.block(
-                x,
-                hw_shape,
-                _norm_weights(self.norm1),
-                self.attn.kernel_weights(),
-                _norm_weights(self.norm2),
-                self.mlp.kernel_weights(),
-                inplace=inplace)
-        if path in kernels.WHOLE_PATHS and inplace:
+        y = kernels.fused_block(self, x, hw_shape, self.attn.sr_ratio, inplace)
+        if y is not None:
+            return y
+        if inplace and kernels.adds_in_place(self, x):
             # x is the caller's own: the residuals add into it
             x = kernels.whole.add_into(x, self.attn(self.norm1(x), hw_shape))
             return kernels.whole.add_into(x, self.mlp(self.norm2(x), hw_shape))
         x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
         return x + self.drop_path(self.mlp(self.norm2(x), hw_shape))
+
+    def kernel_weights(self):
+        """The norms', attention's and MLP's parameters as the fused block
+        kernel takes them."""
+        return (_norm_weights(self.norm1), self.attn.kernel_weights(),
+                _norm_weights(self.norm2), self.mlp.kernel_weights())
 
     def _forward_training(self, x, hw_shape, scales=None):
         """The same block with stochastic depth folded into the residual
@@ -539,8 +525,7 @@ class VVT(BaseModule):
             x = x.unflatten(1, hw_shape).permute(0, 3, 1, 2)  # NCHW view
             if i in self.out_indices:
                 # necks and heads expect contiguous NCHW maps
-                outs.append(x.contiguous() if kernels.select(x, self) !=
-                            'cpu' else kernels.cpu.contiguous_nchw(x))
+                outs.append(kernels.nchw_output(self, x))
             if i == max(self.out_indices):
                 break
         return tuple(outs)
@@ -550,7 +535,7 @@ class VVT(BaseModule):
         once in the order ``DropPath`` would draw them (None where the
         blocks draw their own: the readable formulation, or no stochastic
         depth)."""
-        if kernels.select(tokens, self) not in kernels.TRAINING_PATHS:
+        if not kernels.trains(self, tokens):
             return None
         probs = [
             p for i in range(max(self.out_indices) + 1)

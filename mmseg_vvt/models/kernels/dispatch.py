@@ -2,8 +2,10 @@
 """The one place that decides which implementation computes a VVT op.
 
 The modules' ``forward`` methods are the readable formulation of the
-network (docs/architecture.md). Each asks :func:`select` once per call and
-either runs that formulation or hands its tensors to a kernel:
+network (docs/architecture.md). Each hands its call to one of the routing
+functions below (:func:`attention`, :func:`mlp`, :func:`fused_block`,
+:func:`nchw_output`), which asks :func:`select` which path runs and returns
+the kernel's result, or None where the module's readable code is to run:
 
 ================  ==========================================================
 ``reference``     the module's own readable code. Chosen under
@@ -38,10 +40,13 @@ either runs that formulation or hands its tensors to a kernel:
 """
 import contextlib
 import os
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 from torch import Tensor, nn
+
+from . import autograd, cpu, whole
+from .common import HW
 
 IMPLEMENTATIONS = ('auto', 'reference', 'triton', 'whole')
 # the paths that compute gradients
@@ -111,3 +116,84 @@ def select(x: Tensor, module: nn.Module) -> str:
             and not torch.is_autocast_enabled('cpu')):
         return 'cpu'
     return 'whole'
+
+
+def attention(module: nn.Module,
+              x: Tensor,
+              src: Tensor,
+              hw: HW,
+              kv_hw: HW,
+              joined: Optional[tuple] = None) -> Optional[Tensor]:
+    """A ``VicinityAttention``'s output on tokens ``x`` (keys and values from
+    ``src`` on the ``kv_hw`` grid) by the kernel of its path, or None on the
+    ``reference`` path. ``joined``: its weights as a training block joined
+    them (:func:`~.common.joined_block`); None: ``module.kernel_weights()``.
+    """
+    path = select(x, module)
+    if path == 'reference':
+        return None
+    weights = module.kernel_weights()
+    if path == 'cpu':
+        return cpu.attention(x, src, hw, kv_hw, weights)
+    if path in WHOLE_PATHS:
+        return whole.attention(
+            x, src, hw, kv_hw, weights, fused=path == 'whole_triton')
+    return autograd.attention(
+        x, src, hw, kv_hw, weights, fused=path == 'triton', joined=joined)
+
+
+def mlp(module: nn.Module,
+        x: Tensor,
+        hw: HW,
+        dropout: float = 0.,
+        joined=None) -> Optional[Tensor]:
+    """An ``Mlp``'s output on tokens ``x`` by the kernel of its path, or
+    None: on the ``reference`` path, and in training with ``dropout`` (the
+    training kernel has none). ``joined`` as for :func:`attention`."""
+    path = select(x, module)
+    if path == 'reference' or (path in TRAINING_PATHS and dropout > 0):
+        return None
+    weights = module.kernel_weights()
+    if path == 'cpu':
+        return cpu.mlp(x, hw, weights)
+    if path in WHOLE_PATHS:
+        return whole.mlp(x, hw, weights, fused=path == 'whole_triton')
+    return autograd.mlp(x, hw, weights, joined=joined, fused=path == 'triton')
+
+
+def fused_block(module: nn.Module,
+                x: Tensor,
+                hw: HW,
+                sr_ratio: int,
+                inplace: bool = False) -> Optional[Tensor]:
+    """A ``VVTBlock``'s inference as one CPU kernel (norms and residual
+    adds riding along the attention's chunks and the MLP's bands), or None
+    where it does not apply: another path, spatial reduction, or too few
+    tokens to pay off. ``module.kernel_weights()`` gives its norms',
+    attention's and MLP's weights; ``inplace``: the result may be written
+    over ``x``."""
+    if select(x, module) != 'cpu' or not cpu.fuses_block(x, sr_ratio):
+        return None
+    return cpu.block(x, hw, *module.kernel_weights(), inplace=inplace)
+
+
+def trains(module: nn.Module, x: Tensor) -> bool:
+    """Whether ``module`` runs the training kernels on ``x``: a block then
+    folds stochastic depth into its residual adds and joins its weights
+    (:func:`~.autograd.add_dropped_path`, :func:`~.common.joined_block`)."""
+    return select(x, module) in TRAINING_PATHS
+
+
+def adds_in_place(module: nn.Module, x: Tensor) -> bool:
+    """Whether a block's residual adds may go into its input tokens when
+    its caller gives them up: the whole-tensor inference kernels."""
+    return select(x, module) in WHOLE_PATHS
+
+
+def nchw_output(module: nn.Module, x: Tensor) -> Tensor:
+    """A stage's NCHW view of channels-last tokens as the contiguous map
+    necks and heads expect; on CPU inference, copied in cache-sized steps
+    (:func:`~.cpu.contiguous_nchw`)."""
+    if select(x, module) == 'cpu':
+        return cpu.contiguous_nchw(x)
+    return x.contiguous()

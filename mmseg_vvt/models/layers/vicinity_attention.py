@@ -118,28 +118,9 @@ class VicinityAttention(BaseModule):
             raise ValueError(f'hw_shape {tuple(hw_shape)} does not match the '
                              f'{N} tokens of x')
         src, kv_hw = self.keys_values_source(x, hw_shape)
-        path = kernels.select(x, self)
-        if path == 'cpu':
-            return kernels.cpu.attention(x, src, hw_shape, kv_hw,
-                                         self.kernel_weights())
-        if path in kernels.WHOLE_PATHS:
-            return kernels.whole.attention(
-                x,
-                src,
-                hw_shape,
-                kv_hw,
-                self.kernel_weights(),
-                fused=path == 'whole_triton')
-        if path in kernels.TRAINING_PATHS:
-            return kernels.autograd.attention(
-                x,
-                src,
-                hw_shape,
-                kv_hw,
-                self.kernel_weights(),
-                fused=path == 'triton',
-                joined=joined_weights)
-
+        y = kernels.attention(self, x, src, hw_shape, kv_hw, joined_weights)
+        if y is not None:
+            return y
         q = self._heads(F.relu(self.q_proj(x)))  # B x h x N x d
         k = self._heads(F.relu(self.k_proj(src)))  # B x h x Nk x d
         v = self._heads(self.v_proj(src))
