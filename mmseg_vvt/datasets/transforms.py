@@ -119,6 +119,20 @@ class CheckedLoadAnnotations(LoadAnnotations):
                 logger='current',
                 level=logging.WARNING)
 
+    def transform(self, results):
+        if 'seg_map_path' not in results:
+            if 'seg_fields' not in results:
+                # not a dataset's sample: mmseg.apis.inference_model drops
+                # only a step named exactly 'LoadAnnotations', so this one
+                # meets images without labels, and there is none to load
+                return results
+            raise ValueError(
+                f"CheckedLoadAnnotations: the sample {results.get('img_path')}"
+                ' has no seg_map_path: its dataset lists no label maps '
+                '(data_prefix.seg_map_path unset?); set it, or leave the '
+                'label loader out of a pipeline that has no labels')
+        return super().transform(results)
+
     def _load_seg_map(self, results):
         path = results['seg_map_path']
         dataset = results.get('reduce_zero_label')

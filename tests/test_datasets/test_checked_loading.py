@@ -184,6 +184,26 @@ def test_missing_label_file_names_it(data):
     assert isinstance(exc.value.__cause__, FileNotFoundError)
 
 
+def test_dataset_without_label_maps_is_named(data):
+    # data_prefix without seg_map_path: mmseg lists no label map per sample
+    root, cfg = data
+    cfg.val_dataloader.dataset.data_prefix = dict(img_path='images/validation')
+    ds = _dataset(cfg, 'val')
+    with pytest.raises(
+            ValueError,
+            match='has no seg_map_path: its dataset '
+            r'lists no label maps \(data_prefix.seg_map_path'):
+        ds[0]
+
+
+def test_image_without_dataset_passes_the_label_loader():
+    # mmseg.apis.inference_model keeps this loader (it drops only the step
+    # named 'LoadAnnotations'): an image alone has no label map to load
+    results = dict(img=np.zeros((4, 5, 3), np.uint8), img_shape=(4, 5))
+    out = CheckedLoadAnnotations(num_classes=3)(dict(results))
+    assert out.keys() == results.keys() and 'gt_seg_map' not in out
+
+
 @pytest.mark.parametrize('backend', ['cv2', 'pillow'])
 @pytest.mark.parametrize('keep', [0.5, 0.67, 0.9])
 def test_truncated_jpeg_names_file(data, backend, keep):
