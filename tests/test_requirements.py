@@ -167,3 +167,20 @@ def test_every_import_is_declared(setup_module):
                            f'{sorted(dists) or "nothing installed"})')
     assert not missing, ('imported but not in requirements/runtime.txt or '
                          'mminstall.txt: ' + ', '.join(missing))
+
+
+def test_the_stack_imports_without_warnings():
+    # setuptools 80.9+ warns (UserWarning, shown by default) on mmengine's
+    # `import pkg_resources`, which a config with an `mmseg::` base reaches:
+    # four lines of noise before every tool's output; tools/setup_env.sh
+    # pins setuptools below it
+    code = (
+        'import mmseg_vvt, mmseg_vvt.apis, mmseg.apis\n'
+        'from mmengine.config import Config\n'
+        f'Config.fromfile({osp.join(REPO, "configs", "vvt_fpn_demo.py")!r})')
+    proc = subprocess.run([sys.executable, '-c', code],
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ''
