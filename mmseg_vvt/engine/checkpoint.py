@@ -66,6 +66,11 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import checkpoint as mme_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
+# the errors and misfit wording live in a leaf module the model code shares
+from ..errors import (CheckpointError, CheckpointMismatchError,
+                      CheckpointNotFoundError, CorruptCheckpointError,
+                      UnsafeCheckpointError, misfit_summary)
+
 __all__ = [
     'CheckpointError', 'UnsafeCheckpointError', 'CorruptCheckpointError',
     'CheckpointMismatchError', 'CheckpointNotFoundError',
@@ -82,37 +87,6 @@ HISTORY_BUFFER_METHODS = ('min', 'max', 'current', 'mean')
 _NUMPY_SCALAR_TYPES = (np.bool_, np.int8, np.int16, np.int32, np.int64,
                        np.uint8, np.uint16, np.uint32, np.uint64, np.float16,
                        np.float32, np.float64)
-
-#: how many keys a mismatch message names per kind
-_FIRST = 3
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that can not be used; the message is one line naming
-    the file and what is wrong (tools print it without a traceback)."""
-
-
-class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
-    """A checkpoint holds an object outside the ``weights_only`` allow-list,
-    or comes through a loader that would unpickle it outside the list.
-
-    Also a :class:`pickle.UnpicklingError`, the error torch itself raises,
-    so existing ``except`` clauses keep working.
-    """
-
-
-class CorruptCheckpointError(CheckpointError):
-    """An empty, truncated or non-PyTorch checkpoint file."""
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """A local checkpoint file that does not exist. Also a
-    :class:`FileNotFoundError`, what mmengine's own loader raises."""
-
-
-class CheckpointMismatchError(CheckpointError):
-    """A checkpoint whose weights do not fit the model (missing, unexpected
-    or mis-shaped keys) where no partial load was asked for."""
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Callable:
@@ -543,32 +517,6 @@ def _bare_model(model: torch.nn.Module) -> torch.nn.Module:
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
     return model
-
-
-def first_keys(keys: List[str]) -> str:
-    """The first few of ``keys``, for a message."""
-    shown = ', '.join(keys[:_FIRST])
-    return shown + (', ...' if len(keys) > _FIRST else '')
-
-
-def misfit_summary(missing: List[str],
-                   unexpected: List[str],
-                   total: int,
-                   mismatched: List[str] = (),
-                   whose: str = "the model's") -> str:
-    """What does not fit, for a message: the counts of missing (of
-    ``total``), unexpected and mis-shaped keys, and the first few of each."""
-    parts = []
-    if missing:
-        parts.append(f'{len(missing)} of {whose} {total} keys missing '
-                     f'({first_keys(missing)})')
-    if unexpected:
-        parts.append(f'{len(unexpected)} unexpected keys '
-                     f'({first_keys(unexpected)})')
-    if mismatched:
-        parts.append(f'{len(mismatched)} shapes differ (checkpoint vs '
-                     f'model: {first_keys(mismatched)})')
-    return '; '.join(parts)
 
 
 # the key revision mmengine's loader applies by default (DDP's prefix)

@@ -24,6 +24,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...errors import (CheckpointMismatchError, CheckpointNotFoundError,
+                       misfit_summary)
 from .. import kernels
 from ..layers.vicinity_attention import VicinityAttention
 
@@ -264,7 +266,7 @@ class VVT(BaseModule):
             ``state_dict``; ``head.*`` dropped; an optional ``prefix`` key
             selects a sub-dict such as ``'backbone.'``). A checkpoint that
             does not fit (a shape that differs, keys missing or unexpected)
-            is refused with :class:`~mmseg_vvt.engine.CheckpointMismatchError`;
+            is refused with :class:`~mmseg_vvt.errors.CheckpointMismatchError`;
             ``strict=False`` in ``init_cfg`` loads what matches and logs
             the missing and unexpected keys (shapes must still match).
             None: the paper's random initialisation. Default: None.
@@ -461,8 +463,6 @@ class VVT(BaseModule):
                     'Pretrained init_cfg of VVT takes checkpoint (required), '
                     f'prefix, map_location, strict; got {dict(cfg)}')
             self._random_init()
-            # lazily: the model code does not import the runtime package
-            from ...engine.checkpoint import CheckpointNotFoundError
             source = cfg['checkpoint']
             try:
                 ckpt = CheckpointLoader.load_checkpoint(
@@ -581,7 +581,6 @@ def extract_backbone_state_dict(checkpoint, prefix=None, source='checkpoint'):
         CheckpointMismatchError: not a dict, or no key starts with
             ``prefix``.
     """
-    from ...engine.checkpoint import CheckpointMismatchError
     if not isinstance(checkpoint, dict):
         raise CheckpointMismatchError(f'{source}: expected a dict checkpoint, '
                                       f'got {type(checkpoint).__name__}')
@@ -652,7 +651,6 @@ def load_backbone_state_dict(module: nn.Module,
     Returns:
         tuple[list, list]: the missing and the unexpected keys.
     """
-    from ...engine.checkpoint import CheckpointMismatchError, misfit_summary
     own = module.state_dict()
     for key, value in state_dict.items():
         if key in own and tuple(own[key].shape) != tuple(value.shape):
