@@ -522,6 +522,24 @@ class VVTSegInferencer(MMSegInferencer):
       :class:`OutputPlan`, reporting and skipping files that fail.
 
     ``inferencer(inputs, ...)`` works as mmseg's does.
+
+    Args:
+        model (str | Path | Config): The segmentor's config (file or
+            object).
+        weights (str, optional): Its checkpoint (path or URL); None: the
+            config's initialisation (random weights). Default: None.
+        device (str, optional): ``'cpu'``, ``'cuda'`` or ``'cuda:N'``; None:
+            mmengine's choice (CUDA when available). Default: None.
+        mode (str, optional): ``'whole'`` or ``'slide'`` inference; None: the
+            config's ``test_cfg`` (:func:`set_test_mode`). Default: None.
+        crop_size (int | tuple[int, int], optional): Sliding window; None:
+            the config's (:func:`set_test_mode`). Default: None.
+        stride (int | tuple[int, int], optional): Window stride; None: the
+            config's, else two thirds of the window. Default: None.
+        no_resize (bool): Drop the test pipeline's ``Resize``: predict at
+            the image's own size (:func:`drop_resize`). Default: False.
+        allow_partial (bool): Load a checkpoint that does not fit the model
+            in part (logged) instead of refusing it. Default: False.
     """
 
     def __init__(self,
@@ -769,6 +787,12 @@ def load_segmentor(config: Union[str, Path, Config],
 
     ``model.dataset_meta`` holds ``classes`` and ``palette``, ``model.cfg``
     the config actually used; ``mmseg.apis.inference_model`` runs it.
+
+    Args:
+        config, checkpoint, device, mode, crop_size, stride, no_resize,
+        allow_partial: As ``model``, ``weights`` and the arguments of the
+            same names of :class:`VVTSegInferencer` (``device`` defaults to
+            ``'cpu'`` here).
     """
     inferencer = VVTSegInferencer(
         config,

@@ -601,6 +601,17 @@ def load_model_checkpoint(model: torch.nn.Module,
     unless ``allow_partial``: what ``mmengine.runner.load_checkpoint`` does,
     with the check of :func:`check_checkpoint_fits` first.
 
+    Args:
+        model (nn.Module): The model (or a wrapper of it) to load into.
+        filename (str): A path, URL or ``open-mmlab://``-style name.
+        map_location: As for :func:`torch.load`. Default: ``'cpu'``.
+        allow_partial (bool): Load what fits and log the rest instead of
+            raising :class:`CheckpointMismatchError`. Default: False.
+        revise_keys (sequence[tuple[str, str]]): ``(pattern, replacement)``
+            regexes applied to the checkpoint's keys first, as mmengine's
+            ``load_checkpoint`` takes them. Default: strip DDP's
+            ``module.`` prefix.
+
     Returns:
         The loaded checkpoint (its ``meta`` has e.g. ``dataset_meta``).
     """

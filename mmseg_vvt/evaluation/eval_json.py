@@ -81,10 +81,30 @@ def write_eval_json(work_dir: str,
     """Write ``<work_dir>/eval_<timestamp>.json``; never overwrites.
 
     If that name exists (two runs in the same second), ``_1``, ``_2``, ...
-    is appended. Returns the path written. ``tta``, ``partial_checkpoint``
-    and ``cfg_options`` go under ``test``; ``checkpoint_iter`` and
-    ``checkpoint_epoch`` (None: unknown) are written as they are (see the
-    module's docstring and :func:`checkpoint_progress`).
+    is appended. Returns the path written. The record's layout is in the
+    module's docstring.
+
+    Args:
+        work_dir (str): The folder to write into.
+        timestamp (str): The run's timestamp (the file's name, and
+            ``timestamp`` in it).
+        config (str): The config file tested.
+        checkpoint (str): The checkpoint tested.
+        dataset (str): The test dataset's name.
+        metrics (dict): The summary metrics (``aAcc``, ``mIoU``, ``mAcc``
+            and any other ``iou_metrics``), in percent; NaN is written as
+            null.
+        per_class (list[dict], optional): ``{'class', 'IoU', 'Acc', ...}``
+            per class, as ``PerClassIoUMetric`` returns them; None: ``[]``.
+        tta (bool): Made with test-time augmentation (``--tta``).
+            Default: False.
+        partial_checkpoint (bool): Made from a checkpoint that did not fit
+            the model whole. Default: False.
+        cfg_options (dict, optional): The ``--cfg-options`` overrides.
+            Default: None (written as ``{}``).
+        checkpoint_iter (int, optional): The iteration the checkpoint had
+            reached (:func:`checkpoint_progress`); None: unknown.
+        checkpoint_epoch (int, optional): Its epoch; None: unknown.
     """
     record = {
         'config': str(config),

@@ -376,8 +376,16 @@ def segmentor_complexity(cfg_or_path: Any,
     neck, decode head; the auxiliary head is train-only and left out, as in
     mmseg's own ``get_flops.py``) on a normalised random ``1 x 3 x H x W``
     input, in eval mode, with :func:`flop_handles` so attention products are
-    counted. ``cfg_or_path`` is a config path, an mmengine ``Config`` or a
-    dict.
+    counted.
+
+    Args:
+        cfg_or_path: A config path, an mmengine ``Config`` or a dict.
+        shape (tuple[int, int]): The input's ``(H, W)``. Default: 512x512.
+        cfg_options (dict, optional): Overrides merged into the config, as
+            ``--cfg-options`` takes them. Default: None.
+        count_matmuls (bool): Count the matrix products of
+            :data:`MATMUL_OPS` (False: mmengine's stock handles only, which
+            is how the tests show what they add). Default: True.
 
     Returns ``dict(params=int, flops=int, table=str, shape=(H, W),
     by_operator=dict, unsupported_ops=dict, params_with_aux=int)``;

@@ -71,6 +71,10 @@ class DWConv(BaseModule):
 
     The tokens ``B x N x C`` are viewed as an NHWC map, i.e. a channels-last
     NCHW tensor: the conv reads and writes them without transposed copies.
+
+    Args:
+        channels (int): Token width (one 3x3 filter per channel).
+        init_cfg (dict, optional): Initialization config. Default: None.
     """
 
     def __init__(self, channels, init_cfg=None):
@@ -638,9 +642,10 @@ def load_backbone_state_dict(module: nn.Module,
         module (nn.Module): The VVT.
         state_dict (dict): Its weights, as
             :func:`extract_backbone_state_dict` returns them.
-        source (str): The checkpoint's name, for messages.
+        source (str): The checkpoint's name, for messages. Default:
+            ``'checkpoint'``.
         strict (bool): Refuse missing and unexpected keys. False: load the
-            keys that match, and log the others as warnings.
+            keys that match, and log the others as warnings. Default: True.
 
     Raises:
         CheckpointMismatchError: at the first key whose shape differs
