@@ -27,9 +27,8 @@ the kernel's result, or None where the module's readable code is to run:
                   ``MMSEG_VVT_IMPLEMENTATION=triton`` set): ``autograd``
                   with the attention's core and the MLP's conv + GELU in
                   fused Triton kernels (:mod:`.triton_attention`,
-                  :mod:`.triton_mlp`). Opt-in, and Triton optional:
-                  on the GPU measured so far it was no clear win over
-                  ``autograd`` (docs/benchmark.md, "GPU"); on CPU tensors
+                  :mod:`.triton_mlp`). Opt-in (why: docs/implementation.md,
+                  "Triton kernels"), and Triton optional; on CPU tensors
                   it runs in Triton's interpreter (``TRITON_INTERPRET=1``).
 ``whole_triton``  inference under ``implementation('triton')``, on every
                   device: ``whole``, with the attention's core and gated

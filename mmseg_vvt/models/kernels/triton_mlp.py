@@ -2,8 +2,8 @@
 """The MLP's depthwise 3x3 conv and exact GELU in one Triton kernel.
 
 In eager PyTorch the conv writes the hidden map and the GELU reads it back
-and writes it again: at 2048x2048 these two move nearly a third of the
-bytes of a VVT-S forward on the whole-tensor path (docs/benchmark.md). Here
+and writes it again, a large share of the bytes a VVT-S forward moves on
+the whole-tensor path (measured in docs/benchmark.md). Here
 each program reads a tile of tokens with its one-pixel halo once,
 accumulates the nine taps in registers (float32, or float64 for float64
 tokens), adds the bias, applies ``0.5 x (1 + erf(x / sqrt 2))`` and writes

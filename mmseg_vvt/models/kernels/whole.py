@@ -31,8 +31,8 @@ from .common import HW, AttentionWeights, MlpWeights
 # Largest hidden map (bytes) :func:`mlp` makes in one piece: above it, bands
 # of rows about this size (2048x2048 fp32 at stage 1: 8 bands of 64 rows).
 # Each band is a few launches, and batch-1 inference on a GPU is bound by
-# launches: the bands are as large as VVT-S's peak at 2048x2048 allows while
-# staying well under half Swin-T's (docs/benchmark.md).
+# launches: the bands are as large as the memory target at 2048x2048 allows
+# (half Swin-T's peak; measured in docs/benchmark.md).
 MLP_BAND_BYTES = 96 * 2**20
 # Largest position-modulated key or query map (bytes) the attention makes in
 # one piece: above it, bands of tokens about this size (VVT-S's stage 1 at
