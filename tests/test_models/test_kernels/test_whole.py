@@ -3,7 +3,9 @@ formulation: test_equal_reference.py)."""
 import pytest
 import torch
 
-from mmseg_vvt.models.kernels import whole
+from mmseg_vvt.models import kernels
+from mmseg_vvt.models.backbones.vvt import VVTBlock
+from mmseg_vvt.models.kernels import implementation, whole
 
 
 @pytest.mark.parametrize('x_dtype,y_dtype', [(torch.float32, torch.float32),
@@ -114,3 +116,24 @@ def test_even_bands_split_the_remainder_instead_of_trailing_it():
     assert whole.even_bands(183, 96) == [(0, 92), (92, 183)]
     assert whole.even_bands(9, 4) == [(0, 3), (3, 6), (6, 9)]
     assert whole.even_bands(5, 0) == [(i, i + 1) for i in range(5)]
+
+
+@pytest.mark.parametrize('inplace', [False, True])
+def test_whole_tensor_block_inference_adds_into_its_input_only_if_given_up(
+        inplace):
+    # The backbone gives each block its tokens (inplace=True): the whole-
+    # tensor path adds both residuals into them, one token map fewer at the
+    # peak; a caller that keeps its tensor (the default) gets it untouched.
+    torch.manual_seed(0)
+    block = VVTBlock(16, 2, 2, 2, 1).double().eval()
+    x = torch.randn(2, 9 * 7, 16, dtype=torch.float64)
+    x0 = x.clone()
+    with torch.no_grad():
+        assert kernels.select(x, block) == 'whole'
+        with implementation('reference'):
+            want = block(x0, (9, 7))
+        got = block(x, (9, 7), inplace)
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
+    assert (got.data_ptr() == x.data_ptr()) == inplace
+    if not inplace:
+        assert torch.equal(x, x0)
