@@ -19,9 +19,7 @@ import ctypes
 import os
 from typing import Mapping, Optional, Tuple
 
-__all__ = [
-    'ENV_VAR', 'allocator_choice', 'keep_freed_cpu_memory', 'mapped_bytes'
-]
+__all__ = ['ENV_VAR', 'allocator_choice', 'keep_freed_cpu_memory']
 
 #: ``default`` leaves the allocator as it is; ``keep`` (or unset) applies it
 ENV_VAR = 'MMSEG_VVT_CPU_ALLOCATOR'
@@ -110,22 +108,3 @@ def keep_freed_cpu_memory(
                 f'under {size} from the heap, not fresh pages each time; '
                 f'{ENV_VAR}=default turns this off)')
     return _applied
-
-
-class _Mallinfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd',
-                     'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')
-    ]
-
-
-def mapped_bytes() -> Optional[int]:
-    """Bytes glibc holds in blocks mapped one by one (``mallinfo2``'s
-    ``hblkhd``: the blocks that go back to the kernel on ``free``); None
-    without glibc 2.33+."""
-    libc = _glibc()
-    if libc is None or not hasattr(libc, 'mallinfo2'):
-        return None
-    libc.mallinfo2.restype = _Mallinfo2
-    return libc.mallinfo2().hblkhd

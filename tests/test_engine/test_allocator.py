@@ -12,10 +12,23 @@ from mmseg_vvt.engine.allocator import (ENV_VAR, allocator_choice,
 REPO = os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# a 64 MiB tensor: above glibc's default mmap threshold (at most 32 MiB)
+# a 64 MiB tensor: above glibc's default mmap threshold (at most 32 MiB);
+# mapped_bytes: what glibc holds in blocks mapped one by one (mallinfo2's
+# hblkhd, glibc 2.33+), the blocks that go back to the kernel on free
 PROBE = '''
-import json, torch
-from mmseg_vvt.engine.allocator import keep_freed_cpu_memory, mapped_bytes
+import ctypes, json, torch
+from mmseg_vvt.engine.allocator import keep_freed_cpu_memory
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks',
+        'fsmblks', 'uordblks', 'fordblks', 'keepcost')]
+
+def mapped_bytes():
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = Mallinfo2
+    return libc.mallinfo2().hblkhd
+
 applied, why = keep_freed_cpu_memory()
 before = mapped_bytes()
 t = torch.empty(64 << 20, dtype=torch.uint8)
