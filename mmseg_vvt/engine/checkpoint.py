@@ -519,6 +519,9 @@ def _bare_model(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+# the keys of mmseg decode heads' last 1x1 conv, whose shape follows the
+# number of classes
+CLASSIFIER_KEYS = ('conv_seg.weight', 'conv_seg.bias')
 # the key revision mmengine's loader applies by default (DDP's prefix)
 STRIP_DDP_PREFIX = ((r'^module\.', ''), )
 
@@ -527,12 +530,17 @@ def check_checkpoint_fits(model: torch.nn.Module,
                           checkpoint: Any,
                           source: Optional[str] = None,
                           allow_partial: bool = False,
-                          revise_keys=STRIP_DDP_PREFIX) -> bool:
+                          revise_keys=STRIP_DDP_PREFIX,
+                          resuming: bool = False) -> bool:
     """Compare a checkpoint's weights with ``model``'s before loading.
 
     Keys are compared after ``revise_keys`` (as mmengine's loader does);
     ``num_batches_tracked`` buffers a checkpoint lacks are not counted
-    (mmengine does not report them either).
+    (mmengine does not report them either). ``resuming``: the runner goes
+    on to load the checkpoint's optimizer state, which fits only the model
+    it was saved with, so a misfit is refused even with ``allow_partial``
+    (the optimizer's first step would fail on the first shape that
+    differs).
 
     Returns:
         True when every key and shape matches.
@@ -574,10 +582,22 @@ def check_checkpoint_fits(model: torch.nn.Module,
         return True
     summary = (f'checkpoint {source!r} does not fit the model: ' +
                misfit_summary(missing, unexpected, len(required), mismatched))
-    if not allow_partial:
+    if resuming:
         raise CheckpointMismatchError(
-            f'{summary}. Is it a checkpoint of this config? To load the '
-            'matching weights anyway, ask for a partial load: '
+            f'{summary}. Resuming continues a run with its optimizer state, '
+            'which fits only the model the checkpoint was saved with, so a '
+            'partial load cannot resume. To start a run of this config from '
+            'its weights (fine-tuning), give it as load_from without '
+            '--resume, with allow_partial_checkpoint=True.')
+    if not allow_partial:
+        off = [k.split(' ')[0] for k in missing + unexpected + mismatched]
+        question = ('Only the heads\' classifiers (conv_seg) differ: a '
+                    'model of another number of classes? To fine-tune from '
+                    'it' if all(k.endswith(CLASSIFIER_KEYS) for k in off) else
+                    'Is it a checkpoint of this config? To load the matching '
+                    'weights anyway')
+        raise CheckpointMismatchError(
+            f'{summary}. {question}, ask for a partial load: '
             'allow_partial_checkpoint=True in the config (with mmseg\'s own '
             'tools: --cfg-options allow_partial_checkpoint=True), '
             "--allow-partial-checkpoint with this project's tools, "

@@ -76,6 +76,10 @@ class CheckpointFitHook(Hook):
     where ``--cfg-options allow_partial_checkpoint=True`` asks for the
     partial load.
 
+    A resumed run (``resume = True``) is refused a misfit even then: the
+    optimizer state it goes on to load fits only the model the checkpoint
+    was saved with.
+
     ``after_load_checkpoint`` is mmengine's hook point between reading a
     checkpoint and loading it into the model, for loading and resuming
     alike; the lowest priority lets hooks that rewrite the checkpoint there
@@ -101,7 +105,13 @@ class CheckpointFitHook(Hook):
         allow_partial = self.allow_partial or bool(
             cfg.get('allow_partial_checkpoint', False))
         self.fits = check_checkpoint_fits(
-            runner.model, checkpoint, allow_partial=allow_partial)
+            runner.model,
+            checkpoint,
+            allow_partial=allow_partial,
+            # a Runner built from arguments, not a config, has only the
+            # private flag
+            resuming=bool(
+                cfg.get('resume', False) or getattr(runner, '_resume', False)))
 
 
 def add_checkpoint_fit_hook(cfg, allow_partial: bool = False) -> None:

@@ -6,6 +6,7 @@ from local paths, a local HTTP server and every CheckpointLoader scheme,
 and on empty / truncated files and checkpoints of another model.
 """
 import contextlib
+import copy
 import itertools
 import os
 import os.path as osp
@@ -495,6 +496,35 @@ def test_check_checkpoint_fits_names_first_keys_and_counts(tmp_path):
         check_checkpoint_fits(model, {'state_dict': {}}, source='empty')
 
 
+def test_a_checkpoint_of_another_class_count_is_named_for_fine_tuning():
+    # only the heads' classifiers differ: the usual fine-tuning start, not a
+    # checkpoint of another config
+    def segmentor(num_classes):
+        head = nn.Module()
+        head.conv = nn.Conv2d(3, 8, 1)
+        head.conv_seg = nn.Conv2d(8, num_classes, 1)
+        model = nn.Module()
+        model.decode_head, model.auxiliary_head = head, copy.deepcopy(head)
+        model.auxiliary_head.conv_seg = nn.Conv2d(8, num_classes, 1)
+        return model
+
+    ade = {'state_dict': segmentor(150).state_dict()}
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_checkpoint_fits(segmentor(7), ade, source='ade.pth')
+    msg = str(info.value)
+    assert '4 shapes differ' in msg
+    assert ("Only the heads' classifiers (conv_seg) differ: a model of "
+            'another number of classes? To fine-tune from it, ask for a '
+            'partial load') in msg
+    other = segmentor(150)
+    other.decode_head.conv = nn.Conv2d(3, 4, 1)
+    other.decode_head.conv_seg = nn.Conv2d(4, 150, 1)
+    with pytest.raises(
+            CheckpointMismatchError,
+            match='Is it a checkpoint of this config'):
+        check_checkpoint_fits(other, ade, source='ade.pth')
+
+
 def test_load_model_checkpoint_refuses_misfit_and_loads_fit(tmp_path):
     src = nn.Linear(4, 3)
     path = str(tmp_path / 'lin.pth')
@@ -532,6 +562,21 @@ def test_fit_hook_refuses_resume_of_another_model(tmp_path):
     msg = str(info.value)
     assert 'iter_2.pth' in msg
     assert 'fc.weight (2, 4) vs (3, 4)' in msg and '2 shapes differ' in msg
+    # a partial load cannot resume: the optimizer state fits the old model
+    # only (AdamW's first step failed on the shapes that differ)
+    resumed = _runner(
+        tmp_path,
+        max_iters=4,
+        resume=True,
+        model=WiderModel(),
+        custom_hooks=[CheckpointFitHook(allow_partial=True)])
+    with pytest.raises(
+            CheckpointMismatchError,
+            match='a partial load cannot '
+            'resume. To start a run of this config from its '
+            r'weights \(fine-tuning\), give it as load_from '
+            'without --resume'):
+        resumed.train()
 
     # asked for, the partial load goes on, and the hook says it was partial
     def partial_run(work, hook, cfg_asks=False):

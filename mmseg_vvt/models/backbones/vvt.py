@@ -479,8 +479,9 @@ class VVT(BaseModule):
                     'does not exist. Convert the authors\' ImageNet '
                     'checkpoint into it (tools/convert_vvt_checkpoint.py), '
                     'point model.backbone.init_cfg.checkpoint elsewhere, or '
-                    'train from scratch with model.backbone.init_cfg=None'
-                ) from err
+                    'set model.backbone.init_cfg=None: to train from '
+                    'scratch, or when load_from or --resume loads a whole '
+                    'segmentor, whose weights replace these') from err
             state_dict = extract_backbone_state_dict(
                 ckpt, prefix=cfg.get('prefix'), source=source)
             load_backbone_state_dict(

@@ -350,6 +350,8 @@ def test_missing_pretrained_file_says_what_to_do(tmp_path):
     assert path in msg and 'does not exist' in msg
     assert 'tools/convert_vvt_checkpoint.py' in msg
     assert 'model.backbone.init_cfg=None' in msg
+    # fine-tuning from a whole segmentor needs no ImageNet file either
+    assert 'when load_from or --resume loads a whole segmentor' in msg
     assert isinstance(e.value, FileNotFoundError)  # what mmengine raises
 
 
