@@ -8,6 +8,7 @@ checkpoints load as published. The modules compute the readable
 formulation; faster implementations of the same functions live in
 :mod:`mmseg_vvt.models.kernels`.
 """
+import contextlib
 import math
 from collections import Counter
 from typing import Dict, Sequence, Tuple, Union
@@ -183,8 +184,22 @@ class VVTBlock(BaseModule):
                 hw_shape,
                 False,
                 drop_path_scales,
-                use_reentrant=False)
+                use_reentrant=False,
+                **self._recompute_as_now())
         return self._forward(x, hw_shape, inplace, drop_path_scales)
+
+    @staticmethod
+    def _recompute_as_now():
+        """``checkpoint`` arguments that recompute in backward with the
+        implementation of this forward, not whichever is current when
+        backward runs (another one saves other tensors, which checkpoint
+        refuses). Under ``torch.compile`` the recomputation is traced with
+        the forward."""
+        if torch.compiler.is_compiling():
+            return {}
+        name = kernels.current_implementation()
+        return dict(context_fn=lambda:
+                    (contextlib.nullcontext(), kernels.implementation(name)))
 
     def drop_probs(self):
         """The drop probabilities of the two residual branches when

@@ -530,6 +530,27 @@ def test_with_cp_gives_the_same_gradients(drop_path_rate):
         torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize('forward_impl,backward_impl', [('reference', 'auto'),
+                                                        ('auto', 'reference')])
+def test_with_cp_recomputes_with_the_forwards_implementation(
+        forward_impl, backward_impl):
+    # backward outside the forward's implementation() block recomputed with
+    # another one: "A different number of tensors was saved"
+    torch.manual_seed(0)
+    a = VVT(arch=TINY_ARCH, drop_path_rate=0.3, with_cp=True).double()
+    b = VVT(arch=TINY_ARCH, drop_path_rate=0.3).double()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 40, 40, dtype=torch.float64)
+    for model in (a, b):
+        torch.manual_seed(1)  # the same stochastic depth draws
+        with implementation(forward_impl):
+            outs = model(x)
+        with implementation(backward_impl):
+            sum(o.square().sum() for o in outs).backward()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-10, rtol=1e-8)
+
+
 def test_registered_and_built_from_config():
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
