@@ -268,11 +268,12 @@ class VVT(BaseModule):
         out_indices (Sequence[int]): Stages (0-3) whose outputs are
             returned. Default: (0, 1, 2, 3).
         drop_rate (float): Dropout rate in the MLPs. Default: 0.
-        drop_path_rate (float): Stochastic depth rate, rising linearly from
-            0 over all blocks to this value. Default: 0.1.
+        drop_path_rate (float): Stochastic depth rate in [0, 1), rising
+            linearly from 0 over all blocks to this value. Default: 0.1.
         frozen_stages (int): -1 freezes nothing; 0 freezes the stage-1 patch
             embedding; ``k >= 1`` freezes stages 1..k whole (patch embedding,
-            blocks, norm): no gradients, eval mode. Default: -1.
+            blocks, norm): no gradients, eval mode, from construction on.
+            Default: -1.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
             VVT itself only has LayerNorm (which has no running statistics),
             so this only matters for BatchNorm added by subclasses; kept for
@@ -358,7 +359,8 @@ class VVT(BaseModule):
             raise ValueError('out_indices must be distinct stage indices in '
                              f'0..3, got {out_indices!r}')
         self.out_indices = out_indices
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
+        if not isinstance(frozen_stages, int) or isinstance(
+                frozen_stages, bool) or not -1 <= frozen_stages <= 4:
             raise ValueError(
                 f'frozen_stages must be an int in -1..4, got {frozen_stages!r}'
             )
@@ -368,6 +370,11 @@ class VVT(BaseModule):
         if init_cfg is not None and not isinstance(init_cfg, dict):
             raise ValueError(
                 f'init_cfg must be a dict or None, got {type(init_cfg)}')
+
+        if not isinstance(drop_path_rate,
+                          (int, float)) or not 0 <= drop_path_rate < 1:
+            raise ValueError('drop_path_rate must be a number in [0, 1), got '
+                             f'{drop_path_rate!r}')
 
         s = self.arch_settings
         self.embed_dims = s['embed_dims']
@@ -399,6 +406,9 @@ class VVT(BaseModule):
             setattr(self, f'block{i + 1}', blocks)
             setattr(self, f'norm{i + 1}', nn.LayerNorm(dims, eps=1e-6))
             prev_dims = dims
+        # frozen from the start, as mmseg's ResNet does: a model used
+        # without a .train() call would otherwise train its frozen stages
+        self._freeze_stages()
 
     @staticmethod
     def check_pretrained(pretrained) -> None:
@@ -527,6 +537,10 @@ class VVT(BaseModule):
             raise ValueError(
                 f'VVT was built for {self.in_channels} input channels, got an '
                 f'input with {x.shape[1]} (shape {tuple(x.shape)})')
+        if 0 in x.shape:
+            raise ValueError(f'VVT got an empty input (shape '
+                             f'{tuple(x.shape)}); expected at least one image '
+                             'of at least 1x1 pixels')
         # tokens are NHWC, i.e. channels-last maps: the convolutions read
         # and write them without transposed copies
         x = x.contiguous(memory_format=torch.channels_last)

@@ -446,6 +446,13 @@ def test_argument_errors():
         VVT(arch=TINY_ARCH, out_indices=(0, 4))
     with pytest.raises(ValueError, match='frozen_stages'):
         VVT(arch=TINY_ARCH, frozen_stages=5)
+    with pytest.raises(ValueError, match='frozen_stages'):
+        VVT(arch=TINY_ARCH, frozen_stages=True)
+    for rate in (1.5, 1, -0.1, '0.1'):
+        with pytest.raises(
+                ValueError,
+                match=r'drop_path_rate must be a number in \[0, 1\), got'):
+            VVT(arch=TINY_ARCH, drop_path_rate=rate)
 
 
 def test_input_errors():
@@ -455,19 +462,26 @@ def test_input_errors():
     with pytest.raises(
             ValueError, match='3 input channels, got an input with 1'):
         model(torch.randn(1, 1, 32, 32))
+    for shape in ((0, 3, 32, 32), (1, 3, 0, 32)):
+        with pytest.raises(ValueError, match='VVT got an empty input'):
+            model(torch.randn(shape))
     gray = VVT(arch=TINY_ARCH, in_channels=1)
     assert gray(torch.randn(1, 1, 32, 32))[0].shape == (1, 16, 8, 8)
 
 
 # -- training behaviour ------------------------------------------------------
 def test_frozen_stages():
+    # frozen from the start (a model trained without a .train() call), and
+    # after train()
     model = VVT(arch=TINY_ARCH, frozen_stages=2)
-    model.train()
-    for name, p in model.named_parameters():
-        frozen = name.split('.')[0] in ('patch_embed1', 'block1', 'norm1',
-                                        'patch_embed2', 'block2', 'norm2')
-        assert p.requires_grad != frozen, name
-    assert not model.block2.training and model.block3.training
+    for step in range(2):
+        for name, p in model.named_parameters():
+            frozen = name.split('.')[0] in ('patch_embed1', 'block1', 'norm1',
+                                            'patch_embed2', 'block2', 'norm2')
+            assert p.requires_grad != frozen, name
+        assert not model.block2.training and model.block3.training
+        model.eval()
+        model.train()
     only_embed = VVT(arch=TINY_ARCH, frozen_stages=0)
     only_embed.train()
     assert not any(p.requires_grad
