@@ -2,15 +2,18 @@
 config: a checkpoint whose weights do not fit the model is refused, and a
 config whose heads cannot fit the VVT or the data stops before the first
 iteration."""
-from typing import Optional
+import logging
+from typing import List, Optional
 
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmseg.registry import HOOKS
 
 from .checkpoint import check_checkpoint_fits
 
 __all__ = [
-    'CheckpointFitHook', 'add_checkpoint_fit_hook', 'VVTConfigCheckHook'
+    'CheckpointFitHook', 'add_checkpoint_fit_hook', 'VVTConfigCheckHook',
+    'unmatched_custom_keys'
 ]
 
 # the loops a runner has built when its before_run hooks are called, and the
@@ -36,7 +39,9 @@ class VVTConfigCheckHook(Hook):
     hook raises :class:`~mmseg_vvt.utils.cli.BadInputError` with the message
     the project's tools print up front, in ``before_run``: after the runner
     has built the model and the loops, before it loads pretrained weights or
-    a checkpoint (whose errors would hide the config's).
+    a checkpoint (whose errors would hide the config's). For a training run
+    it also warns of ``paramwise_cfg.custom_keys`` that match no parameter
+    (:func:`unmatched_custom_keys`).
     """
     # before any other hook's before_run: nothing of the run should start
     # on a config that cannot run
@@ -57,6 +62,39 @@ class VVTConfigCheckHook(Hook):
         ]
         check_vvt_widths(cfg.model, where)
         check_classes(cfg, loaders, where, log_more=False)
+        if isinstance(getattr(runner, '_train_loop', None), BaseLoop):
+            unmatched = unmatched_custom_keys(cfg,
+                                              getattr(runner, 'model', None))
+            if unmatched:
+                print_log(
+                    f'{where}: optim_wrapper.paramwise_cfg.custom_keys '
+                    f'{unmatched} match no parameter of the model, so their '
+                    'settings apply to nothing (mmengine looks for a key in '
+                    "each parameter's name; VVT's are backbone.patch_embedN."
+                    '*, backbone.blockN.M.{norm1,attn,norm2,mlp}.* and '
+                    'backbone.normN.*)',
+                    logger='current',
+                    level=logging.WARNING)
+
+
+def unmatched_custom_keys(cfg, model) -> List[str]:
+    """The keys of ``cfg.optim_wrapper.paramwise_cfg.custom_keys`` that are
+    in no parameter name of ``model`` (a wrapper's module), as mmengine's
+    default optimizer constructor matches them: settings that silently
+    apply to nothing, e.g. Swin's ``relative_position_bias_table`` in a
+    config moved to VVT. Empty for another constructor, which may read the
+    keys its own way."""
+    wrapper = cfg.get('optim_wrapper') or {}
+    constructor = wrapper.get('constructor', 'DefaultOptimWrapperConstructor')
+    paramwise = wrapper.get('paramwise_cfg') or {}
+    keys = paramwise.get('custom_keys') or {}
+    if model is None or not keys or constructor not in (
+            'DefaultOptimWrapperConstructor',
+            'mmengine.DefaultOptimWrapperConstructor'):
+        return []
+    module = getattr(model, 'module', model)
+    names = [name for name, _ in module.named_parameters()]
+    return [key for key in keys if not any(key in name for name in names)]
 
 
 @HOOKS.register_module()

@@ -1,5 +1,6 @@
 """The hooks the VVT configs list: VVTConfigCheckHook here;
 CheckpointFitHook with the checkpoint loading in test_checkpoint.py."""
+import logging
 from types import SimpleNamespace
 from unittest import mock
 
@@ -79,3 +80,43 @@ def test_more_classes_than_the_data_is_left_to_the_tools_log(monkeypatch):
     assert not [a for a in logged if 'extra outputs' in str(a[0])]
     check_classes(runner.cfg, ['train_dataloader'])  # the tools' call logs
     assert [a for a in logged if 'extra outputs' in str(a[0])]
+
+
+def test_paramwise_keys_that_match_no_parameter_are_named(monkeypatch):
+    # keys of a Swin config (its position tables) match nothing in VVT, and
+    # mmengine applies them to nothing without a word
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+
+    from mmseg_vvt.engine import hooks
+    logged = []
+    monkeypatch.setattr(hooks, 'print_log', lambda msg, **kw: logged.append(
+        (msg, kw)))
+    model_cfg = tiny_segmentor(num_classes=150)
+    runner = _runner(
+        model_cfg,
+        train_dataloader=ADE,
+        optim_wrapper=dict(
+            paramwise_cfg=dict(
+                custom_keys={
+                    'norm': dict(decay_mult=0.),
+                    'relative_position_bias_table': dict(decay_mult=0.),
+                    'backbone.layers.0': dict(lr_mult=0.1),
+                })))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        runner.model = MODELS.build(model_cfg)
+    VVTConfigCheckHook().before_run(runner)
+    ((msg, kw), ) = logged
+    assert msg.startswith(
+        "config: optim_wrapper.paramwise_cfg.custom_keys "
+        "['relative_position_bias_table', 'backbone.layers.0'] match no "
+        'parameter of the model')
+    assert kw['level'] == logging.WARNING
+    # test runs build no optimizer; other constructors read keys their way
+    logged.clear()
+    runner._train_loop = dict(type='Loop')
+    VVTConfigCheckHook().before_run(runner)
+    runner._train_loop = mock.Mock(spec=BaseLoop)
+    runner.cfg.optim_wrapper.constructor = 'LayerDecayOptimizerConstructor'
+    VVTConfigCheckHook().before_run(runner)
+    assert logged == []
