@@ -10,6 +10,7 @@ formulation; faster implementations of the same functions live in
 """
 import contextlib
 import math
+import numbers
 from collections import Counter
 from typing import Dict, Sequence, Tuple, Union
 
@@ -209,12 +210,13 @@ class VVTBlock(BaseModule):
         return []
 
     def _forward(self, x, hw_shape, inplace=False, drop_path_scales=None):
-        if kernels.trains(self, x):
+        how = kernels.block_path(self, x, self.attn.sr_ratio, inplace)
+        if how == 'training':
             return self._forward_training(x, hw_shape, drop_path_scales)
-        y = kernels.fused_block(self, x, hw_shape, self.attn.sr_ratio, inplace)
-        if y is not None:
-            return y
-        if inplace and kernels.adds_in_place(self, x):
+        if how == 'fused':
+            return kernels.cpu.block(
+                x, hw_shape, *self.kernel_weights(), inplace=inplace)
+        if how == 'add_into':
             # x is the caller's own: the residuals add into it
             x = kernels.whole.add_into(x, self.attn(self.norm1(x), hw_shape))
             return kernels.whole.add_into(x, self.mlp(self.norm2(x), hw_shape))
@@ -223,7 +225,7 @@ class VVTBlock(BaseModule):
 
     def kernel_weights(self):
         """The norms', attention's and MLP's parameters as the fused block
-        kernel takes them."""
+        kernel (:func:`~mmseg_vvt.models.kernels.cpu.block`) takes them."""
         return (_norm_weights(self.norm1), self.attn.kernel_weights(),
                 _norm_weights(self.norm2), self.mlp.kernel_weights())
 
@@ -240,7 +242,8 @@ class VVTBlock(BaseModule):
         # each way for the block, not one per module
         attn_w, mlp_w = kernels.common.joined_block(
             self.attn.kernel_weights(),
-            self.mlp.kernel_weights() if self.mlp.drop.p == 0 else None,
+            self.mlp.kernel_weights()
+            if kernels.mlp_kernel_trains(self.mlp.drop.p) else None,
             x.device.type,
             one_source=self.attn.sr_ratio == 1)
         x = kernels.autograd.add_dropped_path(
@@ -371,8 +374,8 @@ class VVT(BaseModule):
             raise ValueError(
                 f'init_cfg must be a dict or None, got {type(init_cfg)}')
 
-        if not isinstance(drop_path_rate,
-                          (int, float)) or not 0 <= drop_path_rate < 1:
+        if not isinstance(drop_path_rate, numbers.Real) or isinstance(
+                drop_path_rate, bool) or not 0 <= drop_path_rate < 1:
             raise ValueError('drop_path_rate must be a number in [0, 1), got '
                              f'{drop_path_rate!r}')
 

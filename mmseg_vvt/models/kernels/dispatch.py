@@ -3,9 +3,10 @@
 
 The modules' ``forward`` methods are the readable formulation of the
 network (docs/architecture.md). Each hands its call to one of the routing
-functions below (:func:`attention`, :func:`mlp`, :func:`fused_block`,
+functions below (:func:`attention`, :func:`mlp`, :func:`block_path`,
 :func:`nchw_output`), which asks :func:`select` which path runs and returns
-the kernel's result, or None where the module's readable code is to run:
+the kernel's result (or the block's way), or None where the module's
+readable code is to run:
 
 ================  ==========================================================
 ``reference``     the module's own readable code. Chosen under
@@ -123,10 +124,19 @@ def attention(module: nn.Module,
               hw: HW,
               kv_hw: HW,
               joined: Optional[tuple] = None) -> Optional[Tensor]:
-    """A ``VicinityAttention``'s output on tokens ``x`` (keys and values from
-    ``src`` on the ``kv_hw`` grid) by the kernel of its path, or None on the
-    ``reference`` path. ``joined``: its weights as a training block joined
-    them (:func:`~.common.joined_block`); None: ``module.kernel_weights()``.
+    """A ``VicinityAttention``'s output by the kernel of its path, or None
+    on the ``reference`` path (the module's readable code runs).
+
+    Args:
+        module (nn.Module): The attention (its ``kernel_weights()``).
+        x (Tensor): Its ``B x N x C`` query tokens.
+        src (Tensor): The tokens keys and values come from (``x``, or its
+            spatial reduction).
+        hw (tuple[int, int]): ``x``'s grid.
+        kv_hw (tuple[int, int]): ``src``'s grid.
+        joined (tuple, optional): Its weights as a training block joined
+            them (:func:`~.common.joined_block`); None:
+            ``module.kernel_weights()``.
     """
     path = select(x, module)
     if path == 'reference':
@@ -141,16 +151,31 @@ def attention(module: nn.Module,
         x, src, hw, kv_hw, weights, fused=path == 'triton', joined=joined)
 
 
+def mlp_kernel_trains(dropout: float) -> bool:
+    """Whether an MLP with this dropout rate trains in the training kernel,
+    which has no dropout (its block then joins the MLP's weights too)."""
+    return dropout == 0
+
+
 def mlp(module: nn.Module,
         x: Tensor,
         hw: HW,
         dropout: float = 0.,
         joined=None) -> Optional[Tensor]:
-    """An ``Mlp``'s output on tokens ``x`` by the kernel of its path, or
-    None: on the ``reference`` path, and in training with ``dropout`` (the
-    training kernel has none). ``joined`` as for :func:`attention`."""
+    """An ``Mlp``'s output by the kernel of its path, or None where the
+    module's readable code runs: the ``reference`` path, and training with
+    dropout (:func:`mlp_kernel_trains`).
+
+    Args:
+        module (nn.Module): The MLP (its ``kernel_weights()``).
+        x (Tensor): Its ``B x N x C`` tokens.
+        hw (tuple[int, int]): Their grid.
+        dropout (float): The MLP's dropout rate. Default: 0.
+        joined (MlpWeights, optional): As for :func:`attention`.
+    """
     path = select(x, module)
-    if path == 'reference' or (path in TRAINING_PATHS and dropout > 0):
+    if path == 'reference' or (path in TRAINING_PATHS
+                               and not mlp_kernel_trains(dropout)):
         return None
     weights = module.kernel_weights()
     if path == 'cpu':
@@ -160,39 +185,41 @@ def mlp(module: nn.Module,
     return autograd.mlp(x, hw, weights, joined=joined, fused=path == 'triton')
 
 
-def fused_block(module: nn.Module,
-                x: Tensor,
-                hw: HW,
-                sr_ratio: int,
-                inplace: bool = False) -> Optional[Tensor]:
-    """A ``VVTBlock``'s inference as one CPU kernel (norms and residual
-    adds riding along the attention's chunks and the MLP's bands), or None
-    where it does not apply: another path, spatial reduction, or too few
-    tokens to pay off. ``module.kernel_weights()`` gives its norms',
-    attention's and MLP's weights; ``inplace``: the result may be written
-    over ``x``."""
-    if select(x, module) != 'cpu' or not cpu.fuses_block(x, sr_ratio):
-        return None
-    return cpu.block(x, hw, *module.kernel_weights(), inplace=inplace)
+def block_path(module: nn.Module, x: Tensor, sr_ratio: int,
+               inplace: bool) -> str:
+    """How a ``VVTBlock`` runs on tokens ``x``: ``'training'`` (the
+    training kernels, with stochastic depth folded into the residual adds
+    and the weights joined), ``'fused'`` (CPU inference in one kernel,
+    :func:`~.cpu.block`), ``'add_into'`` (whole-tensor inference adding the
+    residuals into ``x``, which the caller gave up) or ``'readable'``.
+
+    Args:
+        module (nn.Module): The block.
+        x (Tensor): Its ``B x N x C`` tokens.
+        sr_ratio (int): Its attention's spatial-reduction ratio (the fused
+            kernel has none).
+        inplace (bool): The caller will not use ``x`` again.
+    """
+    path = select(x, module)
+    if path in TRAINING_PATHS:
+        return 'training'
+    if path == 'cpu' and cpu.fuses_block(x, sr_ratio):
+        return 'fused'
+    if path in WHOLE_PATHS and inplace:
+        return 'add_into'
+    return 'readable'
 
 
 def trains(module: nn.Module, x: Tensor) -> bool:
-    """Whether ``module`` runs the training kernels on ``x``: a block then
-    folds stochastic depth into its residual adds and joins its weights
-    (:func:`~.autograd.add_dropped_path`, :func:`~.common.joined_block`)."""
+    """Whether ``module`` runs the training kernels on ``x`` (then VVT draws
+    all its blocks' stochastic depth factors at once)."""
     return select(x, module) in TRAINING_PATHS
 
 
-def adds_in_place(module: nn.Module, x: Tensor) -> bool:
-    """Whether a block's residual adds may go into its input tokens when
-    its caller gives them up: the whole-tensor inference kernels."""
-    return select(x, module) in WHOLE_PATHS
-
-
 def nchw_output(module: nn.Module, x: Tensor) -> Tensor:
-    """A stage's NCHW view of channels-last tokens as the contiguous map
-    necks and heads expect; on CPU inference, copied in cache-sized steps
-    (:func:`~.cpu.contiguous_nchw`)."""
+    """A stage's NCHW view ``x`` of channels-last tokens as the contiguous
+    map necks and heads expect; in CPU inference copied in cache-sized
+    steps (:func:`~.cpu.contiguous_nchw`). ``module``: the backbone."""
     if select(x, module) == 'cpu':
         return cpu.contiguous_nchw(x)
     return x.contiguous()

@@ -23,8 +23,9 @@ The published network passes ``KV``, ``z``, ``q~^T KV``, its product with
 checkpoints' outputs depend on it.
 
 ``forward`` is that math, step by step. Faster implementations of the same
-function (chosen per call by :func:`~mmseg_vvt.models.kernels.select`) live
-in :mod:`mmseg_vvt.models.kernels`.
+function live in :mod:`mmseg_vvt.models.kernels`; ``forward`` hands each
+call to :func:`~mmseg_vvt.models.kernels.attention`, which runs the one its
+path picks, or returns None for the readable code.
 """
 import torch
 import torch.nn as nn

@@ -448,7 +448,7 @@ def test_argument_errors():
         VVT(arch=TINY_ARCH, frozen_stages=5)
     with pytest.raises(ValueError, match='frozen_stages'):
         VVT(arch=TINY_ARCH, frozen_stages=True)
-    for rate in (1.5, 1, -0.1, '0.1'):
+    for rate in (1.5, 1, -0.1, '0.1', True):
         with pytest.raises(
                 ValueError,
                 match=r'drop_path_rate must be a number in \[0, 1\), got'):
