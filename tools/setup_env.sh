@@ -102,7 +102,7 @@ rm -f "$STAMP"  # until this run succeeds
 PIP=("$PY" -m pip install --disable-pip-version-check --progress-bar off -q)
 
 say "installing torch==$TORCH_VERSION (CPU) and build tools"
-# setuptools 80.9+ warns on mmengine's `import pkg_resources` at every start
+# setuptools as requirements/runtime.txt pins it (mmengine's pkg_resources)
 "${PIP[@]}" "torch==$TORCH_VERSION" "setuptools<80.9" wheel "numpy<2"
 
 say "installing the runtime requirements (requirements/runtime.txt)"
