@@ -590,10 +590,12 @@ def check_checkpoint_fits(model: torch.nn.Module,
             'its weights (fine-tuning), give it as load_from without '
             '--resume, with allow_partial_checkpoint=True.')
     if not allow_partial:
-        off = [k.split(' ')[0] for k in missing + unexpected + mismatched]
+        # every key there, only the classifiers' shapes differ
+        classes_differ = not (missing or unexpected) and all(
+            k.split(' ')[0].endswith(CLASSIFIER_KEYS) for k in mismatched)
         question = ('Only the heads\' classifiers (conv_seg) differ: a '
                     'model of another number of classes? To fine-tune from '
-                    'it' if all(k.endswith(CLASSIFIER_KEYS) for k in off) else
+                    'it' if classes_differ else
                     'Is it a checkpoint of this config? To load the matching '
                     'weights anyway')
         raise CheckpointMismatchError(

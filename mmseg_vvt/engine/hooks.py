@@ -146,10 +146,8 @@ class CheckpointFitHook(Hook):
             runner.model,
             checkpoint,
             allow_partial=allow_partial,
-            # a Runner built from arguments, not a config, has only the
-            # private flag
-            resuming=bool(
-                cfg.get('resume', False) or getattr(runner, '_resume', False)))
+            # mmengine keeps whether it resumes in this attribute only
+            resuming=bool(getattr(runner, '_resume', False)))
 
 
 def add_checkpoint_fit_hook(cfg, allow_partial: bool = False) -> None:
