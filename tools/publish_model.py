@@ -57,9 +57,39 @@ def published_name(out_file: str, data: bytes) -> str:
     return f'{out_file[:-len(".pth")]}-{sha[:8]}.pth'
 
 
+#: what torch's ``weights_only`` loads without an allow-list
+PLAIN = (str, int, float, bool, type(None), torch.Tensor)
+
+
+def _not_plain(obj, where: str):
+    """The first place in ``obj`` (dicts, lists, tuples) holding something
+    not :data:`PLAIN`, with its type; None if all is plain."""
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return None if isinstance(obj, PLAIN) else (
+            f'{where} ({type(obj).__module__}.{type(obj).__qualname__})')
+    for key, value in items:
+        found = _not_plain(value, f'{where}[{key!r}]')
+        if found:
+            return found
+    return None
+
+
 def publish(checkpoint, source: str):
     """The release part of ``checkpoint`` and the names of the keys
-    dropped; a :class:`CheckpointError` if it holds no ``state_dict``."""
+    dropped.
+
+    Args:
+        checkpoint: A loaded runner checkpoint.
+        source (str): Its name, for messages.
+
+    Raises:
+        CheckpointError: It holds no ``state_dict``, or keeps something a
+            plain ``weights_only`` load refuses (naming where).
+    """
     if not isinstance(checkpoint, dict) or not isinstance(
             checkpoint.get('state_dict'), dict):
         what = (f'keys {sorted(map(str, checkpoint))}' if isinstance(
@@ -68,6 +98,12 @@ def publish(checkpoint, source: str):
             f'{source}: expected a checkpoint the runner saved (a dict with '
             f'state_dict), got {what}')
     kept = {k: checkpoint[k] for k in KEPT if k in checkpoint}
+    found = _not_plain(kept, 'checkpoint')
+    if found:
+        raise CheckpointError(
+            f'{source}: {found} is not a tensor or a plain value, which '
+            "torch's weights_only loads without mmseg_vvt's allow-list; "
+            'remove it from the checkpoint first')
     return kept, sorted(str(k) for k in checkpoint if k not in KEPT)
 
 

@@ -5,6 +5,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
@@ -106,6 +107,20 @@ def test_bad_input_is_named(tmp_path):
         res = _run(*args)
         assert res.returncode == 1
         assert res.stderr.strip() == message
+    # meta that a plain weights_only load would refuse is named
+    numpy_meta = tmp_path / 'numpy_meta.pth'
+    torch.save(
+        dict(
+            state_dict={'w': torch.zeros(1)},
+            meta=dict(dataset_meta=dict(palette=np.zeros((2, 3))))),
+        str(numpy_meta))
+    res = _run(numpy_meta, tmp_path / 'o.pth')
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        f"error: {numpy_meta}: checkpoint['meta']['dataset_meta']['palette'] "
+        '(numpy.ndarray) is not a tensor or a plain value, which torch\'s '
+        "weights_only loads without mmseg_vvt's allow-list; remove it from "
+        'the checkpoint first')
     res = _run(weights_only, tmp_path / 'o.bin')
     assert res.returncode == 2 and 'must end in .pth' in res.stderr
     assert not list(tmp_path.glob('o*'))
