@@ -789,10 +789,17 @@ def load_segmentor(config: Union[str, Path, Config],
     the config actually used; ``mmseg.apis.inference_model`` runs it.
 
     Args:
-        config, checkpoint, device, mode, crop_size, stride, no_resize,
-        allow_partial: As ``model``, ``weights`` and the arguments of the
-            same names of :class:`VVTSegInferencer` (``device`` defaults to
-            ``'cpu'`` here).
+        config (str | Path | Config): As ``model`` of
+            :class:`VVTSegInferencer`.
+        checkpoint (str, optional): As its ``weights``.
+        device (str): As its ``device``. Default: ``'cpu'``.
+        mode (str, optional): As its ``mode``. Default: None.
+        crop_size (int | tuple[int, int], optional): As its ``crop_size``.
+            Default: None.
+        stride (int | tuple[int, int], optional): As its ``stride``.
+            Default: None.
+        no_resize (bool): As its ``no_resize``. Default: False.
+        allow_partial (bool): As its ``allow_partial``. Default: False.
     """
     inferencer = VVTSegInferencer(
         config,

@@ -120,6 +120,17 @@ class CheckedLoadAnnotations(LoadAnnotations):
                 level=logging.WARNING)
 
     def transform(self, results):
+        """Load the label map of a dataset's sample, as mmseg's
+        ``LoadAnnotations`` does, with the checks above; pass an image that
+        comes without a dataset (no ``seg_fields``) through unchanged.
+
+        Args:
+            results (dict): The sample so far.
+
+        Raises:
+            ValueError: A dataset's sample without ``seg_map_path``.
+            DataFileError: A label map that fails a check.
+        """
         if 'seg_map_path' not in results:
             if 'seg_fields' not in results:
                 # not a dataset's sample: mmseg.apis.inference_model drops
