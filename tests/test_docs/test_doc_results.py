@@ -143,7 +143,8 @@ def _expected_gpu_table():
     for dtype, label in (('fp16', 'AMP fp16'), ('fp32', 'fp32')):
         r = _backbone_rows(f'scaling_train_cuda_{dtype}.json', 512)
         cell = [
-            f'{r[m]["latency_ms"]:.0f} ms, {r[m]["mem_peak_mb"] / 1000:.1f} GB'
+            f'{r[m]["latency_ms"]:.0f} ms, '
+            f'{r[m]["mem_peak_mb"] / 1024:.1f} GiB'
             for m in ('vvt-s', 'vvt-s-triton', 'swin-t')
         ]
         rows.append([
@@ -174,9 +175,9 @@ def _expected_gpu_table():
         vvt, swin = r['vvt-s'], r['swin-t']
         rows.append([
             f'backbone forward 2048², batch 1, {dtype}',
-            f'{vvt["latency_ms"]:.0f} ms, {vvt["mem_extra_mb"]:.0f} MB extra',
+            f'{vvt["latency_ms"]:.0f} ms, {vvt["mem_extra_mb"]:.0f} MiB extra',
             '(not measured)',  # inference with them since 76f5791
-            f'{swin["latency_ms"]:.0f} ms, {swin["mem_extra_mb"]:.0f} MB',
+            f'{swin["latency_ms"]:.0f} ms, {swin["mem_extra_mb"]:.0f} MiB',
             f'{swin["latency_ms"] / vvt["latency_ms"]:.2f}x, '
             f'{vvt["mem_extra_mb"] / swin["mem_extra_mb"]:.2f}x'
         ])

@@ -743,7 +743,7 @@ def run_benchmark(
                         mem_extra_mb=reply['extra'] / mb)
                     progress(f'  {res}px {name}: first pass '
                              f'{reply["seconds"] * 1e3:.0f} ms, peak extra '
-                             f'memory {reply["extra"] / mb:.0f} MB')
+                             f'memory {reply["extra"] / mb:.0f} MiB')
                 else:
                     rec['errors'].append(f'memory: {reply["error"]}')
                     progress(f'  {res}px {name}: FAILED: {reply["error"]}')
@@ -926,7 +926,7 @@ def render_markdown(data: Dict[str, Any],
         cols.append(f'speed-up vs {labels[ref]}')
     if peer:
         cols.append(f'speed-up vs {labels[peer]}')
-    cols += ['peak extra mem (MB)', 'peak RSS (MB)']
+    cols += ['peak extra mem (MiB)', 'peak RSS (MiB)']
     if peer:
         cols.append(f'mem / {labels[peer]}')
     lines += ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
@@ -1012,7 +1012,7 @@ def plot_results(data: Dict[str, Any], path: str) -> None:
     meta, results = data['meta'], data['results']
     resolutions = sorted(meta['resolutions'])
     panels = [('gflops', 'GFLOPs'), ('latency_ms', 'latency (ms)'),
-              ('mem_extra_mb', 'peak extra memory (MB)')]
+              ('mem_extra_mb', 'peak extra memory (MiB)')]
     measured = [(k, t) for k, t in panels
                 if any(r[k] is not None for r in results)]
     panels = measured or panels  # e.g. no GFLOPs panel after --no-flops

@@ -136,7 +136,7 @@ def test_plot_has_one_line_per_model_in_each_panel(data, tmp_path):
         plt.Figure.savefig = orig
     axes = captured['fig'].axes
     assert [a.get_title() for a in axes
-            ] == ['GFLOPs', 'latency (ms)', 'peak extra memory (MB)']
+            ] == ['GFLOPs', 'latency (ms)', 'peak extra memory (MiB)']
     # three models and the 'proportional to pixels' guide
     assert [len(a.get_lines()) for a in axes] == [4, 4, 4]
     ys = axes[1].get_lines()[0].get_ydata()
@@ -180,7 +180,7 @@ def test_plot_leaves_out_panels_that_were_not_measured(data, tmp_path):
     finally:
         plt.Figure.savefig = orig
     assert [a.get_title() for a in captured['fig'].axes
-            ] == ['latency (ms)', 'peak extra memory (MB)']
+            ] == ['latency (ms)', 'peak extra memory (MiB)']
 
 
 def test_output_names_keep_cpu_fp32_and_separate_the_rest():
