@@ -1,8 +1,9 @@
 # VVT-T + Semantic FPN on the synthetic demo set (tools/make_demo_data.py),
-# sized to really learn in about 10 minutes on a 2-core CPU: no pretrained
-# weights, 128x128 crops, narrow FPN, AdamW with warm-up. Run it with
-# `python tools/run_demo.py` (data, training, mIoU vs. a constant baseline,
-# and a picture), or with the usual `python tools/train.py` / `test.py`.
+# sized to really learn in minutes on a 2-core CPU (docs/demo.md): no
+# pretrained weights, 128x128 crops, narrow FPN, AdamW with warm-up. Run it
+# with `python tools/run_demo.py` (data, training, mIoU vs. a constant
+# baseline, and a picture), or with the usual `python tools/train.py` /
+# `test.py`.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
     'mmseg::_base_/datasets/ade20k.py',

@@ -78,9 +78,10 @@ _current = _checked(os.environ.get(ENV_VAR) or 'auto', ENV_VAR)
 def implementation(name: str) -> Iterator[None]:
     """Run VVT modules with ``'auto'`` (dispatched), ``'reference'`` (the
     readable formulation everywhere), ``'triton'`` (``'auto'``, with the
-    attention's core in Triton kernels, training and inference on every
-    device) or ``'whole'`` (``'auto'``,
-    with inference in the whole-tensor kernels on every device) inside the
+    attention's core and gated clamp and the MLP's conv + GELU in Triton
+    kernels, training and inference on every device) or ``'whole'``
+    (``'auto'``, with inference in the whole-tensor kernels on every device)
+    inside the
     ``with`` block. Outside such blocks: ``$MMSEG_VVT_IMPLEMENTATION``, else
     ``'auto'``."""
     global _current
