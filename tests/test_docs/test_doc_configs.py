@@ -54,4 +54,11 @@ def test_another_dataset_example_loads_and_builds(tmp_path):
     # and the custom_hooks of our runtime came along
     assert [h['type'] for h in cfg.custom_hooks
             ] == ['CheckpointFitHook', 'VVTConfigCheckHook']
+    # the paper's recipe and atomic checkpoints, as our ADE20K configs
+    ours = load_config(
+        osp.join(REPO, 'configs', 'vvt',
+                 'fpn_vvt-s_8xb2-80k_ade20k-512x512.py'))
+    assert cfg.optim_wrapper == ours.optim_wrapper
+    assert cfg.param_scheduler == ours.param_scheduler
+    assert cfg.default_hooks.checkpoint == ours.default_hooks.checkpoint
     assert _logits(cfg, 64, 128).shape == (1, 19, 16, 32)
