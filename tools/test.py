@@ -45,7 +45,8 @@ from mmseg_vvt.datasets.checks import (DatasetNotFoundError, EmptyDatasetError,
 from mmseg_vvt.datasets.transforms import DataFileError
 from mmseg_vvt.engine import (CheckpointError, CheckpointFitHook,
                               add_checkpoint_fit_hook)
-from mmseg_vvt.engine.runtime import adapt_cfg_to_device, close_distributed
+from mmseg_vvt.engine.runtime import (LauncherNotAvailableError,
+                                      adapt_cfg_to_device, close_distributed)
 from mmseg_vvt.evaluation import write_eval_json
 from mmseg_vvt.evaluation.eval_json import checkpoint_progress
 from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
@@ -232,7 +233,10 @@ def main(argv=None):
         cfg.test_evaluator['keep_results'] = True
 
     # CPU-only machines: SyncBN -> BN, gloo process group for --launcher
-    adapt_cfg_to_device(cfg, args.launcher)
+    try:
+        adapt_cfg_to_device(cfg, args.launcher)
+    except LauncherNotAvailableError as err:
+        raise SystemExit(f'error: {err}')
 
     # the dataset the runner will build exists and is not empty
     try:

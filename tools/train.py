@@ -47,6 +47,7 @@ from mmseg_vvt.engine import (CheckpointError, add_checkpoint_fit_hook,
                               latest_checkpoint)
 from mmseg_vvt.engine.allocator import allocator_choice, keep_freed_cpu_memory
 from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
+                                      LauncherNotAvailableError,
                                       adapt_cfg_to_device, close_distributed,
                                       enable_amp)
 from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
@@ -151,7 +152,10 @@ def main(argv=None):
     add_checkpoint_fit_hook(cfg, args.allow_partial_checkpoint)
 
     # CPU-only machines: SyncBN -> BN, gloo process group for --launcher
-    adapt_cfg_to_device(cfg, args.launcher)
+    try:
+        adapt_cfg_to_device(cfg, args.launcher)
+    except LauncherNotAvailableError as err:
+        raise SystemExit(f'error: {err}')
 
     # the datasets the runner will build exist and are not empty
     try:

@@ -24,7 +24,8 @@ from mmengine.device import get_device
 from mmengine.logging import print_log
 
 __all__ = [
-    'AmpNotAvailableError', 'adapt_cfg_to_device', 'close_distributed',
+    'AmpNotAvailableError', 'LauncherNotAvailableError',
+    'adapt_cfg_to_device', 'close_distributed',
     'enable_amp', 'replace_sync_bn', 'init_cpu_distributed'
 ]
 
@@ -34,6 +35,11 @@ SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
 
 class AmpNotAvailableError(RuntimeError):
     """``--amp`` was asked for where mmengine can not do mixed precision."""
+
+
+class LauncherNotAvailableError(RuntimeError):
+    """A ``--launcher`` this machine cannot run (slurm or mpi without GPUs,
+    ``pytorch`` outside torchrun); the tools print it in one line."""
 
 
 def _log(msg: str, level: int = logging.INFO) -> None:
@@ -71,7 +77,7 @@ def init_cpu_distributed(launcher: str, timeout_s: Optional[int] = None):
     if torch_dist.is_initialized():
         return
     if launcher != 'pytorch':
-        raise RuntimeError(
+        raise LauncherNotAvailableError(
             f'--launcher {launcher} on a machine without GPUs is not '
             'supported: CPU-only distributed runs need --launcher pytorch '
             '(torchrun, e.g. tools/dist_train.sh CONFIG NPROC).')
@@ -80,7 +86,7 @@ def init_cpu_distributed(launcher: str, timeout_s: Optional[int] = None):
         if k not in os.environ
     ]
     if missing:
-        raise RuntimeError(
+        raise LauncherNotAvailableError(
             f'--launcher pytorch expects the environment variables '
             f'{missing} that torchrun sets; start the script with torchrun '
             '(tools/dist_train.sh / tools/dist_test.sh).')

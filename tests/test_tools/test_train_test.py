@@ -1088,3 +1088,25 @@ def test_train_py_with_compile_trains(ade_root, tmp_path):
     (rows, ) = scalars(work_dir)
     assert len(rows) == 2
     assert all(math.isfinite(r['loss']) for r in rows)
+
+
+@pytest.mark.parametrize('tool', ['train', 'test'])
+def test_launcher_this_machine_cannot_run_is_one_line(ade_root, tmp_path,
+                                                      tool):
+    # slurm / mpi without GPUs: a traceback from the device set-up before
+    cfg = write_config(tmp_path / 'tiny_fpn.py', ade_root, iters=1)
+    ckpt = tmp_path / 'model.pth'
+    torch.save({'state_dict': {}}, ckpt)
+    args = [cfg] if tool == 'train' else [cfg, str(ckpt)]
+    proc = run([
+        PYTHON, TRAIN if tool == 'train' else TEST, *args, '--launcher',
+        'slurm', '--work-dir',
+        str(tmp_path / 'w')
+    ],
+               check=False)
+    assert proc.returncode == 1
+    assert proc.stdout.strip().splitlines()[-1] == (
+        'error: --launcher slurm on a machine without GPUs is not supported: '
+        'CPU-only distributed runs need --launcher pytorch (torchrun, e.g. '
+        'tools/dist_train.sh CONFIG NPROC).')
+    assert 'Traceback' not in proc.stdout
