@@ -24,9 +24,9 @@ from mmengine.device import get_device
 from mmengine.logging import print_log
 
 __all__ = [
-    'AmpNotAvailableError', 'LauncherNotAvailableError',
-    'adapt_cfg_to_device', 'close_distributed',
-    'enable_amp', 'replace_sync_bn', 'init_cpu_distributed'
+    'AmpNotAvailableError', 'LauncherNotAvailableError', 'adapt_cfg_to_device',
+    'close_distributed', 'enable_amp', 'replace_sync_bn',
+    'init_cpu_distributed'
 ]
 
 #: norm layer types that only run on GPU tensors
