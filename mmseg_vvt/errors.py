@@ -3,7 +3,7 @@ the runtime (:mod:`mmseg_vvt.engine.checkpoint`) and the model code (VVT's
 pretrained loading), which import them from here: this module imports
 nothing of the package, so neither side imports the other."""
 import pickle
-from typing import List
+from typing import List, Optional
 
 __all__ = [
     'CheckpointError', 'UnsafeCheckpointError', 'CorruptCheckpointError',
@@ -40,7 +40,18 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 class CheckpointMismatchError(CheckpointError):
     """A checkpoint whose weights do not fit the model (missing, unexpected
-    or mis-shaped keys) where no partial load was asked for."""
+    or mis-shaped keys) where no partial load was asked for.
+
+    Args:
+        message (str): The whole message, with what to do about it.
+        summary (str, optional): What does not fit, without the advice
+            (for a report after a partial load that was asked for).
+            Default: ``message``.
+    """
+
+    def __init__(self, message: str, summary: Optional[str] = None):
+        super().__init__(message)
+        self.summary = message if summary is None else summary
 
 
 def first_keys(keys: List[str]) -> str:

@@ -484,7 +484,7 @@ def checkpoint_misfit(model,
         check_checkpoint_fits(model, checkpoint, source=source)
     except CheckpointMismatchError as err:
         # without the advice to ask for a partial load: it was asked for
-        return str(err).split('. Is it a checkpoint of this config?')[0]
+        return err.summary
     return None
 
 

@@ -588,7 +588,7 @@ def check_checkpoint_fits(model: torch.nn.Module,
             'which fits only the model the checkpoint was saved with, so a '
             'partial load cannot resume. To start a run of this config from '
             'its weights (fine-tuning), give it as load_from without '
-            '--resume, with allow_partial_checkpoint=True.')
+            '--resume, with allow_partial_checkpoint=True.', summary)
     if not allow_partial:
         # every key there, only the classifiers' shapes differ
         classes_differ = not (missing or unexpected) and all(
@@ -603,7 +603,7 @@ def check_checkpoint_fits(model: torch.nn.Module,
             'allow_partial_checkpoint=True in the config (with mmseg\'s own '
             'tools: --cfg-options allow_partial_checkpoint=True), '
             "--allow-partial-checkpoint with this project's tools, "
-            'allow_partial=True in its Python API.')
+            'allow_partial=True in its Python API.', summary)
     print_log(
         f'Partial load asked for (allow_partial_checkpoint): {summary}. '
         'Missing and mis-shaped weights keep their initial values, '

@@ -80,3 +80,15 @@ def test_inferencer_says_whether_a_load_was_partial(saved, tmp_path):
     assert other in misfit and '1 unexpected keys (decode_head.extra)' in \
         misfit
     assert '--allow-partial-checkpoint' not in misfit  # it was asked for
+    # the common fine-tuning case: only the classifiers' shapes differ,
+    # whose refusal words its advice otherwise
+    ckpt = torch.load(path, weights_only=True)
+    for key in ('decode_head.conv_seg.weight', 'decode_head.conv_seg.bias'):
+        ckpt['state_dict'][key] = torch.cat([ckpt['state_dict'][key]] * 2)
+    classes = str(tmp_path / 'classes.pth')
+    torch.save(ckpt, classes)
+    with pytest.raises(CheckpointMismatchError, match='classifiers'):
+        VVTSegInferencer(cfg, classes)
+    misfit = VVTSegInferencer(cfg, classes, allow_partial=True).partial_load
+    assert classes in misfit and '2 shapes differ' in misfit
+    assert 'partial' not in misfit and 'classifiers' not in misfit
