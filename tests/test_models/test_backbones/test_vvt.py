@@ -176,21 +176,22 @@ def test_fast_path_gradients_equal_reference(continuous_clamp):
             grads[name], p.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def _quadratic_vicinity_attention(attn, x, hw):
+def _quadratic_vicinity_attention(attn, x, hw, eps=1e-4):
     """The spec's attention as an explicit N x N similarity (no clamps):
-    s_ij = (q_i . k_j)(cos(a_i - a_j) + cos(b_i - b_j))."""
+    s_ij = (q_i . k_j)(cos(a_i - a_j) + cos(b_i - b_j)), the normaliser's
+    epsilon ``eps`` (the published 1e-4)."""
     B, N, C = x.shape
     H, W = hw
     h, d = attn.num_heads, attn.head_dims
     q = F.relu(attn.q_proj(x)).view(B, N, h, d).transpose(1, 2)
     k = F.relu(attn.k_proj(x)).view(B, N, h, d).transpose(1, 2)
     v = attn.v_proj(x).view(B, N, h, d).transpose(1, 2)
-    idx = torch.arange(N)
-    a = math.pi / 2 * (idx // W) / H
+    idx = torch.arange(N, dtype=x.dtype)
+    a = math.pi / 2 * torch.div(idx, W, rounding_mode='floor') / H
     b = math.pi / 2 * (idx % W) / W
     bias = torch.cos(a[:, None] - a[None]) + torch.cos(b[:, None] - b[None])
     s = (q @ k.transpose(-2, -1)) * bias
-    o = (s @ v) / (s.sum(-1, keepdim=True) + 1e-4)
+    o = (s @ v) / (s.sum(-1, keepdim=True) + eps)
     o = attn.out_proj(o.transpose(1, 2).reshape(B, N, h * d))
     g = torch.sigmoid(attn.se_fc[2](F.relu(attn.se_fc[0](x.mean(1)))))
     return o + o * g[:, None]
@@ -210,6 +211,38 @@ def test_attention_is_the_manhattan_vicinity_weighted_linear_attention():
     # and it matters: the wrong grid orientation gives something else
     with torch.no_grad():
         assert (attn(x, (7, 6)) - want).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    'impl, dtype, grad',
+    [
+        ('reference', torch.float64, False),
+        ('auto', torch.float64, False),  # whole-tensor kernels
+        ('auto', torch.float32, False),  # CPU kernels
+        ('auto', torch.float64, True),  # training kernels
+    ])
+def test_normaliser_epsilon_is_the_published_one(impl, dtype, grad,
+                                                 continuous_clamp):
+    # Small queries make the normaliser q~ . sum_j k~_j about 1e-3, where its
+    # 1e-4 changes the output by about 10% (elsewhere it is lost in the
+    # tolerances); the clamp's lower bound is off, as nothing here is near
+    # it but the test must not depend on that.
+    torch.manual_seed(0)
+    fast, _ = _pair(TINY_ARCH)
+    attn = fast.block2[0].attn.to(dtype).eval()
+    with torch.no_grad():
+        attn.q_proj.weight.mul_(3e-4)
+        attn.q_proj.bias.abs_().mul_(3e-4)
+        attn.k_proj.bias.abs_()
+    x = torch.randn(1, 6 * 7, 32, dtype=dtype, requires_grad=grad)
+    with torch.set_grad_enabled(grad), implementation(impl):
+        got = attn(x, (6, 7)).detach()
+    with torch.no_grad():
+        want = _quadratic_vicinity_attention(attn, x, (6, 7))
+        other = _quadratic_vicinity_attention(attn, x, (6, 7), eps=1e-6)
+    assert (want - other).abs().max() > 1e-2 * want.abs().max()  # it counts
+    torch.testing.assert_close(
+        got, want, rtol=1e-3, atol=1e-3 * want.abs().max().item())
 
 
 def test_signed_clamp_numerics():
