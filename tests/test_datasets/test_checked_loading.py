@@ -161,6 +161,14 @@ def test_16bit_label_values_above_255_are_named_not_wrapped(data, backend):
     cv2.imwrite(seg, labels)
     assert Image.open(seg).mode.startswith('I;16')
     np.testing.assert_array_equal(load()['gt_seg_map'], want)
+    # the bounds: 255 (ignored) is an 8-bit value, 256 is not
+    labels[0, 0] = 255
+    cv2.imwrite(seg, labels)
+    assert load()['gt_seg_map'][0, 0] == 255
+    labels[0, 0] = 256
+    cv2.imwrite(seg, labels)
+    with pytest.raises(DataFileError, match=r'outside 0\.\.255 \(256; 1 '):
+        load()
     labels[:3] = 261
     labels[-1, :2] = 456
     cv2.imwrite(seg, labels)

@@ -134,5 +134,14 @@ def test_runner_dataloader_keys():
     assert runner_dataloader_keys(full, 'test') == ['test_dataloader']
     no_val = Config(dict(train_dataloader={}, val_dataloader=None))
     assert runner_dataloader_keys(no_val, 'train') == ['train_dataloader']
+    # validation switched off, its loader still inherited from a base: the
+    # runner builds no validation loop, so its data is not required
+    val_off = Config(
+        dict(
+            train_dataloader={},
+            val_dataloader={},
+            val_evaluator={},
+            val_cfg=None))
+    assert runner_dataloader_keys(val_off, 'train') == ['train_dataloader']
     with pytest.raises(ValueError, match='mode'):
         runner_dataloader_keys(full, 'val')

@@ -523,6 +523,23 @@ def test_a_checkpoint_of_another_class_count_is_named_for_fine_tuning():
             CheckpointMismatchError,
             match='Is it a checkpoint of this config'):
         check_checkpoint_fits(other, ade, source='ade.pth')
+    # the classifiers differ and a key is missing or unexpected: not just
+    # another class count
+    for change in ('missing', 'unexpected'):
+        state = dict(ade['state_dict'])
+        if change == 'missing':
+            del state['decode_head.conv.weight']
+        else:
+            state['decode_head.extra'] = torch.zeros(1)
+        with pytest.raises(CheckpointMismatchError) as info:
+            check_checkpoint_fits(
+                segmentor(7), {'state_dict': state}, source='ade.pth')
+        assert 'Is it a checkpoint of this config' in str(info.value)
+        assert 'classifiers' not in str(info.value)
+        # what a report after an asked-for partial load shows
+        assert info.value.summary.startswith("checkpoint 'ade.pth' does "
+                                             'not fit the model: ')
+        assert 'partial' not in info.value.summary
 
 
 def test_load_model_checkpoint_refuses_misfit_and_loads_fit(tmp_path):

@@ -100,3 +100,13 @@ def test_latest_checkpoint(tmp_path):
     # iter_10 sorts after iter_6 by number, not by name
     ten = _save(tmp_path / 'iter_10.pth')
     assert latest_checkpoint(work) == ten
+
+
+def test_latest_checkpoint_keeps_to_the_recorded_kind(tmp_path):
+    # an epoch-based run in a folder holding another schedule's iter_N
+    epoch = _save(tmp_path / 'epoch_2.pth')
+    _save(tmp_path / 'iter_900.pth')
+    (tmp_path / 'last_checkpoint').write_text(epoch)
+    assert latest_checkpoint(str(tmp_path)) == epoch
+    three = _save(tmp_path / 'epoch_3.pth')
+    assert latest_checkpoint(str(tmp_path)) == three

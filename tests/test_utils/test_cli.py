@@ -120,6 +120,12 @@ def test_vvt_widths_follow_out_indices_and_skip_other_backbones():
     model['auxiliary_head']['in_index'] = 2  # now the 128-channel stage 4
     with pytest.raises(BadInputError, match='output 2 has 128 channels'):
         check_vvt_widths(model)
+    # counted from the end, as Python does: -3 is the first of three outputs
+    model['auxiliary_head'].update(in_channels=32, in_index=-3)
+    check_vvt_widths(model)
+    model['auxiliary_head']['in_index'] = -4
+    with pytest.raises(BadInputError, match=r'in_index -4 picks backbone '):
+        check_vvt_widths(model)
     # the outputs come in stage order, whatever the order of out_indices
     import torch
 

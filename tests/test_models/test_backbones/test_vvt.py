@@ -373,6 +373,22 @@ def test_pretrained_checkpoint_of_another_depth_is_refused(tmp_path):
         model.init_weights()
 
 
+def test_pretrained_checkpoint_of_a_deeper_vvt_is_refused(tmp_path):
+    """The other way round: every key of the model is there, the extra
+    blocks' weights would be dropped without a word."""
+    deeper = dict(TINY_ARCH, depths=[d + 1 for d in TINY_ARCH['depths']])
+    path, _ = _published_checkpoint(tmp_path, None, arch=deeper)
+    model = VVT(
+        arch=TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(CheckpointMismatchError) as e:
+        model.init_weights()
+    msg = str(e.value)
+    assert 'keys missing' not in msg
+    # four extra blocks of 20 weights each
+    assert '80 unexpected keys (block1.1.norm1.weight' in msg
+    assert 'strict=False' in msg
+
+
 def test_missing_pretrained_file_says_what_to_do(tmp_path):
     path = str(tmp_path / 'vvt_small_backbone.pth')
     model = VVT(

@@ -388,6 +388,23 @@ def test_drop_path_scales_are_zero_or_one_over_keep():
         assert abs((branch == 0).double().mean().item() - p) < 0.05
 
 
+def test_dropped_path_add_gives_each_input_its_gradient_in_its_dtype():
+    # under autocast the residual stream x stays fp32 while the branch y is
+    # half precision; autograd would cast a gradient handed back in the
+    # other's dtype without a word, rounding x's through bf16
+    from mmseg_vvt.models.kernels.autograd import add_dropped_path
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 4, requires_grad=True)
+    y = torch.randn(2, 5, 4, dtype=torch.bfloat16, requires_grad=True)
+    scale = torch.tensor([0., 2.]).view(2, 1, 1)
+    out = add_dropped_path(x, y, scale)
+    assert torch.equal(out, torch.addcmul(x, y, scale))
+    g = torch.randn_like(out)
+    out.backward(g)
+    assert torch.equal(x.grad, g)
+    assert torch.equal(y.grad, (g * scale).to(torch.bfloat16))
+
+
 def test_block_training_ops_per_step():
     # the training kernels' reason to exist: few ops per step (each is a
     # kernel launch on a GPU); the readable block under autograd, for scale
