@@ -68,7 +68,8 @@ def load_config(path: PathLike,
     (:func:`check_vvt_widths`) and, for the dataloaders named in ``data``
     (e.g. ``('train_dataloader', 'val_dataloader')``: the ones the tool
     runs), heads with fewer classes than their datasets
-    (:func:`check_classes`). All without building the model or the data.
+    (:func:`check_classes`) and persistent workers asked of a loader with
+    none. All without building the model or the data.
     """
     from mmengine.config import Config
 
@@ -104,7 +105,22 @@ def load_config(path: PathLike,
         _check_mmdet_heads(cfg.model, path)
         check_vvt_widths(cfg.model, f'config {path}')
         check_classes(cfg, data, f'config {path}')
+    _check_loader_workers(cfg, data, path)
     return cfg
+
+
+def _check_loader_workers(cfg, data: Sequence[str], path: str) -> None:
+    # mmseg's dataset bases keep their workers alive between epochs; with
+    # --cfg-options X.num_workers=0 torch's DataLoader then stops the run
+    # in a traceback ('persistent_workers option needs num_workers > 0')
+    for key in data:
+        loader = cfg.get(key)
+        if (hasattr(loader, 'get') and loader.get('persistent_workers')
+                and loader.get('num_workers', 0) == 0):
+            raise BadInputError(
+                f'config {path}: {key}.persistent_workers=True needs '
+                f'{key}.num_workers > 0; with num_workers=0 also set '
+                f'{key}.persistent_workers=False')
 
 
 def segmentor_cfg(model_cfg):

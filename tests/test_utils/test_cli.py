@@ -868,3 +868,33 @@ def test_label_loaders_inside_test_time_aug_are_checked():
     assert _loader_refusal(FOUR, tta).startswith(
         'config: test_dataloader.dataset.pipeline[1].transforms[1][0].'
         'num_classes is 150, but model.decode_head predicts 4 classes')
+
+
+def test_persistent_workers_without_workers_is_named(tmp_path):
+    # mmseg's dataset bases set persistent_workers=True; num_workers=0 alone
+    # was a traceback from torch's DataLoader when the runner built it
+    cfg = write_tiny_config(tmp_path / 'c.py')
+    data = ('train_dataloader', 'val_dataloader')
+    options = {'train_dataloader.num_workers': 0}
+    load_config(
+        cfg, {
+            'train_dataloader.num_workers': 1,
+            'train_dataloader.persistent_workers': True
+        },
+        data=data)
+    with pytest.raises(BadInputError) as info:
+        load_config(
+            cfg,
+            dict(options, **{'train_dataloader.persistent_workers': True}),
+            data=data)
+    assert str(info.value) == (
+        f'config {cfg}: train_dataloader.persistent_workers=True needs '
+        'train_dataloader.num_workers > 0; with num_workers=0 also set '
+        'train_dataloader.persistent_workers=False')
+    load_config(
+        cfg,
+        dict(options, **{'train_dataloader.persistent_workers': False}),
+        data=data)
+    # a loader the tool does not run is not its business
+    load_config(cfg,
+                dict(options, **{'train_dataloader.persistent_workers': True}))
