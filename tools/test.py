@@ -78,9 +78,10 @@ def parse_args(argv=None):
         '--show', action='store_true', help='show prediction results')
     parser.add_argument(
         '--show-dir',
-        help='directory where painted images will be saved. '
-        'If specified, it will be automatically saved '
-        'to the work_dir/timestamp/show_dir')
+        help='directory where painted images will be saved, under '
+        'SHOW_DIR/vis_data/vis_image/ (a relative SHOW_DIR is relative to '
+        "the current directory, not the work_dir, as with mmseg's test.py, "
+        'whose help says otherwise)')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(

@@ -277,6 +277,9 @@ def test_test_py_prints_miou_and_writes_json(trained, tmp_path):
         }
     painted = glob.glob(osp.join(show_dir, '**', '*.png'), recursive=True)
     assert len(painted) == 2  # one per validation image
+    # where --help says they go
+    assert {osp.dirname(p)
+            for p in painted} == {osp.join(show_dir, 'vis_data', 'vis_image')}
 
 
 def test_test_py_missing_checkpoint_is_named(trained, tmp_path):
