@@ -31,7 +31,9 @@ KEPT = ('meta', 'state_dict')
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # the docstring's first paragraph (its first line ends mid-sentence)
+    p = argparse.ArgumentParser(
+        description=' '.join(__doc__.split('\n\n')[0].split()))
     p.add_argument('in_file', help='a checkpoint the runner saved')
     p.add_argument(
         'out_file',

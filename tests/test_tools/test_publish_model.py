@@ -124,3 +124,12 @@ def test_bad_input_is_named(tmp_path):
     res = _run(weights_only, tmp_path / 'o.bin')
     assert res.returncode == 2 and 'must end in .pth' in res.stderr
     assert not list(tmp_path.glob('o*'))
+
+
+def test_help_gives_the_whole_first_sentence():
+    # the docstring's first line ends mid-sentence: "(mmseg's"
+    proc = _run('--help')
+    assert proc.returncode == 0, proc.stderr
+    assert ("Prepare a trained checkpoint for release (mmseg's "
+            '``tools/misc/publish_model.py``, read safely).') in ' '.join(
+                proc.stdout.split())  # argparse wraps it to the terminal
