@@ -72,6 +72,35 @@ def test_kernels_clamp_where_the_readable_formulation_does(path, scale):
     torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
 
 
+@pytest.mark.parametrize('path', ATTENTION_PATHS)
+def test_kernels_clamp_kv_but_not_the_key_sums(path):
+    # large keys, small queries: KV and the key sums pass 1e4, the
+    # normaliser (queries against the key sums) stays between 1 and 1e4.
+    # The published net clamps KV only; a clamped key sum would shrink the
+    # normaliser and grow the output
+    attn = _attention(2, 1)
+    attn.k_proj.weight.data *= 3000
+    attn.k_proj.bias.data = attn.k_proj.bias.data.abs() * 3000
+    attn.q_proj.weight.data *= 3e-3
+    attn.q_proj.bias.data = attn.q_proj.bias.data.abs() * 3e-3
+    x = torch.randn(2, 42, 24, dtype=torch.float64)
+    with torch.no_grad():
+        k = torch.relu(attn.k_proj(x))
+        q = torch.relu(attn.q_proj(x))
+        assert k.sum(1).max() > 1e4 * 4  # the sums, even at factor 1/4
+        # per head, without the position factors (each in [0, 1], their
+        # products summing to at most 2)
+        heads = (2, 42, attn.num_heads, attn.head_dims)
+        normaliser = (q.view(heads) *
+                      k.view(heads).sum(1, keepdim=True)).sum(-1)
+        assert 1 < normaliser.min() and normaliser.max() < 1e4 / 2
+        with implementation('reference'):
+            want = attn(x, (6, 7))
+        kernel = _attention_kernel(path)
+        got = kernel(x, x, (6, 7), (6, 7), attn.kernel_weights())
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-9)
+
+
 @pytest.mark.parametrize('band_tokens', [1, 7, 4096])
 def test_mlp_kernels_equal_the_readable_formulation(band_tokens, monkeypatch):
     monkeypatch.setattr(kernels.cpu, 'BAND_TOKENS', band_tokens)
