@@ -50,8 +50,8 @@ from mmseg_vvt.engine.runtime import (LauncherNotAvailableError,
 from mmseg_vvt.evaluation import write_eval_json
 from mmseg_vvt.evaluation.eval_json import checkpoint_progress
 from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
-                                 check_classes, check_out_dir, error_text,
-                                 load_config)
+                                 check_classes, check_loader_workers,
+                                 check_out_dir, error_text, load_config)
 
 
 # TODO: support fuse_conv_bn, visualization, and format_only
@@ -180,6 +180,8 @@ def main(argv=None):
     try:
         cfg = load_config(
             args.config, args.cfg_options, data=('test_dataloader', ))
+        check_loader_workers(cfg, runner_dataloader_keys(cfg, 'test'),
+                             f'config {args.config}')
     except BadInputError as err:
         raise SystemExit(f'error: {err}')
     # as in mmseg, --cfg-options (merged above) have the last word

@@ -51,7 +51,8 @@ from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
                                       adapt_cfg_to_device, close_distributed,
                                       enable_amp)
 from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
-                                 check_out_dir, error_text, load_config)
+                                 check_loader_workers, check_out_dir,
+                                 error_text, load_config)
 
 
 def parse_args(argv=None):
@@ -112,6 +113,8 @@ def main(argv=None):
             args.config,
             args.cfg_options,
             data=('train_dataloader', 'val_dataloader'))
+        check_loader_workers(cfg, runner_dataloader_keys(cfg, 'train'),
+                             f'config {args.config}')
         allocator_choice()  # a bad value is named on every device
     except (BadInputError, ValueError) as err:
         raise SystemExit(f'error: {err}')

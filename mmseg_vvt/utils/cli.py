@@ -68,8 +68,7 @@ def load_config(path: PathLike,
     (:func:`check_vvt_widths`) and, for the dataloaders named in ``data``
     (e.g. ``('train_dataloader', 'val_dataloader')``: the ones the tool
     runs), heads with fewer classes than their datasets
-    (:func:`check_classes`) and persistent workers asked of a loader with
-    none. All without building the model or the data.
+    (:func:`check_classes`). All without building the model or the data.
     """
     from mmengine.config import Config
 
@@ -105,20 +104,32 @@ def load_config(path: PathLike,
         _check_mmdet_heads(cfg.model, path)
         check_vvt_widths(cfg.model, f'config {path}')
         check_classes(cfg, data, f'config {path}')
-    _check_loader_workers(cfg, data, path)
     return cfg
 
 
-def _check_loader_workers(cfg, data: Sequence[str], path: str) -> None:
-    # mmseg's dataset bases keep their workers alive between epochs; with
-    # --cfg-options X.num_workers=0 torch's DataLoader then stops the run
-    # in a traceback ('persistent_workers option needs num_workers > 0')
-    for key in data:
+def check_loader_workers(cfg, keys: Sequence[str], where: str) -> None:
+    """Refuse ``persistent_workers=True`` in a dataloader with no workers.
+
+    mmseg's dataset bases keep their workers alive between epochs; with
+    ``--cfg-options X.num_workers=0`` torch's DataLoader then stops the run
+    in a traceback (``persistent_workers option needs num_workers > 0``)
+    once the runner builds it.
+
+    Args:
+        cfg (Config): The merged config.
+        keys (sequence[str]): The dataloaders the runner will build as the
+            config gives them (``runner_dataloader_keys``).
+        where (str): How the message names the config.
+
+    Raises:
+        BadInputError: Naming the loader and the setting to add.
+    """
+    for key in keys:
         loader = cfg.get(key)
         if (hasattr(loader, 'get') and loader.get('persistent_workers')
                 and loader.get('num_workers', 0) == 0):
             raise BadInputError(
-                f'config {path}: {key}.persistent_workers=True needs '
+                f'{where}: {key}.persistent_workers=True needs '
                 f'{key}.num_workers > 0; with num_workers=0 also set '
                 f'{key}.persistent_workers=False')
 

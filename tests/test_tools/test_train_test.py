@@ -1113,3 +1113,18 @@ def test_launcher_this_machine_cannot_run_is_one_line(ade_root, tmp_path,
         'CPU-only distributed runs need --launcher pytorch (torchrun, e.g. '
         'tools/dist_train.sh CONFIG NPROC).')
     assert 'Traceback' not in proc.stdout
+
+
+def test_persistent_workers_without_workers_is_one_line(ade_root, tmp_path):
+    cfg = write_config(tmp_path / 'tiny_fpn.py', ade_root, iters=1)
+    proc = run([
+        PYTHON, TRAIN, cfg, '--work-dir',
+        str(tmp_path / 'w'), '--cfg-options',
+        'train_dataloader.persistent_workers=True'
+    ],
+               check=False)
+    assert proc.returncode == 1
+    assert proc.stdout.strip().splitlines()[-1] == (
+        f'error: config {cfg}: train_dataloader.persistent_workers=True '
+        'needs train_dataloader.num_workers > 0; with num_workers=0 also '
+        'set train_dataloader.persistent_workers=False')

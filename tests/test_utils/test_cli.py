@@ -6,8 +6,8 @@ import pytest
 
 from mmseg_vvt.testing import tiny_segmentor, write_tiny_config
 from mmseg_vvt.utils.cli import (BadInputError, check_classes, check_device,
-                                 check_out_dir, check_out_file,
-                                 check_vvt_widths, load_config,
+                                 check_loader_workers, check_out_dir,
+                                 check_out_file, check_vvt_widths, load_config,
                                  nonnegative_int, positive_float, positive_int,
                                  vvt_backbone)
 
@@ -873,28 +873,37 @@ def test_label_loaders_inside_test_time_aug_are_checked():
 def test_persistent_workers_without_workers_is_named(tmp_path):
     # mmseg's dataset bases set persistent_workers=True; num_workers=0 alone
     # was a traceback from torch's DataLoader when the runner built it
-    cfg = write_tiny_config(tmp_path / 'c.py')
-    data = ('train_dataloader', 'val_dataloader')
-    options = {'train_dataloader.num_workers': 0}
-    load_config(
-        cfg, {
-            'train_dataloader.num_workers': 1,
-            'train_dataloader.persistent_workers': True
-        },
-        data=data)
+    from mmseg_vvt.datasets.checks import runner_dataloader_keys
+    path = write_tiny_config(tmp_path / 'c.py')
+
+    def check(options):
+        cfg = load_config(path, options)
+        check_loader_workers(cfg, runner_dataloader_keys(cfg, 'train'),
+                             f'config {path}')
+
+    check({
+        'train_dataloader.num_workers': 1,
+        'train_dataloader.persistent_workers': True
+    })
+    no_workers = {
+        'train_dataloader.num_workers': 0,
+        'train_dataloader.persistent_workers': True
+    }
     with pytest.raises(BadInputError) as info:
-        load_config(
-            cfg,
-            dict(options, **{'train_dataloader.persistent_workers': True}),
-            data=data)
+        check(no_workers)
     assert str(info.value) == (
-        f'config {cfg}: train_dataloader.persistent_workers=True needs '
+        f'config {path}: train_dataloader.persistent_workers=True needs '
         'train_dataloader.num_workers > 0; with num_workers=0 also set '
         'train_dataloader.persistent_workers=False')
-    load_config(
-        cfg,
-        dict(options, **{'train_dataloader.persistent_workers': False}),
-        data=data)
-    # a loader the tool does not run is not its business
-    load_config(cfg,
-                dict(options, **{'train_dataloader.persistent_workers': True}))
+    check(dict(no_workers, **{'train_dataloader.persistent_workers': False}))
+    # a loader the runner does not build is not checked: validation off
+    val = {
+        'val_dataloader.num_workers': 0,
+        'val_dataloader.persistent_workers': True,
+        'val_cfg.type': 'ValLoop',
+        'val_evaluator.type': 'IoUMetric'
+    }
+    with pytest.raises(BadInputError, match='val_dataloader.persistent'):
+        check(val)
+    val.pop('val_cfg.type')
+    check(val)
