@@ -38,7 +38,7 @@ class AmpNotAvailableError(RuntimeError):
 
 
 class LauncherNotAvailableError(RuntimeError):
-    """A ``--launcher`` this machine cannot run (slurm or mpi without GPUs,
+    """A ``--launcher`` a machine without GPUs cannot run (slurm or mpi;
     ``pytorch`` outside torchrun); the tools print it in one line."""
 
 

@@ -538,7 +538,8 @@ def machine_meta(device: str = 'cpu') -> Dict[str, Any]:
 def device_label(meta: Dict[str, Any]) -> str:
     """One line naming what a run measured on."""
     if meta.get('device', 'cpu') == 'cuda':
-        return (f'GPU: {meta.get("gpu")} ({meta.get("gpu_memory_gb")} GB), '
+        # gpu_memory_gb is GiB (2**30 bytes), the key kept for old reports
+        return (f'GPU: {meta.get("gpu")} ({meta.get("gpu_memory_gb")} GiB), '
                 f'CUDA {meta.get("cuda")}, driver '
                 f'{meta.get("nvidia_driver")}, torch {meta["torch"]}')
     threads = meta.get('torch_threads')  # absent where none were timed

@@ -81,9 +81,8 @@ def implementation(name: str) -> Iterator[None]:
     attention's core and gated clamp and the MLP's conv + GELU in Triton
     kernels, training and inference on every device) or ``'whole'``
     (``'auto'``, with inference in the whole-tensor kernels on every device)
-    inside the
-    ``with`` block. Outside such blocks: ``$MMSEG_VVT_IMPLEMENTATION``, else
-    ``'auto'``."""
+    inside the ``with`` block. Outside such blocks:
+    ``$MMSEG_VVT_IMPLEMENTATION``, else ``'auto'``."""
     global _current
     _checked(name, 'implementation')
     previous, _current = _current, name

@@ -204,7 +204,7 @@ def test_gpu_run_names_the_gpu_and_its_setting(data):
         mode='train',
         optimizer_step='AdamW')
     md = render_markdown(dict(meta=meta, results=data['results']))
-    assert 'GPU: NVIDIA H100 80GB HBM3 (79.1 GB), CUDA 12.8' in md
+    assert 'GPU: NVIDIA H100 80GB HBM3 (79.1 GiB), CUDA 12.8' in md
     assert 'fp16 autocast, torch.compile' in md
     assert 'forward + backward + AdamW step' in md
     assert 'max_memory_allocated' in md
