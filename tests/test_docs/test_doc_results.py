@@ -107,6 +107,33 @@ def test_config_tables_quote_the_paper(path):
     assert checked, f'no table with the paper\'s numbers in {path}'
 
 
+@pytest.mark.parametrize(
+    'path', [README, ZOO_PAGE], ids=lambda p: osp.relpath(p, REPO))
+def test_config_tables_quote_the_committed_flop_counts(path):
+    """The "this code" params and GFLOPs columns are benchmarks/flops/*.json
+    (tools/get_flops.py --out), params with the auxiliary head."""
+    import json
+    checked = 0
+    for header, rows in tables(path):
+        ours = [(i, _quantity(h)) for i, h in enumerate(header)
+                if 'this code' in h.lower() and _quantity(h)]
+        if not ours:
+            continue
+        for row in rows:
+            (name, ) = re.findall(r'(\w[\w.-]*_ade20k-512x512)', ' '.join(row))
+            with open(
+                    osp.join(REPO, 'benchmarks', 'flops', f'{name}.json'),
+                    encoding='utf-8') as f:
+                counted = json.load(f)
+            want = dict(
+                params=f'{counted["params_with_aux"] / 1e6:.2f}',
+                gflops=f'{counted["flops"] / 1e9:.2f}')
+            for i, what in ours:
+                assert row[i] == want[what], (name, what)
+            checked += 1
+    assert checked == 8, path
+
+
 def test_architecture_variants_table_is_the_presets():
     (header, rows), = [t for t in tables(ARCHITECTURE) if 'depths' in t[0]]
     col = {h.split(' (')[0]: i for i, h in enumerate(header)}
