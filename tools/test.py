@@ -80,8 +80,7 @@ def parse_args(argv=None):
         '--show-dir',
         help='directory where painted images will be saved, under '
         'SHOW_DIR/vis_data/vis_image/ (a relative SHOW_DIR is relative to '
-        "the current directory, not the work_dir, as with mmseg's test.py, "
-        'whose help says otherwise)')
+        "the current directory, not the work_dir, as in mmseg's test.py)")
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
