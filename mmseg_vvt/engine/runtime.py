@@ -137,7 +137,13 @@ def adapt_cfg_to_device(cfg: Config, launcher: str = 'none') -> Config:
     if launcher == 'none':
         return cfg
 
-    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    # set, then read back: a Config's setdefault returns the dict it was
+    # given, not the copy it keeps
+    if cfg.get('env_cfg') is None:
+        cfg.env_cfg = {}
+    if cfg.env_cfg.get('dist_cfg') is None:
+        cfg.env_cfg.dist_cfg = {}
+    dist_cfg = cfg.env_cfg.dist_cfg
     if dist_cfg.get('backend', 'nccl') != 'gloo':
         _log(f'No GPU: distributed backend {dist_cfg.get("backend")!r} '
              'replaced by gloo.')

@@ -120,3 +120,71 @@ def test_amp_on_gpu_switches_wrapper(monkeypatch):
     other.optim_wrapper.type = 'ColossalAIOptimWrapper'
     with pytest.raises(AmpNotAvailableError, match='ColossalAIOptimWrapper'):
         enable_amp(other)
+
+
+def test_replace_sync_bn_inside_tuples():
+    # kills runtime.py `isinstance(node, (list, tuple))` -> `list`
+    from mmseg_vvt.engine.runtime import replace_sync_bn
+    node = dict(heads=(dict(norm_cfg=dict(type='SyncBN')), ))
+    assert replace_sync_bn(node, 'model') == ['model.heads[0].norm_cfg']
+    assert node['heads'][0]['norm_cfg']['type'] == 'BN'
+
+
+def test_adapt_replaces_sync_bn_in_the_tta_model(monkeypatch):
+    # kills runtime.py dropping the tta_model pass
+    from mmseg_vvt.engine import runtime
+    monkeypatch.setattr(runtime, 'get_device', lambda: 'cpu')
+    cfg = Config(
+        dict(
+            model=dict(type='EncoderDecoder'),
+            tta_model=dict(
+                type='SegTTAModel',
+                module=dict(norm_cfg=dict(type='SyncBN')))))
+    runtime.adapt_cfg_to_device(cfg, 'none')
+    assert cfg.tta_model.module.norm_cfg.type == 'BN'
+
+
+@pytest.mark.parametrize('gone',
+                         ['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'])
+def test_each_torchrun_variable_is_required(monkeypatch, gone):
+    # kills runtime.py dropping one name from the checked variables
+    from mmseg_vvt.engine.runtime import (LauncherNotAvailableError,
+                                          init_cpu_distributed)
+    env = dict(
+        RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1', MASTER_PORT='1')
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv(gone)
+    assert not torch.distributed.is_initialized()
+    with pytest.raises(LauncherNotAvailableError, match=gone):
+        init_cpu_distributed('pytorch', timeout_s=5)
+
+
+def test_distributed_cpu_sets_gloo_when_no_backend_is_given(monkeypatch):
+    # kills runtime.py `dist_cfg.get('backend', 'nccl')` -> `'gloo'`
+    # default (mmengine's default backend is nccl)
+    from mmseg_vvt.engine import runtime
+    monkeypatch.setattr(runtime, 'get_device', lambda: 'cpu')
+    monkeypatch.setattr(runtime, 'init_cpu_distributed', lambda *a: None)
+    cfg = Config(
+        dict(model=dict(type='EncoderDecoder'), env_cfg=dict(dist_cfg=dict())))
+    runtime.adapt_cfg_to_device(cfg, 'pytorch')
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+
+
+@pytest.mark.parametrize('env_cfg', [None, dict(cudnn_benchmark=False)])
+def test_distributed_cpu_sets_gloo_without_a_dist_cfg(monkeypatch, env_cfg):
+    # REAL BUG (fails on main): Config/ConfigDict.setdefault stores a
+    # converted copy and returns the dict passed in, so
+    # `cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})` in
+    # adapt_cfg_to_device writes backend='gloo' into a detached dict when
+    # the config has no env_cfg.dist_cfg: the log says 'replaced by gloo'
+    # but the config keeps no backend
+    from mmseg_vvt.engine import runtime
+    monkeypatch.setattr(runtime, 'get_device', lambda: 'cpu')
+    monkeypatch.setattr(runtime, 'init_cpu_distributed', lambda *a: None)
+    cfg = Config(dict(model=dict(type='EncoderDecoder')))
+    if env_cfg is not None:
+        cfg.env_cfg = env_cfg
+    runtime.adapt_cfg_to_device(cfg, 'pytorch')
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
