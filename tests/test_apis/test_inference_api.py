@@ -229,3 +229,41 @@ def test_resolve_dataset_meta_palette_fits_the_classes():
     meta, source = resolve_dataset_meta(Config(dict()), ckpt, 2)
     assert meta['classes'] == ['a', 'b'] and len(meta['palette']) == 2
     assert source.startswith('checkpoint meta; palette: generated')
+
+
+def test_expand_inputs_keeps_one_image_under_two_spellings(tmp_path):
+    # kills inference.py `key = path.resolve()` -> `key = path`
+    import cv2
+    import numpy as np
+
+    from mmseg_vvt.apis import expand_inputs
+    (tmp_path / 'sub').mkdir()
+    img = tmp_path / 'a.png'
+    cv2.imwrite(str(img), np.zeros((4, 4, 3), np.uint8))
+    images, _ = expand_inputs(
+        [str(img),
+         str(tmp_path / 'sub' / '..' / 'a.png'),
+         str(tmp_path)])
+    assert images == [img]
+
+
+def test_a_stride_wider_than_the_window_is_refused():
+    # kills inference.py checking only the stride's height against the
+    # window
+    from mmseg_vvt.apis import set_test_mode
+    cfg = Config(dict(model=dict(test_cfg=dict(mode='whole'))))
+    for stride in ((80, 32), (32, 80)):
+        with pytest.raises(ValueError, match='larger than the window'):
+            set_test_mode(cfg, 'slide', crop_size=(64, 64), stride=stride)
+
+
+def test_one_class_too_many_in_the_meta_is_cut():
+    # kills inference.py `elif n > num_classes` -> `n > num_classes + 1`
+    from mmseg_vvt.apis.inference import resolve_dataset_meta
+    meta = dict(
+        dataset_meta=dict(
+            classes=['a', 'b', 'c'], palette=[[1, 1, 1], [2, 2, 2], [3, 3, 3]
+                                              ]))
+    with pytest.warns(UserWarning, match='using the first 2'):
+        out, source = resolve_dataset_meta(Config(dict()), meta, 2)
+    assert out == dict(classes=['a', 'b'], palette=[[1, 1, 1], [2, 2, 2]])

@@ -5,6 +5,7 @@ import os.path as osp
 
 import cv2
 import numpy as np
+import pytest
 
 from mmseg_vvt.datasets import demo_data as mdd
 
@@ -110,3 +111,16 @@ def test_class_names_are_ade20k_prefix():
     ade_first = ('wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road',
                  'bed ')
     assert mdd.CLASS_NAMES == ade_first[:mdd.NUM_CLASSES]
+
+
+@pytest.mark.parametrize('size', [(15, 16), (16, 15)])
+def test_demo_images_under_16_pixels_either_way_are_refused(tmp_path, size):
+    # kills demo_data.py `width < 16` -> `width < 8`
+    from mmseg_vvt.datasets import demo_data
+    with pytest.raises(ValueError, match='at least 16x16'):
+        demo_data.generate(
+            str(tmp_path / 'd'),
+            num_train=1,
+            num_val=1,
+            size=size,
+            verbose=False)

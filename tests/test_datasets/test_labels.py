@@ -63,3 +63,14 @@ def test_message_names_values_and_expectation():
     assert describe_invalid_labels([200], 6, True, SUBSET_MAP).endswith(
         "expected values 0..150, 255 (with reduce_zero_label=True: v is class "
         "v-1, 0 and 255 are ignored, then the class subset's label_map)")
+
+
+def test_two_adjacent_values_are_listed_not_made_a_range():
+    # kills labels.py _ranges `v > start + 1` -> `v > start`
+    from mmseg_vvt.datasets.labels import describe_invalid_labels
+    msg = describe_invalid_labels([7], 1, True)
+    assert msg.endswith('expected values 0, 1, 255 (with reduce_zero_label='
+                        'True: v is class v-1, 0 and 255 are ignored)')
+    msg = describe_invalid_labels([9], 2, False, pixels=1)
+    assert 'label values 9 (1 pixel) are not among the 2 classes; expected '\
+        'values 0, 1, 255 ' in msg

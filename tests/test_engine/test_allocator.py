@@ -142,3 +142,19 @@ def test_no_c_library_handle_is_not_glibc(monkeypatch):
 
     monkeypatch.setattr(ctypes, 'CDLL', no_handle)
     assert allocator._glibc() is None
+
+
+def test_a_refused_trim_threshold_is_not_reported_as_applied(monkeypatch):
+    # kills allocator.py dropping the check of the M_TRIM_THRESHOLD mallopt
+    import mmseg_vvt.engine.allocator as allocator
+
+    class NoTrim:
+
+        def mallopt(self, param, value):
+            return int(param != -1)  # -1: M_TRIM_THRESHOLD
+
+    monkeypatch.setattr(allocator, '_applied', None)
+    monkeypatch.setattr(allocator, '_glibc', lambda: NoTrim())
+    applied, why = allocator.keep_freed_cpu_memory({allocator.ENV_VAR: 'keep'})
+    assert not applied and 'refused the trim threshold' in why
+    assert allocator._applied is None

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 from unittest import mock
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.runner import BaseLoop
 
@@ -120,3 +121,47 @@ def test_paramwise_keys_that_match_no_parameter_are_named(monkeypatch):
     runner.cfg.optim_wrapper.constructor = 'LayerDecayOptimizerConstructor'
     VVTConfigCheckHook().before_run(runner)
     assert logged == []
+
+
+def _keys_cfg(**wrapper):
+    return Config(
+        dict(
+            optim_wrapper=dict(
+                paramwise_cfg=dict(
+                    custom_keys={
+                        'weight': dict(decay_mult=0.),
+                        'relative_position_bias_table': dict(decay_mult=0.)
+                    }),
+                **wrapper)))
+
+
+def test_unmatched_custom_keys_under_the_scoped_default_constructor():
+    # kills hooks.py dropping 'mmengine.DefaultOptimWrapperConstructor'
+    from mmseg_vvt.engine.hooks import unmatched_custom_keys
+    model = torch.nn.Linear(2, 2)
+    for name in ('DefaultOptimWrapperConstructor',
+                 'mmengine.DefaultOptimWrapperConstructor'):
+        assert unmatched_custom_keys(_keys_cfg(constructor=name), model) == [
+            'relative_position_bias_table'
+        ]
+
+
+def test_unmatched_custom_keys_look_inside_a_wrapped_model():
+    # kills hooks.py `module = getattr(model, 'module', model)` -> `model`
+    # (a DDP-wrapped model's names start with 'module.')
+    from mmseg_vvt.engine.hooks import unmatched_custom_keys
+
+    class Wrapper(torch.nn.Module):
+
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    cfg = _keys_cfg()
+    cfg.optim_wrapper.paramwise_cfg.custom_keys = {
+        'module.weight': dict(decay_mult=0.),
+        'weight': dict(decay_mult=0.)
+    }
+    # mmengine's constructor matches the wrapped module's own names
+    assert unmatched_custom_keys(cfg, Wrapper(torch.nn.Linear(
+        2, 2))) == ['module.weight']

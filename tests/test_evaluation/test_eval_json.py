@@ -1,6 +1,7 @@
 """The eval_*.json of tools/test.py (mmseg_vvt.evaluation.eval_json)."""
 import json
 
+import pytest
 from test_iou_metric import evaluate
 
 from mmseg_vvt.evaluation import write_eval_json
@@ -120,3 +121,21 @@ def test_checkpoint_progress_unknown_without_meta():
         'iter': 400
     }}) == dict(
         iter=400, epoch=None)
+
+
+@pytest.mark.parametrize('tta, partial', [(True, False), (False, True)])
+def test_tta_and_partial_checkpoint_are_recorded_apart(tmp_path, tta, partial):
+    # kills eval_json.py `'partial_checkpoint': bool(partial_checkpoint)`
+    # -> `bool(tta)` (the existing test sets both True)
+    from mmseg_vvt.evaluation.eval_json import write_eval_json
+    path = write_eval_json(
+        str(tmp_path),
+        '20260101_000000',
+        'c.py',
+        'x.pth',
+        'ADE20KDataset',
+        dict(aAcc=1., mIoU=2., mAcc=3.), [],
+        tta=tta,
+        partial_checkpoint=partial)
+    test = json.loads(open(path).read())['test']
+    assert (test['tta'], test['partial_checkpoint']) == (tta, partial)

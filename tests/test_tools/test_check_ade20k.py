@@ -88,3 +88,18 @@ def test_cli_refuses_bad_numbers(tmp_path, capsys, argv, message):
     # -1 still skips a count check
     assert check.parse_args([str(tmp_path), '--num-train', '-1']).num_train \
         == -1
+
+
+def test_check_ade20k_counts_zero_and_skips_each_split_alone(tmp_path, capsys):
+    # kills check_ade20k.py `args.num_train < 0` -> `<= 0` (0 is a count,
+    # only -1 skips), and `num_val=None if args.num_train < 0` (the val
+    # count skipped with the train count)
+    out, _ = _tree(tmp_path)  # four training and two validation pairs
+    base = [str(out), '--num-classes', '6', '--jobs', '1', '--quiet']
+    assert check.main(base + ['--num-train', '4', '--num-val', '2']) == 0
+    assert check.main(base + ['--num-train', '0', '--num-val', '2']) == 1
+    assert 'training: found 4 images and 4 labels, expected 0' in \
+        capsys.readouterr().out
+    assert check.main(base + ['--num-train', '-1', '--num-val', '3']) == 1
+    assert 'validation: found 2 images and 2 labels, expected 3' in \
+        capsys.readouterr().out

@@ -3,6 +3,7 @@ markdown table (tiny VVT configs written by the test)."""
 import json
 
 import pytest
+from mmengine.config import Config
 from tool_modules import load_tool
 
 from mmseg_vvt.apis.results import fmt_number
@@ -368,3 +369,85 @@ def test_describe_config_names_the_backbone_that_is_built():
     assert backbone() == 'VVT-S'
     assert backbone(arch='tiny') == 'VVT-T'
     assert backbone(arch='l') == 'VVT-L'
+
+
+@pytest.mark.parametrize('shape', [['0', '4'], ['4', '0']])
+def test_collect_results_refuses_a_zero_shape(shape, capsys):
+    # kills collect_results.py `min(args.shape) < 1` -> `< 0`
+    from tool_modules import load_tool
+    tool = load_tool('collect_results')
+    with pytest.raises(SystemExit):
+        tool.parse_args(['wd', '--shape', *shape])
+    assert '--shape must be positive' in capsys.readouterr().err
+
+
+def test_lr_schd_of_a_checkpoint_past_its_config_schedule():
+    # kills results.py `reached == planned` -> `>=`: a checkpoint trained
+    # further than its config says (a schedule shortened afterwards) is not
+    # the config's schedule
+    from pathlib import Path
+
+    from mmseg_vvt.apis.results import EvalResult, schedule_cell
+    info = dict(max_iters=400, max_epochs=None)
+    notes = []
+    for reached, cell in ((400, '400'), (2, '2 (of 400)'), (800,
+                                                            '800 (of 400)')):
+        result = EvalResult(
+            Path('e.json'), Path('wd'), dict(checkpoint_iter=reached))
+        assert schedule_cell(info, result, notes) == cell
+    assert notes == []
+
+
+def test_a_cascade_is_named_after_its_last_decode_head():
+    # kills results.py `head = head[-1]` -> `head[0]` (OCRNet's first head is
+    # an FCNHead)
+    from mmseg_vvt.apis.results import describe_config
+    cfg = Config(
+        dict(
+            model=dict(
+                type='CascadeEncoderDecoder',
+                backbone=dict(type='VVT', arch='tiny'),
+                decode_head=[dict(type='FCNHead'),
+                             dict(type='OCRHead')])))
+    info = describe_config(cfg)
+    assert (info['method'], info['backbone']) == ('OCRNet', 'VVT-T')
+
+
+def test_the_config_the_runner_dumped_into_the_work_dir_is_found(tmp_path):
+    # kills results.py dropping `work_dir / recorded.name` from the
+    # candidates (a result copied off the machine that made it: its
+    # recorded path is gone, the runner's dump is in the work dir)
+    from mmseg_vvt.apis.results import EvalResult, resolve_config_path
+    (tmp_path / 'fpn_vvt-t.py').write_text('model = dict()\n')
+    result = EvalResult(tmp_path / 'eval_1.json', tmp_path,
+                        dict(config='/nowhere/configs/vvt/fpn_vvt-t.py'))
+    assert resolve_config_path(result) == tmp_path / 'fpn_vvt-t.py'
+
+
+def test_merged_rows_keep_two_results_of_one_kind_apart(tmp_path, monkeypatch):
+    # kills results.py `if row is None or row[column] != '-'` -> `if row is
+    # None`: a second single-scale result of the same work dir, config and
+    # checkpoint (the work dir given twice) would overwrite the first's mIoU
+    from mmseg_vvt.apis import results as R
+    monkeypatch.setattr(R, 'complexity', lambda *a: (1_000_000, None))
+    (tmp_path /
+     'c.py').write_text("model = dict(decode_head=dict(type='FPNHead'))\n")
+
+    def res(miou):
+        return R.EvalResult(
+            tmp_path / 'eval.json', tmp_path,
+            dict(
+                config=str(tmp_path / 'c.py'),
+                checkpoint='x.pth',
+                metrics=dict(mIoU=miou),
+                test=dict(tta=False)))
+
+    rows = R.build_rows([res(40.0), res(41.0)], flops=False, merge=True)
+    assert [r['miou'] for r in rows] == ['40.00', '41.00']
+
+
+def test_fmt_number_at_one():
+    # kills results.py `abs(value) >= 1` -> `> 1` (1.0 printed as '1')
+    from mmseg_vvt.apis.results import fmt_number
+    assert [fmt_number(v)
+            for v in (1.0, 12.345, 0.0123)] == ['1.00', '12.35', '0.0123']

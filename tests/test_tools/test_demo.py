@@ -257,3 +257,14 @@ def test_bad_arguments_stop_before_data_or_model(tmp_path, capsys):
     assert_refused(lambda argv: run_demo.parse_args(data + argv), cases,
                    capsys)
     assert not (tmp_path / 'data').exists()
+
+
+def test_run_demo_refuses_zero_pictures(tmp_path, capsys):
+    # kills run_demo.py `args.num_vis < 1` -> `< 0`
+    from tool_modules import load_tool
+    tool = load_tool('run_demo')
+    with pytest.raises(SystemExit):
+        tool.parse_args(
+            ['--num-vis', '0', '--data-dir',
+             str(tmp_path / 'data')])
+    assert '--num-vis must be >= 1, got 0' in capsys.readouterr().err

@@ -606,3 +606,20 @@ def test_a_folder_given_as_checkpoint_is_named_as_one(tool, tiny_model,
                    [cfg_path, tmp_path, img, '--out-dir', tmp_path / 'o'],
                    capsys)
     assert f'checkpoint {tmp_path} is a folder' in err
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--opacity', '0'], '--opacity must be in (0, 1]'),
+    (['--mode', 'slide', '--crop-size', '1', '2', '3'
+      ], '--crop-size takes 1 or 2 integers'),
+    (['--mode', 'slide', '--stride', '1', '2', '3'
+      ], '--stride takes 1 or 2 integers'),
+])
+def test_inference_parse_args_refuses(extra, message, capsys):
+    # kills tools/inference.py `not 0 < args.opacity` -> `not 0 <=`, and
+    # `len(val) not in (1, 2)` -> `(1, 2, 3)`
+    from tool_modules import load_tool
+    tool = load_tool('inference')
+    with pytest.raises(SystemExit):
+        tool.parse_args(['c.py', 'x.pth', 'in.png', '--out-dir', 'o'] + extra)
+    assert message in capsys.readouterr().err

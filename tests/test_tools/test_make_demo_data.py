@@ -100,3 +100,11 @@ def test_force_replaces_an_interrupted_generation(tmp_path, monkeypatch):
     assert mdd.main([str(out)] + small + ['--force']) == 0
     assert (root / 'demo_info.json').exists()
     assert not (root / '.generating').exists()
+
+
+def test_make_demo_data_one_size_is_square(tmp_path):
+    # kills make_demo_data.py `[args.size[0], args.size[0]]` -> `[.., 160]`
+    from tool_modules import load_tool
+    tool = load_tool('make_demo_data')
+    assert tool.parse_args([str(tmp_path / 'd'), '--size',
+                            '32']).size == [32, 32]

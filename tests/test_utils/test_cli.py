@@ -1,8 +1,11 @@
 """mmseg_vvt.utils.cli: the tools' checks of paths, configs, devices and
 numbers refuse bad input with a message naming it."""
 import argparse
+import os
 
 import pytest
+import torch
+from mmengine.config import Config
 
 from mmseg_vvt.testing import tiny_segmentor, write_tiny_config
 from mmseg_vvt.utils.cli import (BadInputError, check_classes, check_device,
@@ -907,3 +910,119 @@ def test_persistent_workers_without_workers_is_named(tmp_path):
         check(val)
     val.pop('val_cfg.type')
     check(val)
+
+
+def test_check_out_paths_need_write_and_search_permission(
+        tmp_path, monkeypatch):
+    # kills cli.py `os.access(base, os.W_OK | os.X_OK)` -> `os.R_OK` (in
+    # _check_writable_parent) and `os.access(path, W_OK | X_OK)` ->
+    # `os.F_OK` (check_out_dir); the suite runs as root, where os.access
+    # grants everything, so the refusals are reached through a fake
+    from mmseg_vvt.utils import cli
+    from mmseg_vvt.utils.cli import (BadInputError, check_out_dir,
+                                     check_out_file)
+    real = os.access
+    monkeypatch.setattr(
+        cli.os, 'access', lambda p, mode: real(p, mode) and not (str(p) == str(
+            tmp_path) and mode & (os.W_OK | os.X_OK)))
+    with pytest.raises(BadInputError, match='no permission to write in'):
+        check_out_file(tmp_path / 'x.json')
+    with pytest.raises(BadInputError, match='no permission to write in'):
+        check_out_dir(tmp_path / 'new')
+    with pytest.raises(BadInputError, match='no permission to write in it'):
+        check_out_dir(tmp_path)
+
+
+def test_check_device_index_past_the_devices(monkeypatch):
+    # kills cli.py `dev.index >= count` -> `>` (the CUDA branch of
+    # test_check_device runs only on a GPU host)
+    from mmseg_vvt.utils.cli import BadInputError, check_device
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    assert check_device('cuda') == 'cuda'
+    assert check_device('cuda:1') == 'cuda:1'
+    with pytest.raises(BadInputError, match='has 2 CUDA device'):
+        check_device('cuda:2')
+
+
+def test_persistent_workers_without_a_num_workers_key():
+    # kills cli.py `loader.get('num_workers', 0)` -> default 1: torch's
+    # DataLoader defaults num_workers to 0
+    from mmseg_vvt.utils.cli import BadInputError, check_loader_workers
+    cfg = Config(
+        dict(train_dataloader=dict(persistent_workers=True, batch_size=1)))
+    with pytest.raises(BadInputError, match='persistent_workers=True needs'):
+        check_loader_workers(cfg, ['train_dataloader'], 'config')
+
+
+FOUR = dict(type='ADE20KDataset', metainfo=dict(classes=list('abcd')))
+
+
+def _four_class_loader_cfg(steps, model):
+    return Config(
+        dict(
+            model=model,
+            test_dataloader=dict(dataset=dict(FOUR, pipeline=steps))))
+
+
+def test_a_loader_one_class_past_the_head_is_refused():
+    # kills cli.py `count > head[1]` -> `count > head[1] + 1` (the suite
+    # checks 150 against 4, never the boundary)
+    import mmseg_vvt  # noqa: F401
+    from mmseg_vvt.testing import tiny_segmentor
+    from mmseg_vvt.utils.cli import BadInputError, check_classes
+    steps = [dict(type='CheckedLoadAnnotations', num_classes=5)]
+    with pytest.raises(
+            BadInputError,
+            match='num_classes is 5, but '
+            'model.decode_head predicts 4 classes'):
+        check_classes(
+            _four_class_loader_cfg(steps, tiny_segmentor(num_classes=4)),
+            ['test_dataloader'])
+
+
+def test_the_label_loader_is_checked_against_the_last_decode_head():
+    # kills cli.py `decode[-1]` -> `decode[0]`: in a cascade (OCRNet) the
+    # last decode head's prediction is the model's
+    import mmseg_vvt  # noqa: F401
+    from mmseg_vvt.testing import tiny_segmentor
+    from mmseg_vvt.utils.cli import BadInputError, check_classes
+    model = tiny_segmentor(num_classes=4)
+    first = dict(model['decode_head'], num_classes=8)
+    model['decode_head'] = [first, dict(model['decode_head'])]
+    model['type'] = 'CascadeEncoderDecoder'
+    steps = [dict(type='CheckedLoadAnnotations', num_classes=8)]
+    with pytest.raises(
+            BadInputError,
+            match=r'num_classes is 8, but '
+            r'model.decode_head\[1\] predicts 4 classes'):
+        check_classes(
+            _four_class_loader_cfg(steps, model), ['test_dataloader'])
+
+
+def test_only_cpu_and_cuda_devices_are_taken():
+    # kills cli.py `dev.type not in ('cpu', 'cuda')` -> `dev.type in
+    # ('meta',)`: the suite refuses only 'meta'
+    from mmseg_vvt.utils.cli import BadInputError, check_device
+    for other in ('mps', 'xpu', 'meta'):
+        with pytest.raises(BadInputError, match="expected 'cpu', 'cuda'"):
+            check_device(other)
+
+
+def test_as_many_head_classes_as_the_data_logs_nothing(monkeypatch):
+    # kills cli.py `num_classes > count` -> `>=` in the 'more classes'
+    # warning: a head that fits the data exactly is no news
+    import logging
+
+    import mmengine.logging
+
+    import mmseg_vvt  # noqa: F401
+    from mmseg_vvt.testing import tiny_segmentor
+    from mmseg_vvt.utils.cli import check_classes
+    logged = []
+    monkeypatch.setattr(mmengine.logging, 'print_log',
+                        lambda msg, **kw: logged.append((msg, kw['level'])))
+    check_classes(
+        _four_class_loader_cfg([], tiny_segmentor(num_classes=4)),
+        ['test_dataloader'])
+    assert [m for m in logged if m[1] >= logging.WARNING] == []
