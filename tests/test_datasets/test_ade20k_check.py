@@ -144,22 +144,14 @@ def test_label_size_differs_from_image(tree):
     ]
 
 
-def _demo_tree(tmp_path):
-    from mmseg_vvt.datasets import demo_data
-    out = tmp_path / 'ade'
-    demo_data.generate(
-        str(out), seed=0, num_train=1, num_val=1, size=(32, 40), verbose=False)
-    return out, out / 'ADEChallengeData2016'
-
-
-def test_greyscale_images_and_palette_labels_pass(tmp_path):
+def test_greyscale_images_and_palette_labels_pass(tree):
     # kills ade20k_check.py dropping 'L' from the image modes, and 'P' from
     # the label modes (ADE20K has greyscale JPEGs; palette PNGs are a common
     # label format, which mmseg reads as their indices)
     from PIL import Image
 
     from mmseg_vvt.datasets import ade20k_check
-    out, root = _demo_tree(tmp_path)
+    out, root = tree
     img = next((root / 'images' / 'training').iterdir())
     Image.open(img).convert('L').save(img)
     seg = next((root / 'annotations' / 'validation').iterdir())
@@ -170,4 +162,4 @@ def test_greyscale_images_and_palette_labels_pass(tmp_path):
     pal.save(seg)
     assert Image.open(seg).mode == 'P'
     assert ade20k_check.check_dataset(
-        str(out), num_train=1, num_val=1, num_classes=6, jobs=1) == []
+        str(out), num_train=4, num_val=2, num_classes=6, jobs=1) == []
