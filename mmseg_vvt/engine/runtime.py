@@ -25,8 +25,8 @@ from mmengine.logging import print_log
 
 __all__ = [
     'AmpNotAvailableError', 'LauncherNotAvailableError', 'adapt_cfg_to_device',
-    'close_distributed', 'enable_amp', 'replace_sync_bn',
-    'init_cpu_distributed'
+    'check_launcher_environment', 'close_distributed', 'enable_amp',
+    'replace_sync_bn', 'init_cpu_distributed'
 ]
 
 #: norm layer types that only run on GPU tensors
@@ -38,8 +38,9 @@ class AmpNotAvailableError(RuntimeError):
 
 
 class LauncherNotAvailableError(RuntimeError):
-    """A ``--launcher`` a machine without GPUs cannot run (slurm or mpi;
-    ``pytorch`` outside torchrun); the tools print it in one line."""
+    """A ``--launcher`` this process cannot start: outside the starter that
+    sets its environment (torchrun, srun, mpirun), or slurm / mpi on a
+    machine without GPUs; the tools print it in one line."""
 
 
 def _log(msg: str, level: int = logging.INFO) -> None:
@@ -67,6 +68,48 @@ def replace_sync_bn(node: Any, path: str = 'model') -> List[str]:
     return changed
 
 
+# What each launcher's process group setup reads from the environment
+# (mmengine.dist.init_dist; our gloo setup on CPU reads the first four of
+# torchrun's): without them it fails with a bare KeyError.
+LAUNCHER_ENV = {
+    'pytorch':
+    ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'LOCAL_RANK'),
+    'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+    'mpi': ('OMPI_COMM_WORLD_LOCAL_RANK', 'OMPI_COMM_WORLD_SIZE',
+            'OMPI_COMM_WORLD_RANK', 'MASTER_ADDR'),
+}
+# who sets them, and how this repository's scripts call it
+_STARTERS = {
+    'pytorch': ('torchrun', 'tools/dist_train.sh / tools/dist_test.sh'),
+    'slurm': ('srun', 'tools/slurm_train.sh / tools/slurm_test.sh'),
+    'mpi': ('mpirun', 'Open MPI, with MASTER_ADDR exported'),
+}
+
+
+def check_launcher_environment(launcher: str, device: str) -> None:
+    """Raise :class:`LauncherNotAvailableError` naming the environment
+    variables ``--launcher`` needs that its starter did not set.
+
+    ``device`` is ``get_device()``'s answer; on CPU ``pytorch`` needs no
+    ``LOCAL_RANK`` (no device to pick).
+    """
+    if launcher == 'none':
+        return
+    if launcher not in LAUNCHER_ENV:
+        raise LauncherNotAvailableError(
+            f'--launcher {launcher!r} is not a launcher: expected one of '
+            f"{['none', *LAUNCHER_ENV]}.")
+    needed = LAUNCHER_ENV[launcher]
+    if device == 'cpu' and launcher == 'pytorch':
+        needed = needed[:4]
+    missing = [k for k in needed if k not in os.environ]
+    if missing:
+        raise LauncherNotAvailableError(
+            f'--launcher {launcher} expects the environment variables '
+            f'{missing}; start the script with {_STARTERS[launcher][0]} '
+            f'({_STARTERS[launcher][1]}).')
+
+
 def init_cpu_distributed(launcher: str, timeout_s: Optional[int] = None):
     """Create the gloo process group for a CPU-only distributed run.
 
@@ -81,15 +124,7 @@ def init_cpu_distributed(launcher: str, timeout_s: Optional[int] = None):
             f'--launcher {launcher} on a machine without GPUs is not '
             'supported: CPU-only distributed runs need --launcher pytorch '
             '(torchrun, e.g. tools/dist_train.sh CONFIG NPROC).')
-    missing = [
-        k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
-        if k not in os.environ
-    ]
-    if missing:
-        raise LauncherNotAvailableError(
-            f'--launcher pytorch expects the environment variables '
-            f'{missing} that torchrun sets; start the script with torchrun '
-            '(tools/dist_train.sh / tools/dist_test.sh).')
+    check_launcher_environment(launcher, 'cpu')
     kwargs = {}
     if timeout_s is not None:
         import datetime
@@ -126,7 +161,10 @@ def adapt_cfg_to_device(cfg: Config, launcher: str = 'none') -> Config:
     becomes BN, and for distributed launches the gloo process group and a
     CPU DDP wrapper are set up. Modifies and returns ``cfg``.
     """
-    if get_device() != 'cpu':
+    device = get_device()
+    if device != 'cpu':
+        # mmengine's init_dist would fail with a bare KeyError
+        check_launcher_environment(launcher, device)
         return cfg
     changed = replace_sync_bn(cfg.get('model', {}))
     if cfg.get('tta_model') is not None:

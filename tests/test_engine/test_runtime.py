@@ -188,3 +188,82 @@ def test_distributed_cpu_sets_gloo_without_a_dist_cfg(monkeypatch, env_cfg):
         cfg.env_cfg = env_cfg
     runtime.adapt_cfg_to_device(cfg, 'pytorch')
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+
+
+def _only_env(monkeypatch, **env):
+    from mmseg_vvt.engine.runtime import LAUNCHER_ENV
+    for names in LAUNCHER_ENV.values():
+        for name in names:
+            monkeypatch.delenv(name, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+
+TORCHRUN_ENV = dict(
+    RANK='0',
+    WORLD_SIZE='1',
+    MASTER_ADDR='127.0.0.1',
+    MASTER_PORT='29500',
+    LOCAL_RANK='0')
+
+
+@pytest.mark.parametrize('launcher,env,missing', [
+    ('pytorch', {}, "['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', "
+     "'LOCAL_RANK']"),
+    ('pytorch', {
+        k: v
+        for k, v in TORCHRUN_ENV.items() if k != 'LOCAL_RANK'
+    }, "['LOCAL_RANK']"),
+    ('slurm', dict(SLURM_PROCID='0'), "['SLURM_NTASKS', 'SLURM_NODELIST']"),
+    ('mpi',
+     dict(
+         OMPI_COMM_WORLD_LOCAL_RANK='0',
+         OMPI_COMM_WORLD_SIZE='1',
+         OMPI_COMM_WORLD_RANK='0'), "['MASTER_ADDR']"),
+])
+def test_launcher_outside_its_starter_on_gpu_names_what_is_missing(
+        monkeypatch, launcher, env, missing):
+    # was: mmengine's init_dist raising a bare KeyError('RANK') in the
+    # runner on GPU machines
+    from mmseg_vvt.engine.runtime import LauncherNotAvailableError
+    monkeypatch.setattr(runtime, 'get_device', lambda: 'cuda')
+    _only_env(monkeypatch, **env)
+    starter = dict(pytorch='torchrun', slurm='srun', mpi='mpirun')[launcher]
+    with pytest.raises(LauncherNotAvailableError) as err:
+        adapt_cfg_to_device(_cfg(), launcher)
+    assert f'--launcher {launcher} expects the environment variables ' \
+           f'{missing}; start the script with {starter}' in str(err.value)
+
+
+def test_launcher_inside_its_starter_on_gpu_leaves_the_cfg(monkeypatch):
+    monkeypatch.setattr(runtime, 'get_device', lambda: 'cuda')
+    _only_env(monkeypatch, **TORCHRUN_ENV)
+    cfg = adapt_cfg_to_device(_cfg(), 'pytorch')
+    # mmengine's runner sets up the group and the wrapper on GPUs
+    assert not torch.distributed.is_initialized()
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'
+    assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
+    assert 'model_wrapper_cfg' not in cfg
+    assert adapt_cfg_to_device(_cfg(), 'none').model == _cfg().model
+
+
+def test_cpu_torchrun_needs_no_local_rank(no_gpu, monkeypatch):
+    # on CPU the gloo group picks no device, so LOCAL_RANK is not asked for
+    from mmseg_vvt.engine.runtime import check_launcher_environment
+    _only_env(monkeypatch, **{
+        k: v
+        for k, v in TORCHRUN_ENV.items() if k != 'LOCAL_RANK'
+    })
+    check_launcher_environment('pytorch', 'cpu')
+    with pytest.raises(RuntimeError, match='LOCAL_RANK'):
+        check_launcher_environment('pytorch', 'cuda')
+
+
+def test_unknown_launcher_is_refused():
+    from mmseg_vvt.engine.runtime import (LauncherNotAvailableError,
+                                          check_launcher_environment)
+    with pytest.raises(
+            LauncherNotAvailableError,
+            match=r"'torchrun' is not a launcher: expected one of "
+            r"\['none', 'pytorch', 'slurm', 'mpi'\]"):
+        check_launcher_environment('torchrun', 'cuda')
