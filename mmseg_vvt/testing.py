@@ -25,7 +25,7 @@ TINY_ARCH = dict(
     fr_ratios=[2, 2, 2, 2],
     sr_ratios=[1, 1, 1, 1])
 
-DECODE_HEADS = ('fpn', 'fcn', 'uper')
+DECODE_HEADS = ('fpn', 'fcn', 'uper', 'ocr')
 
 
 def tiny_arch(**overrides) -> dict:
@@ -49,8 +49,10 @@ def tiny_segmentor(num_classes: int = 4,
     Args:
         num_classes (int): Classes of the heads.
         decode_head (str): ``'fpn'`` (FPN neck + FPNHead, the Semantic FPN
-            of the paper), ``'fcn'`` (FCNHead on stage 4) or ``'uper'``
-            (UPerHead).
+            of the paper), ``'fcn'`` (FCNHead on stage 4), ``'uper'``
+            (UPerHead) or ``'ocr'`` (OCRNet: a ``CascadeEncoderDecoder``
+            whose ``decode_head`` is a list, an FCNHead then an OCRHead on
+            stage 4).
         auxiliary_head (bool): Add an FCNHead on stage 3, as the UperNet
             recipe does.
         crop_size (tuple[int, int]): Size the data preprocessor pads to.
@@ -96,6 +98,19 @@ def tiny_segmentor(num_classes: int = 4,
             **common)
     elif decode_head == 'fcn':
         model['decode_head'] = _fcn_head(3, 16, common)
+    elif decode_head == 'ocr':
+        model.update(type='CascadeEncoderDecoder', num_stages=2)
+        model['decode_head'] = [
+            _fcn_head(3, 16, common),
+            dict(
+                type='OCRHead',
+                in_channels=widths[3],
+                in_index=3,
+                channels=16,
+                ocr_channels=8,
+                dropout_ratio=0.1,
+                **common)
+        ]
     else:
         model['decode_head'] = dict(
             type='UPerHead',

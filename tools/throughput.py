@@ -146,9 +146,12 @@ def train_main(args, shape):
             torch.cuda.empty_cache()  # the next setting starts clean
     print(f'config: {args.config}' +
           (f' with backbone {args.backbone}' if args.backbone else ''))
+    fed = next(iter(results.values()))['batch_shape']
+    padded = '' if fed == shape else \
+        f' (padded to {fed[0]} x {fed[1]} by the data preprocessor)'
     print(f'training on {args.device}: {args.batch_size} x 3 x {shape[0]} x '
-          f'{shape[1]}, {args.iters} timed iterations after {args.warmup} '
-          f'warm-up')
+          f'{shape[1]}{padded}, {args.iters} timed iterations after '
+          f'{args.warmup} warm-up')
     if allocator:
         print(f'CPU allocator: {allocator}')
     print('| precision | images/s | ms/iter (median) | peak memory (MiB) | '

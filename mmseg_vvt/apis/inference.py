@@ -615,7 +615,7 @@ class VVTSegInferencer(MMSegInferencer):
                 self.partial_load = checkpoint_misfit(model, checkpoint,
                                                       str(weights))
         model.dataset_meta, self.meta_source = resolve_dataset_meta(
-            cfg, checkpoint.get('meta'), model.decode_head.num_classes)
+            cfg, checkpoint.get('meta'), model.num_classes)
         model.to(device)
         model.eval()
         return model
@@ -668,7 +668,7 @@ class VVTSegInferencer(MMSegInferencer):
         """Write the label PNG (and the overlay) of one image: both are
         written under temporary names and renamed into place only when
         both succeeded, so a failure leaves no partial output."""
-        num_classes = self.model.decode_head.num_classes
+        num_classes = self.model.num_classes
         label = pred.pred_sem_seg.data.cpu().numpy()[0]
         done = []
         try:

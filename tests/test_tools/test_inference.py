@@ -20,8 +20,7 @@ def tool():
     return load_tool('inference')
 
 
-@pytest.fixture(scope='module')
-def tiny_model(tmp_path_factory):
+def _tiny_model(root, decode_head='fpn'):
     """(config path, checkpoint path, the in-memory model it was saved
     from)."""
     from mmengine.config import Config
@@ -31,11 +30,11 @@ def tiny_model(tmp_path_factory):
 
     import mmseg_vvt  # noqa: F401
 
-    root = tmp_path_factory.mktemp('tiny_model')
-    cfg_path = root / 'fpn_vvt-tiny-test.py'
+    cfg_path = root / f'{decode_head}_vvt-tiny-test.py'
     write_tiny_config(
         cfg_path,
         num_classes=NUM_CLASSES,
+        decode_head=decode_head,
         test_pipeline=[
             dict(type='LoadImageFromFile'),
             dict(type='PackSegInputs')
@@ -47,8 +46,11 @@ def tiny_model(tmp_path_factory):
     model.init_weights()
     # a random head gives near-uniform logits; scale the classifier so the
     # prediction varies over the image and label comparisons mean something
+    heads = model.decode_head
     with torch.no_grad():
-        model.decode_head.conv_seg.weight.mul_(20)
+        for head in heads if isinstance(heads,
+                                        torch.nn.ModuleList) else [heads]:
+            head.conv_seg.weight.mul_(20)
     model.eval()
     ckpt_path = root / 'tiny.pth'
     save_checkpoint(
@@ -58,6 +60,11 @@ def tiny_model(tmp_path_factory):
         str(ckpt_path))
     model.cfg = cfg
     return cfg_path, ckpt_path, model
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    return _tiny_model(tmp_path_factory.mktemp('tiny_model'))
 
 
 def _write(path, img):
@@ -137,6 +144,23 @@ def test_labels_come_from_the_checkpoint(tool, tiny_model, tmp_path):
     colour_bgr = np.array(PALETTE)[label][..., ::-1]
     np.testing.assert_allclose(
         overlay, 0.5 * img + 0.5 * colour_bgr, atol=1.01)
+
+
+def test_a_cascade_segmentor_checkpoint_is_inferred(tool, tmp_path):
+    # OCRNet / PointRend (CascadeEncoderDecoder): decode_head is a
+    # ModuleList, and reading its num_classes was an AttributeError
+    from mmseg.apis import inference_model
+    cascade = _tiny_model(tmp_path, 'ocr')
+    model = cascade[2]
+    assert isinstance(model.decode_head, torch.nn.ModuleList)
+    img = np.random.RandomState(2).randint(0, 256, (37, 45, 3), np.uint8)
+    path = _write(tmp_path / 'in' / 'a.png', img)
+    assert _run(tool, cascade, [path], tmp_path / 'out', '--with-labels') == 0
+    label = cv2.imread(
+        str(tmp_path / 'out' / 'labels' / 'a.png'), cv2.IMREAD_UNCHANGED)
+    expected = inference_model(model, img).pred_sem_seg.data[0].numpy()
+    assert len(np.unique(expected)) > 1
+    np.testing.assert_array_equal(label, expected)
 
 
 def test_16bit_and_gray_inputs_match_their_8bit_colour_version(

@@ -149,6 +149,7 @@ def test_training_throughput_runs_the_runner_step(tmp_path):
     measured iterations, peak memory reported, losses finite."""
     cfg = write_tiny_config(
         tmp_path / 'fpn_tiny.py',
+        crop_size=(96, 96),
         optim_wrapper=dict(
             type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4)))
     out = tmp_path / 'train.json'
@@ -169,6 +170,9 @@ def test_training_throughput_runs_the_runner_step(tmp_path):
     assert r['images_per_s'] == pytest.approx(2 * 2 / total_s)
     assert r['peak_mib'] > 0 and r['losses_finite'] is True
     assert '| fp32 (OptimWrapper) |' in proc.stdout
+    # timed at the asked size, not padded up to the config's 96x96 crop
+    assert r['shape'] == [64, 64] and r['batch_shape'] == [64, 64]
+    assert 'training on cpu: 2 x 3 x 64 x 64, 2 timed' in proc.stdout
     assert json.load(open(out))['cpu_allocator'] == (
         'MMSEG_VVT_CPU_ALLOCATOR=default: glibc malloc left as it is')
 
@@ -187,5 +191,46 @@ def test_swap_backbone_sets_the_input_widths():
     swap_backbone(uper, 'swin-t')
     assert uper.model.decode_head.in_channels == [96, 192, 384, 768]
     assert uper.model.auxiliary_head.in_channels == 384
+    # a cascade's heads are a list (mmseg's OCRNet reads stages 3 and 4)
+    import mmseg
+    ocr = Config.fromfile(
+        osp.join(
+            osp.dirname(mmseg.__file__), '.mim', 'configs', 'ocrnet',
+            'ocrnet_r101-d8_4xb2-40k_cityscapes-512x1024.py'))
+    swap_backbone(ocr, 'swin-t')
+    assert [h.in_channels for h in ocr.model.decode_head] == [384, 768]
     with pytest.raises(ValueError, match="'vvt-test' cannot be swapped"):
         swap_backbone(uper, 'vvt-test')
+
+
+def test_training_throughput_of_a_cascade_says_what_was_padded(tmp_path):
+    # OCRNet's CascadeEncoderDecoder: its decode_head is a list (reading
+    # its num_classes was an AttributeError); a size_divisor still pads
+    # 40x40 to 64x64, and the tool says so
+    from mmengine.config import Config
+    path = tmp_path / 'ocr_tiny.py'
+    cfg = Config.fromfile(
+        write_tiny_config(
+            path,
+            decode_head='ocr',
+            optim_wrapper=dict(
+                type='OptimWrapper', optimizer=dict(type='SGD', lr=1e-3))))
+    cfg.model.data_preprocessor.update(size=None, size_divisor=32)
+    cfg.dump(str(path))
+    out = tmp_path / 'train.json'
+    proc = subprocess.run([
+        sys.executable, TOOL,
+        str(path), '--train', '--shape', '40', '--batch-size', '1', '--iters',
+        '1', '--warmup', '0', '--out',
+        str(out)
+    ],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.load(open(out))['train']['fp32']
+    assert r['shape'] == [40, 40] and r['batch_shape'] == [64, 64]
+    assert r['losses_finite'] is True
+    assert ('training on cpu: 1 x 3 x 40 x 40 (padded to 64 x 64 by the '
+            'data preprocessor), 1 timed') in proc.stdout

@@ -125,8 +125,11 @@ def swap_backbone(cfg, name: str):
     if neck is not None:
         neck.in_channels = widths  # the heads read the neck's outputs
         return cfg
-    aux = model.get('auxiliary_head')
-    heads = [model.decode_head] + (aux if isinstance(aux, list) else [aux])
+    heads = []
+    for key in ('decode_head', 'auxiliary_head'):
+        # a cascade (OCRNet, PointRend) or several auxiliary heads: a list
+        head = model.get(key)
+        heads += head if isinstance(head, (list, tuple)) else [head]
     for head in heads:
         if head is None:
             continue
@@ -196,13 +199,21 @@ def segmentor_train_throughput(
         raise KeyError('the config has no `optim_wrapper` to train with')
     model = build_segmentor(cfg).to(device)
     model.train()
+    # the preprocessor pads a training batch up to the config's crop size:
+    # without this, --shape 96 96 would be timed at 512x512
+    preprocessor = model.data_preprocessor
+    if getattr(preprocessor, 'size', None) is not None:
+        preprocessor.size = tuple(shape)
     wrapper_cfg = cfg.optim_wrapper.copy()
     if amp is not None and kind == 'cuda':
         wrapper_cfg.update(
             type='AmpOptimWrapper', dtype=DTYPES[amp], loss_scale='dynamic')
     optim_wrapper = build_optim_wrapper(model, wrapper_cfg)
-    num_classes = model.decode_head.num_classes
+    # EncoderDecoder's and CascadeEncoderDecoder's (its last head's) count
+    num_classes = model.num_classes
     data = _train_batch(model, batch_size, shape, num_classes)
+    # what the model is fed after padding (a size_divisor may still pad)
+    batch_shape = tuple(preprocessor(data, True)['inputs'].shape[-2:])
     losses = []
 
     def step():
@@ -227,6 +238,7 @@ def segmentor_train_throughput(
         memory=('max_memory_allocated' if kind == 'cuda' else 'peak RSS'),
         batch_size=batch_size,
         shape=tuple(shape),
+        batch_shape=batch_shape,
         amp=amp,
         optim_wrapper=type(optim_wrapper).__name__,
         iters=iters,
