@@ -51,8 +51,10 @@ from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
                                       adapt_cfg_to_device, close_distributed,
                                       enable_amp)
 from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
-                                 check_loader_workers, check_out_dir,
-                                 error_text, load_config)
+                                 check_loader_workers,
+                                 check_optimizer_constructor, check_out_dir,
+                                 error_text, load_config,
+                                 scratch_padding_warning)
 
 
 def parse_args(argv=None):
@@ -115,6 +117,7 @@ def main(argv=None):
             data=('train_dataloader', 'val_dataloader'))
         check_loader_workers(cfg, runner_dataloader_keys(cfg, 'train'),
                              f'config {args.config}')
+        check_optimizer_constructor(cfg, f'config {args.config}')
         allocator_choice()  # a bad value is named on every device
     except (BadInputError, ValueError) as err:
         raise SystemExit(f'error: {err}')
@@ -153,6 +156,10 @@ def main(argv=None):
         cfg.load_from = latest_checkpoint(cfg.work_dir)
     # refuse a checkpoint of another model unless a partial load is asked
     add_checkpoint_fit_hook(cfg, args.allow_partial_checkpoint)
+    # random weights on zero padding: the first steps' gradients explode
+    warning = scratch_padding_warning(cfg, f'config {args.config}')
+    if warning and int(os.environ.get('RANK', '0')) == 0:
+        print_log(warning, logger='current', level=logging.WARNING)
 
     # CPU-only machines: SyncBN -> BN, gloo process group for --launcher
     try:

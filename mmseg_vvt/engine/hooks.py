@@ -50,7 +50,8 @@ class VVTConfigCheckHook(Hook):
     def before_run(self, runner) -> None:
         from mmengine.runner import BaseLoop
 
-        from ..utils.cli import check_classes, check_vvt_widths
+        from ..utils.cli import (check_classes, check_optimizer_constructor,
+                                 check_vvt_widths, scratch_padding_warning)
         cfg = runner.cfg
         name = getattr(cfg, 'filename', None)
         where = f'config {name}' if name else 'config'
@@ -63,6 +64,10 @@ class VVTConfigCheckHook(Hook):
         check_vvt_widths(cfg.model, where)
         check_classes(cfg, loaders, where, log_more=False)
         if isinstance(getattr(runner, '_train_loop', None), BaseLoop):
+            check_optimizer_constructor(cfg, where)
+            warning = scratch_padding_warning(cfg, where)
+            if warning:
+                print_log(warning, logger='current', level=logging.WARNING)
             unmatched = unmatched_custom_keys(cfg,
                                               getattr(runner, 'model', None))
             if unmatched:

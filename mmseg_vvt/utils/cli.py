@@ -18,7 +18,8 @@ __all__ = [
     'BadInputError', 'load_config', 'vvt_backbone', 'check_vvt_arch',
     'check_vvt_widths', 'check_classes', 'segmentor_cfg', 'check_out_file',
     'check_out_dir', 'check_device', 'positive_int', 'nonnegative_int',
-    'positive_float', 'CfgOptionsAction', 'error_text'
+    'positive_float', 'CfgOptionsAction', 'error_text',
+    'check_optimizer_constructor', 'scratch_padding_warning'
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -81,6 +82,14 @@ def load_config(path: PathLike,
     try:
         cfg = Config.fromfile(path)
     except Exception as err:  # a config is code: any exception is its own
+        missing = _missing_module(err)
+        if missing is not None:
+            # mmengine's message for custom_imports is a dump of sys.path
+            hint = ' (mim install mmdet)' if missing == 'mmdet' else ''
+            raise BadInputError(
+                f'config {path} imports module {missing!r}, which is not '
+                f'installed{hint}: install it, or take it out of the '
+                "config's custom_imports") from err
         raise BadInputError(f'config {path} cannot be read as an mmengine '
                             f'config: {_describe(err)}') from err
     if cfg_options:
@@ -100,7 +109,9 @@ def load_config(path: PathLike,
                             f'entry; expected {kind}')
     if 'model' in cfg:
         _check_vvt_arch(cfg.model, path)
+        _check_vvt_keys(cfg.model, path)
         _check_vvt_pretrained(cfg.model, path)
+        _check_untyped_list_entries(cfg.model, path)
         _check_mmdet_heads(cfg.model, path)
         check_vvt_widths(cfg.model, f'config {path}')
         check_classes(cfg, data, f'config {path}')
@@ -167,6 +178,57 @@ def _check_vvt_arch(model_cfg, path: str) -> None:
             f'config {path}: model.backbone.arch')
 
 
+def _missing_module(err: BaseException) -> Optional[str]:
+    # the top-level name of a module an import did not find, anywhere in
+    # the chain of causes (mmengine wraps it in two ImportErrors)
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, ModuleNotFoundError) and err.name:
+            return err.name.split('.')[0]
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _check_vvt_keys(model_cfg, path: str) -> None:
+    # a backbone dict merged into another backbone's keeps that one's keys
+    # (depth, num_stages, ...): without this, a 400-line build traceback
+    import inspect
+
+    from mmseg_vvt.models.backbones.vvt import VVT
+    backbone = vvt_backbone(model_cfg)
+    if backbone is None:
+        return
+    takes = [
+        name for name in inspect.signature(VVT.__init__).parameters
+        if name != 'self'
+    ]
+    # `pretrained` has its own message (_check_vvt_pretrained)
+    extra = sorted(set(backbone) - set(takes) - {'type', '_delete_'})
+    if extra:
+        raise BadInputError(
+            f'config {path}: model.backbone has {extra}, which VVT does not '
+            f'take (it takes {takes}). Replacing another backbone, write '
+            "backbone=dict(_delete_=True, type='VVT', ...): without "
+            "_delete_ the base config's backbone keys are kept")
+
+
+def _check_untyped_list_entries(model_cfg, path: str) -> None:
+    # mmengine merges dicts but replaces lists: `decode_head=[dict(
+    # in_index=3), ...]` over OCRNet's list loses each head's type
+    if vvt_backbone(model_cfg) is None:
+        return
+    model_cfg = segmentor_cfg(model_cfg)
+    for key in ('neck', 'decode_head', 'auxiliary_head'):
+        for j, entry in enumerate(_seq(model_cfg.get(key)) or []):
+            if hasattr(entry, 'get') and 'type' not in entry:
+                raise BadInputError(
+                    f'config {path}: model.{key}[{j}] has no type. A list in '
+                    "a config replaces the base config's list instead of "
+                    'merging into it; write each entry whole, e.g. '
+                    f'dict(_base_.model.{key}[{j}], in_channels=...)')
+
+
 def _check_vvt_pretrained(model_cfg, path: str) -> None:
     # mmseg's segmentors hand model.pretrained to the backbone: a config
     # VVT was dropped into may still name the old backbone's weights there
@@ -208,6 +270,65 @@ def _check_mmdet_heads(model_cfg, path: str) -> None:
                 f'config {path}: {name} is a {_type_name(kind)}, which mmseg '
                 "builds on mmdet's, but mmdet is not installed (mim install "
                 'mmdet)')
+
+
+# mmseg's layer-wise learning-rate decay: it gives layer ids to ConvNeXt,
+# BEiT and MAE parameter names only, and raises a bare NotImplementedError
+# for any other backbone when the optimizer is built
+LAYER_DECAY_CONSTRUCTORS = ('LearningRateDecayOptimizerConstructor',
+                            'LayerDecayOptimizerConstructor')
+
+
+def check_optimizer_constructor(cfg, where: str = 'config') -> None:
+    """Refuse mmseg's layer-decay optimizer constructors for a VVT model
+    (a BEiT / ConvNeXt recipe with VVT dropped in), before a training run
+    builds anything."""
+    wrapper = cfg.get('optim_wrapper')
+    if vvt_backbone(cfg.get('model')) is None or not hasattr(wrapper, 'get'):
+        return
+    constructor = wrapper.get('constructor')
+    if constructor is not None and (_type_name(constructor)
+                                    in LAYER_DECAY_CONSTRUCTORS):
+        raise BadInputError(
+            f'{where}: optim_wrapper.constructor is '
+            f"{_type_name(constructor)!r}, mmseg's layer-wise learning-rate "
+            'decay, which knows only ConvNeXt, BEiT and MAE parameters and '
+            "fails on VVT's. Replace the optimizer settings, e.g. "
+            "optim_wrapper=dict(_delete_=True, type='OptimWrapper', "
+            "optimizer=dict(type='AdamW', lr=6e-05, betas=(0.9, 0.999), "
+            'weight_decay=0.01)) (the UperNet recipe)')
+
+
+_PADDING_WARNED = set()  # the hook and the tools warn once per config
+
+
+def scratch_padding_warning(cfg, where: str = 'config') -> Optional[str]:
+    """The warning for a VVT trained from random weights on crops padded
+    with 0 (``model.data_preprocessor.pad_val``, mmseg's default), or
+    None; each config file is warned about once per process (the tools and
+    :class:`~mmseg_vvt.engine.VVTConfigCheckHook` both ask).
+
+    With VVT's zero-initialised biases a zero-padded region gives
+    constant tokens to the LayerNorms of stage 1, and the first steps'
+    gradients grow by their ``1/sqrt(eps)`` per norm (docs/training.md,
+    "Training without the ImageNet checkpoints").
+    """
+    backbone = vvt_backbone(cfg.get('model'))
+    if backbone is None or backbone.get('init_cfg') is not None or \
+            cfg.get('load_from') or cfg.get('resume'):
+        return None
+    preprocessor = segmentor_cfg(cfg.model).get('data_preprocessor')
+    key = getattr(cfg, 'filename', None) or where
+    if not hasattr(preprocessor, 'get') or \
+            preprocessor.get('pad_val', 0) != 0 or key in _PADDING_WARNED:
+        return None
+    _PADDING_WARNED.add(key)
+    return (f'{where}: VVT starts from random weights (model.backbone.'
+            'init_cfg is None, no load_from) and training crops are padded '
+            'with model.data_preprocessor.pad_val=0: on zero padding the '
+            "first steps' gradients reach 1e6-1e19 (NaN losses with SGD). "
+            'Set model.data_preprocessor.pad_val=-1, as the demo config does '
+            '(docs/training.md, "Training without the ImageNet checkpoints")')
 
 
 def check_vvt_arch(arch, name: str = '--arch'):

@@ -3,6 +3,7 @@ builds: the drop-in example (VVT inside one of mmseg's own configs) of the
 README and training.md, and training.md's config for another dataset."""
 import os.path as osp
 import re
+import textwrap
 
 import pytest
 import torch
@@ -62,3 +63,25 @@ def test_another_dataset_example_loads_and_builds(tmp_path):
     assert cfg.param_scheduler == ours.param_scheduler
     assert cfg.default_hooks.checkpoint == ours.default_hooks.checkpoint
     assert _logits(cfg, 64, 128).shape == (1, 19, 16, 32)
+
+
+def test_ocrnet_heads_example_loads_and_builds(tmp_path):
+    # training.md's OCRNet model, in mmseg's ResNet OCRNet config
+    with open(osp.join(REPO, 'docs', 'training.md')) as f:
+        (model, ) = [
+            b for b in re.findall(r'```python\n(.*?)```', f.read(), re.S)
+            if '_base_.model.decode_head[0]' in b
+        ]
+    path = tmp_path / 'ocrnet_vvt.py'
+    path.write_text(
+        "_base_ = ['mmseg::ocrnet/ocrnet_r101-d8_4xb2-40k_cityscapes-"
+        "512x1024.py']\n"
+        "custom_imports = dict(imports=['mmseg_vvt'], "
+        'allow_failed_imports=False)\n' +
+        textwrap.dedent(model))  # a block inside a list item
+    cfg = load_config(path, data=('train_dataloader', 'val_dataloader'))
+    assert cfg.model.backbone.type == 'VVT'
+    assert [h.type for h in cfg.model.decode_head] == ['FCNHead', 'OCRHead']
+    assert [h.in_index for h in cfg.model.decode_head] == [3, 3]
+    assert [h.in_channels for h in cfg.model.decode_head] == [512, 512]
+    assert _logits(cfg, 64, 64).shape == (1, 19, 2, 2)

@@ -17,6 +17,13 @@ from mmseg_vvt.utils.cli import BadInputError, check_classes
 ADE = dict(dataset=dict(type='ADE20KDataset'))  # 150 classes
 
 
+@pytest.fixture(autouse=True)
+def _padding_not_yet_warned(monkeypatch):
+    # scratch_padding_warning warns once per config and process
+    from mmseg_vvt.utils import cli
+    monkeypatch.setattr(cli, '_PADDING_WARNED', set())
+
+
 def _runner(model, built=('train', ), **loaders):
     """A runner as before_run sees it: its config, and the loops named in
     ``built`` built (the others still configs)."""
@@ -107,7 +114,8 @@ def test_paramwise_keys_that_match_no_parameter_are_named(monkeypatch):
     with DefaultScope.overwrite_default_scope('mmseg'):
         runner.model = MODELS.build(model_cfg)
     VVTConfigCheckHook().before_run(runner)
-    ((msg, kw), ) = logged
+    # (its random VVT on zero padding is warned of too: another test's)
+    ((msg, kw), ) = [(m, k) for m, k in logged if 'custom_keys' in m]
     assert msg.startswith(
         "config: optim_wrapper.paramwise_cfg.custom_keys "
         "['relative_position_bias_table', 'backbone.layers.0'] match no "
@@ -118,9 +126,9 @@ def test_paramwise_keys_that_match_no_parameter_are_named(monkeypatch):
     runner._train_loop = dict(type='Loop')
     VVTConfigCheckHook().before_run(runner)
     runner._train_loop = mock.Mock(spec=BaseLoop)
-    runner.cfg.optim_wrapper.constructor = 'LayerDecayOptimizerConstructor'
+    runner.cfg.optim_wrapper.constructor = 'MyOptimWrapperConstructor'
     VVTConfigCheckHook().before_run(runner)
-    assert logged == []
+    assert [m for m, _ in logged if 'custom_keys' in m] == []
 
 
 def _keys_cfg(**wrapper):
@@ -165,3 +173,34 @@ def test_unmatched_custom_keys_look_inside_a_wrapped_model():
     # mmengine's constructor matches the wrapped module's own names
     assert unmatched_custom_keys(cfg, Wrapper(torch.nn.Linear(
         2, 2))) == ['module.weight']
+
+
+@pytest.mark.parametrize('constructor', [
+    'LearningRateDecayOptimizerConstructor',
+    'mmseg.LayerDecayOptimizerConstructor'
+])
+def test_layer_decay_is_refused_for_vvt_in_a_training_run(constructor):
+    # under mmseg's own train.py: before the runner builds the optimizer,
+    # where mmseg raises a bare NotImplementedError for VVT's parameters
+    runner = _runner(
+        tiny_segmentor(num_classes=150),
+        train_dataloader=ADE,
+        optim_wrapper=dict(constructor=constructor))
+    with pytest.raises(BadInputError, match='layer-wise learning-rate decay'):
+        VVTConfigCheckHook().before_run(runner)
+    runner._train_loop = dict(type='Loop')  # a test run builds no optimizer
+    VVTConfigCheckHook().before_run(runner)
+
+
+def test_zero_padding_from_random_weights_is_warned_once(monkeypatch):
+    from mmseg_vvt.engine import hooks
+    logged = []
+    monkeypatch.setattr(hooks, 'print_log', lambda msg, **kw: logged.append(
+        (msg, kw['level'])))
+    runner = _runner(tiny_segmentor(num_classes=150), train_dataloader=ADE)
+    VVTConfigCheckHook().before_run(runner)
+    VVTConfigCheckHook().before_run(runner)  # the tools asked first, say
+    ((msg, level), ) = logged
+    assert msg.startswith('config: VVT starts from random weights')
+    assert 'Set model.data_preprocessor.pad_val=-1' in msg
+    assert level == logging.WARNING

@@ -460,6 +460,36 @@ def test_tools_refuse_bad_configs_in_one_line(trained, tmp_path, tool_env,
     assert not osp.exists(tmp_path / 'work')  # stopped before the runner
 
 
+def test_train_py_refuses_layer_decay_for_vvt_in_one_line(
+        trained, tmp_path, tool_env):
+    # mmseg's constructor knows ConvNeXt / BEiT / MAE only (was: a bare
+    # NotImplementedError once the runner built the optimizer)
+    for name in ('LearningRateDecayOptimizerConstructor',
+                 'LayerDecayOptimizerConstructor'):
+        message = _refused(
+            load_tool('train').main, [
+                trained['cfg'], '--work-dir',
+                str(tmp_path / 'work'), '--cfg-options',
+                f'optim_wrapper.constructor={name}'
+            ])
+        assert message.startswith(
+            f"error: config {trained['cfg']}: optim_wrapper.constructor is "
+            f"'{name}', mmseg's layer-wise learning-rate decay"), message
+        assert "optim_wrapper=dict(_delete_=True, type='OptimWrapper'" in \
+            message
+    assert not osp.exists(tmp_path / 'work')
+
+
+def test_train_py_warns_once_of_zero_padding_from_random_weights(trained):
+    # the fixture trains from random weights (init_cfg=None) with the ADE20K
+    # configs' pad_val=0; train.py and VVTConfigCheckHook both check it
+    warning = ('VVT starts from random weights (model.backbone.init_cfg is '
+               'None, no load_from) and training crops are padded with '
+               'model.data_preprocessor.pad_val=0')
+    assert trained['log'].count(warning) == 1, trained['log'][-3000:]
+    assert f"config {trained['cfg']}: {warning}" in trained['log']
+
+
 def test_train_py_bad_config_exits_nonzero_without_traceback(tmp_path):
     cfg = tmp_path / 'no_model.py'
     cfg.write_text('crop_size = (64, 64)\n')

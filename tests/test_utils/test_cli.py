@@ -2,6 +2,7 @@
 numbers refuse bad input with a message naming it."""
 import argparse
 import os
+import re
 
 import pytest
 import torch
@@ -379,8 +380,10 @@ def test_mmseg_own_configs_pass_the_class_check_and_refuse_vvt_as_is():
                 data=('train_dataloader', 'val_dataloader', 'test_dataloader'))
         except BadInputError as err:
             # configs that need packages not installed here
-            assert 'cannot be read as an mmengine config' in str(err) or \
-                'but mmdet is not installed' in str(err), err
+            assert re.search(
+                r"cannot be read as an mmengine config|imports module "
+                r"'(mmdet|mmpretrain)', which is not installed|but mmdet is "
+                r'not installed', str(err)), err
             continue
         checked += 1
         # no misses: VVT swapped in with the config's widths left as they
@@ -1026,3 +1029,128 @@ def test_as_many_head_classes_as_the_data_logs_nothing(monkeypatch):
         _four_class_loader_cfg([], tiny_segmentor(num_classes=4)),
         ['test_dataloader'])
     assert [m for m in logged if m[1] >= logging.WARNING] == []
+
+
+def test_a_backbone_merged_without_delete_names_the_old_keys(tmp_path):
+    # without _delete_=True the ResNet keys stay (was: "VVT.__init__() got
+    # an unexpected keyword argument 'depth'" after a 416-line traceback)
+    base = _mmseg_config('pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py')
+    model = dict(
+        pretrained=None,
+        backbone=dict(type='VVT', arch='tiny'),
+        decode_head=dict(in_channels=512),
+        auxiliary_head=dict(in_channels=320))
+    cfg = _drop_in(tmp_path / 'psp_vvt.py', base, model)
+    with pytest.raises(BadInputError) as info:
+        load_config(cfg)
+    msg = str(info.value)
+    assert msg.startswith(
+        f"config {cfg}: model.backbone has ['contract_dilation', 'depth', "
+        "'dilations', 'norm_cfg', 'num_stages', 'strides', 'style'], which "
+        "VVT does not take (it takes ['arch', 'in_channels', ")
+    assert "write backbone=dict(_delete_=True, type='VVT', ...)" in msg
+    model['backbone']['_delete_'] = True
+    assert load_config(_drop_in(tmp_path / 'ok.py', base,
+                                model)).model.backbone.type == 'VVT'
+
+
+def test_a_list_of_heads_without_types_says_lists_are_replaced(tmp_path):
+    # mmengine replaces a base's list: OCRNet's heads written as partial
+    # dicts lost their types (was: KeyError '... must contain the key
+    # "type"' in the build); the documented form keeps them
+    base = _mmseg_config(
+        'ocrnet/ocrnet_r101-d8_4xb2-40k_cityscapes-512x1024.py')
+    path = tmp_path / 'ocr_vvt.py'
+    head = ('dict(_base_.model.decode_head[{}], in_index=3, '
+            'in_channels=512)')
+    text = (f'_base_ = [{base!r}]\n'
+            "custom_imports = dict(imports=['mmseg_vvt'])\n"
+            'model = dict(pretrained=None, backbone=dict(_delete_=True, '
+            "type='VVT', arch='tiny'), decode_head=[{}, {}])\n")
+    path.write_text(text.format(head.format(0), head.format(1)))
+    cfg = load_config(path)
+    assert [h.type for h in cfg.model.decode_head] == ['FCNHead', 'OCRHead']
+    path.write_text(
+        text.format('dict(in_index=3, in_channels=512)', head.format(1)))
+    with pytest.raises(BadInputError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f'config {path}: model.decode_head[0] has no type. A list in a config '
+        "replaces the base config's list instead of merging into it; write "
+        'each entry whole, e.g. dict(_base_.model.decode_head[0], '
+        'in_channels=...)')
+
+
+@pytest.mark.parametrize('module', ['mmdet', 'not_a_module_here'])
+def test_a_custom_import_that_is_not_installed_is_named(
+        tmp_path, monkeypatch, module):
+    # was: mmengine's ImportError with a dump of sys.path and "set
+    # PYTHONPATH", also for the Mask2Former recipe without mmdet
+    import sys
+    monkeypatch.setitem(sys.modules, module, None)  # absent, installed or not
+    path = tmp_path / 'm2f.py'
+    path.write_text(f"custom_imports = dict(imports=['{module}.models', "
+                    "'mmseg_vvt'], allow_failed_imports=False)\n"
+                    "model = dict(type='EncoderDecoder')\n")
+    hint = ' (mim install mmdet)' if module == 'mmdet' else ''
+    with pytest.raises(BadInputError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"config {path} imports module {module!r}, which is not installed"
+        f"{hint}: install it, or take it out of the config's custom_imports")
+
+
+@pytest.mark.parametrize('change, warned', [
+    ({}, True),
+    ({
+        'model.data_preprocessor.pad_val': -1
+    }, False),
+    ({
+        'model.data_preprocessor': None
+    }, False),
+    ({
+        'load_from': 'work/iter_8.pth'
+    }, False),
+    ({
+        'resume': True
+    }, False),
+    ({
+        'model.backbone.init_cfg': dict(type='Pretrained', checkpoint='x.pth')
+    }, False),
+    ({
+        'model.backbone.type': 'MixVisionTransformer'
+    }, False),
+])
+def test_scratch_padding_warning_only_for_random_vvt_on_zero_pad(
+        monkeypatch, change, warned):
+    from mmseg_vvt.utils import cli
+    monkeypatch.setattr(cli, '_PADDING_WARNED', set())
+    cfg = Config(dict(model=tiny_segmentor()))
+    cfg.merge_from_dict(change)
+    got = cli.scratch_padding_warning(cfg, 'config a.py')
+    assert (got is not None) == warned, got
+    if warned:
+        assert got.startswith('config a.py: VVT starts from random weights')
+        # once per config
+        assert cli.scratch_padding_warning(cfg, 'config a.py') is None
+
+
+def test_layer_decay_constructor_refused_only_for_vvt():
+    from mmseg_vvt.utils.cli import check_optimizer_constructor
+    cfg = Config(
+        dict(
+            model=tiny_segmentor(),
+            optim_wrapper=dict(
+                constructor='LearningRateDecayOptimizerConstructor')))
+    with pytest.raises(BadInputError) as info:
+        check_optimizer_constructor(cfg, 'config a.py')
+    assert str(info.value).startswith(
+        "config a.py: optim_wrapper.constructor is "
+        "'LearningRateDecayOptimizerConstructor', mmseg's layer-wise "
+        'learning-rate decay, which knows only ConvNeXt, BEiT and MAE')
+    cfg.optim_wrapper.constructor = 'DefaultOptimWrapperConstructor'
+    check_optimizer_constructor(cfg)
+    cfg.optim_wrapper.constructor = 'LayerDecayOptimizerConstructor'
+    cfg.model.backbone = dict(type='BEiT')
+    check_optimizer_constructor(cfg)  # mmseg's own recipes
+    check_optimizer_constructor(Config(dict(model=tiny_segmentor())))

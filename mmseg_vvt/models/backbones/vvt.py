@@ -508,8 +508,10 @@ class VVT(BaseModule):
                     'checkpoint into it (tools/convert_vvt_checkpoint.py), '
                     'point model.backbone.init_cfg.checkpoint elsewhere, or '
                     'set model.backbone.init_cfg=None: to train from '
-                    'scratch, or when load_from or --resume loads a whole '
-                    'segmentor, whose weights replace these') from err
+                    'scratch (then with model.data_preprocessor.pad_val=-1: '
+                    'see docs/training.md), or when load_from or --resume '
+                    'loads a whole segmentor, whose weights replace these'
+                ) from err
             state_dict = extract_backbone_state_dict(
                 ckpt, prefix=cfg.get('prefix'), source=source)
             load_backbone_state_dict(
