@@ -484,13 +484,22 @@ def _check_vvt_input_channels(model_cfg, where: str) -> None:
             f'the preprocessor a mean and std for {channels} channels')
 
 
-def _neck_width_errors(neck, key: str, widths: list) -> list:
+def _neck_width_errors(neck, key: str, widths: list,
+                       dims: Sequence[int] = ()) -> list:
     if not hasattr(neck, 'get'):
         return []
     channels = neck.get('in_channels')
     if _seq(channels) is not None and _seq(channels) != widths:
+        n = len(_seq(channels))
+        fewer = ''
+        if dims and n < len(widths):
+            # e.g. FastFCN's JPU: three inputs, the last three stages
+            last = tuple(range(len(dims) - n, len(dims)))
+            fewer = (f'; it reads {n} inputs: e.g. model.backbone.'
+                     f'out_indices={last} gives it the last {n} outputs, '
+                     f'of {[dims[i] for i in last]} channels')
         return [(f'{key}.in_channels is {channels!r}, but the VVT backbone '
-                 f'returns {widths} channels', True)]
+                 f'returns {widths} channels{fewer}', True)]
     dim = neck.get('embed_dim')
     if _type_name(neck.get('type')) == 'Feature2Pyramid' and isinstance(
             dim, int) and set(widths) != {dim}:
@@ -523,9 +532,9 @@ def check_vvt_widths(model_cfg, where: str = 'model') -> None:
     widths = [dims[i] for i in stages]
     neck, errors = model_cfg.get('neck'), []
     if _seq(neck):  # mmengine chains a list of necks; the first reads VVT
-        errors = _neck_width_errors(neck[0], 'model.neck[0]', widths)
+        errors = _neck_width_errors(neck[0], 'model.neck[0]', widths, dims)
     elif neck is not None:
-        errors = _neck_width_errors(neck, 'model.neck', widths)
+        errors = _neck_width_errors(neck, 'model.neck', widths, dims)
     else:
         for name, head in _heads(model_cfg):
             errors += _head_width_errors(head, name, widths)
@@ -533,8 +542,9 @@ def check_vvt_widths(model_cfg, where: str = 'model') -> None:
             errors = _cascade_stride_errors(model_cfg['decode_head'],
                                             [4 * 2**i for i in stages])
     if errors:
-        advice = ('. Set them to the VVT widths (configs/_base_/models/'
-                  '*_vvt.py show how)' if any(w for _, w in errors) else '')
+        advice = ('. Set them to the VVT widths (docs/training.md, "Drop-in '
+                  'use in other mmseg configs")' if any(
+                      w for _, w in errors) else '')
         raise BadInputError(f'{where}: ' + '; '.join(e for e, _ in errors) +
                             advice)
 

@@ -1154,3 +1154,25 @@ def test_layer_decay_constructor_refused_only_for_vvt():
     cfg.model.backbone = dict(type='BEiT')
     check_optimizer_constructor(cfg)  # mmseg's own recipes
     check_optimizer_constructor(Config(dict(model=tiny_segmentor())))
+
+
+def test_a_neck_of_three_inputs_is_told_about_out_indices(tmp_path):
+    # FastFCN's JPU reads three outputs: the widths alone cannot be right
+    # with VVT's four; the message says which out_indices give it three
+    base = _mmseg_config(
+        'fastfcn/fastfcn_r50-d32_jpu_aspp_4xb4-160k_ade20k-512x512.py')
+    model = dict(pretrained=None, backbone=dict(_delete_=True, type='VVT'))
+    cfg = _drop_in(tmp_path / 'jpu_vvt.py', base, model)
+    with pytest.raises(BadInputError) as info:
+        load_config(cfg)
+    assert str(info.value).startswith(
+        f'config {cfg}: model.neck.in_channels is (512, 1024, 2048), but '
+        'the VVT backbone returns [96, 160, 320, 512] channels; it reads 3 '
+        'inputs: e.g. model.backbone.out_indices=(1, 2, 3) gives it the '
+        'last 3 outputs, of [160, 320, 512] channels. Set them to the VVT '
+        'widths (docs/training.md, "Drop-in use in other mmseg configs")')
+    # following it (and the heads after the neck, which read its outputs)
+    model['backbone']['out_indices'] = (1, 2, 3)
+    model['neck'] = dict(in_channels=(160, 320, 512))
+    model['auxiliary_head'] = dict(in_channels=320)
+    load_config(_drop_in(tmp_path / 'ok.py', base, model))
