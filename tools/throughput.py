@@ -26,8 +26,8 @@ from analysis_tools.throughput import (DTYPES, segmentor_throughput,
                                        segmentor_train_throughput)
 
 from mmseg_vvt.utils.cli import (BadInputError, CfgOptionsAction,
-                                 check_out_file, load_config, nonnegative_int,
-                                 positive_int)
+                                 check_optimizer_constructor, check_out_file,
+                                 load_config, nonnegative_int, positive_int)
 
 # the benchmark models with stage widths the neck and heads can take
 SWAPPABLE = sorted(k for k, v in BENCHMARK_MODELS.items()
@@ -114,6 +114,8 @@ def parse_args(argv=None):
         if args.train and 'optim_wrapper' not in args.cfg:
             raise BadInputError(f'--train: config {args.config} has no '
                                 'optim_wrapper to train with')
+        if args.train:
+            check_optimizer_constructor(args.cfg, f'config {args.config}')
         if args.out:
             check_out_file(args.out, overwrite=args.overwrite)
     except BadInputError as err:

@@ -107,6 +107,11 @@ def test_throughput_rejects_bad_arguments(cfg_file, tmp_path, capsys):
         ([cfg_file, '--overwrite'], 'there is no --out'),
         # the fixture's config has no optimizer: refused before the build
         ([cfg_file, '--train'], 'has no optim_wrapper'),
+        # mmseg's layer decay knows no VVT parameters (NotImplementedError)
+        ([
+            cfg_file, '--train', '--cfg-options',
+            'optim_wrapper.constructor=LayerDecayOptimizerConstructor'
+        ], "optim_wrapper.constructor is 'LayerDecayOptimizerConstructor'"),
     ]
     assert_refused(parse_args, cases, capsys)
     assert existing.read_text() == '{}'
