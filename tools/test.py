@@ -236,7 +236,7 @@ def main(argv=None):
 
     # CPU-only machines: SyncBN -> BN, gloo process group for --launcher
     try:
-        adapt_cfg_to_device(cfg, args.launcher)
+        adapt_cfg_to_device(cfg, cfg.launcher)  # --cfg-options' say
     except LauncherNotAvailableError as err:
         raise SystemExit(f'error: {err}')
 

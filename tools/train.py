@@ -43,8 +43,9 @@ from mmseg_vvt.datasets.checks import (DatasetNotFoundError, EmptyDatasetError,
                                        check_dataloader_datasets,
                                        runner_dataloader_keys)
 from mmseg_vvt.datasets.transforms import DataFileError
-from mmseg_vvt.engine import (CheckpointError, add_checkpoint_fit_hook,
-                              latest_checkpoint)
+from mmseg_vvt.engine import (CheckpointError, VVTConfigCheckHook,
+                              add_checkpoint_fit_hook, latest_checkpoint,
+                              lists_hook)
 from mmseg_vvt.engine.allocator import allocator_choice, keep_freed_cpu_memory
 from mmseg_vvt.engine.runtime import (AmpNotAvailableError,
                                       LauncherNotAvailableError,
@@ -156,14 +157,9 @@ def main(argv=None):
         cfg.load_from = latest_checkpoint(cfg.work_dir)
     # refuse a checkpoint of another model unless a partial load is asked
     add_checkpoint_fit_hook(cfg, args.allow_partial_checkpoint)
-    # random weights on zero padding: the first steps' gradients explode
-    warning = scratch_padding_warning(cfg, f'config {args.config}')
-    if warning and int(os.environ.get('RANK', '0')) == 0:
-        print_log(warning, logger='current', level=logging.WARNING)
-
     # CPU-only machines: SyncBN -> BN, gloo process group for --launcher
     try:
-        adapt_cfg_to_device(cfg, args.launcher)
+        adapt_cfg_to_device(cfg, cfg.launcher)  # --cfg-options' say
     except LauncherNotAvailableError as err:
         raise SystemExit(f'error: {err}')
 
@@ -188,6 +184,12 @@ def main(argv=None):
         # build customized runner from the registry
         # if 'runner_type' is set in the cfg
         runner = RUNNERS.build(cfg)
+    # random weights on zero padding: the first steps' gradients explode.
+    # Logged by the runner's logger (into the work_dir's log, rank 0 only),
+    # here unless the config's VVTConfigCheckHook says it in before_run
+    warning = scratch_padding_warning(cfg, f'config {args.config}')
+    if warning and not lists_hook(cfg, VVTConfigCheckHook):
+        print_log(warning, logger='current', level=logging.WARNING)
 
     if args.resume and cfg.get('load_from') is None:
         print_log(

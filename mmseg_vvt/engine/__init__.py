@@ -10,7 +10,7 @@ from .checkpoint import (CheckpointError, CheckpointMismatchError,
                          register_safe_scheme, safe_torch_load)
 from .fileio import AtomicLocalBackend, atomic_write, latest_checkpoint
 from .hooks import (CheckpointFitHook, VVTConfigCheckHook,
-                    add_checkpoint_fit_hook)
+                    add_checkpoint_fit_hook, lists_hook)
 
 install_checkpoint_allowlist()
 
@@ -21,5 +21,6 @@ __all__ = [
     'install_checkpoint_allowlist', 'load_from_http', 'load_from_local',
     'load_model_checkpoint', 'register_safe_scheme', 'safe_torch_load',
     'AtomicLocalBackend', 'atomic_write', 'latest_checkpoint',
-    'CheckpointFitHook', 'add_checkpoint_fit_hook', 'VVTConfigCheckHook'
+    'CheckpointFitHook', 'add_checkpoint_fit_hook', 'VVTConfigCheckHook',
+    'lists_hook'
 ]

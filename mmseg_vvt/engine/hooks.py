@@ -13,7 +13,7 @@ from .checkpoint import check_checkpoint_fits
 
 __all__ = [
     'CheckpointFitHook', 'add_checkpoint_fit_hook', 'VVTConfigCheckHook',
-    'unmatched_custom_keys'
+    'lists_hook', 'unmatched_custom_keys'
 ]
 
 # the loops a runner has built when its before_run hooks are called, and the
@@ -41,7 +41,8 @@ class VVTConfigCheckHook(Hook):
     has built the model and the loops, before it loads pretrained weights or
     a checkpoint (whose errors would hide the config's). For a training run
     it also warns of ``paramwise_cfg.custom_keys`` that match no parameter
-    (:func:`unmatched_custom_keys`).
+    (:func:`unmatched_custom_keys`) and of a VVT trained from random weights
+    on zero padding (:func:`~mmseg_vvt.utils.cli.scratch_padding_warning`).
     """
     # before any other hook's before_run: nothing of the run should start
     # on a config that cannot run
@@ -50,8 +51,8 @@ class VVTConfigCheckHook(Hook):
     def before_run(self, runner) -> None:
         from mmengine.runner import BaseLoop
 
-        from ..utils.cli import (check_classes, check_optimizer_constructor,
-                                 check_vvt_widths, scratch_padding_warning)
+        from ..utils.cli import (check_classes, check_vvt_widths,
+                                 scratch_padding_warning)
         cfg = runner.cfg
         name = getattr(cfg, 'filename', None)
         where = f'config {name}' if name else 'config'
@@ -64,7 +65,8 @@ class VVTConfigCheckHook(Hook):
         check_vvt_widths(cfg.model, where)
         check_classes(cfg, loaders, where, log_more=False)
         if isinstance(getattr(runner, '_train_loop', None), BaseLoop):
-            check_optimizer_constructor(cfg, where)
+            # (a layer-decay constructor cannot be refused here: the runner
+            # builds the optimizer before before_run; tools/train.py does)
             warning = scratch_padding_warning(cfg, where)
             if warning:
                 print_log(warning, logger='current', level=logging.WARNING)
@@ -182,13 +184,23 @@ def add_checkpoint_fit_hook(cfg, allow_partial: bool = False) -> None:
     cfg.custom_hooks = hooks
 
 
-def _is_fit_hook(hook) -> bool:
+def _is_hook(hook, cls) -> bool:
     """Whether a ``custom_hooks`` entry (a config dict or a built hook) is a
-    :class:`CheckpointFitHook`."""
+    ``cls``."""
     if isinstance(hook, Hook):
-        return isinstance(hook, CheckpointFitHook)
-    return hook.get('type') in ('CheckpointFitHook', 'mmseg.CheckpointFitHook',
-                                CheckpointFitHook)
+        return isinstance(hook, cls)
+    return hasattr(
+        hook, 'get') and hook.get('type') in (cls.__name__,
+                                              f'mmseg.{cls.__name__}', cls)
+
+
+def _is_fit_hook(hook) -> bool:
+    return _is_hook(hook, CheckpointFitHook)
+
+
+def lists_hook(cfg, cls) -> bool:
+    """Whether ``cfg.custom_hooks`` lists a hook of class ``cls``."""
+    return any(_is_hook(h, cls) for h in cfg.get('custom_hooks') or [])
 
 
 def _asks_partial(hook) -> bool:

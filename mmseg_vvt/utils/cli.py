@@ -60,11 +60,14 @@ def load_config(path: PathLike,
 
     Refused with a :class:`BadInputError` naming the file: a path that is
     not a file, a file mmengine cannot read (not .py/.json/.yaml, a syntax
-    error, an exception raised while it runs, a missing ``_base_``), a
-    config without the ``require``d top-level keys, options that cannot be
-    merged, a VVT backbone whose ``arch`` is not a preset or a well-formed
+    error, an exception raised while it runs, a missing ``_base_``, a
+    ``custom_imports`` module that is not installed), a config without the
+    ``require``d top-level keys, options that cannot be merged, a VVT
+    backbone with keys VVT does not take (another backbone's, merged in
+    without ``_delete_``), whose ``arch`` is not a preset or a well-formed
     dict or that would be handed a ``pretrained`` (VVT takes its weights
-    from ``init_cfg``), a MaskFormer / Mask2Former head without mmdet
+    from ``init_cfg``), a neck / head list entry without a ``type`` (a
+    list written over a base's list), a MaskFormer / Mask2Former head without mmdet
     installed, a neck or head whose input widths are not the VVT's
     (:func:`check_vvt_widths`) and, for the dataloaders named in ``data``
     (e.g. ``('train_dataloader', 'val_dataloader')``: the ones the tool
@@ -85,11 +88,7 @@ def load_config(path: PathLike,
         missing = _missing_module(err)
         if missing is not None:
             # mmengine's message for custom_imports is a dump of sys.path
-            hint = ' (mim install mmdet)' if missing == 'mmdet' else ''
-            raise BadInputError(
-                f'config {path} imports module {missing!r}, which is not '
-                f'installed{hint}: install it, or take it out of the '
-                "config's custom_imports") from err
+            raise BadInputError(_missing_module_text(path, missing)) from err
         raise BadInputError(f'config {path} cannot be read as an mmengine '
                             f'config: {_describe(err)}') from err
     if cfg_options:
@@ -108,8 +107,9 @@ def load_config(path: PathLike,
         raise BadInputError(f'config {path} has no {" / ".join(missing)} '
                             f'entry; expected {kind}')
     if 'model' in cfg:
-        _check_vvt_arch(cfg.model, path)
+        # keys first: another backbone's `arch` is not a VVT preset
         _check_vvt_keys(cfg.model, path)
+        _check_vvt_arch(cfg.model, path)
         _check_vvt_pretrained(cfg.model, path)
         _check_untyped_list_entries(cfg.model, path)
         _check_mmdet_heads(cfg.model, path)
@@ -179,15 +179,36 @@ def _check_vvt_arch(model_cfg, path: str) -> None:
 
 
 def _missing_module(err: BaseException) -> Optional[str]:
-    # the top-level name of a module an import did not find, anywhere in
-    # the chain of causes (mmengine wraps it in two ImportErrors)
+    # the name of a module an import did not find, anywhere in the chain of
+    # causes (mmengine wraps it in two ImportErrors)
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, ModuleNotFoundError) and err.name:
-            return err.name.split('.')[0]
+            return err.name
         err = err.__cause__ or err.__context__
     return None
+
+
+# installed with `mim install NAME` (they build against torch and mmcv)
+OPENMMLAB_PACKAGES = ('mmcv', 'mmdet', 'mmengine', 'mmpretrain', 'mmseg')
+
+
+def _missing_module_text(path: str, missing: str) -> str:
+    import importlib.util
+    top = missing.split('.')[0]
+    try:
+        installed = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        installed = False
+    if installed:  # a misspelt submodule, or one the package itself needs
+        return (f'config {path}: its custom_imports fail: no module named '
+                f'{missing!r}, though {top!r} is installed (a misspelt '
+                f'module in custom_imports, or one that {top!r} needs)')
+    hint = f' (mim install {top})' if top in OPENMMLAB_PACKAGES else ''
+    return (f'config {path} imports module {missing!r}, but {top!r} is not '
+            f'installed{hint}: install it, or take it out of the config\'s '
+            'custom_imports')
 
 
 def _check_vvt_keys(model_cfg, path: str) -> None:
@@ -203,7 +224,7 @@ def _check_vvt_keys(model_cfg, path: str) -> None:
         name for name in inspect.signature(VVT.__init__).parameters
         if name != 'self'
     ]
-    # `pretrained` has its own message (_check_vvt_pretrained)
+    # (VVT takes `pretrained` only to refuse it: _check_vvt_pretrained)
     extra = sorted(set(backbone) - set(takes) - {'type', '_delete_'})
     if extra:
         raise BadInputError(
@@ -299,36 +320,42 @@ def check_optimizer_constructor(cfg, where: str = 'config') -> None:
             'weight_decay=0.01)) (the UperNet recipe)')
 
 
-_PADDING_WARNED = set()  # the hook and the tools warn once per config
+def _pretrained(init_cfg) -> bool:
+    # one init_cfg or a list of them; only 'Pretrained' loads weights
+    return any(
+        hasattr(c, 'get') and _type_name(c.get('type')) == 'Pretrained'
+        for c in (_seq(init_cfg) or [init_cfg]))
 
 
 def scratch_padding_warning(cfg, where: str = 'config') -> Optional[str]:
     """The warning for a VVT trained from random weights on crops padded
-    with 0 (``model.data_preprocessor.pad_val``, mmseg's default), or
-    None; each config file is warned about once per process (the tools and
-    :class:`~mmseg_vvt.engine.VVTConfigCheckHook` both ask).
+    with 0 (``model.data_preprocessor.pad_val``, mmseg's default), or None.
 
-    With VVT's zero-initialised biases a zero-padded region gives
-    constant tokens to the LayerNorms of stage 1, and the first steps'
-    gradients grow by their ``1/sqrt(eps)`` per norm (docs/training.md,
-    "Training without the ImageNet checkpoints").
+    Random weights: no ``Pretrained`` ``init_cfg``, no ``load_from``, and
+    no checkpoint for ``resume`` to find in ``work_dir``. With VVT's
+    zero-initialised biases a zero-padded region gives constant tokens to
+    the LayerNorms of stage 1, and the first steps' gradients grow by their
+    ``1/sqrt(eps)`` per norm (docs/training.md, "Training without the
+    ImageNet checkpoints").
     """
     backbone = vvt_backbone(cfg.get('model'))
-    if backbone is None or backbone.get('init_cfg') is not None or \
-            cfg.get('load_from') or cfg.get('resume'):
+    if backbone is None or _pretrained(backbone.get('init_cfg')) or \
+            cfg.get('load_from'):
         return None
+    if cfg.get('resume') and cfg.get('work_dir'):
+        from mmengine.runner import find_latest_checkpoint
+        if find_latest_checkpoint(cfg.work_dir):  # resumed, not random
+            return None
     preprocessor = segmentor_cfg(cfg.model).get('data_preprocessor')
-    key = getattr(cfg, 'filename', None) or where
-    if not hasattr(preprocessor, 'get') or \
-            preprocessor.get('pad_val', 0) != 0 or key in _PADDING_WARNED:
+    if not hasattr(preprocessor, 'get') or preprocessor.get('pad_val', 0) != 0:
         return None
-    _PADDING_WARNED.add(key)
-    return (f'{where}: VVT starts from random weights (model.backbone.'
-            'init_cfg is None, no load_from) and training crops are padded '
-            'with model.data_preprocessor.pad_val=0: on zero padding the '
-            "first steps' gradients reach 1e6-1e19 (NaN losses with SGD). "
-            'Set model.data_preprocessor.pad_val=-1, as the demo config does '
-            '(docs/training.md, "Training without the ImageNet checkpoints")')
+    return (f'{where}: VVT starts from random weights (no Pretrained '
+            'model.backbone.init_cfg, no load_from) and the data '
+            'preprocessor pads training crops with model.data_preprocessor.'
+            "pad_val=0: on zero padding the first steps' gradients reach "
+            '1e6-1e19 (NaN losses with SGD). Set model.data_preprocessor.'
+            'pad_val=-1, as the demo config does (docs/training.md, '
+            '"Training without the ImageNet checkpoints")')
 
 
 def check_vvt_arch(arch, name: str = '--arch'):

@@ -482,10 +482,10 @@ def test_train_py_refuses_layer_decay_for_vvt_in_one_line(
 
 def test_train_py_warns_once_of_zero_padding_from_random_weights(trained):
     # the fixture trains from random weights (init_cfg=None) with the ADE20K
-    # configs' pad_val=0; train.py and VVTConfigCheckHook both check it
-    warning = ('VVT starts from random weights (model.backbone.init_cfg is '
-               'None, no load_from) and training crops are padded with '
-               'model.data_preprocessor.pad_val=0')
+    # configs' pad_val=0; its VVTConfigCheckHook says it, train.py not again
+    warning = ('VVT starts from random weights (no Pretrained model.backbone.'
+               'init_cfg, no load_from) and the data preprocessor pads '
+               'training crops with model.data_preprocessor.pad_val=0')
     assert trained['log'].count(warning) == 1, trained['log'][-3000:]
     assert f"config {trained['cfg']}: {warning}" in trained['log']
 
@@ -648,8 +648,14 @@ def test_mmseg_config_with_vvt_backbone_trains(ade_root, tmp_path):
         DROPIN_TEMPLATE.format(
             arch=TINY_ARCH, widths=TINY_ARCH['embed_dims'], root=ade_root))
     work_dir = str(tmp_path / 'work')
-    run([PYTHON, TRAIN, str(cfg), '--work-dir', work_dir])
+    proc = run([PYTHON, TRAIN, str(cfg), '--work-dir', work_dir])
     ckpt = load_ckpt(osp.join(work_dir, 'iter_2.pth'))
+    # random weights, mmseg's pad_val=0 and no VVTConfigCheckHook listed:
+    # train.py says it, once, into the run's log file too
+    (log, ) = glob.glob(osp.join(work_dir, '*', '*.log'))
+    for text in (proc.stdout, open(log).read()):
+        assert text.count(f'config {cfg}: VVT starts from random weights') \
+            == 1, text[-3000:]
     assert any(
         k.startswith('backbone.block1.0.attn.') for k in ckpt['state_dict'])
     assert 'decode_head.fusion_conv.conv.weight' in ckpt['state_dict']
@@ -1143,6 +1149,18 @@ def test_launcher_this_machine_cannot_run_is_one_line(ade_root, tmp_path,
         'CPU-only distributed runs need --launcher pytorch (torchrun, e.g. '
         'tools/dist_train.sh CONFIG NPROC).')
     assert 'Traceback' not in proc.stdout
+    # --cfg-options launcher=... has the last word, as in mmseg's tools
+    # (was: checked as --launcher's 'none', then mmengine's KeyError)
+    proc = run([
+        PYTHON, TRAIN if tool == 'train' else TEST, *args, '--cfg-options',
+        'launcher=pytorch', '--work-dir',
+        str(tmp_path / 'w')
+    ],
+               check=False)
+    assert proc.returncode == 1
+    assert proc.stdout.strip().splitlines()[-1].startswith(
+        "error: --launcher pytorch expects the environment variables ['RANK'"
+    ), proc.stdout[-2000:]
 
 
 def test_persistent_workers_without_workers_is_one_line(ade_root, tmp_path):

@@ -381,8 +381,8 @@ def test_mmseg_own_configs_pass_the_class_check_and_refuse_vvt_as_is():
         except BadInputError as err:
             # configs that need packages not installed here
             assert re.search(
-                r"cannot be read as an mmengine config|imports module "
-                r"'(mmdet|mmpretrain)', which is not installed|but mmdet is "
+                r"cannot be read as an mmengine config|, but "
+                r"'(mmdet|mmpretrain)' is not installed|but mmdet is "
                 r'not installed', str(err)), err
             continue
         checked += 1
@@ -1052,6 +1052,15 @@ def test_a_backbone_merged_without_delete_names_the_old_keys(tmp_path):
     model['backbone']['_delete_'] = True
     assert load_config(_drop_in(tmp_path / 'ok.py', base,
                                 model)).model.backbone.type == 'VVT'
+    # a base backbone with an `arch` of its own (ConvNeXt's 'base'): the
+    # keys are named, not "Unknown VVT arch 'base'"
+    convnext = tmp_path / 'convnext_vvt.py'
+    convnext.write_text("model = dict(backbone=dict(type='VVT', arch='base', "
+                        'layer_scale_init_value=1.0))\n')
+    with pytest.raises(
+            BadInputError,
+            match=r"has \['layer_scale_init_value'\], which VVT"):
+        load_config(convnext)
 
 
 def test_a_list_of_heads_without_types_says_lists_are_replaced(tmp_path):
@@ -1081,58 +1090,89 @@ def test_a_list_of_heads_without_types_says_lists_are_replaced(tmp_path):
         'in_channels=...)')
 
 
-@pytest.mark.parametrize('module', ['mmdet', 'not_a_module_here'])
+@pytest.mark.parametrize('module, said', [
+    ('mmdet', "imports module 'mmdet.models', but 'mmdet' is not installed "
+     "(mim install mmdet): install it, or take it out of the config's "
+     'custom_imports'),
+    ('not_a_module_here', "imports module 'not_a_module_here.models', but "
+     "'not_a_module_here' is not installed: install it, or take it out "
+     "of the config's custom_imports"),
+    ('mmseg_vvt', ": its custom_imports fail: no module named "
+     "'mmseg_vvt.models', though 'mmseg_vvt' is installed (a misspelt "
+     "module in custom_imports, or one that 'mmseg_vvt' needs)"),
+])
 def test_a_custom_import_that_is_not_installed_is_named(
-        tmp_path, monkeypatch, module):
+        tmp_path, monkeypatch, module, said):
     # was: mmengine's ImportError with a dump of sys.path and "set
     # PYTHONPATH", also for the Mask2Former recipe without mmdet
     import sys
-    monkeypatch.setitem(sys.modules, module, None)  # absent, installed or not
+    if module == 'mmseg_vvt':  # installed, the submodule misspelt
+        monkeypatch.setitem(sys.modules, 'mmseg_vvt.models', None)
+    else:  # absent, whether installed here or not
+        monkeypatch.setitem(sys.modules, module, None)
     path = tmp_path / 'm2f.py'
-    path.write_text(f"custom_imports = dict(imports=['{module}.models', "
-                    "'mmseg_vvt'], allow_failed_imports=False)\n"
+    path.write_text(f"custom_imports = dict(imports=['{module}.models'], "
+                    'allow_failed_imports=False)\n'
                     "model = dict(type='EncoderDecoder')\n")
-    hint = ' (mim install mmdet)' if module == 'mmdet' else ''
     with pytest.raises(BadInputError) as info:
         load_config(path)
-    assert str(info.value) == (
-        f"config {path} imports module {module!r}, which is not installed"
-        f"{hint}: install it, or take it out of the config's custom_imports")
+    assert str(info.value) == f'config {path}' + ('' if said.startswith(':')
+                                                  else ' ') + said
 
 
-@pytest.mark.parametrize('change, warned', [
-    ({}, True),
-    ({
-        'model.data_preprocessor.pad_val': -1
-    }, False),
-    ({
-        'model.data_preprocessor': None
-    }, False),
-    ({
-        'load_from': 'work/iter_8.pth'
-    }, False),
-    ({
-        'resume': True
-    }, False),
-    ({
-        'model.backbone.init_cfg': dict(type='Pretrained', checkpoint='x.pth')
-    }, False),
-    ({
-        'model.backbone.type': 'MixVisionTransformer'
-    }, False),
-])
+@pytest.mark.parametrize(
+    'change, warned',
+    [
+        ({}, True),
+        ({
+            'model.backbone.init_cfg': dict(type='TruncNormal', std=0.02)
+        }, True),
+        ({
+            'resume': True
+        }, True),  # nothing in work_dir to resume from
+        ({
+            'model.data_preprocessor.pad_val': -1
+        }, False),
+        ({
+            'model.data_preprocessor': None
+        }, False),
+        ({
+            'load_from': 'work/iter_8.pth'
+        }, False),
+        ({
+            'model.backbone.init_cfg': dict(
+                type='Pretrained', checkpoint='x.pth')
+        }, False),
+        ({
+            'model.backbone.init_cfg': [
+                dict(type='Constant', val=1),
+                dict(type='mmseg.Pretrained', checkpoint='x.pth')
+            ]
+        }, False),
+        ({
+            'model.backbone.type': 'MixVisionTransformer'
+        }, False),
+    ])
 def test_scratch_padding_warning_only_for_random_vvt_on_zero_pad(
-        monkeypatch, change, warned):
-    from mmseg_vvt.utils import cli
-    monkeypatch.setattr(cli, '_PADDING_WARNED', set())
-    cfg = Config(dict(model=tiny_segmentor()))
+        tmp_path, change, warned):
+    from mmseg_vvt.utils.cli import scratch_padding_warning
+    cfg = Config(dict(model=tiny_segmentor(), work_dir=str(tmp_path)))
     cfg.merge_from_dict(change)
-    got = cli.scratch_padding_warning(cfg, 'config a.py')
+    got = scratch_padding_warning(cfg, 'config a.py')
     assert (got is not None) == warned, got
     if warned:
         assert got.startswith('config a.py: VVT starts from random weights')
-        # once per config
-        assert cli.scratch_padding_warning(cfg, 'config a.py') is None
+        assert 'Set model.data_preprocessor.pad_val=-1' in got
+
+
+def test_scratch_padding_warning_not_for_a_run_that_resumes(tmp_path):
+    # mmengine's resume finds its checkpoint through last_checkpoint
+    from mmseg_vvt.utils.cli import scratch_padding_warning
+    cfg = Config(
+        dict(model=tiny_segmentor(), work_dir=str(tmp_path), resume=True))
+    (tmp_path / 'iter_4.pth').write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
+    assert scratch_padding_warning(cfg) is None
 
 
 def test_layer_decay_constructor_refused_only_for_vvt():
