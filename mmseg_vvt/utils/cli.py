@@ -67,8 +67,9 @@ def load_config(path: PathLike,
     without ``_delete_``), whose ``arch`` is not a preset or a well-formed
     dict or that would be handed a ``pretrained`` (VVT takes its weights
     from ``init_cfg``), a neck / head list entry without a ``type`` (a
-    list written over a base's list), a MaskFormer / Mask2Former head without mmdet
-    installed, a neck or head whose input widths are not the VVT's
+    list written over a base's list), a MaskFormer / Mask2Former head
+    without mmdet installed, a neck or head whose input widths are not the
+    VVT's
     (:func:`check_vvt_widths`) and, for the dataloaders named in ``data``
     (e.g. ``('train_dataloader', 'val_dataloader')``: the ones the tool
     runs), heads with fewer classes than their datasets
