@@ -653,3 +653,84 @@ def test_bf16_autocast_on_cpu_at_512():
     assert all(torch.isfinite(o).all() for o in outs)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_eval_with_gradients_applies_no_stochastic_depth():
+    # kills vvt.py drop_probs() without its `self.training` test: an eval
+    # forward that needs gradients (grad-enabled, e.g. saliency) takes the
+    # training kernels, and must still keep every branch
+    torch.manual_seed(0)
+    model = VVT(TINY_ARCH, drop_path_rate=0.5).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    for _ in range(2):
+        out = model(x)
+        for a, b in zip(out, ref):
+            torch.testing.assert_close(a.detach(), b, atol=1e-5, rtol=1e-5)
+
+
+def test_mlp_dropout_applies_to_its_output():
+    # kills vvt.py Mlp.forward dropping the dropout after fc2 (the spec:
+    # fc2 -> Dropout); fc2's bias makes an undropped output non-zero
+    torch.manual_seed(0)
+    mlp = vvt_module.Mlp(16, 64, drop=0.5).train()
+    with torch.no_grad():
+        mlp.fc2.bias.fill_(1.0)
+    y = mlp(torch.randn(2, 256, 16), (16, 16))
+    assert 0.4 < (y == 0).float().mean().item() < 0.6
+
+
+def test_non_integer_depths_or_widths_are_refused():
+    # kills vvt.py's arch check without its integral test (1.5 blocks)
+    for key in ('depths', 'embed_dims'):
+        arch = tiny_arch()
+        arch[key] = [arch[key][0] + 0.5] + list(arch[key][1:])
+        with pytest.raises(
+                ValueError, match=rf'arch {key}\[0\] must be a positive int'):
+            VVT(arch)
+
+
+def test_prefix_hint_when_most_keys_are_under_a_prefix():
+    # kills vvt.py _prefix_hint only advising when every key matched: a
+    # segmentor checkpoint missing a few backbone keys still names its prefix
+    model = VVT(TINY_ARCH)
+    sd = {
+        f'backbone.{k}': v
+        for k, v in model.state_dict().items() if not k.startswith('norm4.')
+    }
+    with pytest.raises(CheckpointMismatchError, match="prefix='backbone.'"):
+        vvt_module.load_backbone_state_dict(model, sd)
+
+
+def test_state_dict_unwrapping_only_strips_what_is_there():
+    # kills vvt.py stripping 'module.' when only some keys have it, and
+    # unwrapping a 'model' entry that is not a dict
+    t = torch.zeros(1)
+    mixed = vvt_module.extract_backbone_state_dict({'module.a': t, 'b.c': t})
+    assert set(mixed) == {'module.a', 'b.c'}
+    named = vvt_module.extract_backbone_state_dict({
+        'model':
+        'vvt_tiny',
+        'patch_embed1.proj.weight':
+        t
+    })
+    assert set(named) == {'model', 'patch_embed1.proj.weight'}
+
+
+def test_reduced_key_grid_keeps_rows_and_columns():
+    # kills vicinity_attention.py swapping the reduced grid's height and
+    # width: on a non-square grid with sr_ratio > 1 the keys' position
+    # factors would be those of another grid
+    from mmseg_vvt.models.layers import VicinityAttention
+    attn = VicinityAttention(8, 2, sr_ratio=2)
+    src, kv_hw = attn.keys_values_source(torch.randn(1, 32, 8), (4, 8))
+    assert kv_hw == (2, 4) and src.shape == (1, 8, 8)
+
+
+def test_width_must_divide_into_heads_of_the_reduced_width():
+    # kills vicinity_attention.py checking only embed_dims % num_heads:
+    # 12 channels, 4 heads and fr_ratio 2 give heads of 1.5 channels
+    from mmseg_vvt.models.layers import VicinityAttention
+    with pytest.raises(ValueError, match=r'num_heads x fr_ratio \(4 x 2 = 8'):
+        VicinityAttention(12, 4, fr_ratio=2)

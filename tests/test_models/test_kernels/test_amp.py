@@ -206,3 +206,23 @@ def test_block_joins_its_weights_once_under_autocast(mlp_drop):
         assert ('cat', attn_numel) in module_ops, module_ops
     for name, g, w in zip(dict(block.named_parameters()), grads, module_grads):
         assert torch.equal(g, w), name
+
+
+def test_readable_attention_sums_tokens_in_fp32_under_fp16_autocast():
+    # kills vicinity_attention.py running the readable token sums in q's
+    # dtype: in fp16 the sums over 4096 tokens of large keys overflow
+    # (the readable code runs under implementation('reference'),
+    # torch.compile and tracing)
+    torch.manual_seed(0)
+    attn = VicinityAttention(16, 1).eval()
+    with torch.no_grad():
+        attn.k_proj.bias.fill_(20.0)
+        attn.q_proj.bias.fill_(1.0)
+    x = torch.randn(1, 4096, 16)
+    outs = []
+    for name in ('reference', 'auto'):
+        with torch.no_grad(), implementation(name), torch.autocast(
+                'cpu', dtype=torch.float16):
+            outs.append(attn(x, (64, 64)).float())
+    assert torch.isfinite(outs[0]).all()
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-2, rtol=1e-2)

@@ -250,3 +250,32 @@ def test_in_layout_relabels_size_one_strides_and_copies_other_layouts():
     # already laid out so: the tensor itself
     c = torch.randn(2, 3)
     assert common.in_layout(c, torch.float32, c.stride()) is c
+
+
+def test_cached_factors_made_in_inference_mode_can_train():
+    # kills common.py making the cached position factors (and constants)
+    # inside inference mode: a training step after an inference_mode
+    # forward at the same grid could not save them for backward
+    from mmseg_vvt.models.layers import VicinityAttention
+    common.cached_position_weights.cache_clear()
+    common.cached_full.cache_clear()
+    attn = VicinityAttention(16, 2)
+    x = torch.randn(1, 21, 16)
+    with torch.inference_mode():
+        attn.eval()(x, (3, 7))
+        common.cached_full(1.0, x.device, x.dtype)
+    attn.train()(x, (3, 7)).sum().backward()
+    assert attn.q_proj.weight.grad is not None
+    ones = common.cached_full(1.0, x.device, x.dtype)
+    assert not ones.is_inference()
+    w = torch.ones(1, requires_grad=True)
+    (ones * w).sum().backward()  # saved for backward: not an inference one
+
+
+def test_joined_keeps_mixed_dtypes_under_autocast():
+    # kills common.py casting when any (not all) of the tensors is float32:
+    # groups of other dtypes stay as they are, as the docstring says
+    a, b = torch.randn(2, 3), torch.randn(4, 3, dtype=torch.float16)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = common.joined([[a], [b]], 'cpu')
+    assert [t.dtype for t in out] == [torch.float32, torch.float16]

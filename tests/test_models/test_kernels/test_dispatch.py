@@ -107,3 +107,14 @@ def test_kernels_import_nothing_from_the_modules_that_call_them():
                 assert node.level <= 1, (path.name, names)
                 assert 'layers' not in names and 'backbones' not in names, (
                     path.name, names)
+
+
+def test_triton_training_with_dropout_takes_the_readable_mlp(monkeypatch):
+    # kills dispatch.py letting implementation('triton') train an MLP with
+    # dropout in its kernel, which has none: dropout would be lost
+    from mmseg_vvt.models.backbones.vvt import Mlp
+    from mmseg_vvt.models.kernels import dispatch
+    monkeypatch.setattr(dispatch, 'select', lambda *a: 'triton')
+    mlp = Mlp(16, 32, drop=0.5).train()
+    x = torch.randn(1, 12, 16)
+    assert dispatch.mlp(mlp, x, (3, 4), dropout=0.5) is None
