@@ -137,3 +137,27 @@ def test_whole_tensor_block_inference_adds_into_its_input_only_if_given_up(
     assert (got.data_ptr() == x.data_ptr()) == inplace
     if not inplace:
         assert torch.equal(x, x0)
+
+
+def test_band_sizes_count_the_batch(monkeypatch):
+    # kills whole.py sizing bands of tokens / rows without the batch: the
+    # result is the same, but the peak would grow with B
+    t = torch.empty(1, 64, 8)
+    one = 4 * 8 * 4  # bytes of one token's 4d-wide map in fp32, batch 1
+    monkeypatch.setattr(whole, 'ATTENTION_BAND_BYTES', 16 * one)
+    assert len(whole._token_bands(t, torch.float32)) == 4
+    assert len(whole._token_bands(t.expand(2, -1, -1), torch.float32)) == 8
+    from mmseg_vvt.models.backbones.vvt import Mlp
+    mlp = Mlp(4, 8).eval()
+    rows = []
+    real = whole._mlp_rows
+    monkeypatch.setattr(whole, '_mlp_rows',
+                        lambda *a, **k: rows.append(a[3:5]) or real(*a, **k))
+    # two rows of the 8-wide hidden map at batch 1, one at batch 2
+    monkeypatch.setattr(whole, 'MLP_BAND_BYTES', 2 * 6 * 8 * 4)
+    for batch, bands in ((1, 3), (2, 6)):
+        rows.clear()
+        with torch.no_grad():
+            whole.mlp(
+                torch.randn(batch, 6 * 6, 4), (6, 6), mlp.kernel_weights())
+        assert len(rows) == bands, rows
