@@ -183,3 +183,42 @@ def test_pretrained_url_that_runs_code_is_refused(tmp_path, monkeypatch):
         with pytest.raises(UnsafeCheckpointError, match='vvt_tiny.pth'):
             model.init_weights()
     assert not marker.exists()
+
+
+def test_detect_arch_of_every_preset():
+    # kills ckpt_convert.py: one-digit block index regex, 'large' dropped
+    for arch in ('tiny', 'small', 'medium', 'large'):
+        assert detect_vvt_arch(VVT(arch=arch).state_dict()) == arch
+
+
+def test_unexpected_keys_are_refused():
+    # kills ckpt_convert.py: unexpected keys silently dropped
+    sd = dict(VVT(arch='tiny').state_dict())
+    sd['extra.weight'] = torch.zeros(3)
+    with pytest.raises(ValueError) as info:
+        vvt_convert(sd, source='extra.pth')
+    assert str(info.value) == ('extra.pth: not a complete VVT-tiny '
+                               "checkpoint; missing keys [], unexpected "
+                               "keys ['extra.weight']")
+
+
+def test_infinite_weights_are_refused():
+    # kills ckpt_convert.py: only NaN (not inf) weights refused
+    sd = dict(VVT(arch='tiny').state_dict())
+    sd['block2.0.mlp.fc1.weight'] = sd['block2.0.mlp.fc1.weight'].clone()
+    sd['block2.0.mlp.fc1.weight'][0, 0] = float('inf')
+    with pytest.raises(ValueError) as info:
+        vvt_convert(sd, source='inf.pth')
+    assert str(info.value) == ('inf.pth: 1 tensor(s) hold NaN or inf values '
+                               '(block2.0.mlp.fc1.weight); not converted')
+
+
+def test_segmentor_checkpoint_with_head_keys_is_named_as_one():
+    # kills ckpt_convert.py: segmentor hint needing every key on backbone.
+    sd = {f'backbone.{k}': v for k, v in VVT(arch='tiny').state_dict().items()}
+    sd['decode_head.conv_seg.weight'] = torch.zeros(4, 16, 1, 1)
+    with pytest.raises(ValueError) as info:
+        vvt_convert({'state_dict': sd, 'meta': {}}, source='seg.pth')
+    msg = str(info.value)
+    assert msg.startswith('seg.pth: not a VVT backbone state dict')
+    assert "prefix='backbone.'" in msg

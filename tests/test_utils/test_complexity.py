@@ -243,3 +243,113 @@ def test_inplace_gemm_forms_are_counted():
     # addmm_ is a linear layer's GEMM: counted with or without matmuls
     res_off = count_flops(Fused(), (x, w, res, b1, b2), count_matmuls=False)
     assert res_off['by_operator'] == {'addmm_': 5 * 7 * 4}
+
+
+class _SDPA(nn.Module):
+
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+def test_sdpa_counts_value_width_separately():
+    # kills complexity.py: sdpa assuming dv == dq
+    q = torch.randn(2, 3, 5, 7)
+    k, v = torch.randn(2, 3, 6, 7), torch.randn(2, 3, 6, 4)
+    res = count_flops(_SDPA(), (q, k, v))
+    # q k^T: 2*3 x 5x6 x 7; attn v: 2*3 x 5x6 x 4
+    assert res['flops'] == 2 * 3 * 5 * 6 * 7 + 2 * 3 * 5 * 6 * 4 == 1980
+
+
+class _Addmv(nn.Module):
+
+    def forward(self, acc, m, x):
+        return torch.addmv(acc, m, x)
+
+
+def test_addmv_counts_its_matrix_vector_product():
+    # kills complexity.py: addmv handle reading the wrong operand indices
+    res = count_flops(_Addmv(),
+                      (torch.zeros(5), torch.randn(5, 7), torch.randn(7)))
+    assert res['by_operator'] == {'addmv': 5 * 7}
+
+
+def test_einsum_macs_size_one_dimension_broadcasts():
+    # kills complexity.py: einsum index size taken from a size-1 operand
+    assert einsum_macs('bij,bjk->bik', [(5, 3, 4), (1, 4, 6)]) == 360
+    assert einsum_macs('bij,bjk->bik', [(1, 3, 4), (5, 4, 6)]) == 360
+
+
+def test_einsum_macs_implicit_output_with_three_operands():
+    # kills complexity.py: implicit output keeping every index (no sum)
+    # the implicit output is 'il': B C first (20*30*2) then A (10*20*2)
+    assert einsum_macs('ij,jk,kl', [(10, 20), (20, 30), (30, 2)]) == 1600
+
+
+def test_einsum_macs_intermediate_keeps_indices_later_operands_need():
+    # kills complexity.py: intermediates keeping only the output's indices
+    # e,e -> e (5); de,de -> de, not d, as e is still needed (25);
+    # e,de -> d (25)
+    assert einsum_macs('e,de,de,e->d', [[5], [5, 5], [5, 5], [5]]) == 55
+
+
+def test_backbone_complexity_restores_training_flag():
+    # kills complexity.py: backbone_complexity not restoring train/eval
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.5))
+    backbone_complexity(m.eval(), (64, 64))
+    assert not m.training and not m[1].training
+    backbone_complexity(m.train(), (64, 64))
+    assert m.training and m[1].training
+
+
+def test_segmentor_complexity_uses_backbone_in_channels(tmp_path):
+    # kills complexity.py: segmentor input hard-coded to 3 channels
+    cfg = write_tiny_config(tmp_path / 'one_channel.py')
+    res = segmentor_complexity(
+        cfg,
+        shape=(64, 64),
+        cfg_options={
+            'model.backbone.in_channels': 1,
+            'model.data_preprocessor.mean': [127.5],
+            'model.data_preprocessor.std': [64.0],
+            'model.data_preprocessor.bgr_to_rgb': False
+        })
+    assert res['flops'] > 0
+
+
+def test_one_element_shape_means_a_square():
+    # kills complexity.py: _check_shape rejecting a one-element shape
+    res = backbone_complexity(nn.Conv2d(3, 4, 3), (64, ))
+    assert res['shape'] == (64, 64)
+    assert res['flops'] == 62 * 62 * 4 * 3 * 3 * 3
+
+
+class _JitStub:
+    """What the handles read of a ``torch._C.Value``: a complete tensor's
+    sizes, or a constant's value."""
+
+    def __init__(self, sizes=None, value=None):
+        self._sizes, self._value = sizes, value
+
+    def isCompleteTensor(self):
+        return self._sizes is not None
+
+    def type(self):
+        return self
+
+    def sizes(self):
+        return list(self._sizes)
+
+    def toIValue(self):
+        return self._value
+
+
+def test_native_mha_handle_counts_cross_attention():
+    # kills complexity.py: native MHA handle using Nq for the k/v length
+    from mmseg_vvt.utils.complexity import flop_handles
+    handle = flop_handles()['aten::_native_multi_head_attention']
+    q, kv = _JitStub((1, 5, 8)), _JitStub((1, 9, 8))
+    macs = handle([q, kv, kv, _JitStub(value=8)], [_JitStub((1, 5, 8))])
+    e = 8
+    # in-projections of 5 queries + 9 keys + 9 values, out-projection of
+    # the 5 outputs, then q k^T and attn v: 5 x 9 x 8 each
+    assert macs == (5 + 9 + 9) * e * e + 5 * e * e + 2 * 5 * 9 * e == 2512

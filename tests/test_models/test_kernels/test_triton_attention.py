@@ -167,6 +167,9 @@ def test_fused_gated_clamp_equals_gated_clamp(monkeypatch, device, chunks):
     monkeypatch.setattr(common, 'CLAMP_MIN', LO)
     monkeypatch.setattr(common, 'CLAMP_MAX', HI)
     p, gate = _gate_inputs(torch.float64, device)
+    with torch.no_grad():  # and on each bound: the gradient passes there
+        p[0, 0, :4] = torch.tensor([LO, -LO, HI, -HI], dtype=p.dtype)
+        gate[0, 0, 2:4] = 0  # so o + o g stays on the upper bound
     a = p.detach().abs().clamp(LO, HI)
     # inputs on both sides of each bound, and outputs at the upper one
     assert (p.abs() < LO).any() and (p.abs() > HI).any()
