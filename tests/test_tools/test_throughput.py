@@ -149,6 +149,21 @@ def test_inference_throughput_swaps_the_backbone(cfg_file, tmp_path,
     assert got['results']['fp32']['output_finite'] is True
 
 
+def _train(cfg, out, *args):
+    """``throughput.py CFG --train ARGS --out OUT``: the finished process
+    and its fp32 result."""
+    proc = subprocess.run(
+        [sys.executable, TOOL,
+         str(cfg), '--train', *args, '--out',
+         str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, json.load(open(out))['train']['fp32']
+
+
 def test_training_throughput_runs_the_runner_step(tmp_path):
     """--train: train_step with the config's optimizer; images/s from the
     measured iterations, peak memory reported, losses finite."""
@@ -158,17 +173,8 @@ def test_training_throughput_runs_the_runner_step(tmp_path):
         optim_wrapper=dict(
             type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4)))
     out = tmp_path / 'train.json'
-    proc = subprocess.run([
-        sys.executable, TOOL, cfg, '--train', '--shape', '64', '--batch-size',
-        '2', '--iters', '2', '--warmup', '1', '--out',
-        str(out)
-    ],
-                          cwd=ROOT,
-                          capture_output=True,
-                          text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.load(open(out))['train']['fp32']
+    proc, r = _train(cfg, out, '--shape', '64', '--batch-size', '2', '--iters',
+                     '2', '--warmup', '1')
     assert r['optim_wrapper'] == 'OptimWrapper' and r['amp'] is None
     assert len(r['ms_per_iter_samples']) == 2
     total_s = sum(r['ms_per_iter_samples']) / 1e3
@@ -222,19 +228,8 @@ def test_training_throughput_of_a_cascade_says_what_was_padded(tmp_path):
                 type='OptimWrapper', optimizer=dict(type='SGD', lr=1e-3))))
     cfg.model.data_preprocessor.update(size=None, size_divisor=32)
     cfg.dump(str(path))
-    out = tmp_path / 'train.json'
-    proc = subprocess.run([
-        sys.executable, TOOL,
-        str(path), '--train', '--shape', '40', '--batch-size', '1', '--iters',
-        '1', '--warmup', '0', '--out',
-        str(out)
-    ],
-                          cwd=ROOT,
-                          capture_output=True,
-                          text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.load(open(out))['train']['fp32']
+    proc, r = _train(path, tmp_path / 'train.json', '--shape', '40',
+                     '--batch-size', '1', '--iters', '1', '--warmup', '0')
     assert r['shape'] == [40, 40] and r['batch_shape'] == [64, 64]
     assert r['losses_finite'] is True
     assert ('training on cpu: 1 x 3 x 40 x 40 (padded to 64 x 64 by the '
