@@ -69,10 +69,9 @@ def load_config(path: PathLike,
     from ``init_cfg``), a neck / head list entry without a ``type`` (a
     list written over a base's list), a MaskFormer / Mask2Former head
     without mmdet installed, a neck or head whose input widths are not the
-    VVT's
-    (:func:`check_vvt_widths`) and, for the dataloaders named in ``data``
-    (e.g. ``('train_dataloader', 'val_dataloader')``: the ones the tool
-    runs), heads with fewer classes than their datasets
+    VVT's (:func:`check_vvt_widths`) and, for the dataloaders named in
+    ``data`` (e.g. ``('train_dataloader', 'val_dataloader')``: the ones the
+    tool runs), heads with fewer classes than their datasets
     (:func:`check_classes`). All without building the model or the data.
     """
     from mmengine.config import Config
@@ -203,9 +202,9 @@ def _missing_module_text(path: str, missing: str) -> str:
     except (ImportError, ValueError):
         installed = False
     if installed:  # a misspelt submodule, or one the package itself needs
-        return (f'config {path}: its custom_imports fail: no module named '
-                f'{missing!r}, though {top!r} is installed (a misspelt '
-                f'module in custom_imports, or one that {top!r} needs)')
+        return (f'config {path}: no module named {missing!r}, though '
+                f'{top!r} is installed (a misspelt module in the config\'s '
+                f'custom_imports, or one that {top!r} needs)')
     hint = f' (mim install {top})' if top in OPENMMLAB_PACKAGES else ''
     return (f'config {path} imports module {missing!r}, but {top!r} is not '
             f'installed{hint}: install it, or take it out of the config\'s '

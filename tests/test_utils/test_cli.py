@@ -1097,9 +1097,9 @@ def test_a_list_of_heads_without_types_says_lists_are_replaced(tmp_path):
     ('not_a_module_here', "imports module 'not_a_module_here.models', but "
      "'not_a_module_here' is not installed: install it, or take it out "
      "of the config's custom_imports"),
-    ('mmseg_vvt', ": its custom_imports fail: no module named "
-     "'mmseg_vvt.models', though 'mmseg_vvt' is installed (a misspelt "
-     "module in custom_imports, or one that 'mmseg_vvt' needs)"),
+    ('mmseg_vvt', ": no module named 'mmseg_vvt.models', though "
+     "'mmseg_vvt' is installed (a misspelt module in the config's "
+     "custom_imports, or one that 'mmseg_vvt' needs)"),
 ])
 def test_a_custom_import_that_is_not_installed_is_named(
         tmp_path, monkeypatch, module, said):
