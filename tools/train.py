@@ -157,6 +157,7 @@ def main(argv=None):
         cfg.load_from = latest_checkpoint(cfg.work_dir)
     # refuse a checkpoint of another model unless a partial load is asked
     add_checkpoint_fit_hook(cfg, args.allow_partial_checkpoint)
+
     # CPU-only machines: SyncBN -> BN, gloo process group for --launcher
     try:
         adapt_cfg_to_device(cfg, cfg.launcher)  # --cfg-options' say
