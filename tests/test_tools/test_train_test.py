@@ -1137,30 +1137,30 @@ def test_launcher_this_machine_cannot_run_is_one_line(ade_root, tmp_path,
     ckpt = tmp_path / 'model.pth'
     torch.save({'state_dict': {}}, ckpt)
     args = [cfg] if tool == 'train' else [cfg, str(ckpt)]
-    proc = run([
-        PYTHON, TRAIN if tool == 'train' else TEST, *args, '--launcher',
-        'slurm', '--work-dir',
-        str(tmp_path / 'w')
-    ],
-               check=False)
-    assert proc.returncode == 1
-    assert proc.stdout.strip().splitlines()[-1] == (
-        'error: --launcher slurm on a machine without GPUs is not supported: '
-        'CPU-only distributed runs need --launcher pytorch (torchrun, e.g. '
-        'tools/dist_train.sh CONFIG NPROC).')
-    assert 'Traceback' not in proc.stdout
-    # --cfg-options launcher=... has the last word, as in mmseg's tools
-    # (was: checked as --launcher's 'none', then mmengine's KeyError)
-    proc = run([
-        PYTHON, TRAIN if tool == 'train' else TEST, *args, '--cfg-options',
-        'launcher=pytorch', '--work-dir',
-        str(tmp_path / 'w')
-    ],
-               check=False)
-    assert proc.returncode == 1
-    assert proc.stdout.strip().splitlines()[-1].startswith(
-        "error: --launcher pytorch expects the environment variables ['RANK'"
-    ), proc.stdout[-2000:]
+    cases = [
+        (['--launcher',
+          'slurm'], 'error: --launcher slurm on a machine without GPUs is not '
+         'supported: CPU-only distributed runs need --launcher pytorch '
+         '(torchrun, e.g. tools/dist_train.sh CONFIG NPROC).'),
+        # --cfg-options launcher=... has the last word, as in mmseg's tools
+        # (was: checked as --launcher's 'none', then mmengine's KeyError)
+        (['--cfg-options', 'launcher=pytorch'],
+         "error: --launcher pytorch expects the environment variables "
+         "['RANK'"),
+    ]
+    for options, said in cases:
+        proc = run([
+            PYTHON, TRAIN if tool == 'train' else TEST, *args, *options,
+            '--work-dir',
+            str(tmp_path / 'w')
+        ],
+                   check=False)
+        assert proc.returncode == 1
+        last = proc.stdout.strip().splitlines()[-1]
+        # the whole line for slurm; the variables' list begins for pytorch
+        assert last == said if options[0] == '--launcher' else \
+            last.startswith(said), proc.stdout[-2000:]
+        assert 'Traceback' not in proc.stdout
 
 
 def test_persistent_workers_without_workers_is_one_line(ade_root, tmp_path):
